@@ -1,0 +1,1 @@
+"""Recipes, conversion, calibration, validation and .tflite inspection."""
