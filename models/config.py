@@ -1,0 +1,163 @@
+"""Model configs: one frozen dataclass per family, and the size presets of the zoo.
+
+Presets are matched on parameter count, not on width, so that "rnn vs transformer" compares models of the same
+size. The reference shape for the match is REFERENCE_SHAPE: 64 time steps, 16 features, 10 classes. Within a preset,
+every architecture lands within ~15% of the others there (tests/test_models.py holds it to that).
+
+Configs hold only the architecture. The data-dependent numbers (seq_len, num_features, task, num_outputs) are
+arguments of the builder, because the same "lstm/small" is trained on many data sets.
+
+No TensorFlow here: importing a config must stay cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from edgeseq.errors import InputError
+
+RECURRENT_ARCHS: tuple[str, ...] = ("rnn", "lstm", "gru")
+# (seq_len, num_features, num_classes) at which presets are matched and `edgeseq models` counts parameters.
+REFERENCE_SHAPE: tuple[int, int, int] = (64, 16, 10)
+
+
+def _choice(field: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}", did_you_mean(value, allowed))
+
+
+def _positive(field: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{field} must be a positive integer, got {value!r}")
+
+
+def _rate(field: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
+        raise InputError(f"{field} must be a number in [0, 1), got {value!r}")
+
+
+def did_you_mean(value: Any, options: Any) -> str | None:
+    """A hint naming the closest option, or listing them all when nothing is close."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(str(value), options, n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return f"choose from: {', '.join(options)}"
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    arch: str = "lstm"  # which recurrent cell: "rnn" (SimpleRNN), "lstm" or "gru"
+    units: int = 64  # state size per layer; the state is all an RNN carries between steps
+    num_layers: int = 1  # stacked layers; every layer but the last returns sequences
+    dropout: float = 0.0  # Dropout layer after each recurrent layer; keeps the cells plain (cuDNN, step models)
+    bidirectional: bool = False  # off in the zoo: a backward pass needs the whole window and cannot stream
+    unroll: bool = False  # the conversion step rebuilds unrolled when it needs a flat graph (int8)
+    head: str = "last"  # "last": final state feeds the head (streamable); "mean": average over time
+
+    def __post_init__(self) -> None:
+        _choice("arch", self.arch, RECURRENT_ARCHS)
+        _positive("units", self.units)
+        _positive("num_layers", self.num_layers)
+        _rate("dropout", self.dropout)
+        _choice("bidirectional", self.bidirectional, (False, True))
+        _choice("unroll", self.unroll, (False, True))
+        _choice("head", self.head, ("last", "mean"))
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    arch: str = "transformer"  # always "transformer"; kept so a stored dict says what it builds
+    d_model: int = 48  # width of the residual stream; the input is projected F -> d_model
+    num_heads: int = 4  # attention heads; d_model must divide evenly among them
+    num_layers: int = 2  # pre-norm blocks (attention + FFN)
+    ff_dim: int = 96  # hidden width of each block's feed-forward network, 2x d_model by default
+    dropout: float = 0.0  # on the attention and FFN outputs before each residual add
+    attention_dropout: float = 0.0  # on the attention probabilities
+    activation: str = "gelu"  # FFN nonlinearity: "gelu" (tanh approximation, TFLite builtins) or "relu"
+    pos_encoding: str = "sinusoidal"  # "sinusoidal" (no weights, any length <= max_len) or "learned" (max_len x d_model)
+    causal: bool = False  # mask attention to the past: needed for streaming with a KV cache
+    pooling: str = "auto"  # "mean" over time or the "last" token; "auto" = last if causal else mean
+    max_len: int = 256  # longest sequence the positional encoding covers
+    norm_epsilon: float = 1e-5  # LayerNorm epsilon
+
+    def __post_init__(self) -> None:
+        _choice("arch", self.arch, ("transformer",))
+        for name in ("d_model", "num_heads", "num_layers", "ff_dim", "max_len"):
+            _positive(name, getattr(self, name))
+        if self.d_model % self.num_heads:
+            raise InputError(
+                f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}",
+                "pick num_heads among the divisors of d_model",
+            )
+        _rate("dropout", self.dropout)
+        _rate("attention_dropout", self.attention_dropout)
+        _choice("activation", self.activation, ("gelu", "relu"))
+        _choice("pos_encoding", self.pos_encoding, ("sinusoidal", "learned"))
+        _choice("causal", self.causal, (False, True))
+        _choice("pooling", self.pooling, ("auto", "mean", "last"))
+        if not isinstance(self.norm_epsilon, float) or not self.norm_epsilon > 0:
+            raise InputError(f"norm_epsilon must be a positive float, got {self.norm_epsilon!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def resolved_pooling(self) -> str:
+        if self.pooling != "auto":
+            return self.pooling
+        return "last" if self.causal else "mean"
+
+
+ModelConfig = RNNConfig | TransformerConfig
+
+# Widths chosen so every architecture of a preset has about the same parameter count at REFERENCE_SHAPE
+# (see `edgeseq models` for the exact counts): tiny ~3K, small ~39K, base ~230K.
+PRESET_CONFIGS: dict[str, dict[str, ModelConfig]] = {
+    "rnn": {
+        "tiny": RNNConfig(arch="rnn", units=42),
+        "small": RNNConfig(arch="rnn", units=184),
+        "base": RNNConfig(arch="rnn", units=272, num_layers=2, dropout=0.1),
+    },
+    "lstm": {
+        "tiny": RNNConfig(arch="lstm", units=18),
+        "small": RNNConfig(arch="lstm", units=90),
+        "base": RNNConfig(arch="lstm", units=136, num_layers=2, dropout=0.1),
+    },
+    "gru": {
+        "tiny": RNNConfig(arch="gru", units=22),
+        "small": RNNConfig(arch="gru", units=104),
+        "base": RNNConfig(arch="gru", units=156, num_layers=2, dropout=0.1),
+    },
+    "transformer": {
+        "tiny": TransformerConfig(d_model=16, num_heads=2, num_layers=1, ff_dim=32),
+        "small": TransformerConfig(d_model=48, num_heads=4, num_layers=2, ff_dim=96),
+        "base": TransformerConfig(d_model=96, num_heads=4, num_layers=3, ff_dim=192, dropout=0.1),
+    },
+}
+
+
+def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """A JSON-ready dict (training.json stores it); `arch` says which dataclass to rebuild."""
+    if not isinstance(cfg, (RNNConfig, TransformerConfig)):
+        raise InputError(f"not a model config: {type(cfg).__name__}")
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    """Inverse of config_to_dict. Unknown keys are an error, not silently dropped: they mean a newer or foreign file."""
+    if not isinstance(d, dict) or "arch" not in d:
+        raise InputError("model config must be a mapping with an 'arch' key")
+    arch = d["arch"]
+    cls = RNNConfig if arch in RECURRENT_ARCHS else TransformerConfig if arch == "transformer" else None
+    if cls is None:
+        raise InputError(f"unknown architecture {arch!r}", did_you_mean(arch, (*RECURRENT_ARCHS, "transformer")))
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise InputError(f"unknown {arch} config field(s): {', '.join(unknown)}", did_you_mean(unknown[0], sorted(names)))
+    return cls(**d)
