@@ -1,0 +1,243 @@
+"""Training a zoo model on a data set: deterministic, early-stopped, and recorded well enough to reproduce.
+
+Writes `model.keras` and `training.json` into the run directory only after training succeeded; a run directory that
+already holds a model is never overwritten unless the caller says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from edgeseq.errors import InputError
+from edgeseq.fsio import atomic_write_json
+from edgeseq.metrics import metrics_for
+from edgeseq.models.device import precision_policy, select_placement
+
+TRAINING_SCHEMA = "edgeseq.training/1"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 60  # upper bound; early stopping usually ends sooner
+    batch_size: int = 32  # small data sets (JapaneseVowels has 270 samples) need many updates per epoch
+    learning_rate: float = 2e-3  # Adam; halved on plateaus
+    validation_split: float = 0.15  # carved from the training set, stratified for classifiers
+    patience: int = 12  # epochs without val_loss improvement before stopping (best weights restored)
+    seed: int = 0  # seeds Python, NumPy, TF and the validation split
+    mixed_precision: bool = False  # opt-in float16 compute; the head stays float32
+    clipnorm: float = 1.0  # guards RNNs against exploding gradients on long sequences
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise InputError(f"--epochs must be at least 1, got {self.epochs}", "pass --epochs 1 or more")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}", "pass --batch-size 1 or more")
+        if not 0.0 <= self.validation_split < 0.9:
+            raise InputError(
+                f"--validation-split must be in [0, 0.9), got {self.validation_split}", "use e.g. 0.15"
+            )
+        if self.learning_rate <= 0:
+            raise InputError(f"--lr must be positive, got {self.learning_rate}", "use e.g. 0.002")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    model_path: Path
+    record: dict
+
+    @property
+    def test_metrics(self) -> dict:
+        return self.record["test_metrics"]
+
+
+def split_validation(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/validation indices; stratified for classifiers so every class is seen in both."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    if fraction <= 0 or n < 4:
+        return np.arange(n), np.arange(0)
+    if not stratify:
+        order = rng.permutation(n)
+        n_val = max(1, int(round(n * fraction)))
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    train_idx, val_idx = [], []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        n_val = int(round(len(members) * fraction))
+        if len(members) - n_val < 1:
+            n_val = len(members) - 1
+        val_idx.extend(members[:n_val])
+        train_idx.extend(members[n_val:])
+    return np.sort(np.array(train_idx, dtype=np.int64)), np.sort(np.array(val_idx, dtype=np.int64))
+
+
+def prepare_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a directory", "choose a directory path for --out")
+    if (out / "model.keras").exists() and not overwrite:
+        raise InputError(
+            f"{out} already holds a trained model", "choose another --out, or pass --overwrite to replace it"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create run directory {out}: {exc.strerror}", "choose a writable --out") from None
+    return out
+
+
+def train_model(
+    arch: str,
+    dataset: Any,
+    out_dir: str | os.PathLike,
+    *,
+    preset: str = "small",
+    options: TrainOptions = TrainOptions(),
+    overrides: dict | None = None,
+    overwrite: bool = False,
+    progress: Callable[[dict], None] | None = None,
+    gpus: list[str] | None = None,
+) -> TrainResult:
+    """Train `arch`/`preset` on a loaded `Dataset`; write model.keras + training.json into `out_dir`."""
+    options.check()
+    out = prepare_run_dir(out_dir, overwrite)
+
+    from edgeseq.models.zoo import build_model, config_to_dict, get_config
+
+    overrides = dict(overrides or {})
+    cfg = get_config(arch, preset, **overrides)  # validates arch, preset and overrides before any work
+    keras.utils.set_random_seed(options.seed)
+    classification = dataset.task == "classification"
+    tr_idx, va_idx = split_validation(dataset.y_train, options.validation_split, options.seed, classification)
+    x_tr, y_tr = dataset.X_train[tr_idx], dataset.y_train[tr_idx]
+    val = (dataset.X_train[va_idx], dataset.y_train[va_idx]) if len(va_idx) else None
+
+    placement = select_placement(mixed_precision=options.mixed_precision, gpus=gpus)
+    with placement.strategy.scope(), precision_policy(options.mixed_precision):
+        model = build_model(
+            arch,
+            preset,
+            seq_len=dataset.seq_len,
+            num_features=dataset.num_features,
+            task=dataset.task,
+            num_outputs=dataset.output_dim,
+            name=f"{arch}-{preset}",
+            **overrides,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate, clipnorm=options.clipnorm),
+            loss="sparse_categorical_crossentropy" if classification else "mse",
+            metrics=["accuracy"] if classification else ["mae"],
+        )
+
+    monitor = "val_loss" if val is not None else "loss"
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(2, options.patience // 3)),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if progress is not None:
+        callbacks.append(_EpochSink(progress, options.epochs))
+
+    started = time.perf_counter()
+    history = model.fit(
+        x_tr,
+        y_tr,
+        validation_data=val,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    wall_s = time.perf_counter() - started
+
+    test_metrics = evaluate_keras(model, dataset)
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    if not np.all(np.isfinite(hist.get("loss", [0.0]))):
+        raise InputError(
+            "training diverged (loss became NaN or inf)", "lower --lr, or check the data set for extreme values"
+        )
+
+    model_path = out / "model.keras"
+    tmp_path = out / ".model.tmp.keras"
+    model.save(tmp_path)
+    os.replace(tmp_path, model_path)
+    record = {
+        "schema": TRAINING_SCHEMA,
+        "model": {"arch": arch, "preset": preset, "config": config_to_dict(cfg), "overrides": overrides},
+        "dataset": {
+            "name": dataset.name,
+            "task": dataset.task,
+            "seq_len": dataset.seq_len,
+            "num_features": dataset.num_features,
+            "output_dim": dataset.output_dim,
+            "class_names": list(dataset.class_names) if dataset.class_names else None,
+            "n_train": int(len(tr_idx)),
+            "n_val": int(len(va_idx)),
+            "n_test": int(len(dataset.y_test)),
+        },
+        "options": dataclasses.asdict(options),
+        "seed": options.seed,
+        "epochs_run": len(hist.get("loss", [])),
+        "best_epoch": _best_epoch(hist, monitor),
+        "history": hist,
+        "test_metrics": test_metrics,
+        "parameters": int(model.count_params()),
+        "wall_time_s": round(wall_s, 3),
+        "device": placement.describe(),
+        "versions": _versions(),
+        "host": {"machine": platform.machine(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
+    }
+    atomic_write_json(out / "training.json", record)
+    return TrainResult(out_dir=out, model_path=model_path, record=record)
+
+
+def evaluate_keras(model: Any, dataset: Any, batch_size: int = 256) -> dict:
+    """Test-set metrics of a Keras model, in the same terms `edgeseq evaluate` reports for a .tflite."""
+    pred = np.asarray(model.predict(dataset.X_test, batch_size=batch_size, verbose=0), dtype=np.float32)
+    return metrics_for(dataset.task, pred, dataset.y_test)
+
+
+def _best_epoch(hist: dict, monitor: str) -> int | None:
+    values = hist.get(monitor)
+    return int(np.argmin(values)) + 1 if values else None
+
+
+def _versions() -> dict:
+    import tensorflow as tf
+
+    from edgeseq import __version__
+
+    return {"edgeseq": __version__, "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+
+
+def read_training_record(run_dir: str | os.PathLike) -> dict | None:
+    path = Path(run_dir) / "training.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+class _EpochSink(keras.callbacks.Callback):
+    """Forwards one dict per finished epoch to the caller; the CLI decides how to show it."""
+
+    def __init__(self, sink: Callable[[dict], None], epochs: int):
+        super().__init__()
+        self.sink, self.epochs = sink, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.sink({"epoch": epoch + 1, "epochs": self.epochs, **{k: float(v) for k, v in (logs or {}).items()}})

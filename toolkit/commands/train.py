@@ -1,0 +1,111 @@
+"""`edgeseq train`: train a zoo model on a data set and write model.keras + training.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edgeseq.errors import InputError
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """`--set units=64 --set dropout=0.1` -> {"units": 64, "dropout": 0.1}; values are read as JSON when they parse."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {pair!r} is not KEY=VALUE", "write e.g. --set units=64")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+class EpochPrinter:
+    """A rich progress bar on a terminal, one plain line per epoch otherwise (logs, CI)."""
+
+    def __init__(self, title: str, epochs: int):
+        self.title = title
+        self.tty = sys.stderr.isatty()
+        self._progress = None
+        if self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(), transient=False,
+            )
+            self._task = self._progress.add_task(title, total=epochs, info="")
+
+    def __enter__(self) -> EpochPrinter:
+        if self._progress:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress:
+            self._progress.stop()
+
+    def __call__(self, logs: dict) -> None:
+        shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "epochs", "learning_rate"))
+        if self._progress:
+            self._progress.update(self._task, completed=logs["epoch"], info=shown)
+        else:
+            click.echo(f"{self.title} epoch {logs['epoch']}/{logs['epochs']} {shown}", err=True)
+
+
+@click.command()
+@click.option("--model", "arch", required=True, help="Architecture from `edgeseq models` (rnn, lstm, gru, transformer).")
+@click.option("--preset", default="small", show_default=True, help="Size preset: tiny, small, base.")
+@click.option("--dataset", required=True, help="Registered name (see `edgeseq datasets`), NAME:key=value, or a .npz.")
+@click.option("--out", "out_dir", default=None, help="Run directory [default: runs/<model>-<dataset>].")
+@click.option("--epochs", default=60, show_default=True, help="Upper bound; early stopping usually ends sooner.")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--lr", "learning_rate", default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--patience", default=12, show_default=True, help="Early-stopping patience in epochs.")
+@click.option("--validation-split", default=0.15, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--mixed-precision", is_flag=True, help="float16 compute (worth it on GPUs with tensor cores).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. units=64.")
+@click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
+@click.option("--overwrite", is_flag=True, help="Replace a model already in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print training.json to stdout.")
+def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, patience, validation_split, seed,
+          mixed_precision, overrides, data_dir, overwrite, as_json) -> None:
+    """Train a zoo model; writes model.keras and training.json to the run directory."""
+    from edgeseq.datasets import load_dataset
+
+    extra = parse_overrides(overrides)
+    data = load_dataset(dataset, data_dir=data_dir)
+    from edgeseq.models.train import TrainOptions, prepare_run_dir, train_model
+    from edgeseq.models.zoo import get_config
+
+    get_config(arch, preset, **extra)  # fail on a typo before TensorFlow spends time
+    options = TrainOptions(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split,
+        patience=patience, seed=seed, mixed_precision=mixed_precision,
+    )
+    options.check()
+    out_dir = out_dir or f"runs/{arch}-{_slug(data.name)}"
+    prepare_run_dir(out_dir, overwrite)
+    with EpochPrinter(f"{arch}-{preset}", epochs) as printer:
+        result = train_model(arch, data, out_dir, preset=preset, options=options, overrides=extra,
+                             overwrite=overwrite, progress=printer)
+    rec = result.record
+    if as_json:
+        click.echo(json.dumps(rec, indent=2))
+        return
+    metric = ", ".join(f"{k} {v:.4f}" for k, v in rec["test_metrics"].items() if k != "n")
+    click.echo(
+        f"{arch}-{preset} on {data.name}: test {metric}; {rec['parameters']:,} parameters; "
+        f"{rec['epochs_run']} epochs in {rec['wall_time_s']:.1f} s on {rec['device']['kind']}"
+    )
+    click.echo(f"wrote {result.model_path} and {result.out_dir / 'training.json'}")
+
+
+def _slug(name: str) -> str:
+    stem = name.rsplit("/", 1)[-1].removesuffix(".npz")
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-") or "data"
