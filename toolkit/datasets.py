@@ -1,0 +1,151 @@
+"""Data sets by name: `load_dataset("japanese_vowels")`, `load_dataset("adding:length=400")`, `load_dataset("mine.npz")`.
+
+Every loader returns a `Dataset` (X float32 [N, T, F]; y int64 [N] or float32 [N, H]). This module imports numpy only;
+the loaders live in datasets_uea, datasets_forecast, datasets_synthetic, fsdd and datasets_npz.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeseq.datasets_base import Dataset, cache_dir, parse_bool
+from edgeseq.errors import DatasetError
+
+__all__ = ["Dataset", "load_dataset", "list_datasets", "parse_spec", "cache_dir", "REGISTRY"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    task: str
+    loader: str  # "module:function" under edgeseq, imported on use
+    params: dict[str, Any]  # parameter -> default (its type is the parameter's type)
+    source: str
+    license: str
+    summary: str
+
+
+REGISTRY: dict[str, Entry] = {e.name: e for e in (
+    Entry("basic_motions", "classification", "datasets_uea:load_basic_motions", {"normalize": True},
+          "UEA archive (aeon 1.6.0)", "BSD-3-Clause; cite UEA", "smart-watch IMU, 4 activities"),
+    Entry("japanese_vowels", "classification", "datasets_uea:load_japanese_vowels",
+          {"normalize": True, "padding": "pre"},
+          "UEA archive (aeon 1.6.0)", "BSD-3-Clause; cite UEA", "12 LPC coefficients, 7-29 frames, 9 speakers"),
+    Entry("fsdd", "classification", "fsdd:load_fsdd", {"normalize": True},
+          "FSDD v1.0.10 (download)", "CC BY-SA 4.0", "spoken digits, 32 log-mel bands x 49 frames"),
+    Entry("electricity", "regression", "datasets_forecast:load_electricity",
+          {"window": 48, "horizon": 1, "test_fraction": 0.2},
+          "pmdarima 2.1.1 `taylor`", "MIT; cite Taylor 2003", "half-hourly demand, England & Wales 2000"),
+    Entry("adding", "regression", "datasets_synthetic:load_adding",
+          {"length": 100, "n_train": 5000, "n_test": 1000, "seed": 0},
+          "generated", "n/a", "adding problem (Hochreiter & Schmidhuber 1997)"),
+)}
+ALIASES = {"basicmotions": "basic_motions", "japanesevowels": "japanese_vowels", "taylor": "electricity",
+           "free_spoken_digits": "fsdd", "adding_problem": "adding"}
+
+
+def _is_path(spec: str) -> bool:
+    return spec.lower().endswith(".npz") or os.sep in spec or Path(spec).is_file()
+
+
+def _convert(name: str, key: str, value: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return parse_bool(key, value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        kind = type(default).__name__
+        raise DatasetError(f"{name}: parameter '{key}' must be {kind}, got {value!r}",
+                           f"e.g. {name}:{key}={default}") from None
+    return value
+
+
+def parse_spec(spec: str) -> tuple[Entry, dict[str, Any]]:
+    """'adding:length=400,seed=1' -> (registry entry, all parameters with defaults filled in)."""
+    head, _, tail = spec.strip().partition(":")
+    key = head.strip().lower().replace("-", "_")
+    entry = REGISTRY.get(ALIASES.get(key, key))
+    if entry is None:
+        raise DatasetError(f"unknown data set {head!r} (known: {', '.join(REGISTRY)})",
+                           "run `edgeseq datasets`, or pass the path of an .npz file")
+    params = dict(entry.params)
+    for item in filter(None, (p.strip() for p in tail.split(","))):
+        k, eq, v = item.partition("=")
+        k = k.strip().replace("-", "_")
+        if not eq or k not in entry.params:
+            accepted = ", ".join(f"{p}={d}" for p, d in entry.params.items())
+            raise DatasetError(f"{entry.name}: unknown parameter {item!r} (accepted: {accepted})",
+                               f"write {entry.name}:key=value[,key=value]")
+        params[k] = _convert(entry.name, k, v.strip(), entry.params[k])
+    return entry, params
+
+
+def canonical_name(entry: Entry, params: dict[str, Any]) -> str:
+    """The registered name plus the parameters that differ from their defaults: reloading it gives the same data."""
+    changed = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()
+               if v != entry.params[k]]
+    return entry.name + (":" + ",".join(changed) if changed else "")
+
+
+def _loader(entry: Entry):
+    module, func = entry.loader.split(":")
+    return getattr(importlib.import_module(f"edgeseq.{module}"), func)
+
+
+def load_dataset(spec: str, *, data_dir: str | None = None) -> Dataset:
+    """Load a registered data set (optionally with parameters) or a user .npz file (see README 'Data sets').
+
+    `data_dir` only matters for data sets read from disk (fsdd): a folder holding `fsdd/recordings` or `recordings`.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise DatasetError("empty data set name", "run `edgeseq datasets` to list them")
+    if _is_path(spec):
+        from edgeseq.datasets_npz import load_user_npz
+
+        return load_user_npz(spec)
+    entry, params = parse_spec(spec)
+    kwargs = dict(params)
+    if entry.name == "fsdd":
+        kwargs["data_dir"] = data_dir
+    ds = _loader(entry)(**kwargs)
+    name = canonical_name(entry, params)
+    meta = {**ds.meta, "spec": name, "params": params}
+    return dataclasses.replace(ds, name=name, meta=meta)
+
+
+def _shape_info(entry: Entry, data_dir: str | None) -> dict[str, Any]:
+    p = entry.params
+    if entry.name == "adding":
+        return {"train_shape": [p["n_train"], p["length"], 2], "test_shape": [p["n_test"], p["length"], 2],
+                "num_classes": None, "output_dim": 1, "status": "generated"}
+    if entry.name == "fsdd":
+        from edgeseq import fsdd
+
+        try:
+            rec = fsdd.find_recordings(data_dir)
+        except DatasetError:
+            rec = None
+        return {"train_shape": list(fsdd.SHAPES["train"]), "test_shape": list(fsdd.SHAPES["test"]),
+                "num_classes": 10, "output_dim": 10,
+                "status": f"available ({rec})" if rec else "not downloaded"}
+    ds = load_dataset(entry.name)
+    return {"train_shape": list(ds.X_train.shape), "test_shape": list(ds.X_test.shape),
+            "num_classes": ds.num_classes, "output_dim": ds.output_dim, "status": "bundled"}
+
+
+def list_datasets(*, data_dir: str | None = None) -> list[dict]:
+    """One row per registered data set (default parameters): name, task, shapes, classes, source, license, status."""
+    rows = []
+    for entry in REGISTRY.values():
+        info = _shape_info(entry, data_dir)
+        rows.append({"name": entry.name, "task": entry.task, **info, "source": entry.source,
+                     "license": entry.license, "params": dict(entry.params), "summary": entry.summary})
+    return rows

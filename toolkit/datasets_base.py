@@ -1,0 +1,102 @@
+"""The `Dataset` record every loader returns, plus the small helpers loaders share (numpy only, no TensorFlow)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeseq.errors import DatasetError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One train/test split of sequences, ready for a model: X is float32 [N, T, F].
+
+    Classification: y is int64 [N] in [0, num_classes). Regression: y is float32 [N, H] (H = horizon, >= 1).
+    `meta` is JSON-serializable: source, license, citation, preprocessing (and normalization statistics), params.
+    """
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int | None = None
+    class_names: tuple[str, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.X_train.shape[2])
+
+    @property
+    def output_dim(self) -> int:
+        if self.task == "classification":
+            return int(self.num_classes)
+        return int(self.y_train.shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (self.seq_len, self.num_features)
+
+    def __repr__(self) -> str:
+        return (f"Dataset(name={self.name!r}, task={self.task!r}, train={list(self.X_train.shape)}, "
+                f"test={list(self.X_test.shape)}, output_dim={self.output_dim})")
+
+
+def bundled(filename: str) -> Path:
+    """Path of a file shipped in edgeseq's package data."""
+    return DATA_DIR / filename
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cache_dir() -> Path:
+    """edgeseq's user cache: $EDGESEQ_CACHE_DIR, else $XDG_CACHE_HOME/edgeseq, else ~/.cache/edgeseq."""
+    explicit = os.environ.get("EDGESEQ_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "edgeseq"
+
+
+def standardize(train: np.ndarray, test: np.ndarray, mask_train: np.ndarray | None = None,
+                mask_test: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Z-score the last axis with train-set statistics. Masked-out (padding) steps stay exactly zero.
+
+    Returns the new arrays and {"mean": [...], "std": [...]} (std of a constant feature is taken as 1).
+    """
+    flat = train.reshape(-1, train.shape[-1]) if mask_train is None else train[mask_train]
+    mean = flat.mean(axis=0, dtype=np.float64)
+    std = flat.std(axis=0, dtype=np.float64)
+    std = np.where(std > 1e-12, std, 1.0)
+    out = []
+    for x, m in ((train, mask_train), (test, mask_test)):
+        z = ((x - mean) / std).astype(np.float32)
+        if m is not None:
+            z[~m] = 0.0
+        out.append(z)
+    return out[0], out[1], {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def parse_bool(key: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise DatasetError(f"parameter '{key}' must be true or false, got {value!r}", f"write {key}=true or {key}=false")
