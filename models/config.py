@@ -26,7 +26,9 @@ REFERENCE_SHAPE: tuple[int, int, int] = (64, 16, 10)
 
 def _choice(field: str, value: Any, allowed: tuple[Any, ...]) -> None:
     if value not in allowed:
-        raise InputError(f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}", did_you_mean(value, allowed))
+        raise InputError(
+            f"{field}={value!r} is not one of {', '.join(map(repr, allowed))}", did_you_mean(value, allowed)
+        )
 
 
 def _positive(field: str, value: Any) -> None:
@@ -53,7 +55,7 @@ class RNNConfig:
     arch: str = "lstm"  # which recurrent cell: "rnn" (SimpleRNN), "lstm" or "gru"
     units: int = 64  # state size per layer; the state is all an RNN carries between steps
     num_layers: int = 1  # stacked layers; every layer but the last returns sequences
-    dropout: float = 0.0  # Dropout layer after each recurrent layer; keeps the cells plain (cuDNN, step models)
+    dropout: float = 0.0  # a Dropout layer after each recurrent layer; keeps the cells plain for step models
     bidirectional: bool = False  # off in the zoo: a backward pass needs the whole window and cannot stream
     unroll: bool = False  # the conversion step rebuilds unrolled when it needs a flat graph (int8)
     head: str = "last"  # "last": final state feeds the head (streamable); "mean": average over time
@@ -77,8 +79,8 @@ class TransformerConfig:
     ff_dim: int = 96  # hidden width of each block's feed-forward network, 2x d_model by default
     dropout: float = 0.0  # on the attention and FFN outputs before each residual add
     attention_dropout: float = 0.0  # on the attention probabilities
-    activation: str = "gelu"  # FFN nonlinearity: "gelu" (tanh approximation, TFLite builtins) or "relu"
-    pos_encoding: str = "sinusoidal"  # "sinusoidal" (no weights, any length <= max_len) or "learned" (max_len x d_model)
+    activation: str = "gelu"  # FFN nonlinearity: "gelu" (one TFLite GELU op) or "relu" (cheaper in int8)
+    pos_encoding: str = "sinusoidal"  # "sinusoidal" (no weights) or "learned" (adds max_len x d_model)
     causal: bool = False  # mask attention to the past: needed for streaming with a KV cache
     pooling: str = "auto"  # "mean" over time or the "last" token; "auto" = last if causal else mean
     max_len: int = 256  # longest sequence the positional encoding covers
@@ -155,9 +157,13 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     arch = d["arch"]
     cls = RNNConfig if arch in RECURRENT_ARCHS else TransformerConfig if arch == "transformer" else None
     if cls is None:
-        raise InputError(f"unknown architecture {arch!r}", did_you_mean(arch, (*RECURRENT_ARCHS, "transformer")))
+        raise InputError(
+            f"unknown architecture {arch!r}", did_you_mean(arch, (*RECURRENT_ARCHS, "transformer"))
+        )
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise InputError(f"unknown {arch} config field(s): {', '.join(unknown)}", did_you_mean(unknown[0], sorted(names)))
+        raise InputError(
+            f"unknown {arch} config field(s): {', '.join(unknown)}", did_you_mean(unknown[0], sorted(names))
+        )
     return cls(**d)

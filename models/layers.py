@@ -121,7 +121,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.d_model = d_model
         self.head_dim = d_model // self.num_heads
         for name in ("query", "key", "value", "output"):
-            kernel = self.add_weight(name=f"{name}_kernel", shape=(d_model, d_model), initializer="glorot_uniform")
+            kernel = self.add_weight(
+                name=f"{name}_kernel", shape=(d_model, d_model), initializer="glorot_uniform"
+            )
             bias = self.add_weight(name=f"{name}_bias", shape=(d_model,), initializer="zeros")
             setattr(self, f"{name}_kernel", kernel)
             setattr(self, f"{name}_bias", bias)
@@ -175,7 +177,12 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads, "causal": self.causal, "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "causal": self.causal,
+            "dropout": self.dropout,
+        }
 
 
 @keras.saving.register_keras_serializable(package="edgeseq")

@@ -20,9 +20,6 @@ from edgeseq.models.layers import (
     SinusoidalPositionalEncoding,
 )
 
-# The tanh approximation lowers to plain TFLite builtins (MUL/ADD/TANH) on every runtime; erf does not everywhere.
-ACTIVATIONS = {"gelu": "gelu", "relu": "relu"}
-
 
 def build_transformer_body(cfg: TransformerConfig, inputs):
     """Encoder blocks on `inputs` (batch, time, features); returns pooled (batch, d_model) features."""
@@ -48,7 +45,7 @@ def build_transformer_body(cfg: TransformerConfig, inputs):
             h = keras.layers.Dropout(cfg.dropout, name=f"block{i}_drop1")(h)
         x = keras.layers.Add(name=f"block{i}_add1")([x, h])
         h = keras.layers.LayerNormalization(epsilon=cfg.norm_epsilon, name=f"block{i}_norm2")(x)
-        h = keras.layers.Dense(cfg.ff_dim, activation=ACTIVATIONS[cfg.activation], name=f"block{i}_ff1")(h)
+        h = keras.layers.Dense(cfg.ff_dim, activation=cfg.activation, name=f"block{i}_ff1")(h)
         h = keras.layers.Dense(cfg.d_model, name=f"block{i}_ff2")(h)
         if cfg.dropout:
             h = keras.layers.Dropout(cfg.dropout, name=f"block{i}_drop2")(h)

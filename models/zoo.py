@@ -90,7 +90,9 @@ def build_from_config(
     if seq_len is not None and (not isinstance(seq_len, int) or isinstance(seq_len, bool) or seq_len < 1):
         raise InputError(f"seq_len must be a positive integer or None, got {seq_len!r}")
     if task == "classification" and num_outputs < 2:
-        raise InputError("classification needs num_outputs >= 2 classes", "use task='regression' for one output")
+        raise InputError(
+            "classification needs num_outputs >= 2 classes", "use task='regression' for one output"
+        )
 
     inputs = keras.Input(shape=(seq_len, num_features), name="inputs")
     if isinstance(cfg, RNNConfig):
@@ -99,9 +101,10 @@ def build_from_config(
         x = build_transformer_body(cfg, inputs)
     else:
         raise InputError(f"not a model config: {type(cfg).__name__}")
-    x = keras.layers.Dense(num_outputs, name="head")(x)
+    # The head stays float32 under a mixed-precision policy: float16 logits and probabilities lose too much.
+    x = keras.layers.Dense(num_outputs, name="head", dtype="float32")(x)
     if task == "classification":
-        x = keras.layers.Softmax(name="probs")(x)
+        x = keras.layers.Softmax(name="probs", dtype="float32")(x)
     return keras.Model(inputs, x, name=name or cfg.arch)
 
 
@@ -144,7 +147,13 @@ def count_params(
 ) -> int:
     """Trainable + non-trainable parameters of the built model (defaults: the reference shape)."""
     model = build_model(
-        arch, preset, seq_len=seq_len, num_features=num_features, task=task, num_outputs=num_outputs, **overrides
+        arch,
+        preset,
+        seq_len=seq_len,
+        num_features=num_features,
+        task=task,
+        num_outputs=num_outputs,
+        **overrides,
     )
     return int(model.count_params())
 
@@ -171,7 +180,11 @@ def zoo_table() -> list[dict[str, Any]]:
                     "family": "recurrent" if arch in RECURRENT_ARCHS else "attention",
                     "hyperparameters": _key_hyperparameters(cfg),
                     "params": count_params(arch, preset),
-                    "reference_shape": {"seq_len": seq_len, "num_features": num_features, "num_classes": num_classes},
+                    "reference_shape": {
+                        "seq_len": seq_len,
+                        "num_features": num_features,
+                        "num_classes": num_classes,
+                    },
                     "config": config_to_dict(cfg),
                 }
             )
