@@ -1,0 +1,666 @@
+#!/usr/bin/env python3
+"""edgeseq device agent: load one .tflite, time it, print one JSON document on stdout.
+
+This file is pushed to the device and run there by itself, so it imports only the standard library, numpy and a
+TFLite runtime (`ai_edge_litert`, falling back to `tflite_runtime`). It never imports edgeseq, TensorFlow or click
+(tests/test_agent.py proves it). It measures and reports raw samples; statistics are computed on the host.
+Needs Python >= 3.9.
+
+Command line
+------------
+    python3 agent.py --model M.tflite [--expect-sha256 HEX] [--threads N] [--runs N] [--warmup N]
+                     [--max-secs S] [--no-xnnpack] [--input X.npy|X.npz] [--input-dist normal|uniform]
+                     [--seed N] [--runtime auto|ai_edge_litert|tflite_runtime]
+    python3 agent.py --facts          # device facts and runtime only, no model
+    python3 agent.py --version        # prints the agent version and schema
+    --stream ...                      # RESERVED for the streaming (stateful step model) mode; refused today
+
+`--expect-sha256` makes the agent check the file it was given before measuring anything (a truncated or stale
+push is an error, never a measurement). `--max-secs` bounds the timed loop (and the warm-up) by wall time, so
+`--runs` becomes an upper limit. `--no-xnnpack` builds the interpreter with
+`OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES` (XNNPACK is a default delegate of both runtimes).
+Random inputs: float tensors N(0, 1) (or U(-1, 1) with `--input-dist uniform`); integer and bool tensors span the
+dtype's full range. `--input` takes a .npy (one input) or a .npz keyed by input name (or arr_0.. in input order); a
+missing batch axis is added, a larger batch is cut to its first sample, float data fed to an int8/uint8/int16
+input is quantized with the tensor's scale and zero point.
+
+Progress: one line `edgeseq-agent: stage=NAME` per stage on stderr, so a host can tell where a crash happened.
+
+Exit status: 0 ok; 2 bad input/option; 3 model problem (missing, corrupt, checksum, Flex ops, unsupported op);
+4 no runtime; 5 internal error. Errors are JSON on stdout too (`ok: false`).
+
+JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as named)
+---------------------------------------------------------------------------------------
+{
+  "schema": "edgeseq.agent/1", "agent_version": "1.0.0", "ok": true,
+  "model":   {"path", "size_bytes", "sha256", "sha256_verified": bool | null},
+  "runtime": {"name": "ai_edge_litert" | "tflite_runtime", "version", "numpy_version",
+              "threads": int | null, "xnnpack": "default" | "off"},
+  "options": {"runs", "warmup", "max_secs", "threads", "xnnpack", "input", "input_dist", "seed"},
+  "inputs":  [{"name", "index", "shape", "dtype", "quantization": [scale, zero_point], "source"}],
+  "outputs": [{"name", "index", "shape", "dtype"}],
+  "timings_ns": {"import_runtime", "load", "allocate", "first_inference",
+                 "warmup": [int, ...], "invoke": [int, ...]},   # invoke = the timed runs, raw
+  "runs_completed": int, "stopped_by": "runs" | "max_secs",
+  "memory": {"vm_hwm_kb", "vm_rss_kb", "stages": {"start"|"import"|"load"|"allocate"|"end": {"vm_rss_kb",
+             "vm_hwm_kb"}}},                                     # null values where /proc is unreadable
+  "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
+              "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
+  "stream":  null                    # reserved: {"steps", "state_inputs", "step_ns": [...]} in a later version
+}
+Errors: {"schema", "agent_version", "ok": false,
+         "error": {"kind": "input" | "model" | "checksum" | "flex" | "op_unsupported" | "runtime_missing" |
+                           "not_implemented" | "internal",
+                   "message", "hint", "op", "op_version", "stage"},
+         "runtime": {...} | null, "device": {...}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import socket
+import sys
+import time
+
+SCHEMA = "edgeseq.agent/1"
+AGENT_VERSION = "1.0.0"
+
+EXIT_OK, EXIT_INPUT, EXIT_MODEL, EXIT_RUNTIME, EXIT_INTERNAL = 0, 2, 3, 4, 5
+_EXIT_BY_KIND = {
+    "input": EXIT_INPUT,
+    "not_implemented": EXIT_INPUT,
+    "model": EXIT_MODEL,
+    "checksum": EXIT_MODEL,
+    "flex": EXIT_MODEL,
+    "op_unsupported": EXIT_MODEL,
+    "runtime_missing": EXIT_RUNTIME,
+    "internal": EXIT_INTERNAL,
+}
+
+
+class AgentError(Exception):
+    def __init__(self, kind: str, message: str, hint: str | None = None, **extra):
+        super().__init__(message)
+        self.kind, self.message, self.hint, self.extra = kind, message, hint, extra
+
+
+def _stage(name: str) -> None:
+    sys.stderr.write(f"edgeseq-agent: stage={name}\n")
+    sys.stderr.flush()
+
+
+# --------------------------------------------------------------------------------------------- device facts
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _proc_status_kb() -> dict:
+    text = _read("/proc/self/status") or ""
+    out = {"vm_rss_kb": None, "vm_hwm_kb": None}
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            out["vm_rss_kb"] = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            out["vm_hwm_kb"] = int(line.split()[1])
+    return out
+
+
+def device_facts() -> dict:
+    """What a reader needs to know about the machine to trust (or distrust) a figure measured on it."""
+    cpuinfo = _read("/proc/cpuinfo") or ""
+    cpu_model, mhz, hardware = None, None, None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key in ("model name", "processor") and not cpu_model and value and not value.isdigit():
+            cpu_model = value
+        elif key in ("hardware", "model") and not hardware and value and not value.isdigit():
+            hardware = value
+        elif key == "cpu mhz" and mhz is None:
+            try:
+                mhz = float(value)
+            except ValueError:
+                pass
+        elif key == "cpu part" and not cpu_model:
+            cpu_model = f"ARM part {value}"
+    max_mhz = None
+    raw = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if raw and raw.strip().isdigit():
+        max_mhz = int(raw.strip()) / 1000.0
+    raw = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    if raw and raw.strip().isdigit():
+        mhz = int(raw.strip()) / 1000.0
+    board = (_read("/proc/device-tree/model") or "").strip("\x00\n ") or hardware
+    mem_total = None
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            mem_total = int(line.split()[1])
+    os_release = None
+    for line in (_read("/etc/os-release") or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            os_release = line.split("=", 1)[1].strip().strip('"')
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = None
+    return {
+        "hostname": socket.gethostname(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model or platform.processor() or None,
+        "board": board,
+        "cpu_count": os.cpu_count(),
+        "cpus_allowed": allowed,
+        "cpu_mhz": mhz,
+        "cpu_max_mhz": max_mhz,
+        "mem_total_kb": mem_total,
+        "os": platform.system(),
+        "os_release": os_release,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "python_impl": platform.python_implementation(),
+        "libc": " ".join(platform.libc_ver()).strip() or None,
+    }
+
+
+# --------------------------------------------------------------------------------------------- runtime
+def import_runtime(which: str = "auto"):
+    """Return (name, version, module with Interpreter and maybe OpResolverType)."""
+    errors = []
+    order = ["ai_edge_litert", "tflite_runtime"] if which == "auto" else [which]
+    for name in order:
+        try:
+            if name == "ai_edge_litert":
+                import ai_edge_litert
+                from ai_edge_litert import interpreter as mod
+
+                version = getattr(ai_edge_litert, "__version__", None)
+            elif name == "tflite_runtime":
+                import tflite_runtime
+                from tflite_runtime import interpreter as mod
+
+                version = getattr(tflite_runtime, "__version__", None)
+            else:
+                raise AgentError(
+                    "input", f"unknown runtime {name!r}", "use auto, ai_edge_litert or tflite_runtime"
+                )
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+            continue
+        if version is None:
+            version = _dist_version(name.replace("_", "-"))
+        return name, version, mod
+    raise AgentError(
+        "runtime_missing",
+        "no TFLite runtime importable on this device (" + "; ".join(errors) + ")",
+        "pip install ai-edge-litert (or tflite-runtime on armv7l / Python 3.11)",
+    )
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        from importlib import metadata
+
+        return metadata.version(dist)
+    except Exception:  # noqa: BLE001 - a version is provenance, never a reason to fail
+        return None
+
+
+_OP_VERSION_RE = re.compile(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'")
+_CUSTOM_RE = re.compile(r"unresolved custom op: (\w+)", re.IGNORECASE)
+_FLEX_RE = re.compile(r"\b(Flex\w+)")
+
+
+def classify_runtime_error(text: str, runtime: str, version: str | None, stage: str) -> AgentError:
+    """Turn a runtime's exception text into an error that names the op and the fix."""
+    rt = f"{runtime} {version or ''}".strip()
+    m = _OP_VERSION_RE.search(text)
+    if m:
+        op, ver = m.group(1), int(m.group(2))
+        return AgentError(
+            "op_unsupported",
+            f"{rt} cannot run op {op} version {ver}: the model was written by a newer converter than this runtime",
+            "install a newer runtime on the device (pip install ai-edge-litert), or convert with a recipe this "
+            "runtime supports (fp32, fp16, int8 or int16x8 instead of dynamic-range)",
+            op=op,
+            op_version=ver,
+            stage=stage,
+        )
+    flex = sorted(set(_FLEX_RE.findall(text)))
+    if flex or "Select TensorFlow op" in text:
+        return AgentError(
+            "flex",
+            f"the model needs TensorFlow Flex ops ({', '.join(flex) or 'Select TF ops'}), which {rt} cannot run",
+            "convert with builtin ops only: fix the batch size to 1 or unroll the recurrent layer",
+            op=flex[0] if flex else None,
+            stage=stage,
+        )
+    m = _CUSTOM_RE.search(text)
+    if m:
+        return AgentError(
+            "op_unsupported",
+            f"{rt} has no kernel for custom op {m.group(1)}",
+            "convert with builtin ops only, or use a runtime built with that op",
+            op=m.group(1),
+            stage=stage,
+        )
+    first = " ".join(text.strip().split())[:400]
+    if stage == "load":
+        return AgentError(
+            "model", f"{rt} could not load the model: {first}", "is it a valid .tflite file?", stage=stage
+        )
+    return AgentError("model", f"{rt} failed at {stage}: {first}", None, stage=stage)
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def _dtype_range(np, dtype):
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return int(info.min), int(info.max)
+    return None
+
+
+def make_inputs(np, details, args, rng) -> list:
+    """One array per input, in input order, shaped and typed as the interpreter wants."""
+    supplied = None
+    if args.input:
+        if not os.path.isfile(args.input):
+            raise AgentError("input", f"input file not found: {args.input}")
+        try:
+            loaded = np.load(args.input, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
+            raise AgentError("input", f"cannot read {args.input} as .npy/.npz: {exc}") from None
+        if hasattr(loaded, "files"):
+            supplied = []
+            for i, d in enumerate(details):
+                key = d["name"] if d["name"] in loaded.files else f"arr_{i}"
+                if key not in loaded.files:
+                    raise AgentError(
+                        "input",
+                        f"{args.input} has no array for input {d['name']!r}",
+                        f"keys there: {', '.join(loaded.files)}",
+                    )
+                supplied.append(loaded[key])
+        else:
+            if len(details) != 1:
+                raise AgentError(
+                    "input",
+                    f"the model has {len(details)} inputs; a .npy holds one",
+                    "pass a .npz keyed by input name",
+                )
+            supplied = [loaded]
+    arrays = []
+    for i, d in enumerate(details):
+        shape, dtype = tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"])
+        if supplied is not None:
+            arrays.append(_fit_array(np, supplied[i], shape, dtype, d))
+            continue
+        bounds = _dtype_range(np, dtype)
+        if dtype == np.bool_:
+            arr = rng.integers(0, 2, size=shape).astype(np.bool_)
+        elif bounds is not None:
+            arr = rng.integers(bounds[0], bounds[1], size=shape, endpoint=True, dtype=dtype)
+        elif args.input_dist == "uniform":
+            arr = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+        else:
+            arr = rng.standard_normal(size=shape).astype(dtype)
+        arrays.append(arr)
+    return arrays
+
+
+def _fit_array(np, arr, shape, dtype, detail):
+    arr = np.asarray(arr)
+    if arr.shape != shape:
+        if arr.shape == shape[1:]:
+            arr = arr[None, ...]
+        elif len(arr.shape) == len(shape) and arr.shape[1:] == shape[1:] and arr.shape[0] > shape[0]:
+            arr = arr[: shape[0]]
+        else:
+            raise AgentError(
+                "input", f"input {detail['name']!r} wants shape {list(shape)}, the file has {list(arr.shape)}"
+            )
+    if np.issubdtype(dtype, np.integer) and np.issubdtype(arr.dtype, np.floating):
+        scale, zero = detail.get("quantization") or (0.0, 0)
+        if not scale:
+            raise AgentError(
+                "input", f"input {detail['name']!r} is {dtype} without quantization; the file holds floats"
+            )
+        lo, hi = _dtype_range(np, dtype)
+        arr = np.clip(np.round(arr / scale + zero), lo, hi)
+    return arr.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------- measuring
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _tensor_info(d: dict, np) -> dict:
+    q = d.get("quantization") or (0.0, 0)
+    return {
+        "name": d.get("name"),
+        "index": int(d["index"]),
+        "shape": [int(s) for s in d["shape"]],
+        "dtype": np.dtype(d["dtype"]).name,
+        "quantization": [float(q[0]), int(q[1])],
+    }
+
+
+def measure(args) -> dict:
+    mem_stages = {"start": _proc_status_kb()}
+    model_path = args.model
+    if not os.path.isfile(model_path):
+        raise AgentError("model", f"model file not found: {model_path}", stage="check")
+    size = os.path.getsize(model_path)
+    digest = sha256_file(model_path)
+    verified = None
+    if args.expect_sha256:
+        verified = digest == args.expect_sha256.lower()
+        if not verified:
+            raise AgentError(
+                "checksum",
+                f"checksum mismatch for {model_path}: expected {args.expect_sha256[:12]}..., found {digest[:12]}...",
+                "the copy on the device is truncated or stale; push it again",
+                stage="check",
+            )
+    with open(model_path, "rb") as fh:
+        head = fh.read(8)
+    if size < 8 or head[4:8] != b"TFL3":
+        raise AgentError(
+            "model",
+            f"{model_path} is not a TFLite flatbuffer (no TFL3 identifier)",
+            "pass a .tflite file written by the converter",
+            stage="check",
+        )
+
+    _stage("import")
+    t0 = time.perf_counter_ns()
+    import numpy as np
+
+    rt_name, rt_version, rt = import_runtime(args.runtime)
+    t_import = time.perf_counter_ns() - t0
+    mem_stages["import"] = _proc_status_kb()
+    runtime = {
+        "name": rt_name,
+        "version": rt_version,
+        "numpy_version": np.__version__,
+        "threads": args.threads,
+        "xnnpack": "off" if args.no_xnnpack else "default",
+    }
+    _RUNTIME_SEEN.update(runtime)
+
+    kwargs = {"model_path": model_path}
+    if args.threads is not None:
+        kwargs["num_threads"] = args.threads
+    if args.no_xnnpack:
+        resolver = getattr(rt, "OpResolverType", None)
+        if resolver is None or not hasattr(resolver, "BUILTIN_WITHOUT_DEFAULT_DELEGATES"):
+            raise AgentError(
+                "input",
+                f"{rt_name} {rt_version} cannot switch XNNPACK off",
+                "drop --no-xnnpack",
+                stage="load",
+            )
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+
+    _stage("load")
+    t0 = time.perf_counter_ns()
+    try:
+        interp = rt.Interpreter(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
+        raise classify_runtime_error(str(exc), rt_name, rt_version, "load") from None
+    t_load = time.perf_counter_ns() - t0
+    mem_stages["load"] = _proc_status_kb()
+
+    _stage("allocate")
+    t0 = time.perf_counter_ns()
+    try:
+        for d in interp.get_input_details():
+            sig = d.get("shape_signature")
+            if sig is not None and any(int(s) < 0 for s in sig):
+                interp.resize_tensor_input(d["index"], [1 if int(s) < 0 else int(s) for s in sig])
+        interp.allocate_tensors()
+    except Exception as exc:  # noqa: BLE001
+        raise classify_runtime_error(str(exc), rt_name, rt_version, "allocate") from None
+    t_alloc = time.perf_counter_ns() - t0
+    mem_stages["allocate"] = _proc_status_kb()
+
+    in_details = interp.get_input_details()
+    out_details = interp.get_output_details()
+    rng = np.random.default_rng(args.seed)
+    arrays = make_inputs(np, in_details, args, rng)
+    inputs = []
+    for i, d in enumerate(in_details):
+        arr = arrays[i]
+        info = _tensor_info(d, np)
+        if args.input:
+            info["source"] = f"file:{os.path.basename(args.input)}"
+        elif np.issubdtype(arr.dtype, np.floating):
+            info["source"] = f"random-{args.input_dist}"
+        else:
+            info["source"] = "random-full-range"
+        inputs.append(info)
+        interp.set_tensor(d["index"], arr)
+
+    invoke = interp.invoke
+    clock = time.perf_counter_ns
+    _stage("first_inference")
+    try:
+        t0 = clock()
+        invoke()
+        t_first = clock() - t0
+    except Exception as exc:  # noqa: BLE001
+        raise classify_runtime_error(str(exc), rt_name, rt_version, "invoke") from None
+
+    deadline = None if not args.max_secs else clock() + int(args.max_secs * 1e9)
+    _stage("warmup")
+    warm = []
+    for _ in range(args.warmup):
+        t0 = clock()
+        invoke()
+        t1 = clock()
+        warm.append(t1 - t0)
+        if deadline is not None and t1 >= deadline:
+            break
+
+    _stage("timed")
+    samples = []
+    stopped = "runs"
+    append = samples.append
+    for _ in range(args.runs):
+        t0 = clock()
+        invoke()
+        t1 = clock()
+        append(t1 - t0)
+        if deadline is not None and t1 >= deadline:
+            stopped = "max_secs"
+            break
+    for d in out_details:  # read outputs once, so a runtime that defers work cannot skip it
+        interp.get_tensor(d["index"])
+    mem_stages["end"] = _proc_status_kb()
+    _stage("done")
+
+    return {
+        "schema": SCHEMA,
+        "agent_version": AGENT_VERSION,
+        "ok": True,
+        "model": {"path": model_path, "size_bytes": size, "sha256": digest, "sha256_verified": verified},
+        "runtime": runtime,
+        "options": {
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "max_secs": args.max_secs,
+            "threads": args.threads,
+            "xnnpack": not args.no_xnnpack,
+            "input": os.path.basename(args.input) if args.input else None,
+            "input_dist": args.input_dist,
+            "seed": args.seed,
+        },
+        "inputs": inputs,
+        "outputs": [_tensor_info(d, np) for d in out_details],
+        "timings_ns": {
+            "import_runtime": t_import,
+            "load": t_load,
+            "allocate": t_alloc,
+            "first_inference": t_first,
+            "warmup": warm,
+            "invoke": samples,
+        },
+        "runs_completed": len(samples),
+        "stopped_by": stopped,
+        "memory": {**mem_stages["end"], "stages": mem_stages},
+        "device": device_facts(),
+        "stream": None,
+    }
+
+
+_RUNTIME_SEEN: dict = {}
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeseq-agent", description="Time one .tflite model; print JSON.")
+    p.add_argument("--model")
+    p.add_argument("--expect-sha256", dest="expect_sha256")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--max-secs", dest="max_secs", type=float, default=None)
+    p.add_argument("--no-xnnpack", dest="no_xnnpack", action="store_true")
+    p.add_argument("--input")
+    p.add_argument("--input-dist", dest="input_dist", choices=["normal", "uniform"], default="normal")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runtime", choices=["auto", "ai_edge_litert", "tflite_runtime"], default="auto")
+    p.add_argument("--facts", action="store_true")
+    p.add_argument("--stream", action="store_true", help="reserved for the streaming mode (not implemented)")
+    p.add_argument("--version", action="store_true")
+    return p
+
+
+class _ArgError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage and exit 2; we want JSON
+        raise _ArgError(message)
+
+
+def _validate(args) -> None:
+    if args.stream:
+        raise AgentError(
+            "not_implemented",
+            "streaming mode (--stream) is reserved in schema edgeseq.agent/1 "
+            "but not implemented by this agent",
+            "profile the whole-sequence model instead",
+        )
+    if not args.model:
+        raise AgentError("input", "--model is required")
+    if args.runs < 1:
+        raise AgentError("input", f"--runs must be at least 1, got {args.runs}")
+    if args.warmup < 0:
+        raise AgentError("input", f"--warmup must be >= 0, got {args.warmup}")
+    if args.threads is not None and args.threads < 1 and args.threads != -1:
+        raise AgentError(
+            "input", f"--threads must be >= 1 (or -1 for the runtime's choice), got {args.threads}"
+        )
+    if args.max_secs is not None and args.max_secs <= 0:
+        raise AgentError("input", f"--max-secs must be > 0, got {args.max_secs}")
+
+
+def _emit(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    base = _parser()
+    parser = _Parser(prog=base.prog, description=base.description)
+    for action in base._actions:
+        if action.dest != "help":
+            parser._add_action(action)
+    try:
+        args = parser.parse_args(argv)
+        if args.version:
+            _emit({"schema": SCHEMA, "agent_version": AGENT_VERSION, "ok": True})
+            return EXIT_OK
+        if args.facts:
+            try:
+                name, version, _ = import_runtime(args.runtime)
+                import numpy as np
+
+                runtime = {"name": name, "version": version, "numpy_version": np.__version__}
+            except AgentError as exc:
+                runtime = {"name": None, "version": None, "error": exc.message}
+            _emit(
+                {
+                    "schema": SCHEMA,
+                    "agent_version": AGENT_VERSION,
+                    "ok": True,
+                    "runtime": runtime,
+                    "device": device_facts(),
+                    "memory": _proc_status_kb(),
+                }
+            )
+            return EXIT_OK
+        _validate(args)
+        result = measure(args)
+    except _ArgError as exc:
+        return _fail(AgentError("input", f"bad agent option: {exc}"))
+    except AgentError as exc:
+        return _fail(exc)
+    except MemoryError:
+        return _fail(
+            AgentError(
+                "model",
+                "out of memory while running the model",
+                "raise the memory limit or use a smaller model",
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - the host must always get JSON, never a bare traceback
+        return _fail(AgentError("internal", f"{type(exc).__name__}: {exc}"))
+    _emit(result)
+    return EXIT_OK
+
+
+def _fail(err: AgentError) -> int:
+    error = {
+        "kind": err.kind,
+        "message": err.message,
+        "hint": err.hint,
+        "op": None,
+        "op_version": None,
+        "stage": None,
+    }
+    error.update(err.extra)
+    try:
+        facts = device_facts()
+    except Exception:  # noqa: BLE001
+        facts = None
+    _emit(
+        {
+            "schema": SCHEMA,
+            "agent_version": AGENT_VERSION,
+            "ok": False,
+            "error": error,
+            "runtime": dict(_RUNTIME_SEEN) or None,
+            "device": facts,
+        }
+    )
+    return _EXIT_BY_KIND.get(err.kind, EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

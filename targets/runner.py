@@ -1,0 +1,245 @@
+"""Host side of the agent: push it and the model to any Target, run it with an argv list, parse its JSON, clean up.
+
+Target-agnostic on purpose: it uses only the Target protocol (workdir/push/run/cleanup), so local, ssh and adb
+(with a Python on the device) all go through `run_agent`. The agent checks the model's sha256 on the device
+(`--expect-sha256`) before it measures, so a truncated or stale copy is an error, never a figure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from edgeseq.errors import EdgeseqError, InputError, ModelError, RuntimeMissing, TargetError
+from edgeseq.targets.base import RunResult, Target
+
+AGENT_SCHEMA_PREFIX = "edgeseq.agent/1"
+AGENT_REMOTE_NAME = "edgeseq_agent.py"
+
+
+def agent_path() -> Path:
+    """The single file pushed to devices."""
+    return Path(__file__).with_name("agent.py")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """What the agent is asked to do; stored with every run as provenance."""
+
+    runs: int = 100
+    warmup: int = 10
+    threads: int | None = 1
+    max_secs: float | None = None
+    xnnpack: bool = True
+    input: str | None = None  # host path of a .npy/.npz
+    input_dist: str = "normal"
+    seed: int = 0
+    runtime: str = "auto"
+
+    def check(self) -> None:
+        if self.runs < 1:
+            raise InputError(f"--runs must be at least 1, got {self.runs}")
+        if self.warmup < 0:
+            raise InputError(f"--warmup must be 0 or more, got {self.warmup}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads must be at least 1, got {self.threads}")
+        if self.max_secs is not None and self.max_secs <= 0:
+            raise InputError(f"--max-secs must be positive, got {self.max_secs}")
+        if self.input is not None and not Path(self.input).is_file():
+            raise InputError(f"input file not found: {self.input}", "pass a .npy or .npz")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["input"]:
+            d["input"] = Path(d["input"]).name
+        return d
+
+    def default_timeout(self) -> float:
+        if self.max_secs:
+            return 120.0 + 2 * self.max_secs
+        return 600.0
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def agent_argv(
+    python: str, agent: str, model: str, sha256: str, opts: AgentOptions, input_remote: str | None
+):
+    argv = [
+        python,
+        agent,
+        "--model",
+        model,
+        "--expect-sha256",
+        sha256,
+        "--runs",
+        str(opts.runs),
+        "--warmup",
+        str(opts.warmup),
+        "--input-dist",
+        opts.input_dist,
+        "--seed",
+        str(opts.seed),
+        "--runtime",
+        opts.runtime,
+    ]
+    if opts.threads is not None:
+        argv += ["--threads", str(opts.threads)]
+    if opts.max_secs is not None:
+        argv += ["--max-secs", repr(float(opts.max_secs))]
+    if not opts.xnnpack:
+        argv.append("--no-xnnpack")
+    if input_remote:
+        argv += ["--input", input_remote]
+    return argv
+
+
+def run_agent(target: Target, model: Path | str, opts: AgentOptions, timeout: float | None = None) -> dict:
+    """Measure one model on one target; returns the agent's JSON (schema edgeseq.agent/1) as a dict.
+
+    Raises ModelError (missing, corrupt, Flex ops), RuntimeMissing (no runtime, op too new for it), InputError,
+    or TargetError (transport failed, checksum mismatch, the agent crashed or was killed).
+    """
+    model = Path(model)
+    opts.check()
+    if not model.is_file():
+        raise ModelError(f"model not found: {model}")
+    digest = sha256_file(model)
+    wd = target.workdir()
+    try:
+        remote_agent = str(PurePosixPath(wd) / AGENT_REMOTE_NAME)
+        remote_model = str(PurePosixPath(wd) / _safe_name(model.name))
+        target.push(agent_path(), remote_agent)
+        target.push(model, remote_model)
+        remote_input = None
+        if opts.input:
+            src = Path(opts.input)
+            remote_input = str(PurePosixPath(wd) / ("input" + (src.suffix or ".npy")))
+            target.push(src, remote_input)
+        argv = agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, remote_input)
+        result = target.run(argv, timeout if timeout is not None else opts.default_timeout())
+    finally:
+        try:
+            target.cleanup(wd)
+        except EdgeseqError:
+            pass
+    data = parse_agent_output(result, model.name)
+    data["model"]["host_path"] = str(model)
+    return data
+
+
+def agent_facts(target: Target, timeout: float = 60.0) -> dict:
+    """Device facts and runtime (agent --facts), without a model."""
+    wd = target.workdir()
+    try:
+        remote_agent = str(PurePosixPath(wd) / AGENT_REMOTE_NAME)
+        target.push(agent_path(), remote_agent)
+        result = target.run([target.spec.python, remote_agent, "--facts"], timeout)
+    finally:
+        try:
+            target.cleanup(wd)
+        except EdgeseqError:
+            pass
+    return parse_agent_output(result, "(facts)")
+
+
+def _safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return keep.lstrip(".") or "model.tflite"
+
+
+def _find_json(stdout: str) -> dict | None:
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and str(obj.get("schema", "")).startswith("edgeseq.agent/"):
+            return obj
+    return None
+
+
+def _last_stage(stderr: str) -> str | None:
+    stage = None
+    for line in stderr.splitlines():
+        if line.startswith("edgeseq-agent: stage="):
+            stage = line.split("=", 1)[1].strip()
+    return stage
+
+
+def _notes(stderr: str) -> list[str]:
+    return [
+        line.split(":", 1)[1].strip() for line in stderr.splitlines() if line.startswith("edgeseq-local:")
+    ]
+
+
+def _stderr_tail(stderr: str) -> str:
+    lines = [
+        ln.strip()
+        for ln in stderr.splitlines()
+        if ln.strip() and not ln.startswith(("edgeseq-agent:", "edgeseq-local:", "INFO:"))
+    ]
+    return lines[-1][:300] if lines else ""
+
+
+def parse_agent_output(result: RunResult, label: str) -> dict:
+    data = _find_json(result.stdout)
+    if data is None:
+        stage = _last_stage(result.stderr)
+        notes = _notes(result.stderr)
+        where = f" during {stage}" if stage else ""
+        if result.returncode < 0:
+            try:
+                sig = signal.Signals(-result.returncode).name
+            except ValueError:
+                sig = f"signal {-result.returncode}"
+            why = "; ".join(notes) if notes else "the runtime crashed on this model"
+            raise TargetError(
+                f"the agent died with {sig}{where} of {label}: {why} (only the agent's process was lost)",
+                "check the model with `edgeseq inspect`; a Flex-free, batch-1 conversion usually runs",
+            )
+        tail = _stderr_tail(result.stderr)
+        if result.returncode == 127 or "No such file or directory" in tail:
+            raise TargetError(
+                f"cannot run the agent on the target: {tail or 'command not found'}",
+                "is python3 installed there? set the target's python",
+            )
+        if "No module named 'numpy'" in tail:
+            raise RuntimeMissing("numpy is missing on the target", "pip install numpy ai-edge-litert there")
+        raise TargetError(
+            f"the agent gave no result for {label} (exit {result.returncode}){where}: {tail or 'no output'}"
+        )
+    schema = str(data.get("schema"))
+    if schema != AGENT_SCHEMA_PREFIX:
+        raise TargetError(
+            f"the agent on the target speaks {schema}, this edgeseq reads {AGENT_SCHEMA_PREFIX}",
+            "push the agent from this edgeseq",
+        )
+    if not data.get("ok"):
+        raise _error_from(data.get("error") or {}, label)
+    return data
+
+
+def _error_from(err: dict, label: str) -> EdgeseqError:
+    kind = err.get("kind")
+    msg = f"{label}: {err.get('message', 'unknown agent error')}"
+    hint = err.get("hint")
+    if kind in ("input", "not_implemented"):
+        return InputError(msg, hint)
+    if kind in ("model", "flex"):
+        return ModelError(msg, hint)
+    if kind in ("op_unsupported", "runtime_missing"):
+        return RuntimeMissing(msg, hint)
+    return TargetError(msg, hint)
