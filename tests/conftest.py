@@ -1,0 +1,26 @@
+"""Shared pytest fixtures. Others may append fixtures here; keep each one cheap and documented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# ../shared sits next to the repository checkout (whatever the checkout folder is called).
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir() -> Path:
+    """The offline FSDD copy (shared/datasets/fsdd, holding recordings/*.wav); skips the test when it is absent."""
+    path = SHARED / "datasets" / "fsdd"
+    if not (path / "recordings").is_dir():
+        pytest.skip(f"FSDD recordings not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def edgeseq_cache(tmp_path_factory) -> Path:
+    """A session-wide private edgeseq cache folder (set EDGESEQ_CACHE_DIR to it with monkeypatch where needed)."""
+    return tmp_path_factory.mktemp("edgeseq-cache")
