@@ -21,14 +21,15 @@ def _cells(row: dict) -> list[str]:
             str(row["num_classes"]) if row["num_classes"] else "-", row["source"], row["license"], row["status"]]
 
 
-def _print_table(rows: list[list[str]], header: tuple[str, ...], title: str | None = None) -> None:
+def _print_table(rows: list[list[str]], header: tuple[str, ...], wrap: tuple[str, ...] = ()) -> None:
     if sys.stdout.isatty():
+        from rich import box
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for col in header:
-            table.add_column(col)
+            table.add_column(col, no_wrap=col not in wrap)
         for r in rows:
             table.add_row(*r)
         Console().print(table)
@@ -57,7 +58,7 @@ def datasets(ctx: click.Context, as_json: bool, data_dir: str | None) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    _print_table([_cells(r) for r in rows], COLUMNS)
+    _print_table([_cells(r) for r in rows], COLUMNS, wrap=("task", "classes", "source", "license", "status"))
 
 
 @datasets.command("show")
@@ -86,7 +87,7 @@ def show(ctx: click.Context, spec: str, as_json: bool) -> None:
     for k in ("source", "license", "citation"):
         if ds.meta.get(k):
             rows.append([k, str(ds.meta[k])])
-    _print_table(rows, ("field", "value"))
+    _print_table(rows, ("field", "value"), wrap=("value",))
 
 
 @datasets.command("download")
