@@ -50,7 +50,11 @@ ALIASES = {"basicmotions": "basic_motions", "japanesevowels": "japanese_vowels",
 
 
 def _is_path(spec: str) -> bool:
-    return spec.lower().endswith(".npz") or os.sep in spec or Path(spec).is_file()
+    """Paths: anything ending in .npz or holding a path separator, else an existing file that is not a registered name."""
+    if spec.lower().endswith(".npz") or os.sep in spec or "/" in spec:
+        return True
+    key = spec.partition(":")[0].strip().lower().replace("-", "_")
+    return key not in REGISTRY and key not in ALIASES and Path(spec).is_file()
 
 
 def _convert(name: str, key: str, value: str, default: Any) -> Any:
