@@ -1,0 +1,112 @@
+"""Host keys for SSH targets: fetch (ssh-keyscan), fingerprint, and record into known_hosts only when asked.
+
+Nothing here runs implicitly: an SSH target with an unknown or changed key is refused, and the only way a key gets
+into known_hosts is `edgeseq targets trust NAME`, which shows the fingerprints first (and can check one given out of
+band with `--fingerprint`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeseq.errors import TargetError
+
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+KEY_TYPES = "ed25519,ecdsa,rsa"
+
+
+@dataclass(frozen=True)
+class HostKey:
+    host: str  # known_hosts form: host, or [host]:port
+    key_type: str  # ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa
+    key_b64: str
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.key_b64)
+
+    def line(self) -> str:
+        return f"{self.host} {self.key_type} {self.key_b64}"
+
+
+def known_hosts_path(configured: str | None) -> Path:
+    return Path(configured or DEFAULT_KNOWN_HOSTS).expanduser()
+
+
+def host_pattern(host: str, port: int) -> str:
+    """How OpenSSH names a host in known_hosts: bare on port 22, `[host]:port` otherwise."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def fingerprint(key_b64: str) -> str:
+    """OpenSSH's SHA256 fingerprint (what `ssh-keygen -lf` prints) of a base64 public key blob."""
+    try:
+        blob = base64.b64decode(key_b64, validate=True)
+    except binascii.Error as exc:
+        raise TargetError(f"malformed host key {key_b64[:20]}...", "re-run `edgeseq targets trust`") from exc
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def scan(host: str, port: int, timeout: float = 5.0) -> list[HostKey]:
+    """The host keys a server offers right now (unauthenticated: verify the fingerprint out of band)."""
+    keyscan = shutil.which("ssh-keyscan")
+    if not keyscan:
+        raise TargetError(
+            "ssh-keyscan not found", "install the OpenSSH client (apt-get install openssh-client)"
+        )
+    argv = [keyscan, "-T", str(max(1, int(timeout))), "-p", str(port), "-t", KEY_TYPES, "--", host]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 5)
+    except subprocess.TimeoutExpired as exc:
+        raise TargetError(
+            f"no answer from {host}:{port} within {timeout:.0f} s", "check the host and port"
+        ) from exc
+    keys = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#"):
+            keys.append(HostKey(parts[0], parts[1], parts[2]))
+    if not keys:
+        detail = proc.stderr.strip().splitlines()[-1:] or ["no keys offered"]
+        raise TargetError(
+            f"could not fetch host keys from {host}:{port}: {detail[0]}", "is sshd running and reachable?"
+        )
+    return keys
+
+
+def fingerprints_text(keys: list[HostKey]) -> str:
+    return ", ".join(f"{k.key_type} {k.fingerprint}" for k in keys)
+
+
+def recorded(known_hosts: Path, host: str, port: int) -> list[HostKey]:
+    """Keys already in known_hosts for this host (plain or hashed entries), via `ssh-keygen -F`."""
+    if not known_hosts.is_file():
+        return []
+    proc = subprocess.run(
+        ["ssh-keygen", "-F", host_pattern(host, port), "-f", str(known_hosts)], capture_output=True, text=True
+    )
+    keys = []
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and not line.startswith("#"):
+            keys.append(HostKey(parts[0], parts[1], parts[2]))
+    return keys
+
+
+def record(known_hosts: Path, host: str, port: int, keys: list[HostKey]) -> None:
+    """Replace this host's entries in known_hosts with `keys` (other hosts' lines are kept as they are)."""
+    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pattern = host_pattern(host, port)
+    if known_hosts.is_file():
+        subprocess.run(["ssh-keygen", "-R", pattern, "-f", str(known_hosts)], capture_output=True)
+    with open(known_hosts, "a", encoding="utf-8") as fh:
+        for key in keys:
+            fh.write(f"{pattern} {key.key_type} {key.key_b64}\n")
+    os.chmod(known_hosts, 0o600)
