@@ -303,6 +303,8 @@ def test_cli_table_json_show_and_download(fsdd_dir, cache, tmp_path):
     assert res.exit_code == 0 and {r["name"] for r in rows} >= {"fsdd", "adding", "electricity"}
     res = runner.invoke(cli, ["datasets", "--data-dir", str(fsdd_dir), "--json"])
     assert next(r for r in json.loads(res.output) if r["name"] == "fsdd")["status"].startswith("available")
+    res = runner.invoke(cli, ["datasets", "show", "fsdd", "--data-dir", str(fsdd_dir)])
+    assert res.exit_code == 0 and "2700, 49, 32" in res.output
     res = runner.invoke(cli, ["datasets", "show", "adding:length=20,n_train=10,n_test=5", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["train_shape"] == [10, 20, 2]
     url = _tarball(tmp_path / "fsdd.tar.gz", fsdd_dir, SUBSET[:4])

@@ -64,10 +64,11 @@ def datasets(ctx: click.Context, as_json: bool, data_dir: str | None) -> None:
 @datasets.command("show")
 @click.argument("spec")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (includes meta).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where to look for FSDD recordings.")
 @click.pass_context
-def show(ctx: click.Context, spec: str, as_json: bool) -> None:
+def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> None:
     """Load SPEC and describe it: shapes, dtypes, classes, preprocessing (validates a user .npz)."""
-    ds = ds_lib.load_dataset(spec, data_dir=ctx.obj.get("data_dir"))
+    ds = ds_lib.load_dataset(spec, data_dir=data_dir or ctx.obj.get("data_dir"))
     info = {
         "name": ds.name, "task": ds.task, "train_shape": list(ds.X_train.shape), "test_shape": list(ds.X_test.shape),
         "y_train_shape": list(ds.y_train.shape), "y_test_shape": list(ds.y_test.shape),
