@@ -9,6 +9,7 @@ presets and configs stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from edgeseq.errors import InputError
@@ -145,7 +146,26 @@ def count_params(
     task: str = "classification",
     **overrides: Any,
 ) -> int:
-    """Trainable + non-trainable parameters of the built model (defaults: the reference shape)."""
+    """Trainable + non-trainable parameters of the built model (defaults: the reference shape).
+
+    Counted on a real build (no formula to drift from the builders) and memoized: counts depend only on the arguments.
+    """
+    get_config(arch, preset, **overrides)  # unknown names fail here with a hint, before any Keras work
+    return _count_params(
+        arch, preset, seq_len, num_features, num_outputs, task, tuple(sorted(overrides.items()))
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _count_params(
+    arch: str,
+    preset: str,
+    seq_len: int,
+    num_features: int,
+    num_outputs: int,
+    task: str,
+    overrides: tuple[tuple[str, Any], ...],
+) -> int:
     model = build_model(
         arch,
         preset,
@@ -153,7 +173,7 @@ def count_params(
         num_features=num_features,
         task=task,
         num_outputs=num_outputs,
-        **overrides,
+        **dict(overrides),
     )
     return int(model.count_params())
 
