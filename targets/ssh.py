@@ -22,11 +22,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from edgeseq.errors import InputError, TargetError
-from edgeseq.targets import trust
+from edgeseq.targets import device_shell, trust
 from edgeseq.targets.base import RunResult, TargetSpec
 
 DEFAULT_WORKDIR = "/tmp/edgeseq"
-RUN_DIR_PREFIX = "run-"
 _DROPPED = (
     "connection closed by",
     "connection reset",
@@ -47,56 +46,6 @@ _UNREACHABLE = (
     "temporary failure in name resolution",
 )
 _FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
-# Wraps every remote command: `timeout` (coreutils, toybox) kills it on the device when our deadline passes, so a
-# hung agent does not outlive the ssh client; where the device has no `timeout`, the command runs unwrapped.
-# Not `exec`: GNU timeout re-raises a child's fatal signal on itself, and ssh reports a signal death as 255, which
-# reads like a transport failure; through the shell a killed agent comes back as 128+signal (137 for SIGKILL).
-_WITH_DEADLINE = 'if command -v timeout >/dev/null 2>&1; then timeout -k 5 "$0" "$@"; else "$@"; fi; exit $?'
-_PUSH = 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
-_MKTEMP = (
-    'case "$1" in "~/"*) base="$HOME/${1#"~/"}";; *) base="$1";; esac; '
-    'mkdir -p -- "$base" && mktemp -d "$base/' + RUN_DIR_PREFIX + 'XXXXXXXX"'
-)
-_FACTS = r"""
-py="$1"
-echo "machine=$(uname -m)"
-echo "kernel=$(uname -r)"
-echo "hostname=$(hostname 2>/dev/null || cat /etc/hostname)"
-echo "os=$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
-model=$(tr -d '\0' < /proc/device-tree/model 2>/dev/null)
-[ -n "$model" ] || model=$(sed -n 's/^Model[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-echo "model=$model"
-echo "cpu=$(sed -n 's/^\(model name\|Hardware\|CPU part\)[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
-echo "cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || grep -c ^processor /proc/cpuinfo)"
-echo "mem_total_kb=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)"
-echo "mem_available_kb=$(sed -n 's/^MemAvailable: *\([0-9]*\).*/\1/p' /proc/meminfo)"
-d="$2"; case "$d" in "~/"*) d="$HOME/${d#"~/"}";; esac
-while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname -- "$d"); done
-free=$(stat -f -c '%a %S' -- "$d" 2>/dev/null | awk '{printf "%d", $1 * $2 / 1024}')
-[ -n "$free" ] || free=$(df -Pk -- "$d" 2>/dev/null | awk 'NR==2 {print $4}')
-echo "disk_free_kb=$free"
-if command -v "$py" >/dev/null 2>&1; then "$py" -c "$3"; else echo "python_missing=$py"; fi
-"""
-# Run by the device's Python: what the agent will find there. Only the standard library, so it runs anywhere.
-PY_FACTS = """
-import sys, importlib.metadata as md
-print("python=" + sys.version.split()[0])
-def ver(dist):
-    try:
-        return md.version(dist)
-    except Exception:
-        return "?"
-for mod, dist, key in (("numpy", "numpy", "numpy"), ("ai_edge_litert.interpreter", "ai-edge-litert", "runtime"),
-                       ("tflite_runtime.interpreter", "tflite-runtime", "runtime")):
-    try:
-        __import__(mod)
-    except Exception as exc:
-        print(key + "_error=" + (type(exc).__name__ + ": " + str(exc)).splitlines()[0][:200])
-        continue
-    print(key + "=" + (mod.split(".")[0] + " " if key == "runtime" else "") + ver(dist))
-    if key == "runtime":
-        break
-"""
 
 
 def parse_url(url: str) -> tuple[str | None, str, int]:
@@ -165,7 +114,7 @@ class SshTarget:
     # -- Target protocol ---------------------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: float) -> RunResult:
         """Run argv on the device; its exit status comes back in RunResult. Transport failures raise TargetError."""
-        wrapped = ["sh", "-c", _WITH_DEADLINE, str(max(1, math.ceil(timeout))), *argv]
+        wrapped = ["sh", "-c", device_shell.WITH_DEADLINE, str(max(1, math.ceil(timeout))), *argv]
         result = self._call(
             self._remote_command(wrapped), timeout=timeout + self.connect_timeout + 10, what=argv[0]
         )
@@ -182,7 +131,7 @@ class SshTarget:
             raise InputError(f"no such file: {local}", None)
         with open(local, "rb") as fh:
             result = self._call(
-                self._remote_command(["sh", "-c", _PUSH, "sh", remote]), timeout=self._transfer_timeout(local.stat().st_size),
+                self._remote_command(["sh", "-c", device_shell.PUSH_SCRIPT, "sh", remote]), timeout=self._transfer_timeout(local.stat().st_size),
                 stdin=fh, what=f"upload of {local.name}",
             )  # fmt: skip
         if result.returncode != 0:
@@ -206,7 +155,7 @@ class SshTarget:
 
     def workdir(self) -> str:
         base = self.spec.workdir or DEFAULT_WORKDIR
-        result = self.run(["sh", "-c", _MKTEMP, "sh", base], timeout=30)
+        result = self.run(["sh", "-c", device_shell.MKTEMP_SCRIPT, "sh", base], timeout=30)
         path = result.stdout.strip()
         if result.returncode != 0 or not path.startswith("/"):
             raise self._file_error("create a work directory in", base, result)
@@ -214,30 +163,33 @@ class SshTarget:
 
     def cleanup(self, remote_dir: str) -> None:
         """Remove a directory made by workdir(); anything else is refused, so a bad path cannot rm the wrong tree."""
-        if not _is_run_dir(remote_dir):
+        if not device_shell.is_run_dir(remote_dir):
             raise TargetError(f"refusing to delete {remote_dir!r}: not an edgeseq run directory", None)
         self.run(["rm", "-rf", "--", remote_dir], timeout=60)
 
     def info(self) -> dict:
         """Device facts for provenance and `targets check`: CPU, RAM, free disk, Python and the TFLite runtime."""
         result = self.run(
-            ["sh", "-c", _FACTS, "sh", self.python, self.spec.workdir or DEFAULT_WORKDIR, PY_FACTS], 120
+            [
+                "sh",
+                "-c",
+                device_shell.FACTS_SCRIPT,
+                "sh",
+                self.python,
+                self.spec.workdir or DEFAULT_WORKDIR,
+                device_shell.PY_FACTS,
+            ],
+            120,
         )
         facts: dict = {"transport": "ssh", "target": self.spec.name, "host": self.host, "port": self.port}
-        for line in result.stdout.splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.replace("_", "").isalnum():
-                facts[key] = value.strip()
-        for key in ("cpus", "mem_total_kb", "mem_available_kb", "disk_free_kb"):
-            if str(facts.get(key, "")).isdigit():
-                facts[key] = int(facts[key])
+        facts.update(device_shell.parse_facts(result.stdout))
         return facts
 
     # -- checks the runner and the CLI use -------------------------------------------------------------------
     def require_runtime(self, facts: dict | None = None) -> dict:
         """Raise a TargetError naming `targets setup` when the agent could not run: no Python, numpy or runtime."""
         facts = facts or self.info()
-        return require_runtime(self.spec.name, self.python, facts)
+        return device_shell.require_runtime(self.spec.name, self.python, facts)
 
     # -- plumbing ------------------------------------------------------------------------------------------
     def _transfer_timeout(self, size: int) -> float:
@@ -284,7 +236,7 @@ class SshTarget:
 
     def _transport_error(self, kind: str, stderr: str) -> TargetError:
         name, where = self.spec.name, self._where()
-        last = _last_line(stderr)
+        last = device_shell.last_line(stderr)
         trust_cmd = (
             f"edgeseq targets trust {name}"
             if name and not name.startswith("ssh://")
@@ -328,53 +280,7 @@ class SshTarget:
             return "a key that could not be fetched"
 
     def _file_error(self, action: str, remote: str, result: RunResult) -> TargetError:
-        return file_error(self.spec.name, action, remote, result.stderr or result.stdout)
-
-
-def file_error(name: str, action: str, remote: str, output: str) -> TargetError:
-    """A failed file operation on a device, with the device's own reason; disk full gets its own advice."""
-    text = output.lower()
-    if "no space left" in text or "disk full" in text or "file too large" in text:
-        return TargetError(
-            f"{name}: the device's disk is full ({action} {remote})",
-            "free space on the device, or set workdir in targets.toml to a filesystem with room",
-        )
-    if "read-only file system" in text or "permission denied" in text:
-        return TargetError(
-            f"{name}: cannot write to {remote} ({_last_line(output)})",
-            "set workdir in targets.toml to a writable directory",
-        )
-    return TargetError(f"{name}: {action} {remote} failed ({_last_line(output) or 'no message'})", None)
-
-
-def require_runtime(name: str, python: str, facts: dict) -> dict:
-    """Turn the facts from info() into a clear error when the agent cannot run; returns facts when it can."""
-    setup = (
-        f"run `edgeseq targets setup {name}`"
-        if not name.startswith(("ssh://", "adb://"))
-        else "add it with `edgeseq targets add` and run `edgeseq targets setup NAME`"
-    )
-    if facts.get("python_missing") or not facts.get("python"):
-        raise TargetError(
-            f"{name}: no Python at {python!r} on the device (the agent runner needs Python 3 with numpy and ai-edge-litert)",
-            f'install python3 on the device or set python = "/path/to/python3" for the target, then {setup}',
-        )
-    if not facts.get("numpy"):
-        raise TargetError(
-            f"{name}: numpy is missing on the device ({facts.get('numpy_error', 'not importable')})", setup
-        )
-    if not facts.get("runtime"):
-        raise TargetError(
-            f"{name}: no TFLite runtime on the device: neither ai_edge_litert nor tflite_runtime imports "
-            f"({facts.get('runtime_error', 'not importable')})",
-            setup,
-        )
-    return facts
-
-
-def _is_run_dir(path: str) -> bool:
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    return path.startswith("/") and name.startswith(RUN_DIR_PREFIX) and ".." not in path.split("/")
+        return device_shell.file_error(self.spec.name, action, remote, result.stderr or result.stdout)
 
 
 def _classify(stderr: str) -> str | None:
@@ -390,8 +296,3 @@ def _classify(stderr: str) -> str | None:
     if any(re.search(p, text) for p in _DROPPED):
         return "dropped"
     return None
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.replace("\r", "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
