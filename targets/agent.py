@@ -58,12 +58,11 @@ Errors: {"schema", "agent_version", "ok": false,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
+import random
 import re
-import socket
 import sys
 import time
 
@@ -153,7 +152,7 @@ def device_facts() -> dict:
     except (AttributeError, OSError):
         allowed = None
     return {
-        "hostname": socket.gethostname(),
+        "hostname": platform.node(),
         "machine": platform.machine(),
         "cpu_model": cpu_model or platform.processor() or None,
         "board": board,
@@ -303,17 +302,28 @@ def make_inputs(np, details, args, rng) -> list:
         if supplied is not None:
             arrays.append(_fit_array(np, supplied[i], shape, dtype, d))
             continue
-        bounds = _dtype_range(np, dtype)
-        if dtype == np.bool_:
-            arr = rng.integers(0, 2, size=shape).astype(np.bool_)
-        elif bounds is not None:
-            arr = rng.integers(bounds[0], bounds[1], size=shape, endpoint=True, dtype=dtype)
-        elif args.input_dist == "uniform":
-            arr = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
-        else:
-            arr = rng.standard_normal(size=shape).astype(dtype)
-        arrays.append(arr)
+        arrays.append(_random_array(np, rng, shape, dtype, args.input_dist))
     return arrays
+
+
+def _random_array(np, rng: random.Random, shape: tuple, dtype, dist: str):
+    """Seeded random data from stdlib bytes: numpy.random would add ~7 MB to the peak we are measuring.
+
+    Integer tensors get uniform values over the dtype's full range, bool tensors 0/1, float tensors N(0, 1)
+    (Box-Muller) or U(-1, 1)."""
+    n = 1
+    for s in shape:
+        n *= s
+    if dtype == np.bool_:
+        return (np.frombuffer(rng.randbytes(n), dtype=np.uint8) & 1).astype(np.bool_).reshape(shape)
+    if np.issubdtype(dtype, np.integer):
+        return np.frombuffer(rng.randbytes(n * dtype.itemsize), dtype=dtype).reshape(shape).copy()
+    u = (np.frombuffer(rng.randbytes(8 * n), dtype=np.uint32).astype(np.float64) + 0.5) / 2.0**32
+    if dist == "uniform":
+        out = u[:n] * 2.0 - 1.0
+    else:
+        out = np.sqrt(-2.0 * np.log(u[:n])) * np.cos(2.0 * np.pi * u[n:])
+    return out.astype(dtype).reshape(shape)
 
 
 def _fit_array(np, arr, shape, dtype, detail):
@@ -339,8 +349,20 @@ def _fit_array(np, arr, shape, dtype, detail):
 
 
 # --------------------------------------------------------------------------------------------- measuring
+def _sha256():
+    # The builtin module avoids hashlib's OpenSSL import (~3.5 MB of resident memory on the device).
+    for name in ("_sha2", "_sha256"):
+        try:
+            return __import__(name).sha256()
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return hashlib.sha256()
+
+
 def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
+    h = _sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -380,7 +402,7 @@ def measure(args) -> dict:
     if size < 8 or head[4:8] != b"TFL3":
         raise AgentError(
             "model",
-            f"{model_path} is not a TFLite flatbuffer (no TFL3 identifier)",
+            f"{os.path.basename(model_path)} is not a TFLite flatbuffer (no TFL3 identifier)",
             "pass a .tflite file written by the converter",
             stage="check",
         )
@@ -439,7 +461,7 @@ def measure(args) -> dict:
 
     in_details = interp.get_input_details()
     out_details = interp.get_output_details()
-    rng = np.random.default_rng(args.seed)
+    rng = random.Random(args.seed)
     arrays = make_inputs(np, in_details, args, rng)
     inputs = []
     for i, d in enumerate(in_details):

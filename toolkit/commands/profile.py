@@ -1,0 +1,126 @@
+"""`edgeseq profile`: measure .tflite models on one or more targets, store every run, print the figures."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edgeseq.profiling import profile_models  # re-exported for `edgeseq demo`
+
+__all__ = ["profile", "profile_models"]
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    default=("local",),
+    show_default=True,
+    help="Where to run: local, an ssh:// or adb:// URL, or a named target. Repeat for several.",
+)
+@click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
+@click.option("--runs", type=int, default=200, show_default=True, help="Timed invokes per run.")
+@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed invokes before timing.")
+@click.option("--max-secs", type=float, default=None, help="Stop the timed loop after this many seconds.")
+@click.option("--no-xnnpack", is_flag=True, help="Build the interpreter without default delegates (XNNPACK).")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False),
+    help="A .npy (or .npz by input name) to feed instead of random data.",
+)
+@click.option("--cpus", type=int, default=None, help="Local only: pin the agent to N CPUs (affinity).")
+@click.option(
+    "--memory-limit",
+    default=None,
+    help="Local only: cgroup memory limit for the agent, e.g. 256M (the kernel OOM-kills at it).",
+)
+@click.option(
+    "--cpu-quota",
+    type=float,
+    default=None,
+    help="Local only: CFS quota as a fraction of one CPU, e.g. 0.5. Bursty: p99 grows, not p50.",
+)
+@click.option("--repeat", type=int, default=1, show_default=True, help="Measure each model K times (K runs).")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Results store (default .edgeseq/results.db in the working directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+def profile(
+    models,
+    targets,
+    threads,
+    runs,
+    warmup,
+    max_secs,
+    no_xnnpack,
+    input_path,
+    cpus,
+    memory_limit,
+    cpu_quota,
+    repeat,
+    db,
+    as_json,
+) -> None:
+    """Measure latency and memory of .tflite models on a target.
+
+    Each run starts a fresh agent process on the target, which times N invokes and reports raw samples; the
+    statistics are computed here and every run is stored with its provenance (model sha256, manifest, device,
+    runtime, options).
+    """
+    from edgeseq.report import print_table
+
+    live = sys.stderr.isatty() and not as_json
+
+    def progress(row: dict) -> None:
+        if live:
+            click.echo(
+                f"  {row['model']} @ {row['target']}: p50 {row['p50_us']:.1f} µs (run #{row['run_id']})",
+                err=True,
+            )
+
+    rows = profile_models(
+        models,
+        target=list(targets),
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        db=db,
+        max_secs=max_secs,
+        xnnpack=not no_xnnpack,
+        input=input_path,
+        cpus=cpus,
+        memory_limit=memory_limit,
+        cpu_quota=cpu_quota,
+        repeat=repeat,
+        on_result=progress,
+    )
+    if as_json:
+        click.echo(json.dumps({"schema": "edgeseq.profile/1", "runs": rows}, indent=2, default=str))
+        return
+    shown = []
+    for r in rows:
+        shown.append(
+            {
+                **r,
+                "label": r["model"] + (f" #{r['run_id']}" if repeat > 1 else ""),
+                "where": r["target"],
+                "runs": 1,
+                "device": r["device_facts"],
+            }
+        )
+    print_table(shown)
+    for r in rows:
+        if r.get("manifest_stale"):
+            click.echo(
+                f"note: the manifest next to {r['model']} describes another file (sha256 differs); "
+                "its recipe/accuracy were not used",
+                err=True,
+            )

@@ -1,0 +1,236 @@
+"""The report's PNG plots, drawn with matplotlib's Agg backend (no display needed, no TensorFlow).
+
+Each function takes report rows (one per model x target x options group, see `edgeseq.report.load_groups`) and
+writes one PNG. Colours mark the target/device, so a fleet's figures can share one plot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeseq.stats import pareto_front
+
+DPI = 110
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colours(rows: list[dict]) -> dict[str, tuple]:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    keys = sorted({r["where"] for r in rows})
+    return {k: cmap(i % 10) for i, k in enumerate(keys)}
+
+
+def _legend(ax, colours: dict, **kw) -> None:
+    if len(colours) > 1:
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=c, label=k) for k, c in colours.items()], fontsize=8, **kw)
+
+
+def _title_where(rows: list[dict]) -> str:
+    wheres = sorted({r["where"] for r in rows})
+    return wheres[0] if len(wheres) == 1 else f"{len(wheres)} targets"
+
+
+def _scale(ax, axis: str, values) -> None:
+    """Log scale only where the values span a decade or more; plain numbers on the ticks either way."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    vals = [float(v) for v in values if v and v > 0]
+    if not vals or max(vals) / min(vals) < 8:
+        return
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _empty(path: Path, title: str, text: str) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True, transform=ax.transAxes)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def latency_distribution(rows: list[dict], path: Path) -> Path:
+    """Box plot of the raw timed invokes per model (whiskers 1st-99th percentile), p50 printed next to each box."""
+    plt = _plt()
+    rows = [r for r in rows if len(r.get("samples_us", [])) > 0]
+    if not rows:
+        return _empty(path, "Latency distribution", "no runs stored")
+    rows = sorted(rows, key=lambda r: r["p50_us"], reverse=True)
+    colours = _colours(rows)
+    data = [np.asarray(r["samples_us"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
+    bp = ax.boxplot(
+        data,
+        vert=False,
+        whis=(1, 99),
+        showfliers=True,
+        patch_artist=True,
+        widths=0.6,
+        flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
+    )
+    for patch, r in zip(bp["boxes"], rows, strict=True):
+        patch.set_facecolor(colours[r["where"]])
+        patch.set_alpha(0.55)
+    for med in bp["medians"]:
+        med.set_color("black")
+    ax.set_yticks(range(1, len(rows) + 1), [r["label"] for r in rows], fontsize=8)
+    _scale(ax, "x", [min(float(d.min()) for d in data), max(float(d.max()) for d in data) / 4])
+    for i, r in enumerate(rows, start=1):
+        ax.annotate(f"p50 {r['p50_us']:.1f}", (r["p50_us"], i + 0.32), fontsize=7, ha="center")
+    ax.set_xlabel("latency per invoke (µs); box = p25-p75, whiskers = p1-p99")
+    ax.set_title(f"Latency distribution per model: {_title_where(rows)}")
+    ax.grid(axis="x", alpha=0.3, which="both")
+    _legend(ax, colours, loc="lower right")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def latency_vs_size(rows: list[dict], path: Path) -> Path:
+    plt = _plt()
+    if not rows:
+        return _empty(path, "Latency vs model size", "no runs stored")
+    colours = _colours(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for r in rows:
+        x, y = r["model_size_bytes"] / 1024, r["p50_us"]
+        ax.errorbar(
+            x,
+            y,
+            yerr=[[y - r["min_us"]], [r["p90_us"] - y]],
+            fmt="o",
+            color=colours[r["where"]],
+            ms=6,
+            capsize=3,
+            alpha=0.85,
+        )
+        ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    _scale(ax, "x", [r["model_size_bytes"] / 1024 for r in rows])
+    _scale(ax, "y", [r["p50_us"] for r in rows])
+    ax.set_xlabel("model file size (KiB)")
+    ax.set_ylabel("p50 latency (µs); bar = min..p90")
+    ax.set_title(f"Latency vs model size: {_title_where(rows)}")
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax, colours, loc="upper left")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def memory_per_model(rows: list[dict], path: Path) -> Path:
+    plt = _plt()
+    rows = [r for r in rows if r.get("peak_rss_kb")]
+    if not rows:
+        return _empty(path, "Peak memory per model", "no peak memory recorded")
+    rows = sorted(rows, key=lambda r: r["peak_rss_kb"])
+    colours = _colours(rows)
+    mb = [r["peak_rss_kb"] / 1024 for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
+    bars = ax.barh(range(len(rows)), mb, color=[colours[r["where"]] for r in rows], alpha=0.8)
+    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=8)
+    for bar, v, r in zip(bars, mb, rows, strict=True):
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {v:.1f} MB (model {r['model_size_bytes'] / 1024:.0f} KiB)",
+            va="center",
+            fontsize=7,
+        )
+    ax.set_xlim(0, max(mb) * 1.35)
+    ax.set_xlabel("agent process peak resident memory, VmHWM (MB): runtime + numpy + model")
+    ax.set_title(f"Peak memory per model: {_title_where(rows)}")
+    ax.grid(axis="x", alpha=0.3)
+    _legend(ax, colours, loc="lower right")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_latency(rows: list[dict], path: Path) -> Path:
+    """Scatter of accuracy against p50 per target; the Pareto front (nothing both faster and more accurate) is
+    drawn as a step line with ringed markers."""
+    plt = _plt()
+    rows = [r for r in rows if r.get("accuracy") is not None]
+    if not rows:
+        return _empty(
+            path,
+            "Accuracy vs latency",
+            "no accuracy recorded: profile models that have a converter manifest with validation results",
+        )
+    colours = _colours(rows)
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for where, colour in colours.items():
+        group = [r for r in rows if r["where"] == where]
+        pts = [(r["p50_us"], r["accuracy"]) for r in group]
+        front = set(pareto_front(pts))
+        for i, r in enumerate(group):
+            on = i in front
+            ax.scatter(
+                r["p50_us"],
+                r["accuracy"],
+                s=70 if on else 35,
+                color=colour,
+                zorder=3,
+                edgecolors="black" if on else "none",
+                linewidths=1.4,
+            )
+            ax.annotate(
+                r["label"],
+                (r["p50_us"], r["accuracy"]),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=7,
+            )
+        fp = sorted((pts[i] for i in front), key=lambda p: p[0])
+        if fp:
+            xs, ys = zip(*fp, strict=True)
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                color=colour,
+                alpha=0.7,
+                lw=1.5,
+                ls="--",
+                label=f"Pareto front{'' if len(colours) == 1 else ' ' + where}",
+            )
+    _scale(ax, "x", [r["p50_us"] for r in rows])
+    ax.set_xlabel("p50 latency (µs)")
+    ax.set_ylabel("accuracy (from the manifest)")
+    ax.set_title(f"Accuracy vs latency: {_title_where(rows)} (ringed = Pareto-optimal)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+PLOTS = {
+    "latency_distribution.png": latency_distribution,
+    "latency_vs_size.png": latency_vs_size,
+    "memory_per_model.png": memory_per_model,
+    "accuracy_vs_latency.png": accuracy_vs_latency,
+}
+
+
+def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [fn(rows, out_dir / name) for name, fn in PLOTS.items()]

@@ -1,0 +1,263 @@
+"""Profile .tflite models on targets and store each run: the library behind `edgeseq profile` (and `demo`).
+
+Works on any .tflite; when the converter's manifest sits next to it (`<name>-<recipe>.json`) its recipe, parameter
+count and accuracy are carried into the store. No TensorFlow import anywhere on this path.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edgeseq.errors import InputError, ModelError
+from edgeseq.stats import summarize_agent
+from edgeseq.store import ResultsStore
+from edgeseq.targets.runner import AgentOptions, run_agent, sha256_file
+
+KNOWN_RECIPES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+
+# ------------------------------------------------------------------------------------------ manifests
+def read_manifest(model: Path) -> dict | None:
+    """The converter's manifest next to `model` (same stem, .json), or None. Never raises on a bad manifest."""
+    path = Path(model).with_suffix(".json")
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _find(obj, keys: tuple[str, ...], want: type | tuple, depth: int = 4):
+    """Breadth-first search for the first value under one of `keys` of type `want` (shallowest wins)."""
+    level = [obj]
+    for _ in range(depth):
+        nxt = []
+        for node in level:
+            if isinstance(node, dict):
+                for k in keys:
+                    v = node.get(k)
+                    if isinstance(v, want) and not isinstance(v, bool):
+                        return v
+                nxt.extend(v for v in node.values() if isinstance(v, dict | list))
+            elif isinstance(node, list):
+                nxt.extend(v for v in node if isinstance(v, dict | list))
+        level = nxt
+    return None
+
+
+def manifest_summary(manifest: dict | None, model: Path, sha256: str) -> dict:
+    """recipe / params / accuracy / metric for tables; tolerant of manifest layout, strict about staleness."""
+    out = {"recipe": None, "params": None, "accuracy": None, "manifest_stale": False}
+    if manifest:
+        stated = _find(manifest, ("sha256",), str, depth=2)
+        if stated and stated.lower() != sha256:
+            out["manifest_stale"] = True  # the manifest describes another file: use none of its figures
+            manifest = None
+    if manifest:
+        recipe = manifest.get("recipe")
+        if isinstance(recipe, dict):
+            recipe = recipe.get("slug") or recipe.get("name")
+        out["recipe"] = recipe if isinstance(recipe, str) else None
+        out["params"] = _find(manifest, ("parameters", "params", "param_count", "num_params"), int)
+        acc = None
+        for section in ("validation", "accuracy", "evaluation", "metrics"):
+            node = manifest.get(section)
+            if isinstance(node, int | float) and not isinstance(node, bool):
+                acc = node
+            elif isinstance(node, dict):
+                acc = _find(node, ("tflite_accuracy", "accuracy", "acc"), (int, float))
+            if acc is not None:
+                break
+        out["accuracy"] = float(acc) if acc is not None else None
+    if out["recipe"] is None:
+        tail = Path(model).stem.rsplit("-", 1)[-1]
+        if tail in KNOWN_RECIPES:
+            out["recipe"] = tail
+    return out
+
+
+# ------------------------------------------------------------------------------------------ profiling
+def _check_model(path: Path) -> None:
+    if not path.exists():
+        raise ModelError(f"model not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"not a file: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise ModelError(
+            f"{path} is not a TFLite model (no TFL3 identifier; corrupt or wrong file)",
+            "pass a .tflite written by `edgeseq convert`",
+        )
+
+
+def open_targets(names: Sequence[str], cpus: int | None, memory_limit, cpu_quota: float | None) -> list:
+    from edgeseq.targets.local import LocalTarget
+    from edgeseq.targets.resolve import open_target
+
+    constrained = cpus is not None or memory_limit is not None or cpu_quota is not None
+    out = []
+    for name in names:
+        target = open_target(name)
+        if constrained:
+            if not isinstance(target, LocalTarget):
+                raise InputError(
+                    f"--cpus/--memory-limit/--cpu-quota emulate a device on the local target only, "
+                    f"not on {name}"
+                )
+            target = LocalTarget(
+                cpus=cpus, memory_limit=memory_limit, cpu_quota=cpu_quota, python=target.python
+            )
+        out.append((name, target))
+    return out
+
+
+def build_record(
+    data: dict,
+    target_name: str,
+    target,
+    model: Path,
+    manifest: dict | None,
+    summary: dict,
+    opts: AgentOptions,
+    session: str,
+    repeat_index: int,
+) -> dict:
+    from edgeseq import __version__
+
+    stats = summarize_agent(data)
+    device = data.get("device") or {}
+    timings = data["timings_ns"]
+    agent_rest = {k: v for k, v in data.items() if k not in ("timings_ns", "device")}
+    agent_rest["timings_ns"] = {k: v for k, v in timings.items() if k not in ("invoke", "warmup")}
+    info = {}
+    try:
+        info = target.info()
+    except Exception:  # noqa: BLE001 - info is provenance; a failing probe must not lose a measurement
+        info = {}
+    return {
+        "session": session,
+        "repeat_index": repeat_index,
+        "edgeseq_version": __version__,
+        "target": target_name,
+        "target_url": getattr(getattr(target, "spec", None), "url", None),
+        "device_key": device_key(device),
+        "device_json": device,
+        "constraints_json": info.get("constraints"),
+        "model_path": str(model.resolve()),
+        "model_name": model.stem,
+        "model_sha256": data["model"]["sha256"],
+        "model_size_bytes": data["model"]["size_bytes"],
+        "recipe": summary["recipe"],
+        "params": summary["params"],
+        "accuracy": summary["accuracy"],
+        "manifest_json": manifest,
+        "runtime_name": data["runtime"]["name"],
+        "runtime_version": data["runtime"]["version"],
+        "agent_version": data["agent_version"],
+        "agent_schema": data["schema"],
+        "options_json": opts.to_dict(),
+        "stats_json": stats,
+        "p50_us": stats["p50_us"],
+        "mean_us": stats["mean_us"],
+        "peak_rss_kb": stats["peak_rss_kb"],
+        "samples": timings["invoke"],
+        "warmup": timings.get("warmup") or [],
+        "agent_json": agent_rest,
+    }
+
+
+def device_key(device: dict) -> str:
+    return "/".join(str(device.get(k) or "?") for k in ("hostname", "machine", "cpu_model"))
+
+
+def row_from_record(record: dict, run_id: int | None) -> dict:
+    """The flat dict a table (and --json) shows for one run."""
+    opts = record.get("options_json") or record.get("options") or {}
+    stats = record.get("stats_json") or record.get("stats") or {}
+    device = record.get("device_json") or record.get("device") or {}
+    return {
+        "run_id": run_id,
+        "target": record["target"],
+        "device": record.get("device_key") or device_key(device),
+        "device_facts": device,
+        "model": record["model_name"],
+        "model_path": record["model_path"],
+        "sha256": record["model_sha256"],
+        "recipe": record.get("recipe"),
+        "params": record.get("params"),
+        "accuracy": record.get("accuracy"),
+        "runtime": f"{record.get('runtime_name')} {record.get('runtime_version')}",
+        "threads": opts.get("threads"),
+        "xnnpack": opts.get("xnnpack"),
+        "repeat_index": record.get("repeat_index", 0),
+        **stats,
+    }
+
+
+def profile_models(
+    paths: Sequence[str | Path],
+    target: str | Sequence[str] = "local",
+    runs: int = 200,
+    warmup: int = 20,
+    threads: int | None = 1,
+    db: str | Path | None = None,
+    max_secs: float | None = None,
+    xnnpack: bool = True,
+    input: str | Path | None = None,
+    cpus: int | None = None,
+    memory_limit: str | int | None = None,
+    cpu_quota: float | None = None,
+    repeat: int = 1,
+    on_result: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Measure every model on every target `repeat` times; store each run as it finishes; return the rows.
+
+    Everything that can be checked before measuring (models, options, targets, the store) is checked first, so a
+    bad argument writes nothing. Each run is committed on its own: an error or Ctrl-C later keeps earlier runs.
+    """
+    if not paths:
+        raise InputError("no models given", "pass one or more .tflite files")
+    if repeat < 1:
+        raise InputError(f"--repeat must be at least 1, got {repeat}")
+    opts = AgentOptions(
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        max_secs=max_secs,
+        xnnpack=xnnpack,
+        input=str(input) if input is not None else None,
+    )
+    opts.check()
+    models = [Path(p) for p in paths]
+    for m in models:
+        _check_model(m)
+    names = [target] if isinstance(target, str) else list(target)
+    if not names:
+        raise InputError("no target given")
+    targets = open_targets(names, cpus, memory_limit, cpu_quota)
+    prepared = []
+    for m in models:
+        sha = sha256_file(m)
+        manifest = read_manifest(m)
+        prepared.append((m, manifest, manifest_summary(manifest, m, sha)))
+    session = uuid.uuid4().hex[:12]
+    rows = []
+    with ResultsStore(db) as store:
+        for name, tgt in targets:
+            for m, manifest, summary in prepared:
+                for k in range(repeat):
+                    data = run_agent(tgt, m, opts)
+                    record = build_record(data, name, tgt, m, manifest, summary, opts, session, k)
+                    run_id = store.add_run(record)
+                    row = row_from_record(record, run_id)
+                    row["manifest_stale"] = summary["manifest_stale"]
+                    rows.append(row)
+                    if on_result is not None:
+                        on_result(row)
+    return rows
