@@ -36,6 +36,11 @@ def _positive(field: str, value: Any) -> None:
         raise InputError(f"{field} must be a positive integer, got {value!r}")
 
 
+def _flag(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(f"{field} must be true or false, got {value!r}")
+
+
 def _rate(field: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
         raise InputError(f"{field} must be a number in [0, 1), got {value!r}")
@@ -65,8 +70,8 @@ class RNNConfig:
         _positive("units", self.units)
         _positive("num_layers", self.num_layers)
         _rate("dropout", self.dropout)
-        _choice("bidirectional", self.bidirectional, (False, True))
-        _choice("unroll", self.unroll, (False, True))
+        _flag("bidirectional", self.bidirectional)
+        _flag("unroll", self.unroll)
         _choice("head", self.head, ("last", "mean"))
 
 
@@ -99,7 +104,7 @@ class TransformerConfig:
         _rate("attention_dropout", self.attention_dropout)
         _choice("activation", self.activation, ("gelu", "relu"))
         _choice("pos_encoding", self.pos_encoding, ("sinusoidal", "learned"))
-        _choice("causal", self.causal, (False, True))
+        _flag("causal", self.causal)
         _choice("pooling", self.pooling, ("auto", "mean", "last"))
         if not isinstance(self.norm_epsilon, float) or not self.norm_epsilon > 0:
             raise InputError(f"norm_epsilon must be a positive float, got {self.norm_epsilon!r}")

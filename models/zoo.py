@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random
 from typing import TYPE_CHECKING, Any
 
 from edgeseq.errors import InputError
@@ -166,16 +167,22 @@ def _count_params(
     task: str,
     overrides: tuple[tuple[str, Any], ...],
 ) -> int:
-    model = build_model(
-        arch,
-        preset,
-        seq_len=seq_len,
-        num_features=num_features,
-        task=task,
-        num_outputs=num_outputs,
-        **dict(overrides),
-    )
-    return int(model.count_params())
+    # Keras draws unseeded initializer seeds from Python's `random`: put its state back, so that counting between
+    # keras.utils.set_random_seed and build_model does not change the weights that build gets.
+    state = random.getstate()
+    try:
+        model = build_model(
+            arch,
+            preset,
+            seq_len=seq_len,
+            num_features=num_features,
+            task=task,
+            num_outputs=num_outputs,
+            **dict(overrides),
+        )
+        return int(model.count_params())
+    finally:
+        random.setstate(state)
 
 
 def _key_hyperparameters(cfg: ModelConfig) -> str:

@@ -120,15 +120,32 @@ def test_attention_pieces_reproduce_the_layer_one_token_at_a_time():
         np.testing.assert_allclose(y[:, 0], full[:, t], atol=1e-5)
 
 
-def test_same_seed_builds_same_weights():
-    def weights(seed):
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_same_seed_builds_same_weights(arch):
+    def weights(seed, count_first=False):
         keras.utils.set_random_seed(seed)
-        return build_model("transformer", "tiny", seq_len=T, num_features=F, num_outputs=K).get_weights()
+        if count_first:  # counting parameters builds a model too; it must not consume the seed
+            count_params(arch, "tiny", num_features=7)
+        return build_model(arch, "tiny", seq_len=T, num_features=F, num_outputs=K).get_weights()
 
-    a, b, c = weights(3), weights(3), weights(4)
+    a, b, c = weights(3), weights(3, count_first=True), weights(4)
     for wa, wb in zip(a, b, strict=True):
         np.testing.assert_array_equal(wa, wb)
     assert any(not np.array_equal(wa, wc) for wa, wc in zip(a, c, strict=True))
+
+
+def test_recurrent_options_build_and_reload(tmp_path):
+    x, _ = _data("classification", n=2)
+    model = build_model(
+        "gru", "tiny", seq_len=T, num_features=F, num_outputs=K, bidirectional=True, num_layers=2, head="mean"
+    )
+    assert [layer.name for layer in model.layers if "gru" in layer.name] == ["bigru_0", "bigru_1"]
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_array_equal(keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)(x), model(x))
+    unrolled = build_model("lstm", "tiny", seq_len=T, num_features=F, num_outputs=K, unroll=True)
+    assert unrolled.get_layer("lstm_0").unroll
+    with pytest.raises(InputError, match="true or false"):
+        get_config("lstm", "tiny", unroll=1)
 
 
 def test_presets_have_matched_parameter_counts():
