@@ -38,7 +38,7 @@ while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname -- "$d"); done
 free=$(stat -f -c '%a %S' -- "$d" 2>/dev/null | awk '{printf "%d", $1 * $2 / 1024}')
 [ -n "$free" ] || free=$(df -Pk -- "$d" 2>/dev/null | awk 'NR==2 {print $4}')
 echo "disk_free_kb=$free"
-if command -v "$py" >/dev/null 2>&1; then "$py" -c "$3"; else echo "python_missing=$py"; fi
+if [ -z "$py" ]; then :; elif command -v "$py" >/dev/null 2>&1; then "$py" -c "$3"; else echo "python_missing=$py"; fi
 """
 # Run by the device's Python: what the agent will find there. Only the standard library, so it runs anywhere.
 PY_FACTS = """
