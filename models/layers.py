@@ -43,7 +43,6 @@ class SinusoidalPositionalEncoding(keras.layers.Layer):
     def __init__(self, max_len: int = 256, **kwargs):
         super().__init__(**kwargs)
         self.max_len = int(max_len)
-        self.supports_masking = False
 
     def build(self, input_shape):
         self.dim = int(input_shape[-1])
