@@ -124,3 +124,21 @@ def is_run_dir(path: str) -> bool:
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.replace("\r", "").splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def verify_sha256(target, remote: str, expected: str) -> bool:
+    """Check on the device that `remote` is byte-for-byte the file we pushed (coreutils or toybox sha256sum)."""
+    result = target.run(["sha256sum", "--", remote], timeout=120)
+    words = result.stdout.split()
+    if result.returncode != 0 or not words:
+        raise TargetError(
+            f"{target.spec.name}: cannot checksum {remote} on the device ({last_line(result.stderr) or 'no output'})",
+            "the device needs sha256sum (coreutils, busybox or toybox)",
+        )
+    if words[0].lower() != expected.lower():
+        raise TargetError(
+            f"{target.spec.name}: {remote} differs from the host file after the upload "
+            f"(sha256 {words[0][:16]} != {expected[:16]})",
+            "retry; if it persists, check free space and storage health on the device",
+        )
+    return True

@@ -200,6 +200,41 @@ def mounted_proc(root: Path):
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
+_MODEL_SCRIPT = """
+import os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras, numpy as np, tensorflow as tf
+from edgeseq.models.zoo import build_model
+keras.utils.set_random_seed(0)
+model = build_model("gru", "tiny", seq_len=16, num_features=4, num_outputs=3, unroll=True)
+fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, 16, 4], tf.float32)])
+conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+open(sys.argv[1], "wb").write(conv.convert())
+"""
+
+
+def tiny_model(dest: Path) -> Path:
+    """A converted zoo model (GRU, tiny preset, unrolled, batch 1, builtin ops only), cached by TF version: the
+    TF import and conversion (~10 s) run once per cache, in a child process so tests never import TensorFlow."""
+    from importlib import metadata
+
+    try:
+        tf_version = metadata.version("tensorflow-cpu")
+    except metadata.PackageNotFoundError:
+        tf_version = metadata.version("tensorflow")
+    cached = cache_root().parent / "models" / f"gru-tiny-unrolled-b1-tf{tf_version}.tflite"
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        _run([sys.executable, "-c", _MODEL_SCRIPT, str(tmp)])
+        os.replace(tmp, cached)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(cached, dest)
+    return dest
+
+
 if __name__ == "__main__":  # `python tests/_armroot.py` builds (or reports) the cache by hand
     reason = unavailable_reason()
     if reason:

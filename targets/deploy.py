@@ -1,0 +1,119 @@
+"""`edgeseq deploy`: put a model on a device and prove it runs there, step by step, with a clear error at each step.
+
+Steps: check the device can run the runner (Python + numpy + a TFLite runtime for the agent; the user's binary for
+benchmark_model), make a fresh per-run directory, push, verify the model's sha256 on the device, run a short
+measurement, collect the JSON, remove the directory (unless `keep`). Nothing is written to the results store: deploy
+answers "does it run there?"; `edgeseq profile` measures.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path, PurePosixPath
+
+from edgeseq.errors import EdgeseqError, ModelError, TargetError
+from edgeseq.targets import device_shell
+
+
+def deploy(
+    target,
+    model: Path,
+    runs: int = 10,
+    warmup: int = 2,
+    threads: int | None = 1,
+    keep: bool = False,
+    timeout: float = 600.0,
+    runner: str | None = None,
+    benchmark_binary: str | None = None,
+    log=lambda msg: None,
+) -> dict:
+    """Deploy `model` to `target` and run it once; returns the result (schema edgeseq.agent/1) plus `deploy` facts."""
+    model = Path(model)
+    if not model.is_file():
+        raise ModelError(f"model not found: {model}")
+    runner = runner or getattr(target.spec, "runner", "agent") or "agent"
+    started = time.monotonic()
+    if runner == "benchmark_model":
+        from edgeseq.targets.benchmark_model import BenchmarkOptions, run_benchmark
+
+        binary = benchmark_binary or target.spec.benchmark_binary
+        if not binary:
+            from edgeseq.errors import InputError
+
+            raise InputError("runner benchmark_model needs the binary", "pass --benchmark-binary PATH")
+        log(f"running benchmark_model on {target.spec.name}")
+        data = run_benchmark(
+            target,
+            model,
+            Path(binary),
+            BenchmarkOptions(runs=runs, warmup=warmup, threads=threads),
+            timeout,
+            keep,
+        )
+    else:
+        data = _deploy_agent(target, model, runs, warmup, threads, keep, timeout, log)
+    data["deploy"] = {
+        "target": target.spec.name,
+        "runner": runner,
+        "kept": keep,
+        "wall_s": time.monotonic() - started,
+    }
+    return data
+
+
+def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log) -> dict:
+    from edgeseq.targets.runner import (
+        AGENT_REMOTE_NAME,
+        AgentOptions,
+        _safe_name,
+        agent_argv,
+        agent_path,
+        parse_agent_output,
+        sha256_file,
+    )
+
+    opts = AgentOptions(runs=runs, warmup=warmup, threads=threads)
+    opts.check()
+    if hasattr(target, "require_runtime"):  # remote targets: name `targets setup` before pushing anything
+        log(f"checking Python and the TFLite runtime on {target.spec.name}")
+        target.require_runtime()
+    digest = sha256_file(model)
+    wd = target.workdir()
+    log(f"work directory {wd}")
+    try:
+        remote_agent = str(PurePosixPath(wd) / AGENT_REMOTE_NAME)
+        remote_model = str(PurePosixPath(wd) / _safe_name(model.name))
+        target.push(Path(agent_path()), remote_agent)
+        target.push(model, remote_model)
+        log("pushed the agent and the model; verifying sha256 on the device")
+        device_shell.verify_sha256(target, remote_model, digest)
+        result = target.run(
+            agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, None), timeout
+        )
+        killed_by_signal(target, result, f"the agent on {model.name}")
+        data = parse_agent_output(result, model.name)
+    finally:
+        if not keep:
+            try:
+                target.cleanup(wd)
+            except EdgeseqError:
+                pass
+    data["model"]["host_path"] = str(model)
+    if keep:
+        data["remote_dir"] = wd
+    return data
+
+
+def killed_by_signal(target, result, what: str) -> None:
+    """A remote shell reports a process killed by signal N as exit 128+N; say so, instead of 'no result'."""
+    if result.returncode > 128 and '"schema"' not in result.stdout:
+        import signal
+
+        try:
+            name = signal.Signals(result.returncode - 128).name
+        except ValueError:
+            name = f"signal {result.returncode - 128}"
+        raise TargetError(
+            f"{target.spec.name}: {what} was killed by {name} before it reported (exit {result.returncode})",
+            "the device may have run out of memory (check dmesg there); only this run was lost",
+        )

@@ -1,0 +1,77 @@
+"""`edgeseq deploy`: push a .tflite (and the agent or benchmark_model) to a target, verify it, run it, clean up."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option(
+    "--target", "target_name", required=True, help="A named target, or an ssh:// / adb:// URL, or local."
+)
+@click.option("--runs", type=int, default=10, show_default=True, help="Timed invokes of the check run.")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed invokes first.")
+@click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
+@click.option("--runner", type=click.Choice(["agent", "benchmark_model"]), default=None,
+              help="What runs the model (default: the target's runner).")  # fmt: skip
+@click.option(
+    "--benchmark-binary", type=click.Path(dir_okay=False), help="LiteRT's benchmark_model for the device."
+)
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds allowed for the run.")
+@click.option("--keep", is_flag=True, help="Leave the per-run directory on the device (its path is printed).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def deploy(
+    model, target_name, runs, warmup, threads, runner, benchmark_binary, timeout, keep, as_json
+) -> None:
+    """Push MODEL to a target and check it runs there: fresh directory, sha256 verified on the device, one short
+    run, result collected, directory removed (unless --keep). Writes nothing to the results store."""
+    from pathlib import Path
+
+    from edgeseq.targets.deploy import deploy as deploy_model
+    from edgeseq.targets.resolve import open_target
+
+    target = open_target(target_name)
+    data = deploy_model(
+        target,
+        Path(model),
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        keep=keep,
+        timeout=timeout,
+        runner=runner,
+        benchmark_binary=benchmark_binary,
+        log=(lambda msg: None) if as_json else (lambda msg: click.echo(f"  {msg}", err=True)),
+    )
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    if data.get("runner") == "benchmark_model":
+        from edgeseq.targets.benchmark_model import summarize
+
+        stats = summarize(data)
+    else:
+        from edgeseq.stats import summarize_agent
+
+        stats = summarize_agent(data)
+    rt = data.get("runtime") or {}
+    dev = data.get("device") or {}
+    where = dev.get("model") or dev.get("board") or dev.get("hostname") or target.spec.name
+    mem = stats.get("peak_rss_kb")
+    approx = " (approximate)" if stats.get("memory_approximate") else ""
+    click.echo(
+        f"deployed {Path(model).name} to {target.spec.name} [{where}, {dev.get('machine') or dev.get('abi') or '?'}]: "
+        f"sha256 verified on the device; {rt.get('name')} {rt.get('version') or ''}".rstrip()
+    )
+    click.echo(
+        f"  {stats['count']} runs: mean {stats['mean_us']:.1f} us, p50 {stats['p50_us']:.1f} us; "
+        f"init {stats['init_ms']:.1f} ms; first inference {stats['first_inference_ms']:.2f} ms; "
+        f"peak memory {mem if mem is not None else '?'} kB{approx}"
+    )
+    if keep:
+        click.echo(f"  kept {data.get('remote_dir')} on the device")
+    else:
+        click.echo("  removed the run directory from the device")
