@@ -130,7 +130,12 @@ def build_record(
 ) -> dict:
     from edgeseq import __version__
 
-    stats = summarize_agent(data)
+    if data.get("runner") == "benchmark_model":  # native binary: aggregates only, no raw samples
+        from edgeseq.targets.benchmark_model import summarize
+
+        stats = summarize(data)
+    else:
+        stats = summarize_agent(data)
     device = data.get("device") or {}
     timings = data["timings_ns"]
     agent_rest = {k: v for k, v in data.items() if k not in ("timings_ns", "device")}
@@ -166,10 +171,30 @@ def build_record(
         "p50_us": stats["p50_us"],
         "mean_us": stats["mean_us"],
         "peak_rss_kb": stats["peak_rss_kb"],
-        "samples": timings["invoke"],
+        "samples": timings.get("invoke") or [],
         "warmup": timings.get("warmup") or [],
         "agent_json": agent_rest,
     }
+
+
+def _measure(target, model: Path, opts: AgentOptions) -> dict:
+    """The Python agent, or LiteRT's native benchmark_model where the target is set up for it (Android)."""
+    spec = getattr(target, "spec", None)
+    if getattr(spec, "runner", "agent") != "benchmark_model":
+        return run_agent(target, model, opts)
+    from edgeseq.targets.benchmark_model import BenchmarkOptions, run_benchmark
+
+    if opts.input:
+        raise InputError("--input needs the Python agent; this target runs benchmark_model")
+    if not spec.benchmark_binary:
+        raise InputError(
+            f"target {spec.name} runs benchmark_model but names no binary",
+            "set benchmark_binary for it with `edgeseq targets add`",
+        )
+    bm = BenchmarkOptions(
+        runs=opts.runs, warmup=opts.warmup, threads=opts.threads, max_secs=opts.max_secs, xnnpack=opts.xnnpack
+    )
+    return run_benchmark(target, model, Path(spec.benchmark_binary), bm, timeout=opts.default_timeout())
 
 
 def device_key(device: dict) -> str:
@@ -252,7 +277,7 @@ def profile_models(
         for name, tgt in targets:
             for m, manifest, summary in prepared:
                 for k in range(repeat):
-                    data = run_agent(tgt, m, opts)
+                    data = _measure(tgt, m, opts)
                     record = build_record(data, name, tgt, m, manifest, summary, opts, session, k)
                     run_id = store.add_run(record)
                     row = row_from_record(record, run_id)

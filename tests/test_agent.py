@@ -1,0 +1,246 @@
+"""The device agent: its imports, its JSON (schema edgeseq.agent/1), its errors, and both runtimes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _tiny_tflite import build_tiny_models
+
+AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+CACHE = Path(os.environ.get("EDGESEQ_TEST_CACHE", Path.home() / ".cache" / "edgeseq-tests"))
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny-tflite")
+
+
+@pytest.fixture(scope="module")
+def agent_mod():
+    spec = importlib.util.spec_from_file_location("edgeseq_agent_under_test", AGENT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_agent(*args: str, python: str = sys.executable, timeout: float = 120) -> tuple[int, dict, str]:
+    proc = subprocess.run([python, str(AGENT), *args], capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(lines) == 1, (
+        f"want exactly one JSON line on stdout, got {proc.stdout!r} / {proc.stderr[-500:]!r}"
+    )
+    return proc.returncode, json.loads(lines[0]), proc.stderr
+
+
+def test_agent_imports_neither_tensorflow_click_nor_edgeseq(tiny):
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(AGENT), "--model", str(tiny["dense-fp32"]), "--runs", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    roots = {name.split(".")[0] for name in imported}
+    assert "ai_edge_litert" in roots and "numpy" in roots  # the parse works
+    for banned in ("tensorflow", "keras", "click", "edgeseq", "rich", "matplotlib"):
+        assert banned not in roots, f"the agent imported {banned}"
+
+
+def test_agent_json_has_the_documented_schema(tiny):
+    m = tiny["dense-fp32"]
+    sha = __import__("hashlib").sha256(m.read_bytes()).hexdigest()
+    rc, d, err = run_agent(
+        "--model", str(m), "--runs", "25", "--warmup", "4", "--threads", "1", "--expect-sha256", sha
+    )
+    assert rc == 0
+    assert d["schema"] == "edgeseq.agent/1" and d["ok"] is True and d["agent_version"]
+    assert d["model"] == {
+        "path": str(m),
+        "size_bytes": m.stat().st_size,
+        "sha256": sha,
+        "sha256_verified": True,
+    }
+    assert d["runtime"]["name"] == "ai_edge_litert" and d["runtime"]["version"]
+    assert d["runtime"]["threads"] == 1 and d["runtime"]["xnnpack"] == "default"
+    t = d["timings_ns"]
+    assert len(t["invoke"]) == 25 == d["runs_completed"] and len(t["warmup"]) == 4
+    assert all(isinstance(v, int) and v > 0 for v in t["invoke"])
+    for key in ("import_runtime", "load", "allocate", "first_inference"):
+        assert isinstance(t[key], int) and t[key] > 0
+    assert d["stopped_by"] == "runs"
+    assert d["memory"]["vm_hwm_kb"] >= d["memory"]["vm_rss_kb"] > 10_000
+    assert set(d["memory"]["stages"]) == {"start", "import", "load", "allocate", "end"}
+    dev = d["device"]
+    for key in (
+        "hostname",
+        "machine",
+        "cpu_model",
+        "cpu_count",
+        "cpus_allowed",
+        "mem_total_kb",
+        "os",
+        "python",
+    ):
+        assert key in dev
+    assert dev["machine"] and dev["cpu_count"] >= 1 and dev["mem_total_kb"] > 0
+    assert d["inputs"][0]["shape"] == [1, 16, 8] and d["inputs"][0]["source"] == "random-normal"
+    assert d["outputs"][0]["shape"] == [1, 4]
+    assert d["stream"] is None  # reserved slot
+    assert "edgeseq-agent: stage=timed" in err
+
+
+def test_checksum_mismatch_is_an_error_before_measuring(tiny):
+    rc, d, _ = run_agent("--model", str(tiny["dense-fp32"]), "--expect-sha256", "0" * 64)
+    assert rc == 3 and d["ok"] is False and d["error"]["kind"] == "checksum"
+    assert "timings_ns" not in d
+
+
+@pytest.mark.parametrize(
+    "args, kind, rc",
+    [
+        (["--model", "/nonexistent/m.tflite"], "model", 3),
+        (["--model", __file__], "model", 3),
+        (["--model", "X", "--runs", "0"], "input", 2),
+        (["--model", "X", "--stream"], "not_implemented", 2),
+        (["--model", "X", "--bogus"], "input", 2),
+    ],
+)
+def test_errors_are_json_with_a_nonzero_exit(args, kind, rc):
+    code, d, _ = run_agent(*args)
+    assert code == rc and d["ok"] is False and d["error"]["kind"] == kind and d["error"]["message"]
+
+
+def test_flex_model_names_the_op_and_the_fix(tiny):
+    rc, d, _ = run_agent("--model", str(tiny["gru-flex"]))
+    assert rc == 3 and d["error"]["kind"] == "flex"
+    assert d["error"]["op"].startswith("Flex") and "Flex" in d["error"]["message"]
+    assert "builtin ops" in d["error"]["hint"]
+
+
+def test_max_secs_bounds_the_timed_loop(tiny):
+    rc, d, _ = run_agent(
+        "--model", str(tiny["gru-fp32"]), "--runs", "100000000", "--warmup", "2", "--max-secs", "0.3"
+    )
+    assert rc == 0 and d["stopped_by"] == "max_secs"
+    assert 0 < d["runs_completed"] < 100000000
+    assert sum(d["timings_ns"]["invoke"]) < 1.5e9
+
+
+def test_xnnpack_off_and_threads(tiny):
+    rc, d, _ = run_agent("--model", str(tiny["dense-fp32"]), "--runs", "5", "--no-xnnpack", "--threads", "2")
+    assert rc == 0 and d["runtime"]["xnnpack"] == "off" and d["options"]["xnnpack"] is False
+    assert d["options"]["threads"] == 2
+
+
+def test_input_from_npy_is_quantized_for_an_int8_model(tiny, tmp_path):
+    x = np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)  # no batch axis
+    np.save(tmp_path / "x.npy", x)
+    rc, d, _ = run_agent(
+        "--model", str(tiny["dense-int8"]), "--runs", "3", "--input", str(tmp_path / "x.npy")
+    )
+    assert rc == 0 and d["inputs"][0]["source"] == "file:x.npy" and d["inputs"][0]["dtype"] == "int8"
+    np.save(tmp_path / "bad.npy", np.zeros((3, 3), np.float32))
+    rc, d, _ = run_agent("--model", str(tiny["dense-int8"]), "--input", str(tmp_path / "bad.npy"))
+    assert rc == 2 and d["error"]["kind"] == "input" and "[1, 16, 8]" in d["error"]["message"]
+
+
+def test_random_inputs_span_the_dtype(agent_mod):
+    import random
+
+    rng = random.Random(0)
+    a = agent_mod._random_array(np, rng, (4000,), np.dtype(np.int8), "normal")
+    assert a.dtype == np.int8 and a.min() < -120 and a.max() > 120
+    f = agent_mod._random_array(np, rng, (20000,), np.dtype(np.float32), "normal")
+    assert abs(f.mean()) < 0.05 and abs(f.std() - 1) < 0.05
+    u = agent_mod._random_array(np, rng, (20000,), np.dtype(np.float32), "uniform")
+    assert u.min() >= -1 and u.max() <= 1 and abs(u.mean()) < 0.05
+    again = agent_mod._random_array(np, random.Random(0), (4000,), np.dtype(np.int8), "normal")
+    assert np.array_equal(a, again)  # seeded: the same inputs on every device
+
+
+def test_op_version_message_names_the_op_and_the_fix(agent_mod):
+    text = (
+        "Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'. An older version of this builtin "
+        "might be supported. Are you using an old TFLite binary with a newer model?\nRegistration failed."
+    )
+    err = agent_mod.classify_runtime_error(text, "tflite_runtime", "2.14.0", "load")
+    assert (
+        err.kind == "op_unsupported"
+        and err.extra["op"] == "FULLY_CONNECTED"
+        and err.extra["op_version"] == 12
+    )
+    assert "FULLY_CONNECTED version 12" in err.message and "ai-edge-litert" in err.hint
+
+
+def test_facts_mode(tmp_path):
+    rc, d, _ = run_agent("--facts")
+    assert rc == 0 and d["runtime"]["name"] == "ai_edge_litert" and d["device"]["cpu_count"] >= 1
+
+
+# ------------------------------------------------------------------------------------------ tflite-runtime 2.14
+_NETWORK_HINTS = (
+    "Could not find a version",
+    "No matching distribution",
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+    "Connection",
+    "ProxyError",
+    "Max retries",
+)
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python() -> str:
+    """A venv with tflite-runtime 2.14 and numpy<2 (it cannot share the main env's NumPy 2), cached across runs."""
+    venv = CACHE / f"tflite-runtime-2.14-py{sys.version_info.major}{sys.version_info.minor}"
+    py = venv / "bin" / "python"
+    probe = [str(py), "-c", "import tflite_runtime.interpreter, numpy; assert numpy.__version__ < '2'"]
+    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return str(py)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    base = getattr(sys, "_base_executable", None) or "python3"
+    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=120)
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if pip.returncode != 0:
+        out = pip.stdout + pip.stderr
+        if any(h in out for h in _NETWORK_HINTS):
+            print(f"SKIP reason: pip could not reach the index for tflite-runtime 2.14: {out.strip()[-300:]}")
+            pytest.skip(
+                f"pip could not install tflite-runtime 2.14 (index unreachable): {out.strip()[-200:]}"
+            )
+        pytest.fail(f"pip install tflite-runtime failed: {out[-1000:]}")
+    return str(py)
+
+
+@pytest.mark.slow
+def test_agent_runs_under_tflite_runtime(tiny, tflite_runtime_python):
+    for name in ("dense-fp32", "dense-int8", "gru-fp32"):
+        rc, d, _ = run_agent("--model", str(tiny[name]), "--runs", "10", python=tflite_runtime_python)
+        assert rc == 0, d
+        assert d["runtime"]["name"] == "tflite_runtime" and d["runtime"]["version"] == "2.14.0"
+        assert d["runtime"]["numpy_version"].startswith("1.")
+
+
+@pytest.mark.slow
+def test_dynamic_range_model_on_tflite_runtime_names_the_op(tiny, tflite_runtime_python):
+    rc, d, _ = run_agent("--model", str(tiny["dense-dynamic"]), python=tflite_runtime_python)
+    assert rc == 3 and d["error"]["kind"] == "op_unsupported"
+    assert d["error"]["op"] == "FULLY_CONNECTED" and d["error"]["op_version"] >= 10
+    assert "pip install ai-edge-litert" in d["error"]["hint"]

@@ -1,0 +1,125 @@
+"""`edgeseq report` and `edgeseq compare`: formats, plots, the self-contained HTML, grouping, ratios."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from _tiny_tflite import build_tiny_models
+
+from edgeseq.cli import main
+from edgeseq.errors import InputError, StoreError
+from edgeseq.profiling import profile_models
+from edgeseq.report import compare_runs, write_report
+from edgeseq.stats import pareto_front
+from edgeseq.store import ResultsStore
+
+PNG = b"\x89PNG\r\n\x1a\n"
+PLOTS = ("latency_distribution.png", "latency_vs_size.png", "memory_per_model.png", "accuracy_vs_latency.png")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny-tflite")
+
+
+@pytest.fixture(scope="module")
+def db(tiny, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "results.db"
+    profile_models([tiny["dense-fp32"], tiny["dense-int8"], tiny["gru-fp32"]], runs=30, warmup=3, db=path)
+    profile_models([tiny["dense-fp32"]], runs=30, warmup=3, db=path, repeat=2)
+    return path
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_terminal_table_groups_repeated_runs(db, capsys):
+    code, out, _ = cli(capsys, "report", "--db", str(db))
+    assert code == 0
+    assert out.startswith("== local")  # one section per target/device
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("dense-", "gru-"))}
+    assert set(lines) == {"dense-fp32", "dense-int8", "gru-fp32"}
+    assert lines["dense-fp32"].split()[-1] == "3"  # three runs of the same file and options: one row
+    assert "0.9100" in lines["dense-fp32"] and "fp32" in lines["dense-fp32"]
+
+
+def test_md_csv_json_formats(db, capsys):
+    _, md, _ = cli(capsys, "report", "--db", str(db), "--format", "md")
+    assert md.startswith("# edgeseq profile report") and "| model | recipe |" in md and "---:" in md
+    _, text, _ = cli(capsys, "report", "--db", str(db), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == 3 and {"p50_us", "p99_us", "peak_rss_kb", "sha256", "recipe"} <= set(rows[0])
+    _, js, _ = cli(capsys, "report", "--db", str(db), "--format", "json")
+    doc = json.loads(js)
+    assert doc["schema"] == "edgeseq.report/1" and len(doc["groups"]) == 3
+    fp32 = next(g for g in doc["groups"] if g["model"] == "dense-fp32")
+    assert fp32["runs"] == 3 and fp32["p50_cv"] is not None and fp32["accuracy"] == 0.91
+
+
+def test_html_is_one_self_contained_file_with_the_plots(db, tmp_path, capsys):
+    out = tmp_path / "rep"
+    code, text, _ = cli(capsys, "report", "--db", str(db), "--format", "html", "--out", str(out))
+    assert code == 0 and "report.html" in text
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and "dense-int8" in page
+    assert not re.search(r"""src=['"](?!data:)""", page)  # nothing fetched from elsewhere
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(images) == 4
+    assert all(base64.b64decode(img).startswith(PNG) for img in images)
+    for name in PLOTS:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000, name
+
+
+def test_write_report_library_api(db, tmp_path):
+    path = write_report(db, tmp_path / "r", fmt="md")
+    assert path.name == "report.md" and path.read_text().startswith("# edgeseq")
+    assert all((tmp_path / "r" / name).is_file() for name in PLOTS)
+    with pytest.raises(InputError):
+        write_report(db, tmp_path / "r", fmt="pdf")
+
+
+def test_compare_by_name_and_by_run_id(db, capsys):
+    res = compare_runs(db, "dense-fp32", "dense-int8")
+    p50 = next(r for r in res["rows"] if r["key"] == "p50_us")
+    assert p50["ratio"] == pytest.approx(p50["b"] / p50["a"])
+    size = next(r for r in res["rows"] if r["key"] == "model_size_bytes")
+    assert size["ratio"] < 1  # int8 is the smaller file
+    assert res["a"]["run_id"] == 5  # a model name means its latest run
+    code, out, _ = cli(capsys, "compare", "1", "#2", "--db", str(db))
+    assert code == 0 and "B/A" in out and "p50 µs" in out and "dense-int8 #2" in out
+    with ResultsStore(db) as s:
+        sha = s.get_run(3)["model_sha256"]
+    assert compare_runs(db, sha[:10], "gru-fp32")["a"]["model"] == "gru-fp32"
+    code, out, _ = cli(capsys, "compare", "dense-fp32", "gru-fp32", "--db", str(db), "--json")
+    assert code == 0 and json.loads(out)["b"]["model"] == "gru-fp32"
+
+
+def test_compare_unknown_or_ambiguous_refs(db, capsys):
+    code, _, err = cli(capsys, "compare", "nothing-like-it", "dense-fp32", "--db", str(db))
+    assert code == 2 and err.startswith("error: no stored run matches 'nothing-like-it'")
+    with pytest.raises(InputError, match="matches 2 models"):
+        compare_runs(db, "dense", "gru-fp32")
+
+
+def test_report_without_a_store_is_one_line(tmp_path, capsys):
+    code, _, err = cli(capsys, "report", "--db", str(tmp_path / "none.db"))
+    assert code == 7 and err.count("\n") == 1 and "no results store" in err
+    with pytest.raises(StoreError):
+        write_report(tmp_path / "none.db", tmp_path / "out")
+
+
+def test_pareto_front():
+    pts = [(10, 0.90), (20, 0.95), (15, 0.85), (30, 0.95), (5, 0.80)]
+    assert sorted(pareto_front(pts)) == [0, 1, 4]  # (15, .85) and (30, .95) are beaten
+    assert pareto_front([(1, 1), (1, 1)]) == [0, 1]

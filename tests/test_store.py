@@ -1,0 +1,180 @@
+"""The SQLite results store: round trips, schema versioning and migration, transactions, two writers at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from edgeseq import store as store_mod
+from edgeseq.errors import StoreError
+from edgeseq.store import SCHEMA_VERSION, ResultsStore, pack_samples, unpack_samples
+
+
+def record(i: int = 0, target: str = "local") -> dict:
+    samples = [1000 + i + k for k in range(50)]
+    return {
+        "target": target,
+        "device_key": "host/x86_64/cpu",
+        "device_json": {"hostname": "host", "machine": "x86_64"},
+        "model_path": f"/m/model{i}.tflite",
+        "model_name": f"model{i}",
+        "model_sha256": f"{i:064x}",
+        "model_size_bytes": 1234,
+        "manifest_json": {"recipe": "int8"},
+        "recipe": "int8",
+        "options_json": {"runs": 50, "threads": 1},
+        "stats_json": {"p50_us": float(np.median(samples)) / 1e3},
+        "p50_us": float(np.median(samples)) / 1e3,
+        "samples": samples,
+        "warmup": [5000, 4000],
+    }
+
+
+def test_run_round_trips_with_samples_and_json(tmp_path):
+    with ResultsStore(tmp_path / "r.db") as s:
+        rid = s.add_run(record(3))
+        run = s.get_run(rid)
+    assert run["model_name"] == "model3" and run["manifest"] == {"recipe": "int8"}
+    assert run["options"]["threads"] == 1 and run["device"]["machine"] == "x86_64"
+    assert run["samples"].tolist() == record(3)["samples"] and run["warmup"].tolist() == [5000, 4000]
+    assert run["created_at"].endswith("+00:00")
+
+
+def test_samples_are_stored_compactly():
+    samples = np.random.default_rng(0).integers(30_000, 40_000, 10_000)
+    blob = pack_samples(samples)
+    assert len(blob) < samples.size * 8 * 0.5
+    assert np.array_equal(unpack_samples(blob), samples)
+
+
+def test_schema_is_versioned_and_wal(tmp_path):
+    with ResultsStore(tmp_path / "r.db") as s:
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_newer_schema_is_refused_not_misread(tmp_path):
+    db = tmp_path / "r.db"
+    ResultsStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer edgeseq"):
+        ResultsStore(db)
+
+
+def test_migration_hook_upgrades_an_old_store_in_place(tmp_path, monkeypatch):
+    db = tmp_path / "r.db"
+    with ResultsStore(db) as s:
+        s.add_run(record(1))
+
+    def v1_to_v2(conn):
+        conn.execute("ALTER TABLE runs ADD COLUMN note TEXT DEFAULT 'migrated'")
+
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, v1_to_v2])
+    with ResultsStore(db) as s:
+        assert s.schema_version == SCHEMA_VERSION + 1
+        assert s.conn.execute("SELECT note, model_name FROM runs").fetchall() == [("migrated", "model1")]
+    with ResultsStore(db) as s:  # applied once
+        assert s.schema_version == SCHEMA_VERSION + 1
+
+
+def test_interrupted_write_loses_only_that_run(tmp_path, monkeypatch):
+    db = tmp_path / "r.db"
+    with ResultsStore(db) as s:
+        s.add_run(record(1))
+        s.add_run(record(2))
+    s = ResultsStore(db)
+    real = s.conn
+
+    class Interrupting:
+        def execute(self, sql, *a):
+            if sql.startswith("INSERT"):
+                real.execute(sql, *a)  # the row is written inside the transaction, then Ctrl-C arrives
+                raise KeyboardInterrupt
+            return real.execute(sql, *a)
+
+    s.conn = Interrupting()
+    with pytest.raises(KeyboardInterrupt):
+        s.add_run(record(3))
+    s.conn = real
+    s.close()
+    with ResultsStore(db) as s:
+        assert [r["model_name"] for r in s.runs()] == ["model1", "model2"]
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_store import record
+    from edgeseq.store import ResultsStore
+    s = ResultsStore(sys.argv[1])
+    for i in range(int(sys.argv[3])):
+        s.add_run(record(i, target=sys.argv[2]))
+    s.close()
+    """
+)
+
+
+def test_two_processes_writing_at_once_do_not_corrupt_it(tmp_path):
+    db = tmp_path / "shared.db"
+    code = WRITER.format(tests=str(__import__("pathlib").Path(__file__).parent))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), name, "60"]) for name in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    with ResultsStore(db) as s:
+        runs = s.runs()
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len(runs) == 120
+    assert sorted({r["target"] for r in runs}) == ["a", "b"]
+    assert len({r["id"] for r in runs}) == 120
+
+
+def test_a_killed_writer_leaves_a_consistent_store(tmp_path):
+    db = tmp_path / "r.db"
+    code = WRITER.format(tests=str(__import__("pathlib").Path(__file__).parent))
+    p = subprocess.Popen([sys.executable, "-c", code, str(db), "k", "100000"])
+    import time
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as c:
+                    if c.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= 20:
+                        break
+            except sqlite3.OperationalError:
+                continue
+    p.kill()
+    p.wait()
+    with ResultsStore(db) as s:
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        n = s.count()
+        assert n >= 20
+        assert all(len(r["samples"]) == 50 for r in s.runs(with_samples=True))
+
+
+def test_unwritable_path_is_a_one_line_store_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError) as exc:
+        ResultsStore(blocker / "sub" / "results.db")
+    assert "\n" not in exc.value.one_line() and "--db" in exc.value.one_line()
+
+
+def test_corrupt_or_missing_store(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot use"):
+        ResultsStore(bad)
+    assert bad.read_bytes().startswith(b"this is not sqlite")  # never overwritten
+    with pytest.raises(StoreError, match="no results store"):
+        ResultsStore(tmp_path / "absent.db", create=False)
+    assert not (tmp_path / "absent.db").exists()
