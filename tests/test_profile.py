@@ -302,3 +302,19 @@ def test_a_command_past_its_timeout_is_killed():
 def test_missing_model_through_the_runner(tmp_path):
     with pytest.raises(ModelError):
         run_agent(LocalTarget(), tmp_path / "nope.tflite", AgentOptions())
+
+
+def test_manifest_summary_reads_the_converter_layout_and_rejects_a_stale_one(tmp_path):
+    from edgeseq.profiling import manifest_summary
+
+    m = {
+        "schema": "edgeseq.manifest/1",
+        "artifact": {"file": "gru-int8.tflite", "sha256": "ab" * 32},
+        "recipe": {"mode": "int8", "slug": "int8-io8"},
+        "source": {"sha256": "cd" * 32, "parameters": 1234},
+        "validation": {"tflite_metrics": {"accuracy": 0.87}, "keras_metrics": {"accuracy": 0.9}},
+    }
+    s = manifest_summary(m, tmp_path / "gru-int8.tflite", "ab" * 32)
+    assert s == {"recipe": "int8-io8", "params": 1234, "accuracy": 0.87, "manifest_stale": False}
+    stale = manifest_summary(m, tmp_path / "gru-int8.tflite", "ef" * 32)
+    assert stale["manifest_stale"] and stale["accuracy"] is None and stale["recipe"] == "int8"

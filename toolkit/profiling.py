@@ -50,30 +50,47 @@ def _find(obj, keys: tuple[str, ...], want: type | tuple, depth: int = 4):
     return None
 
 
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _get(d, *path):
+    for key in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
 def manifest_summary(manifest: dict | None, model: Path, sha256: str) -> dict:
-    """recipe / params / accuracy / metric for tables; tolerant of manifest layout, strict about staleness."""
+    """recipe / params / accuracy for tables, from an edgeseq.manifest/1 (artifact.sha256, recipe.slug,
+    source.parameters, validation.tflite_metrics.accuracy) or a flatter hand-written one; strict about staleness."""
     out = {"recipe": None, "params": None, "accuracy": None, "manifest_stale": False}
     if manifest:
-        stated = _find(manifest, ("sha256",), str, depth=2)
-        if stated and stated.lower() != sha256:
+        stated = _get(manifest, "artifact", "sha256") or manifest.get("sha256")
+        if isinstance(stated, str) and stated.lower() != sha256:
             out["manifest_stale"] = True  # the manifest describes another file: use none of its figures
             manifest = None
     if manifest:
         recipe = manifest.get("recipe")
         if isinstance(recipe, dict):
-            recipe = recipe.get("slug") or recipe.get("name")
+            recipe = recipe.get("slug") or recipe.get("name") or recipe.get("mode")
         out["recipe"] = recipe if isinstance(recipe, str) else None
-        out["params"] = _find(manifest, ("parameters", "params", "param_count", "num_params"), int)
-        acc = None
-        for section in ("validation", "accuracy", "evaluation", "metrics"):
-            node = manifest.get(section)
-            if isinstance(node, int | float) and not isinstance(node, bool):
-                acc = node
-            elif isinstance(node, dict):
-                acc = _find(node, ("tflite_accuracy", "accuracy", "acc"), (int, float))
+        params = _get(manifest, "source", "parameters")
+        if not isinstance(params, int):
+            params = _find(manifest, ("parameters", "params", "param_count", "num_params"), int)
+        out["params"] = int(params) if params is not None else None
+        for path in (
+            ("validation", "tflite_metrics", "accuracy"),
+            ("validation", "accuracy"),
+            ("accuracy",),
+            ("evaluation", "accuracy"),
+            ("metrics", "accuracy"),
+        ):
+            acc = _num(_get(manifest, *path))
             if acc is not None:
+                out["accuracy"] = acc
                 break
-        out["accuracy"] = float(acc) if acc is not None else None
     if out["recipe"] is None:
         tail = Path(model).stem.rsplit("-", 1)[-1]
         if tail in KNOWN_RECIPES:
