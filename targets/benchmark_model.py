@@ -161,7 +161,7 @@ def to_result(parsed: dict, model: dict, opts: BenchmarkOptions, device: dict) -
         "model": model,
         "runtime": {
             "name": RUNNER,
-            "version": parsed["version"],
+            "version": parsed["version"] or "native",
             "numpy_version": None,
             "threads": parsed["threads"] or opts.threads,
             "xnnpack": "default" if opts.xnnpack else "off",
@@ -204,8 +204,27 @@ def to_result(parsed: dict, model: dict, opts: BenchmarkOptions, device: dict) -
             "overall_mb": parsed["memory_overall_mb"],
             "peak_mb": parsed["memory_peak_mb"],
         },
-        "device": device,
+        "device": agent_style_device(device),
         "stream": None,
+    }
+
+
+def agent_style_device(facts: dict) -> dict:
+    """The target's facts (getprop, /proc) under the agent's `device` keys, so reports treat both runners alike."""
+    android = facts.get("android")
+    return {
+        "hostname": facts.get("hostname"),
+        "machine": facts.get("abi") or facts.get("machine"),
+        "cpu_model": facts.get("soc") or facts.get("cpu"),
+        "board": " ".join(v for v in (facts.get("manufacturer"), facts.get("model")) if v) or None,
+        "cpu_count": facts.get("cpus"),
+        "cpus_allowed": facts.get("cpus"),
+        "mem_total_kb": facts.get("mem_total_kb"),
+        "os": f"Android {android}" if android else facts.get("os"),
+        "os_release": f"Android {android} (SDK {facts.get('sdk')})" if android else facts.get("os"),
+        "kernel": facts.get("kernel"),
+        "python": None,
+        "facts": facts,
     }
 
 
@@ -299,3 +318,18 @@ def run_benchmark(
     if keep:
         out["remote_dir"] = wd
     return out
+
+
+def run_for_profile(target, model, opts, timeout: float | None = None) -> dict:
+    """`edgeseq profile` on a target whose runner is benchmark_model: the agent's options, the target's binary."""
+    if not target.spec.benchmark_binary:
+        raise InputError(
+            f"target {target.spec.name!r} uses the benchmark_model runner but names no binary",
+            f"edgeseq targets add {target.spec.name} URL --benchmark-binary PATH --replace",
+        )
+    if opts.input:
+        raise InputError("--input is not supported by the benchmark_model runner", "it feeds random inputs")
+    bopts = BenchmarkOptions(
+        runs=opts.runs, warmup=opts.warmup, threads=opts.threads, max_secs=opts.max_secs, xnnpack=opts.xnnpack
+    )
+    return run_benchmark(target, Path(model), Path(target.spec.benchmark_binary), bopts, timeout or 600.0)

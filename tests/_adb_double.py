@@ -449,3 +449,97 @@ class AdbServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+BENCHMARK_MODEL_DOUBLE = r"""
+# A benchmark_model TEST DOUBLE: LiteRT's native benchmark_model is in no package installable here, so this stand-in
+# really loads and times the model (ai_edge_litert) and logs in the upstream tool's format
+# (tensorflow/lite/tools/benchmark), on stderr as the tool's LOG(INFO) does.
+import os, statistics, sys, time
+
+t_start = time.perf_counter()
+flags = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+graph = flags["graph"]
+runs, warmup = int(flags.get("num_runs", 50)), int(flags.get("warmup_runs", 1))
+threads = int(flags.get("num_threads", -1))
+max_secs = float(flags.get("max_secs", 150))
+
+
+def log(msg=""):
+    print(f"INFO: {msg}" if msg else "", file=sys.stderr, flush=True)
+
+
+def stat_line(us):
+    if len(us) == 1:
+        return f"count=1 curr={us[0]} p5={us[0]} median={us[0]} p95={us[0]}"
+    s = sorted(us)
+    pct = lambda q: s[min(len(s) - 1, int(q * len(s)))]
+    return (f"count={len(us)} first={us[0]} curr={us[-1]} min={s[0]} max={s[-1]} avg={statistics.mean(us):g} "
+            f"std={int(statistics.pstdev(us))} p5={pct(0.05)} median={pct(0.5)} p95={pct(0.95)}")
+
+
+def hwm_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+log("STARTING!")
+log("Log parameter values verbosely: [0]")
+log(f"Min num runs: [{runs}]")
+log(f"Num threads: [{threads}]")
+log(f"Min warmup runs: [{warmup}]")
+log(f"Graph: [{graph}]")
+log(f"#threads used for CPU inference: [{threads}]")
+if not os.path.isfile(graph):
+    log(f"Failed to mmap model {graph}")
+    log("Benchmarking failed.")
+    sys.exit(1)
+mem0 = hwm_mb()
+t0 = time.perf_counter()
+from ai_edge_litert.interpreter import Interpreter
+import numpy as np
+
+interp = Interpreter(model_path=graph, num_threads=threads if threads > 0 else None)
+interp.allocate_tensors()
+init_us = int((time.perf_counter() - t0) * 1e6)
+log(f"Loaded model {graph}")
+log(f"The input model file size (MB): {os.path.getsize(graph) / 1e6:g}")
+log(f"Initialized session in {init_us / 1000:.3f}ms.")
+mem_init = hwm_mb() - mem0
+for d in interp.get_input_details():
+    interp.set_tensor(d["index"], np.random.default_rng(0).standard_normal(d["shape"]).astype(d["dtype"]))
+
+
+def timed(n):
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        interp.invoke()
+        out.append(int((time.perf_counter() - t) * 1e6))
+    return out
+
+
+log(f"Running benchmark for at least {warmup} iterations and at least 0 seconds but terminate if exceeding {max_secs:g} seconds.")
+warm = timed(max(1, warmup))
+log(stat_line(warm))
+log()
+log(f"Running benchmark for at least {runs} iterations and at least 0 seconds but terminate if exceeding {max_secs:g} seconds.")
+steady = timed(runs)
+log(stat_line(steady))
+log()
+log(f"Inference timings in us: Init: {init_us}, First inference: {warm[0]}, Warmup (avg): {statistics.mean(warm):g}, "
+    f"Inference (avg): {statistics.mean(steady):g}")
+log("Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual "
+    "memory footprint of the model at runtime. Take the information at your discretion.")
+log(f"Memory footprint delta from the start of the tool (MB): init={mem_init:g} overall={hwm_mb() - mem0:g}")
+log(f"Overall peak memory footprint (MB) via periodic monitoring: {hwm_mb():g}")
+"""
+
+
+def write_benchmark_model_double(path: Path, python: str) -> Path:
+    """Write the benchmark_model test double as an executable script run by `python` (which has ai_edge_litert)."""
+    path.write_text(f"#!{python}\n" + BENCHMARK_MODEL_DOUBLE)
+    path.chmod(0o755)
+    return path

@@ -1,0 +1,82 @@
+"""Fleets: profile the same models on several targets at once; one failing device does not stop the others.
+
+Each target gets its own thread and its own results-store connection (SQLite in WAL mode serialises the writes), and
+runs the ordinary single-target `profile_models`, so every completed run is committed as it finishes. A target that
+fails (unreachable, host key, disk full, went offline...) is reported with its one-line error; its completed runs
+stay stored, and nothing else is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from edgeseq.errors import EdgeseqError, InputError, TargetError
+
+
+@dataclass
+class FleetResult:
+    rows: list[dict] = field(default_factory=list)  # every stored run, grouped by target in the order given
+    failures: dict[str, EdgeseqError] = field(default_factory=dict)  # target -> its error
+
+    def error(self) -> EdgeseqError | None:
+        """One error summarising the failed targets (None when all succeeded), for a non-zero exit."""
+        if not self.failures:
+            return None
+        if len(self.failures) == 1:
+            ((name, exc),) = self.failures.items()
+            if name in str(exc.message):
+                return exc
+            return type(exc)(f"{name}: {exc.message}", exc.hint)
+        names = ", ".join(self.failures)
+        return TargetError(
+            f"{len(self.failures)} targets failed ({names}); results of the others were stored",
+            "see the error lines above",
+        )
+
+
+def all_target_names() -> list[str]:
+    """`--all`: every target in the targets file, in file order."""
+    from edgeseq.targets import config
+
+    names = list(config.load())
+    if not names:
+        raise InputError("--all: no targets defined", "add some with `edgeseq targets add NAME URL`")
+    return names
+
+
+def profile_fleet(
+    models: Sequence[str],
+    targets: Sequence[str],
+    on_error: Callable[[str, EdgeseqError], None] | None = None,
+    max_workers: int | None = None,
+    **kwargs,
+) -> FleetResult:
+    """Run `edgeseq.profiling.profile_models(models, target=name, **kwargs)` for every target concurrently."""
+    from edgeseq.profiling import profile_models
+
+    names = list(dict.fromkeys(targets))  # the same target twice would measure it against itself
+    if not names:
+        raise InputError("no target given")
+    from edgeseq.targets.resolve import spec_for
+
+    for name in names:  # a misspelt name fails before any device is touched
+        spec_for(name)
+
+    def one(name: str) -> list[dict]:
+        return profile_models(models, target=name, **kwargs)
+
+    result = FleetResult()
+    with ThreadPoolExecutor(
+        max_workers=max_workers or len(names), thread_name_prefix="edgeseq-fleet"
+    ) as pool:
+        futures = {name: pool.submit(one, name) for name in names}
+        for name, future in futures.items():
+            try:
+                result.rows.extend(future.result())
+            except EdgeseqError as exc:
+                result.failures[name] = exc
+                if on_error is not None:
+                    on_error(name, exc)
+    return result
