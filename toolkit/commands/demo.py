@@ -1,0 +1,34 @@
+"""`edgeseq demo`: train, convert, validate, profile and report on bundled data (what `make demo` runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--out", "out_dir", default="demo-out", show_default=True, type=click.Path(file_okay=False),
+              help="Where runs, artifacts, the results store and the report go.")
+@click.option("--dataset", default="japanese_vowels", show_default=True, help="A bundled or registered data set.")
+@click.option("--preset", default="small", show_default=True, help="Zoo preset for every architecture.")
+@click.option("--epochs", default=30, show_default=True, help="Training epochs at most (early stopping applies).")
+@click.option("--runs", default=100, show_default=True, help="Timed invokes per model.")
+@click.option("--fresh", is_flag=True, help="Retrain even if the demo's runs already exist.")
+@click.option("--no-stream", is_flag=True, help="Skip the streaming comparison.")
+def demo(out_dir, dataset, preset, epochs, runs, fresh, no_stream) -> None:
+    """Run the whole line on bundled data and end by saying where the report is."""
+    from edgeseq.demo import DemoOptions, run_demo
+    from edgeseq.report import print_table
+
+    opts = DemoOptions(out_dir=Path(out_dir), dataset=dataset, preset=preset, epochs=epochs, runs=runs,
+                       fresh=fresh, stream=not no_stream)
+    result = run_demo(opts, say=lambda msg: click.echo(msg, err=True))
+    click.echo("")
+    print_table(result.rows)
+    for row in result.stream_rows:
+        click.echo("  ".join(f"{k}={v}" for k, v in row.items()))
+    for problem in result.problems:
+        click.echo(f"note: {problem}", err=True)
+    click.echo(f"\nreport: {result.report}")
+    click.echo(f"results store: {result.db} (try `edgeseq report --db {result.db}`)")

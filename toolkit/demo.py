@@ -1,0 +1,119 @@
+"""`edgeseq demo`: the whole line on bundled data, in the order a user would run it by hand.
+
+train (rnn, lstm, gru, transformer at one preset) -> convert (fp32, int8) and validate on LiteRT -> profile locally
+-> streaming comparison -> HTML report. Every stage writes where the matching CLI verb would, so a user can pick up
+any artifact afterwards with `edgeseq inspect`, `profile`, `report` or `compare`. Trained runs are reused when the
+demo is run again (pass fresh=True to retrain); profile rows accumulate in the demo's own results store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ARCHS = ("rnn", "lstm", "gru", "transformer")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out_dir: Path = Path("demo-out")
+    dataset: str = "japanese_vowels"  # bundled: runs on a fresh machine with no download
+    preset: str = "small"
+    epochs: int = 30  # early stopping usually ends JapaneseVowels runs well before this
+    recipes: tuple[str, ...] = ("fp32", "int8")
+    runs: int = 100
+    warmup: int = 10
+    fresh: bool = False
+    stream: bool = True
+    archs: tuple[str, ...] = ARCHS
+
+
+@dataclass
+class DemoResult:
+    rows: list[dict] = field(default_factory=list)
+    report: Path | None = None
+    db: Path | None = None
+    stream_rows: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def train_stage(opts: DemoOptions, say: Callable[[str], None]) -> dict[str, Path]:
+    """Train (or reuse) one model per architecture; returns arch -> model.keras."""
+    from edgeseq.datasets import load_dataset
+    from edgeseq.models.train import TrainOptions, read_training_record, train_model
+
+    data = load_dataset(opts.dataset)
+    models = {}
+    for arch in opts.archs:
+        run = opts.out_dir / "runs" / f"{arch}-{opts.preset}"
+        record = read_training_record(run)
+        if record and not opts.fresh and (run / "model.keras").exists():
+            say(f"[train] {arch}: reusing {run} (test {_metric_text(record['test_metrics'])})")
+        else:
+            say(f"[train] {arch}-{opts.preset} on {data.name} ({opts.epochs} epochs max)")
+            res = train_model(arch, data, run, preset=opts.preset, overwrite=True,
+                              options=TrainOptions(epochs=opts.epochs, patience=8))
+            record = res.record
+            say(f"[train] {arch}: test {_metric_text(record['test_metrics'])} in {record['wall_time_s']:.0f} s")
+        models[arch] = run / "model.keras"
+    return models
+
+
+def convert_stage(models: dict[str, Path], opts: DemoOptions, result: DemoResult,
+                  say: Callable[[str], None]) -> list[Path]:
+    from edgeseq.quantize.convert import convert_model
+
+    artifacts = []
+    for arch, path in models.items():
+        outcomes = convert_model(path, list(opts.recipes), out_dir=opts.out_dir / "artifacts",
+                                 name=f"{arch}-{opts.preset}", calibration=opts.dataset, raise_on_error=False)
+        for res in outcomes:
+            if res.ok:
+                v = res.validation or {}
+                say(f"[convert] {res.tflite_path.name}: {res.manifest['artifact']['bytes'] / 1024:.1f} KiB, "
+                    f"parity max|diff| {_num(v.get('max_abs_diff'))}, top-1 agreement {_num(v.get('top1_agreement'))}")
+                artifacts.append(res.tflite_path)
+            else:
+                msg = f"{arch} {res.recipe.slug}: {res.error.one_line()}"
+                result.problems.append(msg)
+                say(f"[convert] failed: {msg}")
+    return artifacts
+
+
+def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
+    from edgeseq.profiling import profile_models
+    from edgeseq.report import write_report
+
+    result = DemoResult(db=opts.out_dir / "results.db")
+    models = train_stage(opts, say)
+    artifacts = convert_stage(models, opts, result, say)
+    say(f"[profile] {len(artifacts)} models on this machine, {opts.runs} runs each, 1 thread")
+    result.rows = profile_models(artifacts, target="local", runs=opts.runs, warmup=opts.warmup, threads=1,
+                                 db=result.db)
+    if opts.stream:
+        result.stream_rows = stream_stage(models, opts, result, say)
+    result.report = write_report(result.db, opts.out_dir / "report", fmt="html")
+    return result
+
+
+def stream_stage(models: dict[str, Path], opts: DemoOptions, result: DemoResult,
+                 say: Callable[[str], None]) -> list[dict]:
+    """One streaming comparison: the GRU's step model against a causal Transformer's KV cache and window recompute."""
+    try:
+        from edgeseq.quantize.stream import stream_compare
+    except ImportError:
+        result.problems.append("streaming comparison not available in this build")
+        return []
+    if "gru" not in models:
+        return []
+    say("[stream] GRU step model vs causal Transformer (KV cache, window recompute) as the context grows")
+    return stream_compare(models["gru"], None, opts.out_dir / "stream", contexts=(16, 64, 256))
+
+
+def _metric_text(m: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "n")
+
+
+def _num(v: object) -> str:
+    return f"{v:.3g}" if isinstance(v, int | float) else "-"
