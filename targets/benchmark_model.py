@@ -134,7 +134,8 @@ def parse_log(text: str) -> dict:
 def _failure(text: str) -> TargetError | ModelError | RuntimeMissing:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     fatal = [ln for ln in lines if any(f in ln for f in _FATAL)]
-    reason = (fatal or lines or ["no output"])[-1][:300]
+    ops = [ln for ln in lines if "Didn't find op" in ln]
+    reason = (ops or fatal[:1] or lines[-1:] or ["no output"])[0][:300]  # the first error is the cause
     if "Didn't find op" in text or "Unsupported" in text or "not supported" in text:
         return RuntimeMissing(
             f"benchmark_model cannot run this model: {reason}",
