@@ -1,0 +1,121 @@
+"""The conversion child: `python -m edgeseq.quantize._child JOBDIR`.
+
+The TF converter can kill its process (the int8 calibrator SIGSEGVs on looped RNNs), so every conversion runs here,
+in a fresh interpreter. Input: JOBDIR/job.json (model path, recipe, fixed length, RNN route, trust flag) and
+JOBDIR/calibration.npy. Output: JOBDIR/model.tflite and JOBDIR/report.json; on a clean refusal report.json carries
+the error and the exit code is 3. Whatever happens, the parent decides what reaches the user's disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Test hook only: makes this child die the way the calibrator does, so tests can prove the parent survives it.
+CRASH_HOOK_ENV = "EDGESEQ_TEST_CHILD_CRASH"
+
+
+def _converter(model: Any, recipe: Any, calibration: Any) -> Any:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    ops = {
+        "int8": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8],
+        "int16x8": [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8],
+    }.get(recipe.mode, [tf.lite.OpsSet.TFLITE_BUILTINS])
+    if recipe.allow_flex:
+        ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
+    conv.target_spec.supported_ops = ops
+    if recipe.mode != "fp32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if recipe.mode == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+    if recipe.calibrated:
+        if calibration is None:
+            raise RuntimeError("calibrated recipe without calibration data")
+
+        def representative():
+            for i in range(len(calibration)):
+                yield [calibration[i : i + 1]]
+
+        conv.representative_dataset = representative
+    if recipe.io == "int8":
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv
+
+
+def _reason(exc: BaseException) -> str:
+    """The converter's own one-line reason, out of its multi-line MLIR dump."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln:
+            return ln.split("error:", 1)[1].strip()[:240]
+    return (lines[0] if lines else type(exc).__name__)[:240]
+
+
+def run(job_dir: Path) -> int:
+    job = json.loads((job_dir / "job.json").read_text())
+    if os.environ.get(CRASH_HOOK_ENV) == "1":
+        os.abort()
+
+    import numpy as np
+
+    from edgeseq.errors import EdgeseqError
+    from edgeseq.quantize.loading import load_keras_model
+    from edgeseq.quantize.rebuild import fixed_shape_model
+    from edgeseq.quantize.recipes import Recipe
+
+    recipe = Recipe.from_dict(job["recipe"])
+    report: dict[str, Any] = {"ok": False}
+    try:
+        model = load_keras_model(job["model_path"], trust_model=job["trust_model"])
+        calib_path = job_dir / "calibration.npy"
+        calibration = np.load(calib_path) if calib_path.exists() else None
+        strategy = job["strategy"]
+        started = time.perf_counter()
+        fixed = fixed_shape_model(model, job["seq_len"], unroll=strategy == "unroll")
+        report["rebuild_s"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        try:
+            data = _converter(fixed, recipe, calibration).convert()
+        except Exception as exc:
+            reason = _reason(exc)
+            hint = "retry with --allow-flex (stock device runtimes cannot run Flex ops)"
+            if strategy == "loop":
+                hint = "retry with --rnn-strategy unroll"
+            elif "not yet supported" in reason or "not supported" in reason:
+                hint = "this recipe does not support the model's ops on TF 2.21; use int8 or dynamic"
+            report["error"] = {"kind": "ConversionError", "message": f"the converter refused: {reason}", "hint": hint}
+            (job_dir / "report.json").write_text(json.dumps(report))
+            return 3
+        report["convert_s"] = round(time.perf_counter() - started, 3)
+        if job.get("measure_looped_fp32"):
+            from edgeseq.quantize.recipes import get_recipe
+
+            started = time.perf_counter()
+            try:  # what the unrolled route costs: the same network as a looped fp32 graph
+                looped = fixed_shape_model(model, job["seq_len"], unroll=False)
+                report["looped_fp32_bytes"] = len(_converter(looped, get_recipe("fp32"), None).convert())
+            except Exception:
+                report["looped_fp32_bytes"] = None
+            report["reference_s"] = round(time.perf_counter() - started, 3)
+    except EdgeseqError as exc:
+        report["error"] = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+        (job_dir / "report.json").write_text(json.dumps(report))
+        return 3
+    (job_dir / "model.tflite").write_bytes(data)
+    report["ok"] = True
+    (job_dir / "report.json").write_text(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m edgeseq.quantize._child JOBDIR", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run(Path(sys.argv[1])))

@@ -1,0 +1,67 @@
+"""Run a .tflite on LiteRT in a throwaway process: `python -m edgeseq.quantize.isolated JOBDIR`.
+
+Why: the runtime itself can abort on a valid-looking file (XNNPACK aborted preparing an int8 graph calibrated on
+zero-range tensors), and a crash must become a one-line error, not the end of `edgeseq`. The child imports only
+numpy and the runtime (~0.1 s). Input: JOBDIR/model.tflite, JOBDIR/inputs.npy; output: JOBDIR/outputs.npy.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeseq.errors import EdgeseqError, ModelError
+
+RUN_TIMEOUT_S = 900
+
+
+def run_tflite_isolated(data: bytes, X: np.ndarray, label: str) -> np.ndarray:
+    """Dequantized outputs of `data` on every sample of X; ModelError naming how the runtime died if it did."""
+    with tempfile.TemporaryDirectory(prefix="edgeseq-run-") as tmp:
+        job = Path(tmp)
+        (job / "model.tflite").write_bytes(data)
+        np.save(job / "inputs.npy", np.asarray(X, dtype=np.float32))
+        cmd = [sys.executable, "-m", "edgeseq.quantize.isolated", str(job)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise ModelError(f"running {label} on LiteRT took longer than {RUN_TIMEOUT_S} s") from exc
+        if proc.returncode == 0 and (job / "outputs.npy").exists():
+            return np.load(job / "outputs.npy")
+        err = job / "error.txt"
+        if err.exists():
+            kind, _, rest = err.read_text().partition("\n")
+            hint, _, message = rest.partition("\n")
+            from edgeseq import errors
+
+            cls = getattr(errors, kind, ModelError)
+            raise cls(message, hint or None)
+        how = f"exit {proc.returncode}"
+        if proc.returncode < 0:
+            try:
+                how = signal.Signals(-proc.returncode).name
+            except ValueError:
+                how = f"signal {-proc.returncode}"
+        raise ModelError(f"the LiteRT runtime crashed ({how}) loading or running {label}")
+
+
+def _main(job: Path) -> int:
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.quantize.validate import run_tflite
+
+    try:
+        interp = load_interpreter(job / "model.tflite")
+        np.save(job / "outputs.npy", run_tflite(interp, np.load(job / "inputs.npy")))
+    except EdgeseqError as exc:
+        (job / "error.txt").write_text(f"{type(exc).__name__}\n{exc.hint or ''}\n{exc.message}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(Path(sys.argv[1])))

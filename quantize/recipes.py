@@ -1,0 +1,156 @@
+"""Conversion recipes: frozen, JSON-serializable data that say exactly what the converter is asked to do.
+
+A recipe is the only thing that reaches the converter (no free-form kwargs), and its slug names the output file, so
+`gru-jv-int8-io8.tflite` can only have come from the int8 recipe with int8 input/output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from edgeseq.errors import InputError
+
+MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+IO_DTYPES = ("float", "int8")
+RNN_STRATEGIES = ("auto", "loop", "unroll")
+DEFAULT_CALIBRATION_SAMPLES = 200
+
+_DESCRIPTIONS = {
+    "fp32": "float32 weights and activations; the reference",
+    "fp16": "float16 weights, float32 compute",
+    "dynamic": "int8 weights, float activations (dynamic range)",
+    "int8": "full integer: int8 weights and activations (calibrated)",
+    "int16x8": "int16 activations, int8 weights (calibrated)",
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Parity floor of one recipe against the Keras model. Diffs are scaled by max(1, max|keras output|)."""
+
+    max_abs: float | None  # largest allowed |tflite - keras| over every output value; None: not gated
+    mean_abs: float  # allowed mean |tflite - keras|
+    top1: float  # minimum top-1 agreement (classifiers) on samples where Keras is decisive
+
+
+_TOLERANCES = {
+    "fp32": Tolerance(max_abs=1e-4, mean_abs=1e-5, top1=1.0),
+    "fp16": Tolerance(max_abs=2e-2, mean_abs=2e-3, top1=0.98),
+    "dynamic": Tolerance(max_abs=None, mean_abs=5e-2, top1=0.9),
+    "int8": Tolerance(max_abs=None, mean_abs=8e-2, top1=0.9),
+    "int16x8": Tolerance(max_abs=None, mean_abs=2e-2, top1=0.95),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One conversion. `mode` picks the numeric format; the rest are the only knobs the converter sees."""
+
+    mode: str
+    io: str = "float"  # int8 mode only: "int8" quantizes the model's input and output tensors too
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # representative samples for int8 / int16x8
+    rnn_strategy: str = "auto"  # auto: loop where it converts (smaller), unroll where quantizing needs it
+    allow_flex: bool = False  # permit Select-TF (Flex) ops; stock device runtimes cannot run them
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown recipe mode {self.mode!r}", _did_you_mean(self.mode, MODES))
+        if self.io not in IO_DTYPES:
+            raise InputError(f"unknown io dtype {self.io!r}", f"choose one of {', '.join(IO_DTYPES)}")
+        if self.io != "float" and self.mode != "int8":
+            raise InputError(f"--io {self.io} needs the int8 recipe, not {self.mode}", "use --recipe int8 --io int8")
+        if self.rnn_strategy not in RNN_STRATEGIES:
+            raise InputError(
+                f"unknown rnn strategy {self.rnn_strategy!r}", f"choose one of {', '.join(RNN_STRATEGIES)}"
+            )
+        if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
+            raise InputError(f"calibration samples must be a positive integer, got {self.calibration_samples!r}")
+
+    @property
+    def slug(self) -> str:
+        """File-name part: mode, then every setting that changes the bytes away from the default."""
+        parts = [self.mode]
+        if self.io == "int8":
+            parts.append("io8")
+        if self.rnn_strategy != "auto":
+            parts.append(self.rnn_strategy)
+        if self.allow_flex:
+            parts.append("flex")
+        return "-".join(parts)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.mode in ("int8", "int16x8")
+
+    @property
+    def description(self) -> str:
+        return _DESCRIPTIONS[self.mode] + (", int8 input/output" if self.io == "int8" else "")
+
+    @property
+    def tolerance(self) -> Tolerance:
+        return _TOLERANCES[self.mode]
+
+    def strategy_for(self, recurrent: bool) -> str:
+        """The RNN route: 'none' without recurrent layers; auto = loop unless the calibrator needs unrolling."""
+        if not recurrent:
+            return "none"
+        if self.rnn_strategy != "auto":
+            return self.rnn_strategy
+        return "unroll" if self.calibrated else "loop"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"slug": self.slug}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+def _did_you_mean(name: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), list(choices), n=1, cutoff=0.5)
+    listed = ", ".join(choices)
+    return f"did you mean {close[0]!r}? recipes: {listed}" if close else f"recipes: {listed}"
+
+
+def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
+    """A recipe by name ('int8') or slug ('int8-io8'); keyword overrides set io, calibration size, strategy, flex."""
+    if isinstance(name, Recipe):
+        return dataclasses.replace(name, **{k: v for k, v in overrides.items() if v is not None})
+    text = str(name).strip().lower()
+    parts = text.split("-")
+    mode, extra = parts[0], parts[1:]
+    if mode not in MODES:
+        raise InputError(f"unknown recipe {name!r}", _did_you_mean(text, MODES))
+    fields: dict[str, Any] = {"mode": mode}
+    for part in extra:
+        if part == "io8":
+            fields["io"] = "int8"
+        elif part in ("loop", "unroll"):
+            fields["rnn_strategy"] = part
+        elif part == "flex":
+            fields["allow_flex"] = True
+        else:
+            raise InputError(f"unknown recipe {name!r}", _did_you_mean(text, MODES))
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    return Recipe(**fields)
+
+
+def parse_recipes(text: str | list[str], **overrides: Any) -> list[Recipe]:
+    """'fp32,int8' -> recipes. An --io int8 override applies to the int8 recipe only (it means nothing elsewhere)."""
+    names = [n for n in (text.split(",") if isinstance(text, str) else text) if str(n).strip()]
+    if not names:
+        raise InputError("no recipe given", f"pass --recipe, e.g. {','.join(MODES)}")
+    io = overrides.pop("io", None)
+    recipes = []
+    for name in names:
+        recipe = get_recipe(name, **overrides)
+        if io is not None and recipe.mode == "int8":
+            recipe = dataclasses.replace(recipe, io=io)
+        recipes.append(recipe)
+    if io == "int8" and not any(r.mode == "int8" for r in recipes):
+        raise InputError("--io int8 needs the int8 recipe", "add int8 to --recipe")
+    return list(dict.fromkeys(recipes))

@@ -1,0 +1,100 @@
+"""Parity and accuracy of a .tflite on the deploy runtime (LiteRT), against the Keras model's own outputs.
+
+Imports only numpy and the runtime: evaluation of any .tflite shares this code and stays TensorFlow-free.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgeseq.errors import InputError
+from edgeseq.quantize.recipes import Tolerance
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype, copy=False)
+    scale, zero = detail["quantization"]
+    if not scale:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if np.issubdtype(y.dtype, np.integer) and scale:
+        return (y.astype(np.float32) - zero) * np.float32(scale)
+    return y.astype(np.float32)
+
+
+def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
+    """Outputs (dequantized float32) of the first output for every sample; batch-1 models run one sample at a time."""
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    shape = tuple(int(d) for d in inp["shape"])
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != len(shape) or tuple(X.shape[1:]) != shape[1:]:
+        raise InputError(
+            f"data shape {list(X.shape[1:])} does not match the model's input {list(shape[1:])} (per sample)",
+            "use data with the model's sequence length and features, or convert with a matching --seq-len",
+        )
+    batch = shape[0] if shape[0] > 0 else 1
+    results = []
+    for start in range(0, len(X), batch):
+        chunk = X[start : start + batch]
+        n = len(chunk)
+        if n < batch:  # pad the last chunk of a fixed-batch model
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        interp.set_tensor(inp["index"], _quantize(chunk, inp))
+        interp.invoke()
+        results.append(_dequantize(interp.get_tensor(out["index"]), out)[:n])
+    return np.concatenate(results) if results else np.zeros((0,), np.float32)
+
+
+def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
+    """Accuracy for classifiers, MSE and MAE for regression: the same terms training reports."""
+    from edgeseq.metrics import metrics_for
+
+    return metrics_for(task, outputs, labels)
+
+
+def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: Tolerance) -> dict[str, Any]:
+    """Diffs against Keras; `passed` with the reasons it did not. Diffs are scaled by max(1, max|reference|).
+
+    Top-1 agreement is gated on decisive samples only (Keras's top-two margin above twice the mean-abs tolerance),
+    because on a near-tie any rounding flips the argmax and says nothing about the conversion.
+    """
+    ref = reference.reshape(len(reference), -1).astype(np.float64)
+    got = outputs.reshape(len(outputs), -1).astype(np.float64)
+    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+    diff = np.abs(ref - got)
+    result: dict[str, Any] = {
+        "samples": len(ref),
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "scale": scale,
+        "tolerance": {"max_abs": tol.max_abs, "mean_abs": tol.mean_abs, "top1": tol.top1},
+    }
+    failures = []
+    if not np.all(np.isfinite(got)):
+        failures.append("non-finite outputs")
+    if tol.max_abs is not None and result["max_abs_diff"] > tol.max_abs * scale:
+        failures.append(f"max |diff| {result['max_abs_diff']:.3g} > {tol.max_abs * scale:.3g}")
+    if result["mean_abs_diff"] > tol.mean_abs * scale:
+        failures.append(f"mean |diff| {result['mean_abs_diff']:.3g} > {tol.mean_abs * scale:.3g}")
+    if task == "classification" and ref.shape[1] > 1:
+        agree = ref.argmax(1) == got.argmax(1)
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        decisive = (top2[:, 1] - top2[:, 0]) > 2 * tol.mean_abs * scale
+        result["top1_agreement"] = float(agree.mean())
+        result["decisive_samples"] = int(decisive.sum())
+        result["top1_agreement_decisive"] = float(agree[decisive].mean()) if decisive.any() else 1.0
+        if result["top1_agreement_decisive"] < tol.top1:
+            failures.append(f"top-1 agreement {result['top1_agreement_decisive']:.3f} < {tol.top1}")
+    result["passed"] = not failures
+    result["failures"] = failures
+    return result
