@@ -1,0 +1,77 @@
+"""`edgeseq convert MODEL.keras --recipe fp32,int8`: convert, validate on LiteRT, write .tflite + manifest."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _summary(r) -> str:
+    m, v = r.manifest, r.validation
+    size = m["artifact"]["bytes"] / 1024
+    route = m["route"]["rnn"]
+    parts = [f"{r.tflite_path}", f"{size:.1f} KB", f"route {route}" if route != "none" else "no RNN"]
+    if v.get("skipped"):
+        parts.append(f"not validated ({v['reason']})")
+    else:
+        parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
+        if "top1_agreement" in v:
+            parity += f" top-1 {v['top1_agreement']:.1%}"
+        parts.append(parity)
+        tm, km = v.get("tflite_metrics"), v.get("keras_metrics")
+        if tm and km:
+            key = "accuracy" if "accuracy" in tm else "mse"
+            parts.append(f"{key} {tm[key]:.4f} (keras {km[key]:.4f})")
+    parts.append(f"{m['timing']['convert_s'] + m['timing']['validate_s']:.1f} s")
+    return "  ".join(parts)
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.option("--recipe", "recipes", default="fp32", show_default=True,
+              help="Comma-separated: fp32, fp16, dynamic, int8, int16x8 (slugs like int8-io8 work too).")
+@click.option("--io", type=click.Choice(["float", "int8"]), default=None, help="int8 recipe: input/output dtype.")
+@click.option("--calibration", default=None,
+              help="Data set name or .npz for calibration and validation [default: random inputs, said so].")
+@click.option("--calibration-samples", type=int, default=None, help="Representative samples (default 200).")
+@click.option("--seq-len", type=int, default=None, help="Fixed sequence length; required for a variable time axis.")
+@click.option("--rnn-strategy", type=click.Choice(["auto", "loop", "unroll"]), default=None,
+              help="auto: WHILE loop for float recipes, unrolled for int8/int16x8 (the calibrator crashes on loops).")
+@click.option("--allow-flex", is_flag=True, help="Permit Flex (Select TF) ops; stock device runtimes cannot run them.")
+@click.option("--out", "out_dir", default="artifacts", show_default=True, help="Output directory.")
+@click.option("--name", default=None, help="Artifact name [default: run directory or model file name].")
+@click.option("--validate/--no-validate", default=True, show_default=True, help="Check parity on LiteRT.")
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="--no-strict keeps a file that failed parity (the manifest records the failure).")
+@click.option("--trust-model", is_flag=True, help="Load with safe_mode off (lets the file run Python code).")
+@click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
+def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, allow_flex, out_dir,
+            name, validate, strict, trust_model, data_dir, as_json) -> None:
+    """Convert a .keras model to TFLite with one or more recipes, validate each on LiteRT, write file + manifest."""
+    from edgeseq.quantize.recipes import parse_recipes
+
+    recipe_list = parse_recipes(recipes, io=io, calibration_samples=calibration_samples,
+                                rnn_strategy=rnn_strategy, allow_flex=allow_flex or None)
+    if calibration is not None and data_dir is not None:
+        from edgeseq.datasets import load_dataset
+
+        calibration = load_dataset(calibration, data_dir=data_dir)
+    from edgeseq.quantize.convert import convert_model
+
+    progress = (lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None
+    results = convert_model(model_path, recipe_list, out_dir=out_dir, name=name, seq_len=seq_len,
+                            calibration=calibration, validate=validate, strict=strict, trust_model=trust_model,
+                            raise_on_error=False, progress=progress)
+    if as_json:
+        click.echo(json.dumps([r.manifest for r in results if r.ok], indent=2))
+    for r in results:
+        for warning in r.warnings:
+            click.echo(f"warning: {r.recipe.slug}: {warning}", err=True)
+        if not as_json:
+            click.echo(_summary(r) if r.ok else f"FAILED {r.recipe.slug}: {r.error.one_line()}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise failed[0].error
