@@ -13,7 +13,8 @@ Command line
                      [--seed N] [--runtime auto|ai_edge_litert|tflite_runtime]
     python3 agent.py --facts          # device facts and runtime only, no model
     python3 agent.py --version        # prints the agent version and schema
-    --stream ...                      # RESERVED for the streaming (stateful step model) mode; refused today
+    python3 agent.py --model STEP.tflite --stream [--steps N] [--hop-ms H] [--input SEQ.npy] ...
+                                      # streaming: one step per invoke, state carried (see "streaming" below)
 
 `--expect-sha256` makes the agent check the file it was given before measuring anything (a truncated or stale
 push is an error, never a measurement). `--max-secs` bounds the timed loop (and the warm-up) by wall time, so
@@ -46,7 +47,10 @@ JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as
              "vm_hwm_kb"}}},                                     # null values where /proc is unreadable
   "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
               "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
-  "stream":  null                    # reserved: {"steps", "state_inputs", "step_ns": [...]} in a later version
+  "stream":  null | {"mode": "step" | "window", "steps", "passes", "window", "capacity", "position_input",
+              "state": [{"name", "shape", "dtype", "bytes", "requantized"}], "state_bytes",
+              "invoke_ns": [...], "hop_ms", "deadline_met_share", "real_time_factor", "final_output": [...]}
+             # with --stream, timings_ns.invoke holds whole steps (set x/pos + invoke + carry state), raw
 }
 Errors: {"schema", "agent_version", "ok": false,
          "error": {"kind": "input" | "model" | "checksum" | "flex" | "op_unsupported" | "runtime_missing" |
@@ -461,6 +465,11 @@ def measure(args) -> dict:
 
     in_details = interp.get_input_details()
     out_details = interp.get_output_details()
+    if args.stream:
+        model = {"path": model_path, "size_bytes": size, "sha256": digest, "sha256_verified": verified}
+        timings = {"import_runtime": t_import, "load": t_load, "allocate": t_alloc}
+        return _stream_measure(np, interp, args, {"model": model, "runtime": runtime, "timings": timings,
+                                                  "mem_stages": mem_stages})
     rng = random.Random(args.seed)
     arrays = make_inputs(np, in_details, args, rng)
     inputs = []
@@ -551,6 +560,300 @@ def measure(args) -> dict:
 _RUNTIME_SEEN: dict = {}
 
 
+# --------------------------------------------------------------------------------------------- streaming
+# Step models (edgeseq convert --stream) follow a naming contract, read from the signature, never from tensor
+# order: an input whose name is also an output name is state, fed back from that output on the next step; "x" is
+# the step's features, "pos" (if present) the step index from 0, "y" the output. A model with one [1, W, F] input and
+# no state is the sliding-window baseline: the window shifts by one step and the whole model re-runs. The host's
+# validation (edgeseq.quantize.stream) imports StreamStepper from this file, so device and host step alike.
+def signature_details(interp) -> tuple:
+    """({name: input detail}, {name: output detail}) of the default signature; tensor names when there is none."""
+    try:
+        sigs = interp.get_signature_list()
+    except Exception:  # noqa: BLE001 - old runtimes without signatures
+        sigs = {}
+    if sigs:
+        runner = interp.get_signature_runner(next(iter(sigs)))
+        return runner.get_input_details(), runner.get_output_details()
+
+    def short(d):
+        name = d["name"].split(":")[0]
+        return name[len("serving_default_") :] if name.startswith("serving_default_") else name
+
+    return ({short(d): d for d in interp.get_input_details()}, {short(d): d for d in interp.get_output_details()})
+
+
+class StreamStepper:
+    """One stream through a step model (state carried by name, int8 state requantized) or a window model."""
+
+    def __init__(self, np, interp):
+        self.np, self.interp = np, interp
+        ins, outs = signature_details(interp)
+        self.ins, self.outs = ins, outs
+        self.state = sorted(n for n in ins if n in outs)
+        if self.state or "pos" in ins:
+            if "x" not in ins or "y" not in outs:
+                raise AgentError("input", "a step model needs an input 'x' and an output 'y' in its signature",
+                                 "export it with edgeseq convert --stream")
+            self.mode = "step"
+            self.x = ins["x"]
+            self.y = outs["y"]
+        else:
+            if len(ins) != 1:
+                raise AgentError("input", f"--stream needs a step model (state inputs named like outputs) or a "
+                                 f"one-input window model; this model has inputs {sorted(ins)}",
+                                 "export it with edgeseq convert --stream")
+            self.mode = "window"
+            self.x = next(iter(ins.values()))
+            self.y = outs.get("y") or next(iter(outs.values()))
+            if len(self.x["shape"]) != 3:
+                raise AgentError("input", f"a window model takes [1, W, F]; this one takes {list(self.x['shape'])}")
+        self.pos = ins.get("pos")
+        shape = [int(s) for s in self.x["shape"]]
+        self.features = shape[-1]
+        self.window = shape[1] if self.mode == "window" else None
+        # (output index, input index, requantize multiplier or None, (zp_out, zp_in, lo, hi) or None)
+        self.links = []
+        for name in self.state:
+            i, o = ins[name], outs[name]
+            self.links.append((o["index"], i["index"]) + self._requant(o, i))
+        self._zero = {name: self._zeros(ins[name]) for name in self.state}
+        self.reset()
+
+    def _zeros(self, d):
+        np = self.np
+        dtype = np.dtype(d["dtype"])
+        scale, zero = d.get("quantization") or (0.0, 0)
+        fill = zero if (np.issubdtype(dtype, np.integer) and scale) else 0
+        return np.full([int(s) for s in d["shape"]], fill, dtype=dtype)
+
+    def _requant(self, out_d, in_d):
+        np = self.np
+        so, zo = out_d.get("quantization") or (0.0, 0)
+        si, zi = in_d.get("quantization") or (0.0, 0)
+        dt_in, dt_out = np.dtype(in_d["dtype"]), np.dtype(out_d["dtype"])
+        if dt_in == dt_out and (not np.issubdtype(dt_in, np.integer) or (so == si and zo == zi)):
+            return (None, None)
+        if np.issubdtype(dt_in, np.integer) and np.issubdtype(dt_out, np.integer):
+            info = np.iinfo(dt_in)
+            return (np.float32(so / si), (zo, zi, info.min, info.max, dt_in))
+        return ("convert", (out_d, in_d))
+
+    def _quantize(self, x, d):
+        np = self.np
+        dtype = np.dtype(d["dtype"])
+        if not np.issubdtype(dtype, np.integer):
+            return np.asarray(x, dtype=dtype)
+        scale, zero = d.get("quantization") or (0.0, 0)
+        info = np.iinfo(dtype)
+        return np.clip(np.round(np.asarray(x, np.float32) / scale + zero), info.min, info.max).astype(dtype)
+
+    def dequantize(self, y, d):
+        np = self.np
+        scale, zero = d.get("quantization") or (0.0, 0)
+        if np.issubdtype(y.dtype, np.integer) and scale:
+            return (y.astype(np.float32) - zero) * np.float32(scale)
+        return y.astype(np.float32)
+
+    @property
+    def state_bytes(self) -> int:
+        if self.mode == "window":
+            return int(self.np.prod(self.x["shape"])) * self.np.dtype(self.x["dtype"]).itemsize
+        return int(sum(self._zero[n].nbytes for n in self.state))
+
+    def describe(self) -> list:
+        out = []
+        for k, name in enumerate(self.state):
+            d, link = self.ins[name], self.links[k]
+            out.append({"name": name, "shape": [int(s) for s in d["shape"]], "dtype": self.np.dtype(d["dtype"]).name,
+                        "bytes": int(self._zero[name].nbytes), "requantized": link[2] is not None})
+        return out
+
+    def reset(self) -> None:
+        self.t = 0
+        for name in self.state:
+            self.interp.set_tensor(self.ins[name]["index"], self._zero[name])
+        if self.mode == "window":
+            self.buffer = self.np.zeros([int(s) for s in self.x["shape"]], self.np.float32)
+
+    def prepare(self, x_t):
+        """The x tensor for the next step (quantized; for a window model, the shifted window)."""
+        if self.mode == "window":
+            buf = self.buffer
+            buf[0, :-1] = buf[0, 1:]
+            buf[0, -1] = x_t
+            return self._quantize(buf, self.x)
+        return self._quantize(self.np.reshape(x_t, self.x["shape"]), self.x)
+
+    def step(self, x_t, clock=None):
+        """Run one step; returns (step_ns, invoke_ns) when `clock` is given. Outputs stay in the interpreter."""
+        interp, np = self.interp, self.np
+        t0 = clock() if clock else 0
+        interp.set_tensor(self.x["index"], self.prepare(x_t))
+        if self.pos is not None:
+            interp.set_tensor(self.pos["index"], np.full(self.pos["shape"], self.t, dtype=self.pos["dtype"]))
+        t1 = clock() if clock else 0
+        interp.invoke()
+        t2 = clock() if clock else 0
+        for out_i, in_i, mult, zp in self.links:
+            v = interp.get_tensor(out_i)
+            if mult is None:
+                interp.set_tensor(in_i, v)
+            elif mult == "convert":
+                interp.set_tensor(in_i, self._quantize(self.dequantize(v, zp[0]), zp[1]))
+            else:
+                zo, zi, lo, hi, dt = zp
+                q = np.round((v.astype(np.float32) - zo) * mult) + zi
+                interp.set_tensor(in_i, np.clip(q, lo, hi).astype(dt))
+        self.t += 1
+        if clock:
+            t3 = clock()
+            return t3 - t0, t2 - t1
+        return None
+
+    def output(self):
+        return self.dequantize(self.interp.get_tensor(self.y["index"]), self.y)
+
+    def run(self, seq, collect: bool = False):
+        """Feed a whole (T, F) sequence from a fresh state; the last step's output (or every step's)."""
+        self.reset()
+        ys = []
+        for x_t in seq:
+            self.step(x_t)
+            if collect:
+                ys.append(self.output()[0].copy())
+        return self.np.stack(ys) if collect else self.output()[0].copy()
+
+
+def _stream_sequence(np, args, stepper, rng):
+    """(T, F) float32: the --input sequence (.npy [T, F] or [1, T, F]) or seeded random steps."""
+    if args.input:
+        if not os.path.isfile(args.input):
+            raise AgentError("input", f"input file not found: {args.input}")
+        try:
+            seq = np.load(args.input, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise AgentError("input", f"cannot read {args.input} as .npy: {exc}") from None
+        if hasattr(seq, "files"):
+            seq = seq[seq.files[0]]
+        seq = np.asarray(seq, np.float32)
+        if seq.ndim == 3:
+            seq = seq[0]
+        if seq.ndim != 2 or seq.shape[1] != stepper.features:
+            raise AgentError("input", f"--stream wants a [T, {stepper.features}] sequence, the file has "
+                             f"{list(seq.shape)}")
+        if args.steps:
+            if args.steps > len(seq):
+                reps = -(-args.steps // len(seq))
+                seq = np.concatenate([seq] * reps)
+            seq = seq[: args.steps]
+        return seq
+    steps = args.steps or stepper.window or 256
+    return _random_array(np, rng, (steps, stepper.features), np.dtype(np.float32), args.input_dist)
+
+
+def _stream_measure(np, interp, args, base: dict) -> dict:
+    """--stream: feed a sequence step by step, carrying state; per-step latency, state bytes, deadline share."""
+    _stage("stream_setup")
+    stepper = StreamStepper(np, interp)
+    seq = _stream_sequence(np, args, stepper, random.Random(args.seed))
+    steps = len(seq)
+    if stepper.pos is not None:
+        caps = [int(stepper.ins[n]["shape"][2]) for n in stepper.state if n.startswith(("k_cache", "v_cache"))]
+        if caps and steps > min(caps):
+            raise AgentError("input", f"{steps} steps exceed the KV cache's capacity of {min(caps)} positions",
+                             "pass --steps <= the capacity, or export with a larger --kv-capacity")
+    clock = time.perf_counter_ns
+    _stage("first_inference")
+    try:
+        t_first, _ = stepper.step(seq[0], clock)
+    except Exception as exc:  # noqa: BLE001
+        raise classify_runtime_error(str(exc), base["runtime"]["name"], base["runtime"]["version"], "invoke") from None
+    deadline = None if not args.max_secs else clock() + int(args.max_secs * 1e9)
+    _stage("warmup")
+    warm = []
+    for i in range(1, args.warmup + 1):
+        warm.append(stepper.step(seq[i % steps], clock)[0])
+        if (i + 1) % steps == 0:
+            stepper.reset()
+    _stage("timed")
+    stepper.reset()
+    step_ns, invoke_ns, final, passes = [], [], None, 0
+    stopped = "runs"
+    total = max(args.runs, steps)
+    for i in range(total):
+        t = i % steps
+        if t == 0 and i:
+            stepper.reset()
+        s, v = stepper.step(seq[t], clock)
+        step_ns.append(s)
+        invoke_ns.append(v)
+        if t == steps - 1:
+            passes += 1
+            if final is None:
+                final = stepper.output().reshape(-1).tolist()
+        if deadline is not None and clock() >= deadline and final is not None:
+            stopped = "max_secs"
+            break
+    mem_end = _proc_status_kb()
+    base["mem_stages"]["end"] = mem_end
+    _stage("done")
+    hop_ns = int(args.hop_ms * 1e6) if args.hop_ms else None
+    stream = {
+        "mode": stepper.mode,
+        "steps": steps,
+        "passes": passes,
+        "window": stepper.window,
+        "capacity": None,
+        "position_input": stepper.pos is not None,
+        "state": stepper.describe(),
+        "state_bytes": stepper.state_bytes,
+        "invoke_ns": invoke_ns,
+        "hop_ms": args.hop_ms,
+        "deadline_met_share": (sum(1 for s in step_ns if s <= hop_ns) / len(step_ns)) if hop_ns else None,
+        "real_time_factor": (sum(step_ns) / len(step_ns) / hop_ns) if hop_ns else None,
+        "final_output": final,
+    }
+    if stepper.pos is not None:
+        caps = [int(stepper.ins[n]["shape"][2]) for n in stepper.state if n.startswith("k_cache")]
+        stream["capacity"] = min(caps) if caps else None
+    elif stepper.mode == "window":
+        stream["capacity"] = stepper.window
+    inputs = []
+    for name, d in sorted(stepper.ins.items()):
+        info = _tensor_info(d, np)
+        info["name"] = name
+        info["source"] = ("state" if name in stepper.state else "position" if name == "pos"
+                          else f"file:{os.path.basename(args.input)}" if args.input else f"random-{args.input_dist}")
+        inputs.append(info)
+    outputs = []
+    for name, d in sorted(stepper.outs.items()):
+        info = _tensor_info(d, np)
+        info["name"] = name
+        outputs.append(info)
+    return {
+        "schema": SCHEMA,
+        "agent_version": AGENT_VERSION,
+        "ok": True,
+        "model": base["model"],
+        "runtime": base["runtime"],
+        "options": {
+            "runs": args.runs, "warmup": args.warmup, "max_secs": args.max_secs, "threads": args.threads,
+            "xnnpack": not args.no_xnnpack, "input": os.path.basename(args.input) if args.input else None,
+            "input_dist": args.input_dist, "seed": args.seed, "stream": True, "steps": args.steps,
+            "hop_ms": args.hop_ms,
+        },
+        "inputs": inputs,
+        "outputs": outputs,
+        "timings_ns": {**base["timings"], "first_inference": t_first, "warmup": warm, "invoke": step_ns},
+        "runs_completed": len(step_ns),
+        "stopped_by": stopped,
+        "memory": {**mem_end, "stages": base["mem_stages"]},
+        "device": device_facts(),
+        "stream": stream,
+    }
+
+
 # --------------------------------------------------------------------------------------------- CLI
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeseq-agent", description="Time one .tflite model; print JSON.")
@@ -566,7 +869,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runtime", choices=["auto", "ai_edge_litert", "tflite_runtime"], default="auto")
     p.add_argument("--facts", action="store_true")
-    p.add_argument("--stream", action="store_true", help="reserved for the streaming mode (not implemented)")
+    p.add_argument("--stream", action="store_true", help="feed a sequence step by step, carrying state")
+    p.add_argument("--steps", type=int, default=None, help="--stream: steps per stream (default: the input's)")
+    p.add_argument("--hop-ms", dest="hop_ms", type=float, default=None, help="--stream: input period (deadline)")
     p.add_argument("--version", action="store_true")
     return p
 
@@ -581,13 +886,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _validate(args) -> None:
-    if args.stream:
-        raise AgentError(
-            "not_implemented",
-            "streaming mode (--stream) is reserved in schema edgeseq.agent/1 "
-            "but not implemented by this agent",
-            "profile the whole-sequence model instead",
-        )
+    if args.stream and args.steps is not None and args.steps < 1:
+        raise AgentError("input", f"--steps must be at least 1, got {args.steps}")
+    if args.hop_ms is not None and args.hop_ms <= 0:
+        raise AgentError("input", f"--hop-ms must be > 0, got {args.hop_ms}")
     if not args.model:
         raise AgentError("input", "--model is required")
     if args.runs < 1:
