@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: env demo test test-fast lint bench clean
+.PHONY: env demo test test-fast lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ env: $(STAMP)
 demo: env
 	$(VENV)/bin/edgeseq demo
 
-test: env
+# apt packages for the remote-target tests (sshd, adb, qemu-user-static, debootstrap); a no-op when not root or
+# when they are installed, so `make test` works for everyone (those tests then skip with a reason).
+system-deps:
+	@./.ci/setup-system.sh
+
+test: env system-deps
 	$(PY) -m pytest -q
 
 test-fast: env
