@@ -224,8 +224,14 @@ def tiny_model(dest: Path) -> Path:
     except metadata.PackageNotFoundError:
         tf_version = metadata.version("tensorflow")
     cached = cache_root().parent / "models" / f"gru-tiny-unrolled-b1-tf{tf_version}.tflite"
-    if not cached.exists():
+    try:
         cached.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # no writable home (CI users, sandboxes): cache per user in the temp dir instead
+        import tempfile
+
+        cached = Path(tempfile.gettempdir()) / f"edgeseq-test-{os.getuid()}" / cached.name
+        cached.parent.mkdir(parents=True, exist_ok=True)
+    if not cached.exists():
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         _run([sys.executable, "-c", _MODEL_SCRIPT, str(tmp)])
         os.replace(tmp, cached)
