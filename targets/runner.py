@@ -109,11 +109,6 @@ def run_agent(target: Target, model: Path | str, opts: AgentOptions, timeout: fl
     Raises ModelError (missing, corrupt, Flex ops), RuntimeMissing (no runtime, op too new for it), InputError,
     or TargetError (transport failed, checksum mismatch, the agent crashed or was killed).
     """
-    # Issue 6: targets whose runner is LiteRT's native benchmark_model give the same result schema.
-    if getattr(target.spec, "runner", "agent") == "benchmark_model":
-        from edgeseq.targets.benchmark_model import run_for_profile
-
-        return run_for_profile(target, model, opts, timeout)
     model = Path(model)
     opts.check()
     if not model.is_file():

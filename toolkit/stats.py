@@ -38,11 +38,6 @@ def latency_stats(samples_ns: Sequence[int]) -> dict:
 
 def summarize_agent(data: dict) -> dict:
     """The flat figures a table shows for one agent result (schema edgeseq.agent/1)."""
-    # benchmark_model results carry aggregates, not raw samples (edgeseq.targets.benchmark_model).
-    if data.get("runner") == "benchmark_model":
-        from edgeseq.targets.benchmark_model import summarize
-
-        return summarize(data)
     t = data["timings_ns"]
     stats = latency_stats(t["invoke"])
     warm = t.get("warmup") or []
