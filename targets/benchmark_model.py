@@ -319,18 +319,3 @@ def run_benchmark(
     if keep:
         out["remote_dir"] = wd
     return out
-
-
-def run_for_profile(target, model, opts, timeout: float | None = None) -> dict:
-    """`edgeseq profile` on a target whose runner is benchmark_model: the agent's options, the target's binary."""
-    if not target.spec.benchmark_binary:
-        raise InputError(
-            f"target {target.spec.name!r} uses the benchmark_model runner but names no binary",
-            f"edgeseq targets add {target.spec.name} URL --benchmark-binary PATH --replace",
-        )
-    if opts.input:
-        raise InputError("--input is not supported by the benchmark_model runner", "it feeds random inputs")
-    bopts = BenchmarkOptions(
-        runs=opts.runs, warmup=opts.warmup, threads=opts.threads, max_secs=opts.max_secs, xnnpack=opts.xnnpack
-    )
-    return run_benchmark(target, Path(model), Path(target.spec.benchmark_binary), bopts, timeout or 600.0)
