@@ -83,14 +83,16 @@ def convert_stage(models: dict[str, Path], opts: DemoOptions, result: DemoResult
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
     from edgeseq.profiling import profile_models
-    from edgeseq.report import write_report
+    from edgeseq.report import load_groups, write_report
+    from edgeseq.store import ResultsStore
 
     result = DemoResult(db=opts.out_dir / "results.db")
     models = train_stage(opts, say)
     artifacts = convert_stage(models, opts, result, say)
     say(f"[profile] {len(artifacts)} models on this machine, {opts.runs} runs each, 1 thread")
-    result.rows = profile_models(artifacts, target="local", runs=opts.runs, warmup=opts.warmup, threads=1,
-                                 db=result.db)
+    profile_models(artifacts, target="local", runs=opts.runs, warmup=opts.warmup, threads=1, db=result.db)
+    with ResultsStore(result.db) as store:
+        result.rows = load_groups(store)  # the same rows `edgeseq report --db` shows
     if opts.stream:
         result.stream_rows = stream_stage(models, opts, result, say)
     result.report = write_report(result.db, opts.out_dir / "report", fmt="html")

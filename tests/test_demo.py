@@ -1,0 +1,30 @@
+"""`edgeseq demo` end to end at the tiny preset: every stage leaves what the matching CLI verb would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_line_and_says_where_the_report_is(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseq.cli", "demo", "--out", str(out), "--preset", "tiny", "--epochs", "2",
+         "--runs", "10", "--no-stream"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    for arch in ("rnn", "lstm", "gru", "transformer"):
+        assert (out / "runs" / f"{arch}-tiny" / "model.keras").exists()
+        for recipe in ("fp32", "int8"):
+            manifest = json.loads((out / "artifacts" / f"{arch}-tiny-{recipe}.json").read_text())
+            assert manifest["artifact"]["bytes"] == (out / "artifacts" / f"{arch}-tiny-{recipe}.tflite").stat().st_size
+            assert f"{arch}-tiny-{recipe}" in proc.stdout  # one profiled row per artifact
+    report = out / "report" / "report.html"
+    assert report.exists() and "data:image/png;base64" in report.read_text()
+    assert f"report: {report}" in proc.stdout
