@@ -261,3 +261,26 @@ def test_cli_errors_are_one_line_with_a_nonzero_exit(server, model, tmp_path):
     assert proc.returncode == 5
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "cannot reach" in lines[0] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_setup_installs_the_runtime_into_a_venv_on_the_device(server, tmp_path, targets_file):
+    """`targets setup --find-links`: wheels pushed, a venv made and filled on the device, its python recorded."""
+    from edgeseq.cli import cli
+
+    wheels = _armroot.cache_root().parent / "wheels-x86_64"
+    if not list(wheels.glob("ai_edge_litert-*.whl")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
+             "ai-edge-litert>=2.3,<2.4", "numpy>=1.26,<3"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(f"cannot fetch wheels for the setup test: {proc.stderr.strip()[-200:]}")
+    config.add(spec(server, name="box", python=sys._base_executable))  # the interpreter behind our venv
+    venv = tmp_path / "device venv"
+    r = CliRunner().invoke(cli, ["targets", "setup", "box", "--find-links", str(wheels), "--venv", str(venv)])
+    assert r.exception is None, r.output
+    assert config.get("box").python == f"{venv}/bin/python"
+    facts = SshTarget(config.get("box")).require_runtime()
+    assert facts["runtime"].startswith("ai_edge_litert")
