@@ -1,0 +1,128 @@
+"""edgeseq inspect: a TF-free report of any .tflite, and a clean error for anything that is not one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeseq.errors import ModelError
+from edgeseq.quantize.inspect import inspect_tflite
+from edgeseq.quantize.manifest import read_manifest
+
+
+def _convert(model) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv.convert()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Small .tflite files converted in-process: dense (known MACs), looped GRU (WHILE), Conv1D."""
+    import keras
+
+    tmp = tmp_path_factory.mktemp("tflite")
+    L = keras.layers
+    out = {}
+    inp = keras.Input(batch_shape=(1, 8, 4))
+    dense = keras.Model(inp, L.Dense(3, bias_initializer="ones")(L.Dense(16, activation="relu", bias_initializer="ones")(inp)))
+    inp = keras.Input(batch_shape=(1, 6, 4))
+    gru = keras.Model(inp, L.Dense(3)(L.GRU(5)(inp)))
+    inp = keras.Input(batch_shape=(1, 10, 4))
+    conv = keras.Model(inp, L.Conv1D(8, 3)(inp))
+    for name, model in (("dense", dense), ("gru", gru), ("conv", conv)):
+        out[name] = tmp / f"{name}.tflite"
+        out[name].write_bytes(_convert(model))
+    return out
+
+
+def test_report_lists_signature_ops_weights_and_macs(files):
+    r = inspect_tflite(files["dense"])
+    assert r["inputs"][0]["shape"] == [1, 8, 4] and r["inputs"][0]["dtype"] == "float32"
+    assert r["outputs"][0]["shape"] == [1, 8, 3]
+    assert r["ops"]["by_type"]["FULLY_CONNECTED"]["count"] == 2
+    assert r["macs"]["by_op"]["FULLY_CONNECTED"] == 8 * 16 * 4 + 8 * 3 * 16
+    assert r["weights"]["parameters"] == 4 * 16 + 16 + 16 * 3 + 3
+    assert r["dtype_coverage"]["quantized_share"] == 0.0
+    assert r["peak_activation_bytes"] >= 8 * 16 * 4
+    assert r["flex_ops"] == []
+
+
+def test_while_loop_macs_count_the_body_per_time_step(files):
+    r = inspect_tflite(files["gru"])
+    assert "WHILE" in r["ops"]["by_type"]
+    assert any("x 6 iterations" in note for note in r["macs"]["notes"])
+    # GRU input and recurrent kernels (3 gates x 5 units) per step, plus the head.
+    assert r["macs"]["by_op"]["FULLY_CONNECTED"] >= 6 * (4 * 15 + 5 * 15)
+
+
+def test_conv_macs(files):
+    r = inspect_tflite(files["conv"])
+    assert r["macs"]["total"] == 8 * 8 * 3 * 4
+
+
+@pytest.mark.parametrize("case", ["empty", "text", "truncated", "corrupt", "missing", "directory"])
+def test_bad_files_are_one_line_model_errors(case, files, tmp_path):
+    good = files["gru"].read_bytes()
+    path = tmp_path / f"{case}.tflite"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("hello, I am not a model\n" * 10)
+    elif case == "truncated":
+        path.write_bytes(good[: len(good) // 3])
+    elif case == "corrupt":
+        path.write_bytes(b"\xff\xff\xff\x7f" + good[4:])
+    elif case == "directory":
+        path.mkdir()
+    with pytest.raises(ModelError) as exc:
+        inspect_tflite(path)
+    assert "\n" not in exc.value.one_line()
+
+
+def test_inspect_and_manifest_reader_never_import_tensorflow(files, tmp_path):
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"schema": "edgeseq.manifest/1", "name": "x"}))
+    code = (
+        "import sys, json\n"
+        "from edgeseq.quantize.inspect import inspect_tflite\n"
+        "from edgeseq.quantize.manifest import read_manifest\n"
+        "from edgeseq.cli import main\n"
+        f"inspect_tflite({str(files['gru'])!r}); read_manifest({str(manifest)!r})\n"
+        "import edgeseq.commands.inspect, edgeseq.commands.evaluate, edgeseq.quantize.evaluate\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_read_manifest_refuses_other_json(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text("{}")
+    with pytest.raises(ModelError):
+        read_manifest(p)
+    with pytest.raises(ModelError):
+        read_manifest(tmp_path / "absent.tflite")
+
+
+def test_cli_inspect_json_and_bad_file_exit_code(files, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(files["dense"]), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["macs"]["total"] > 0
+    text = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(files["gru"])],
+                          capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0 and "WHILE" in text.stdout
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00" * 3)
+    proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
