@@ -35,9 +35,11 @@ echo "mem_total_kb=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)"
 echo "mem_available_kb=$(sed -n 's/^MemAvailable: *\([0-9]*\).*/\1/p' /proc/meminfo)"
 d="$2"; case "$d" in "~/"*) d="$HOME/${d#"~/"}";; esac
 while [ ! -d "$d" ] && [ "$d" != / ]; do d=$(dirname -- "$d"); done
-free=$(stat -f -c '%a %S' -- "$d" 2>/dev/null | awk '{printf "%d", $1 * $2 / 1024}')
-[ -n "$free" ] || free=$(df -Pk -- "$d" 2>/dev/null | awk 'NR==2 {print $4}')
-echo "disk_free_kb=$free"
+st=$(stat -f -c '%a %S' -- "$d" 2>/dev/null)
+case "$st" in
+  *[0-9]" "[0-9]*) echo "disk_free_kb=$(( ${st% *} * (${st#* } / 1024) ))" ;;  # 32-bit shells (mksh) too
+  *) echo "disk_free_kb=$(df -Pk -- "$d" 2>/dev/null | tail -n 1 | tr -s ' ' | cut -d ' ' -f 4)" ;;
+esac
 if [ -z "$py" ]; then :; elif command -v "$py" >/dev/null 2>&1; then "$py" -c "$3"; else echo "python_missing=$py"; fi
 """
 # Run by the device's Python: what the agent will find there. Only the standard library, so it runs anywhere.
