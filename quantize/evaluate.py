@@ -38,7 +38,7 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
             "evaluate on the data set the model was converted for (same sequence length and features)",
         )
     out_dim = info["outputs"][0]["shape"][-1] if info["outputs"][0]["shape"] else 1
-    if dataset.task == "classification" and out_dim != dataset.num_classes:
+    if dataset.task == "classification" and out_dim < dataset.num_classes:
         raise InputError(f"{path} outputs {out_dim} values but {dataset.name} has {dataset.num_classes} classes",
                          "evaluate on the data set the model was trained on")
     _, runtime, version = interpreter_class()
