@@ -38,6 +38,11 @@ def _legend(ax, colours: dict, **kw) -> None:
         ax.legend(handles=[Patch(color=c, label=k) for k, c in colours.items()], fontsize=8, **kw)
 
 
+def _label(r: dict, rows: list[dict]) -> str:
+    """The row's label, with its target when the plot mixes several."""
+    return r["label"] if len({x["where"] for x in rows}) == 1 else f"{r['label']} @ {r['target']}"
+
+
 def _title_where(rows: list[dict]) -> str:
     wheres = sorted({r["where"] for r in rows})
     return wheres[0] if len(wheres) == 1 else f"{len(wheres)} targets"
@@ -73,7 +78,7 @@ def latency_distribution(rows: list[dict], path: Path) -> Path:
     rows = [r for r in rows if len(r.get("samples_us", [])) > 0]
     if not rows:
         return _empty(path, "Latency distribution", "no runs stored")
-    rows = sorted(rows, key=lambda r: r["p50_us"], reverse=True)
+    rows = sorted(rows, key=lambda r: (r["where"], r["p50_us"]), reverse=True)
     colours = _colours(rows)
     data = [np.asarray(r["samples_us"]) for r in rows]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
@@ -91,13 +96,13 @@ def latency_distribution(rows: list[dict], path: Path) -> Path:
         patch.set_alpha(0.55)
     for med in bp["medians"]:
         med.set_color("black")
-    ax.set_yticks(range(1, len(rows) + 1), [r["label"] for r in rows], fontsize=8)
+    ax.set_yticks(range(1, len(rows) + 1), [_label(r, rows) for r in rows], fontsize=8)
     _scale(ax, "x", [min(float(d.min()) for d in data), max(float(d.max()) for d in data) / 4])
     for i, r in enumerate(rows, start=1):
         ax.annotate(f"p50 {r['p50_us']:.1f}", (r["p50_us"], i + 0.32), fontsize=7, ha="center")
     ax.set_xlabel("latency per invoke (µs); box = p25-p75, whiskers = p1-p99")
     ax.set_title(f"Latency distribution per model: {_title_where(rows)}")
-    ax.grid(axis="x", alpha=0.3, which="both")
+    ax.grid(axis="x", alpha=0.3)
     _legend(ax, colours, loc="lower right")
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
@@ -129,7 +134,7 @@ def latency_vs_size(rows: list[dict], path: Path) -> Path:
     ax.set_ylabel("p50 latency (µs); bar = min..p90")
     ax.set_title(f"Latency vs model size: {_title_where(rows)}")
     ax.grid(alpha=0.3, which="both")
-    _legend(ax, colours, loc="upper left")
+    _legend(ax, colours, loc="best")
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -140,12 +145,13 @@ def memory_per_model(rows: list[dict], path: Path) -> Path:
     rows = [r for r in rows if r.get("peak_rss_kb")]
     if not rows:
         return _empty(path, "Peak memory per model", "no peak memory recorded")
-    rows = sorted(rows, key=lambda r: r["peak_rss_kb"])
+    rows = sorted(rows, key=lambda r: (r["where"], -r["peak_rss_kb"]))  # top to bottom once inverted
     colours = _colours(rows)
     mb = [r["peak_rss_kb"] / 1024 for r in rows]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
     bars = ax.barh(range(len(rows)), mb, color=[colours[r["where"]] for r in rows], alpha=0.8)
-    ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=8)
+    ax.set_yticks(range(len(rows)), [_label(r, rows) for r in rows], fontsize=8)
+    ax.invert_yaxis()
     for bar, v, r in zip(bars, mb, rows, strict=True):
         ax.text(
             bar.get_width(),
