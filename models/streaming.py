@@ -419,7 +419,8 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
         step = _make_transformer_step_layer(model, capacity)
         name = f"{model.name}_kv{capacity}"
     outputs = step(inputs)
-    return keras.Model(inputs, outputs, name=name.replace("-", "_"))
+    # A list of inputs, not a dict: TFLiteConverter.from_keras_model takes a Keras-2 code path for dict inputs.
+    return keras.Model(list(inputs.values()), outputs, name=name.replace("-", "_"))
 
 
 def build_window_model(model: Any, window: int, *, batch_size: int | None = 1) -> Any:
@@ -439,7 +440,7 @@ def build_window_model(model: Any, window: int, *, batch_size: int | None = 1) -
         first = " ".join(str(exc).split())[:200]
         raise InputError(f"cannot rebuild {model.name} for a window of {window} steps: {first}",
                          "pick a window the model supports (a Transformer's window must be <= its max_len)") from exc
-    return keras.Model(clone.inputs, clone.outputs, name=f"{model.name}_win{window}".replace("-", "_"))
+    return keras.Model(clone.inputs[0], clone.outputs[0], name=f"{model.name}_win{window}".replace("-", "_"))
 
 
 def initial_state(step_model: Any, batch: int = 1) -> dict[str, np.ndarray]:

@@ -1,0 +1,461 @@
+"""`edgeseq convert --stream`: export step models (and the sliding-window baseline) to TFLite with any recipe.
+
+    convert_stream("runs/gru-jv/model.keras", ["fp32", "int8"], out_dir="artifacts/")          # gru-jv-step-int8.tflite
+    convert_stream("runs/tf-causal/model.keras", ["fp32"], out_dir="a/", kv_capacity=128)      # tf-causal-kv128-fp32
+    convert_stream("runs/tf/model.keras", ["fp32"], out_dir="a/", window=64)                   # tf-win64-fp32
+
+What is reused from the conversion engine: recipes and tolerances, the converter set-up (`_child._converter`, with
+a multi-input representative data set on top), calibration/validation inputs, parity, inspect, the manifest and the
+atomic writes. What is specific here: the step model is built in the child from the trained .keras (the weights are
+shared through each layer's cell or the attention layer's pieces, see edgeseq.models.streaming), int8 calibration
+feeds (x_t, state) pairs recorded while stepping the calibration sequences through Keras, and parity steps every
+validation sequence through the .tflite on LiteRT with the device agent's own StreamStepper (state carried by
+signature name, int8 state requantized between steps), in a throwaway process.
+
+Parity, recorded in the manifest: T steps through the .tflite reproduce the sequence model's output within the
+recipe's tolerance (T = the model's length, or the KV capacity when that is shorter: then the reference is the
+sequence model run on the first T steps).
+
+The child: `python -m edgeseq.quantize.stream convert JOBDIR` (imports TensorFlow) and
+`python -m edgeseq.quantize.stream run JOBDIR` (numpy and LiteRT only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseq.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
+
+CHILD_TIMEOUT_S = 900
+PARITY_SEQUENCES = 64  # validation sequences stepped through each .tflite
+CALIBRATION_SEQUENCES = 64  # calibration sequences stepped through Keras to record (x_t, state) samples
+DEFAULT_PARITY_STEPS = 64  # for a variable-length RNN without --seq-len
+
+
+# ------------------------------------------------------------------------------------------------ export specs
+def export_suffix(kind: str, size: int | None) -> str:
+    """File-name part: 'step' (recurrent), 'kv<capacity>' (Transformer KV cache), 'win<W>' (window baseline)."""
+    return {"step": "step", "kv": f"kv{size}", "window": f"win{size}"}[kind]
+
+
+def _export_list(info_kind: str, kv_capacity: int | None, window: int | None, steps: int,
+                 contexts: list[int] | None = None) -> list[dict]:
+    if window is not None or (contexts and info_kind == "window"):
+        sizes = contexts or [window]
+        return [{"kind": "window", "size": int(w)} for w in sizes]
+    if info_kind == "recurrent":
+        return [{"kind": "step", "size": None}]
+    sizes = contexts or [kv_capacity or steps]
+    return [{"kind": "kv", "size": int(c)} for c in sizes]
+
+
+# ------------------------------------------------------------------------------------------------ child: convert
+def _build(model: Any, export: dict, batch_size: int | None) -> Any:
+    from edgeseq.models.streaming import build_step_model, build_window_model
+
+    if export["kind"] == "window":
+        return build_window_model(model, export["size"], batch_size=batch_size)
+    return build_step_model(model, kv_capacity=export["size"], batch_size=batch_size)
+
+
+def _step_calibration(model: Any, export: dict, X: np.ndarray, samples: int, seed: int) -> list[dict]:
+    """Representative (x_t, state) samples: the calibration sequences stepped through the Keras step model."""
+    from edgeseq.models.streaming import run_steps
+
+    step = _build(model, export, None)
+    X = X[:CALIBRATION_SEQUENCES]
+    if export["kind"] == "kv":
+        X = X[:, : export["size"]]
+    every = max(1, X.shape[1] // max(1, -(-samples // len(X))))
+    _, seen = run_steps(step, X, record_every=every)
+    pool = [{k: v[i : i + 1] for k, v in feed.items()} for feed in seen for i in range(len(X))]
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pool), size=min(samples, len(pool)), replace=False)
+    return [pool[int(i)] for i in sorted(pick)]
+
+
+def _window_calibration(X: np.ndarray, size: int, samples: int) -> list[np.ndarray]:
+    return [w[None] for w in fit_windows(X[:samples], size)]
+
+
+def fit_windows(X: np.ndarray, size: int) -> np.ndarray:
+    """Sequences cut (last `size` steps) or left-padded with zeros (a fresh stream's window) to `size` steps."""
+    X = np.asarray(X, np.float32)
+    if X.shape[1] >= size:
+        return np.ascontiguousarray(X[:, -size:])
+    pad = np.zeros((len(X), size - X.shape[1], X.shape[2]), np.float32)
+    return np.concatenate([pad, X], axis=1)
+
+
+def _convert_child(job_dir: Path) -> int:
+    """Convert job["items"][start:] (each a recipe and an export) one after the other; report after each item."""
+    from edgeseq.quantize._child import _converter, _reason
+    from edgeseq.quantize.loading import load_keras_model
+    from edgeseq.quantize.rebuild import fixed_shape_model, has_recurrent
+    from edgeseq.quantize.recipes import Recipe
+
+    job = json.loads((job_dir / "job.json").read_text())
+    report_path = job_dir / "report.json"
+    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {"items": {}}
+    try:
+        model = load_keras_model(job["model_path"], trust_model=job["trust_model"])
+    except EdgeseqError as exc:
+        report["error"] = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+        report_path.write_text(json.dumps(report))
+        return 3
+    calib_path = job_dir / "calibration.npy"
+    X_cal = np.load(calib_path) if calib_path.exists() else None
+    for i in range(job["start"], len(job["items"])):
+        recipe, export = Recipe.from_dict(job["items"][i]["recipe"]), job["items"][i]["export"]
+        report["items"][str(i)] = {"ok": False, "in_flight": True}
+        report_path.write_text(json.dumps(report))
+        started = time.perf_counter()
+        entry: dict[str, Any] = {}
+        try:
+            built = _build(model, export, 1)
+            if export["kind"] == "window" and recipe.calibrated and has_recurrent(built):
+                # a looped RNN's int8 calibration crashes the converter: unroll the window model (same weights)
+                built = fixed_shape_model(built, export["size"], unroll=True)
+                entry["rnn"] = "unroll"
+            rep = None
+            if recipe.calibrated:
+                if export["kind"] == "window":
+                    rep = _window_calibration(X_cal, export["size"], recipe.calibration_samples)
+                else:
+                    rep = _step_calibration(model, export, X_cal, recipe.calibration_samples, job.get("seed", 0))
+            conv = _converter(built, recipe, rep)
+            if rep is not None:  # multi-input samples are dicts keyed by signature name
+                conv.representative_dataset = lambda rep=rep: (r if isinstance(r, dict) else [r] for r in rep)
+            data = conv.convert()
+            (job_dir / f"out_{i}.tflite").write_bytes(data)
+            entry.update(ok=True, convert_s=round(time.perf_counter() - started, 3))
+        except EdgeseqError as exc:
+            entry.update(ok=False, error={"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint})
+        except Exception as exc:  # noqa: BLE001 - the converter raises many types; its reason is the message
+            reason = _reason(exc)
+            hint = ("this recipe does not support the model's ops on TF 2.21; use int8 or dynamic"
+                    if "not supported" in reason else "try another recipe")
+            entry.update(ok=False, error={"kind": "ConversionError", "message": f"the converter refused: {reason}",
+                                          "hint": hint})
+        report["items"][str(i)] = entry
+        report_path.write_text(json.dumps(report))  # after each item: a later crash keeps the earlier ones
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ child: run
+def _run_child_main(job_dir: Path) -> int:
+    """Step every validation sequence through each .tflite (StreamStepper), or run window models on windows."""
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.quantize.validate import run_tflite
+    from edgeseq.targets.agent import AgentError, StreamStepper
+
+    job = json.loads((job_dir / "run.json").read_text())
+    for i, export in enumerate(job["exports"]):
+        X = np.load(job_dir / f"in_{i}.npy")
+        try:
+            interp = load_interpreter(job_dir / f"m_{i}.tflite")
+            if export["kind"] == "window":
+                out = run_tflite(interp, X)
+            else:
+                stepper = StreamStepper(np, interp)
+                out = np.stack([stepper.run(seq, collect=export.get("collect", False)) for seq in X])
+            np.save(job_dir / f"out_{i}.npy", out)
+        except (EdgeseqError, AgentError) as exc:
+            (job_dir / f"err_{i}.txt").write_text(exc.message)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ host
+def _run(mode: str, job_dir: Path, label: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "edgeseq.quantize.stream", mode, str(job_dir)]
+    try:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise ConversionError(f"{mode} for {label} took longer than {CHILD_TIMEOUT_S} s") from exc
+
+
+def _died(proc: subprocess.CompletedProcess, what: str) -> str:
+    if proc.returncode < 0:
+        try:
+            return f"{what} crashed ({signal.Signals(-proc.returncode).name})"
+        except ValueError:
+            return f"{what} crashed (signal {-proc.returncode})"
+    tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
+    return f"{what} failed (exit {proc.returncode}: {tail[0][:160]})"
+
+
+def _convert_items(model_path: Path, items: list[dict], X_cal: np.ndarray | None, trust: bool,
+                   label: str) -> list[bytes | EdgeseqError]:
+    """Convert every (recipe, export) item in one child (TensorFlow imported once); bytes or the error per item.
+
+    A child that dies (the converter can SIGSEGV) costs only the item in flight: a fresh child goes on after it.
+    """
+    results: dict[int, bytes | EdgeseqError] = {}
+    with tempfile.TemporaryDirectory(prefix="edgeseq-stream-") as tmp:
+        job_dir = Path(tmp)
+        if X_cal is not None:
+            np.save(job_dir / "calibration.npy", X_cal)
+        start = 0
+        while start < len(items):
+            job = {"model_path": str(model_path), "items": items, "start": start, "trust_model": trust}
+            (job_dir / "job.json").write_text(json.dumps(job))
+            proc = _run("convert", job_dir, label)
+            report = json.loads((job_dir / "report.json").read_text()) if (job_dir / "report.json").exists() else {}
+            if report.get("error"):
+                err = report["error"]
+                cls = ModelError if err.get("kind") in ("ModelError", "InputError") else ConversionError
+                raise cls(f"{label}: {err['message']}", err.get("hint"))
+            for i in range(start, len(items)):
+                entry = report.get("items", {}).get(str(i))
+                what = f"{label} with recipe {items[i]['recipe']['slug']} ({items[i]['export']['kind']})"
+                if entry is None or entry.get("in_flight"):
+                    results[i] = ConversionError(f"{_died(proc, 'the converter')} on {what}; no file written",
+                                                 "try another recipe")
+                    start = i + 1
+                    break
+                if entry.get("ok"):
+                    results[i] = (job_dir / f"out_{i}.tflite").read_bytes()
+                else:
+                    err = entry["error"]
+                    cls = InputError if err.get("kind") in ("InputError", "ModelError") else ConversionError
+                    results[i] = cls(f"{what}: {err['message']}", err.get("hint"))
+            else:
+                start = len(items)
+    return [results[i] for i in range(len(items))]
+
+
+def run_stream_tflite(items: list[tuple[bytes, dict, np.ndarray]], label: str) -> list[np.ndarray | EdgeseqError]:
+    """Outputs of each (.tflite bytes, export, inputs) on LiteRT, in a throwaway process (a runtime crash is an error)."""
+    with tempfile.TemporaryDirectory(prefix="edgeseq-stream-run-") as tmp:
+        job_dir = Path(tmp)
+        for i, (data, _, X) in enumerate(items):
+            (job_dir / f"m_{i}.tflite").write_bytes(data)
+            np.save(job_dir / f"in_{i}.npy", np.asarray(X, np.float32))
+        (job_dir / "run.json").write_text(json.dumps({"exports": [e for _, e, _ in items]}))
+        proc = _run("run", job_dir, label)
+        out: list[np.ndarray | EdgeseqError] = []
+        for i in range(len(items)):
+            if (job_dir / f"out_{i}.npy").exists():
+                out.append(np.load(job_dir / f"out_{i}.npy"))
+            elif (job_dir / f"err_{i}.txt").exists():
+                out.append(ModelError(f"{label}: {(job_dir / f'err_{i}.txt').read_text()}"))
+            else:
+                out.append(ModelError(f"{_died(proc, 'the LiteRT runtime')} running {label}"))
+        return out
+
+
+def _reference(model: Any, export: dict, X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs for the .tflite, Keras reference outputs) for one export."""
+    from edgeseq.models.streaming import build_window_model
+
+    if export["kind"] == "window":
+        Xw = fit_windows(X, export["size"])
+        win = build_window_model(model, export["size"], batch_size=None)
+        return Xw, np.asarray(win.predict(Xw, batch_size=64, verbose=0), np.float32)
+    length = min(steps, export["size"] or steps)
+    Xs = np.ascontiguousarray(X[:, :length])
+    ref_model = model
+    if model.inputs[0].shape[1] is not None and length != model.inputs[0].shape[1]:
+        ref_model = build_window_model(model, length, batch_size=None)
+    ref = np.asarray(ref_model.predict(Xs, batch_size=64, verbose=0), np.float32)
+    return Xs, ref
+
+
+def _stream_record(model: Any, export: dict, parity_steps: int) -> dict:
+    from edgeseq.models.streaming import kv_cache_specs, recurrent_state_specs
+
+    rec: dict[str, Any] = {"kind": {"step": "recurrent-step", "kv": "kv-cache", "window": "window"}[export["kind"]],
+                           "contract": "inputs named like outputs are state (fed back each step); x = step features; "
+                                       "pos = step index from 0; y = output",
+                           "parity_steps": parity_steps}
+    if export["kind"] == "step":
+        specs = recurrent_state_specs(model)
+        rec["state"] = [{"name": n, "shape": [1, s]} for n, s in specs]
+        rec["state_floats"] = int(sum(s for _, s in specs))
+    elif export["kind"] == "kv":
+        specs = kv_cache_specs(model, export["size"])
+        rec["kv_capacity"] = export["size"]
+        rec["state"] = [{"name": n, "shape": [1, *s]} for n, s in specs]
+        rec["state_floats"] = int(sum(int(np.prod(s)) for _, s in specs))
+        rec["positions"] = f"0..{export['size'] - 1}"
+    else:
+        rec["window"] = export["size"]
+        rec["state_floats"] = int(export["size"] * int(model.inputs[0].shape[-1]))
+        rec["note"] = "the batch model re-run on the last W steps for every new step"
+    return rec
+
+
+def convert_stream(
+    model_path: str | os.PathLike,
+    recipes: list[Any] | str = ("fp32",),
+    *,
+    out_dir: str | os.PathLike,
+    name: str | None = None,
+    kv_capacity: int | None = None,
+    window: int | None = None,
+    contexts: list[int] | None = None,
+    seq_len: int | None = None,
+    calibration: Any = None,
+    calibration_samples: int | None = None,
+    validate: bool = True,
+    strict: bool = True,
+    trust_model: bool = False,
+    raise_on_error: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> list[Any]:
+    """Export the step model of a recurrent or causal Transformer model (or, with `window`, the window baseline).
+
+    `contexts` exports one model per context (KV capacities, or windows when `window` is set); a recurrent step
+    model does not depend on the context and is exported once. Returns ConversionResults (one per recipe x export),
+    each with a manifest holding a "stream" section and parity of T steps through the .tflite.
+    """
+    from edgeseq.models.streaming import analyze_streaming
+    from edgeseq.quantize.calibration import prepare_inputs
+    from edgeseq.quantize.convert import ConversionResult, _guess_task, _sha256, default_name
+    from edgeseq.quantize.loading import load_keras_model
+    from edgeseq.quantize.recipes import get_recipe, parse_recipes
+
+    say = progress or (lambda _m: None)
+    recipe_list = (parse_recipes(recipes, calibration_samples=calibration_samples) if isinstance(recipes, str)
+                   else [get_recipe(r, calibration_samples=calibration_samples) for r in recipes])
+    for label, v in (("--kv-capacity", kv_capacity), ("--window", window)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise InputError(f"{label} must be a positive integer, got {v!r}")
+    if contexts is not None and (not contexts or any(int(c) < 1 for c in contexts)):
+        raise InputError(f"contexts must be positive integers, got {contexts!r}")
+    path = Path(model_path)
+    model = load_keras_model(path, trust_model=trust_model)
+    if window is None:
+        info = analyze_streaming(model)  # the refusals (bidirectional, non-causal) come from here
+        kind = info.kind
+    else:
+        kind = "window"
+    t = model.inputs[0].shape[1]
+    if t is None and seq_len is None:
+        steps = DEFAULT_PARITY_STEPS
+    elif t is not None and seq_len is not None and int(seq_len) != int(t):
+        raise ModelError(f"--seq-len {seq_len} does not match the model's fixed time axis ({t})",
+                         f"drop --seq-len or pass --seq-len {t}")
+    else:
+        steps = int(seq_len or t)
+    features = int(model.inputs[0].shape[-1])
+    exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None)
+    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features)
+    task = inputs.task or _guess_task(model)
+    base_name = name or default_name(path)
+    source = {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size,
+              "parameters": int(model.count_params()), "task": task}
+    X_val = inputs.X_val[:PARITY_SEQUENCES]
+    refs = {}
+    if validate:
+        say(f"Keras references on {len(X_val)} sequences")
+        for j, e in enumerate(exports):
+            refs[j] = _reference(model, e, X_val, steps)
+    out_dir = Path(out_dir)
+    items = [{"recipe": r.to_dict(), "export": e} for r in recipe_list for e in exports]
+    calibrated = [r for r in recipe_list if r.calibrated]
+    X_cal, cal_record = (None, None)
+    if calibrated:
+        X_cal, cal_record = inputs.calibration(max(CALIBRATION_SEQUENCES, *(r.calibration_samples for r in calibrated)))
+    say(f"converting {len(items)} streaming export(s) of {base_name}: "
+        f"{', '.join(r.slug for r in recipe_list)} x {', '.join(export_suffix(e['kind'], e['size']) for e in exports)}")
+    started = time.perf_counter()
+    converted = _convert_items(path.resolve(), items, X_cal, trust_model, f"{path.name} --stream")
+    convert_s = (time.perf_counter() - started) / len(items)
+    ok = [(j, d) for j, d in enumerate(converted) if isinstance(d, bytes)]
+    outputs: dict[int, Any] = {}
+    if validate and ok:
+        say(f"parity on LiteRT: {len(X_val)} sequences through {len(ok)} model(s)")
+        ran = run_stream_tflite([(d, items[j]["export"], refs[j % len(exports)][0]) for j, d in ok],
+                                f"{path.name} --stream")
+        outputs = {j: r for (j, _), r in zip(ok, ran, strict=True)}
+    results: list[Any] = []
+    for j, item in enumerate(items):
+        recipe = recipe_list[j // len(exports)]
+        results.append(_finish(recipe, item["export"], converted[j], outputs.get(j), refs.get(j % len(exports)),
+                               inputs, task, model, steps, base_name, source,
+                               cal_record if recipe.calibrated else None, out_dir, strict, convert_s,
+                               ConversionResult))
+    failed = [r for r in results if r.error is not None]
+    if failed and raise_on_error:
+        err = failed[0].error
+        err.results = results  # type: ignore[attr-defined]
+        raise err
+    return results
+
+
+def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_name, source, cal_record, out_dir,
+            strict, convert_s, ConversionResult) -> Any:
+    from edgeseq.fsio import atomic_write_bytes, atomic_write_json
+    from edgeseq.quantize.inspect import analyze
+    from edgeseq.quantize.manifest import build_manifest, manifest_path_for
+    from edgeseq.quantize.runtime import interpreter_class
+    from edgeseq.quantize.tflite_file import parse_bytes
+    from edgeseq.quantize.validate import parity, task_metric
+
+    result = ConversionResult(recipe)
+    if not isinstance(data, bytes):
+        result.error = data
+        return result
+    name = f"{base_name}-{export_suffix(export['kind'], export['size'])}"
+    tflite_path = out_dir / f"{name}-{recipe.slug}.tflite"
+    parity_steps = export["size"] if export["kind"] == "window" else min(steps, export["size"] or steps)
+    if ref is None:
+        validation = {"skipped": True, "passed": None, "reason": "--no-validate"}
+    elif isinstance(output, EdgeseqError):
+        result.error = ConversionError(f"converted, but the runtime cannot run it: {output.message}")
+        return result
+    else:
+        _, runtime, version = interpreter_class()
+        validation = parity(ref[1], output, task, recipe.tolerance)
+        validation.update(runtime=runtime, runtime_version=version, data=inputs.validation_record,
+                          sequences=len(output), steps_per_sequence=parity_steps,
+                          how="T steps through the .tflite (state carried, int8 state requantized) vs the Keras "
+                              "sequence model" if export["kind"] != "window" else "window model vs Keras on windows")
+        full = export["kind"] != "window" and parity_steps == steps
+        if inputs.y_val is not None and full and task:
+            y = inputs.y_val[: len(output)]
+            validation["tflite_metrics"] = task_metric(output, y, task)
+            validation["keras_metrics"] = task_metric(ref[1], y, task)
+        if validation.get("passed") is False:
+            err = ValidationError(f"{tflite_path.name} failed streaming parity on {runtime}: "
+                                  f"{'; '.join(validation['failures'])}",
+                                  "try another recipe, or keep the file with --no-strict")
+            if strict:
+                result.error = err
+                result.validation = validation
+                return result
+            result.warnings.append(f"kept despite failed parity (--no-strict): {'; '.join(validation['failures'])}")
+    info = analyze(parse_bytes(data, tflite_path.name))
+    manifest = build_manifest(
+        name=name, tflite_path=tflite_path, report=info, recipe=recipe.to_dict(), source=source,
+        route={"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "ops": "builtins",
+               "rnn": "none (one step, no loop)" if export["kind"] != "window" else "window",
+               "stream": export["kind"]},
+        calibration=cal_record, validation=validation, timing={"convert_s": round(convert_s, 3)},
+    )
+    manifest["stream"] = _stream_record(model, export, parity_steps)
+    atomic_write_bytes(tflite_path, data)
+    result.manifest_path = atomic_write_json(manifest_path_for(tflite_path), manifest)
+    result.manifest, result.validation, result.tflite_path = manifest, validation, tflite_path
+    return result
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("convert", "run"):
+        print("usage: python -m edgeseq.quantize.stream convert|run JOBDIR", file=sys.stderr)
+        sys.exit(2)
+    job = Path(sys.argv[2])
+    sys.exit(_convert_child(job) if sys.argv[1] == "convert" else _run_child_main(job))
