@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from edgeseq.errors import EdgeseqError, InputError, TargetError
+from edgeseq.errors import EdgeseqError, InputError, RuntimeMissing, TargetError
 
 
 @dataclass
@@ -65,7 +65,10 @@ def profile_fleet(
         spec_for(name)
 
     def one(name: str) -> list[dict]:
-        return profile_models(models, target=name, **kwargs)
+        try:
+            return profile_models(models, target=name, **kwargs)
+        except (RuntimeMissing, TargetError) as exc:
+            raise _diagnose(name, exc) from exc
 
     result = FleetResult()
     with ThreadPoolExecutor(
@@ -80,3 +83,21 @@ def profile_fleet(
                 if on_error is not None:
                     on_error(name, exc)
     return result
+
+
+def _diagnose(name: str, exc: EdgeseqError) -> EdgeseqError:
+    """After a failed agent run on a remote device, check its Python and runtime (only then, so a healthy run pays
+    nothing): when that is the cause, the error names `edgeseq targets setup`; otherwise the original stands."""
+    from edgeseq.targets.resolve import open_target
+
+    try:
+        target = open_target(name)
+        if getattr(target.spec, "runner", "agent") != "agent" or not hasattr(target, "require_runtime"):
+            return exc
+        target.require_runtime()
+    except TargetError as better:
+        if "targets setup" in f"{better.message} {better.hint}":
+            return better
+    except EdgeseqError:
+        pass
+    return exc

@@ -240,13 +240,19 @@ def test_fleet_one_unreachable_target_does_not_stop_the_other(server, model, tmp
     from edgeseq.store import ResultsStore
     from edgeseq.targets.fleet import profile_fleet
 
+    bare = tmp_path / "bare python"  # no site-packages: no numpy, no runtime
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    bare.chmod(0o755)
     config.add(spec(server, name="box"))
     config.add(spec(server, name="gone", url=f"ssh://{server.user}@127.0.0.1:{_sshd.free_port()}"))
+    config.add(spec(server, name="bare", python=str(bare)))
     db = tmp_path / "results.db"
-    result = profile_fleet([str(model)], ["gone", "box"], runs=5, warmup=1, db=db)
+    result = profile_fleet([str(model)], ["gone", "box", "bare"], runs=5, warmup=1, db=db)
     assert [r["target"] for r in result.rows] == ["box"]
-    assert list(result.failures) == ["gone"] and "cannot reach" in result.failures["gone"].one_line()
-    assert "gone" in result.error().one_line()
+    assert list(result.failures) == ["gone", "bare"]
+    assert "cannot reach" in result.failures["gone"].one_line()
+    assert "edgeseq targets setup bare" in result.failures["bare"].one_line()
+    assert "2 targets failed (gone, bare)" in result.error().one_line()
     with ResultsStore(db) as store:
         assert store.count() == 1
 
