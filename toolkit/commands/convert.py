@@ -48,8 +48,12 @@ def _summary(r) -> str:
 @click.option("--trust-model", is_flag=True, help="Load with safe_mode off (lets the file run Python code).")
 @click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
+@click.option("--stream", is_flag=True,
+              help="Export the step model: RNN/LSTM/GRU state or a causal Transformer's KV cache (see README Streaming).")
+@click.option("--kv-capacity", type=int, default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
+@click.option("--window", type=int, default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
 def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, allow_flex, out_dir,
-            name, validate, strict, trust_model, data_dir, as_json) -> None:
+            name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
     """Convert a .keras model to TFLite with one or more recipes, validate each on LiteRT, write file + manifest."""
     from edgeseq.quantize.recipes import parse_recipes
 
@@ -62,9 +66,16 @@ def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, 
     from edgeseq.quantize.convert import convert_model
 
     progress = (lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None
-    results = convert_model(model_path, recipe_list, out_dir=out_dir, name=name, seq_len=seq_len,
-                            calibration=calibration, validate=validate, strict=strict, trust_model=trust_model,
-                            raise_on_error=False, progress=progress)
+    if stream or kv_capacity is not None or window is not None:
+        from edgeseq.quantize.stream import convert_stream
+
+        results = convert_stream(model_path, recipe_list, out_dir=out_dir, name=name, kv_capacity=kv_capacity,
+                                 window=window, seq_len=seq_len, calibration=calibration, validate=validate,
+                                 strict=strict, trust_model=trust_model, raise_on_error=False, progress=progress)
+    else:
+        results = convert_model(model_path, recipe_list, out_dir=out_dir, name=name, seq_len=seq_len,
+                                calibration=calibration, validate=validate, strict=strict, trust_model=trust_model,
+                                raise_on_error=False, progress=progress)
     if as_json:
         click.echo(json.dumps([r.manifest for r in results if r.ok], indent=2))
     for r in results:
