@@ -318,3 +318,43 @@ def test_manifest_summary_reads_the_converter_layout_and_rejects_a_stale_one(tmp
     assert s == {"recipe": "int8-io8", "params": 1234, "accuracy": 0.87, "manifest_stale": False}
     stale = manifest_summary(m, tmp_path / "gru-int8.tflite", "ef" * 32)
     assert stale["manifest_stale"] and stale["accuracy"] is None and stale["recipe"] == "int8"
+
+
+def test_ctrl_c_keeps_the_runs_already_stored(tiny, tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    db = tmp_path / "r.db"
+    models = [str(tiny["gru-fp32"])] * 6
+    code = "import sys; from edgeseq.cli import main; main(sys.argv[1:])"
+    argv = [
+        sys.executable,
+        "-c",
+        code,
+        "profile",
+        *models,
+        "--runs",
+        "100000000",
+        "--max-secs",
+        "0.7",
+        "--db",
+        str(db),
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    stored = 0
+    while time.time() < deadline and stored < 1:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db, timeout=5) as c:
+                stored = c.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        except sqlite3.Error:
+            continue
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and ("interrupted" in err or "aborted" in err) and "Traceback" not in err
+    with ResultsStore(db) as s:
+        runs = s.runs(with_samples=True)
+        assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert 1 <= len(runs) < 6 and all(len(r["samples"]) == r["stats"]["count"] > 0 for r in runs)
