@@ -238,5 +238,18 @@ PLOTS = {
 
 
 def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
+    """All plots; each is drawn to a temporary file and renamed, so a failure never leaves half a PNG."""
+    import os
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [fn(rows, out_dir / name) for name, fn in PLOTS.items()]
+    paths = []
+    for name, fn in PLOTS.items():
+        final = out_dir / name
+        tmp = out_dir / f".{name}.tmp.png"
+        try:
+            fn(rows, tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        paths.append(final)
+    return paths
