@@ -22,6 +22,7 @@ __all__ = ["profile", "profile_models"]
     show_default=True,
     help="Where to run: local, an ssh:// or adb:// URL, or a named target. Repeat for several.",
 )
+@click.option("--all", "all_targets", is_flag=True, help="Every target in targets.toml, concurrently.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
 @click.option("--runs", type=int, default=200, show_default=True, help="Timed invokes per run.")
 @click.option("--warmup", type=int, default=20, show_default=True, help="Untimed invokes before timing.")
@@ -56,6 +57,7 @@ __all__ = ["profile", "profile_models"]
 def profile(
     models,
     targets,
+    all_targets,
     threads,
     runs,
     warmup,
@@ -86,9 +88,12 @@ def profile(
                 err=True,
             )
 
-    rows = profile_models(
-        models,
-        target=list(targets),
+    names = list(targets)
+    if all_targets:
+        from edgeseq.targets.fleet import all_target_names
+
+        names = all_target_names()
+    options = dict(
         runs=runs,
         warmup=warmup,
         threads=threads,
@@ -102,8 +107,23 @@ def profile(
         repeat=repeat,
         on_result=progress,
     )
+    fleet_error = None
+    # Remote targets and fleets: concurrent, and one failing device does not stop the others (edgeseq.targets.fleet).
+    if names != ["local"]:
+        from edgeseq.targets.fleet import profile_fleet
+
+        def failed(name, exc) -> None:
+            if len(names) > 1:
+                click.echo(f"error: {name}: {exc.one_line()}", err=True)
+
+        fleet = profile_fleet(models, names, on_error=failed, **options)
+        rows, fleet_error = fleet.rows, fleet.error()
+    else:
+        rows = profile_models(models, target=names, **options)
     if as_json:
         click.echo(json.dumps({"schema": "edgeseq.profile/1", "runs": rows}, indent=2, default=str))
+        if fleet_error is not None:
+            raise fleet_error
         return
     shown = []
     for r in rows:
@@ -124,3 +144,5 @@ def profile(
                 "its recipe/accuracy were not used",
                 err=True,
             )
+    if fleet_error is not None:
+        raise fleet_error
