@@ -17,22 +17,20 @@ from edgeseq.errors import EdgeseqError, InputError, RuntimeMissing, TargetError
 
 @dataclass
 class FleetResult:
+    targets: list[str] = field(default_factory=list)  # as asked, duplicates removed
     rows: list[dict] = field(default_factory=list)  # every stored run, grouped by target in the order given
     failures: dict[str, EdgeseqError] = field(default_factory=dict)  # target -> its error
 
     def error(self) -> EdgeseqError | None:
-        """One error summarising the failed targets (None when all succeeded), for a non-zero exit."""
+        """None when every target succeeded; a lone target's own error; else one line naming the failed targets."""
         if not self.failures:
             return None
-        if len(self.failures) == 1:
-            ((name, exc),) = self.failures.items()
-            if name in str(exc.message):
-                return exc
-            return type(exc)(f"{name}: {exc.message}", exc.hint)
+        if len(self.targets) == 1:
+            return next(iter(self.failures.values()))
         names = ", ".join(self.failures)
         return TargetError(
-            f"{len(self.failures)} targets failed ({names}); results of the others were stored",
-            "see the error lines above",
+            f"{len(self.failures)} of {len(self.targets)} targets failed ({names}); the others' runs were stored",
+            "see the error line for each above",
         )
 
 
@@ -70,18 +68,31 @@ def profile_fleet(
         except (RuntimeMissing, TargetError) as exc:
             raise _diagnose(name, exc) from exc
 
-    result = FleetResult()
-    with ThreadPoolExecutor(
-        max_workers=max_workers or len(names), thread_name_prefix="edgeseq-fleet"
-    ) as pool:
-        futures = {name: pool.submit(one, name) for name in names}
-        for name, future in futures.items():
-            try:
-                result.rows.extend(future.result())
-            except EdgeseqError as exc:
-                result.failures[name] = exc
-                if on_error is not None:
-                    on_error(name, exc)
+    result = FleetResult(targets=names)
+    by_target: dict[str, list[dict]] = {}
+
+    def collect(name: str, run) -> None:
+        try:
+            by_target[name] = run()
+        except EdgeseqError as exc:
+            result.failures[name] = exc
+            if on_error is not None:
+                on_error(name, exc)
+
+    # Devices run concurrently; this machine ("local") is measured afterwards, alone, so the ssh/adb clients
+    # of the others do not share its CPUs while it is timed.
+    local = [n for n in names if spec_for(n).url in ("local", "local://")]
+    remote = [n for n in names if n not in local]
+    if remote:
+        with ThreadPoolExecutor(
+            max_workers=max_workers or len(remote), thread_name_prefix="edgeseq-fleet"
+        ) as pool:
+            futures = {name: pool.submit(one, name) for name in remote}
+            for name, future in futures.items():
+                collect(name, future.result)
+    for name in local:
+        collect(name, lambda name=name: one(name))
+    result.rows = [row for name in names for row in by_target.get(name, [])]
     return result
 
 

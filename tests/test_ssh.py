@@ -252,7 +252,7 @@ def test_fleet_one_unreachable_target_does_not_stop_the_other(server, model, tmp
     assert list(result.failures) == ["gone", "bare"]
     assert "cannot reach" in result.failures["gone"].one_line()
     assert "edgeseq targets setup bare" in result.failures["bare"].one_line()
-    assert "2 targets failed (gone, bare)" in result.error().one_line()
+    assert "2 of 3 targets failed (gone, bare)" in result.error().one_line()
     with ResultsStore(db) as store:
         assert store.count() == 1
 
@@ -290,3 +290,27 @@ def test_setup_installs_the_runtime_into_a_venv_on_the_device(server, tmp_path, 
     assert config.get("box").python == f"{venv}/bin/python"
     facts = SshTarget(config.get("box")).require_runtime()
     assert facts["runtime"].startswith("ai_edge_litert")
+
+
+def test_cli_profile_fleet_reports_each_failure_and_exits_nonzero(server, model, tmp_path):
+    from edgeseq.store import ResultsStore
+
+    env = {**os.environ, "EDGESEQ_TARGETS_FILE": str(tmp_path / "t.toml")}
+    config.add(spec(server, name="box"), tmp_path / "t.toml")
+    config.add(
+        spec(server, name="gone", url=f"ssh://{server.user}@127.0.0.1:{_sshd.free_port()}"),
+        tmp_path / "t.toml",
+    )
+    db = tmp_path / "results.db"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeseq.cli", "profile", str(model), "--all", "--runs", "5", "--warmup", "1",
+         "--db", str(db)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 5, proc.stderr
+    assert "== box" in proc.stdout and "gone" not in proc.stdout
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors[0].startswith("error: gone: ") and "cannot reach" in errors[0]
+    assert "1 of 2 targets failed (gone)" in errors[-1]
+    with ResultsStore(db) as store:
+        assert [r["target"] for r in store.runs()] == ["box"]
