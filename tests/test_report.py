@@ -123,3 +123,13 @@ def test_pareto_front():
     pts = [(10, 0.90), (20, 0.95), (15, 0.85), (30, 0.95), (5, 0.80)]
     assert sorted(pareto_front(pts)) == [0, 1, 4]  # (15, .85) and (30, .95) are beaten
     assert pareto_front([(1, 1), (1, 1)]) == [0, 1]
+
+
+def test_a_narrow_terminal_keeps_the_key_columns(db):
+    from edgeseq.report import COLUMNS, fit_columns, load_groups
+
+    with ResultsStore(db) as s:
+        rows = load_groups(s)
+    keys = [k for k, _, _ in fit_columns(rows, 80)]
+    assert {"label", "p50_us", "p99_us", "peak_rss_kb"} <= set(keys) and len(keys) < len(COLUMNS)
+    assert len(fit_columns(rows, 400)) == len(COLUMNS)

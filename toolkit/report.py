@@ -190,19 +190,54 @@ def render_text(rows: list[dict]) -> str:
     return "\n".join(parts)
 
 
+# Dropped first when a terminal is too narrow for every column; the rest (model, p50, p99, peak, size...) stay.
+DROP_ORDER = (
+    "std_us",
+    "min_us",
+    "max_us",
+    "params",
+    "first_inference_ms",
+    "throughput_per_s",
+    "init_ms",
+    "runs",
+    "p90_us",
+    "mean_us",
+    "recipe",
+    "accuracy",
+)
+
+
+def fit_columns(rows: list[dict], width: int) -> list[tuple[str, str, Fmt]]:
+    """The columns that fit in `width` characters (rich draws 3 per column for borders and padding)."""
+    cols = list(COLUMNS)
+
+    def needed(cs) -> int:
+        return 1 + sum(3 + max([len(h)] + [len(f(r.get(k))) for r in rows]) for k, h, f in cs)
+
+    for key in DROP_ORDER:
+        if needed(cols) <= width:
+            break
+        cols = [c for c in cols if c[0] != key]
+    return cols
+
+
 def render_rich(rows: list[dict], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     for where, group in _by_where(rows).items():
-        table = Table(
-            title=f"{where}", caption=_device_line(group), title_justify="left", header_style="bold"
-        )
-        for i, (_, header, _) in enumerate(COLUMNS):
-            table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        cols = fit_columns(group, console.width)
+        caption = _device_line(group)
+        if len(cols) < len(COLUMNS):
+            caption += (
+                f"; {len(COLUMNS) - len(cols)} columns hidden: widen the terminal, or --format md/csv/json"
+            )
+        table = Table(title=f"{where}", caption=caption, title_justify="left", header_style="bold")
+        for i, (_, header, _) in enumerate(cols):
+            table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True)
         for r in group:
-            table.add_row(*[fmt(r.get(k)) for k, _, fmt in COLUMNS])
+            table.add_row(*[fmt(r.get(k)) for k, _, fmt in cols])
         console.print(table)
 
 
