@@ -320,6 +320,42 @@ def render_json(rows: list[dict]) -> str:
     return json.dumps({"schema": "edgeseq.report/1", "groups": keep}, indent=2, default=str)
 
 
+PROVENANCE_HEADERS = (
+    "model",
+    "where",
+    "latest run",
+    "when (UTC)",
+    "sha256",
+    "runtime",
+    "options",
+    "constraints",
+    "file",
+)
+
+
+def _provenance_html(rows: list[dict]) -> list[str]:
+    """Where each row's figures came from, so a reader can trace or redo them."""
+    out = ["<h2>Provenance</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in PROVENANCE_HEADERS) + "</tr>"]
+    for r in rows:
+        o = r.get("options") or {}
+        opts = " ".join(f"{k}={o.get(k)}" for k in ("threads", "xnnpack", "runs", "warmup"))
+        cons = ", ".join(f"{k}={v}" for k, v in (r.get("constraints") or {}).items() if v and k != "cpu_list")
+        cells = (
+            r["label"],
+            r["where"],
+            f"#{r['run_id']}",
+            r["created_at"][:19],
+            r["sha256"][:16],
+            r["runtime"],
+            opts,
+            cons or "-",
+            r["model_path"],
+        )
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
 def render_html(rows: list[dict], pngs: list[Path]) -> str:
     esc = html.escape
     out = [
@@ -344,6 +380,7 @@ def render_html(rows: list[dict], pngs: list[Path]) -> str:
     for p in pngs:
         data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
         out.append(f"<div><img alt='{esc(p.stem)}' src='data:image/png;base64,{data}'></div>")
+    out += _provenance_html(rows)
     out.append("</body></html>")
     return "\n".join(out)
 
