@@ -157,11 +157,8 @@ def build_record(
     timings = data["timings_ns"]
     agent_rest = {k: v for k, v in data.items() if k not in ("timings_ns", "device")}
     agent_rest["timings_ns"] = {k: v for k, v in timings.items() if k not in ("invoke", "warmup")}
-    info = {}
-    try:
-        info = target.info()
-    except Exception:  # noqa: BLE001 - info is provenance; a failing probe must not lose a measurement
-        info = {}
+    # emulated limits (local target); info() is not called here: on ssh/adb it costs a round trip per run
+    constraints = target.constraints() if hasattr(target, "constraints") else None
     return {
         "session": session,
         "repeat_index": repeat_index,
@@ -170,7 +167,7 @@ def build_record(
         "target_url": getattr(getattr(target, "spec", None), "url", None),
         "device_key": device_key(device),
         "device_json": device,
-        "constraints_json": info.get("constraints"),
+        "constraints_json": constraints,
         "model_path": str(model.resolve()),
         "model_name": model.stem,
         "model_sha256": data["model"]["sha256"],
