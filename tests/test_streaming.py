@@ -1,0 +1,254 @@
+"""Streaming: step models share the sequence model's weights and reproduce it step by step, in Keras and as .tflite
+on LiteRT (every recipe in the slow matrix); the KV cache matches the full causal forward and ignores unfilled
+slots; the agent carries state across invokes; bidirectional and non-causal models are refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from edgeseq.errors import ConversionError, InputError, ModelError, ValidationError  # noqa: E402
+from edgeseq.models.streaming import (  # noqa: E402
+    analyze_streaming,
+    build_step_model,
+    build_window_model,
+    initial_state,
+    run_steps,
+)
+from edgeseq.models.zoo import build_model  # noqa: E402
+
+T, F, K = 12, 5, 3
+AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+
+
+def _x(n=6, t=T, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, t, F)).astype("float32")
+
+
+def _zoo(arch, **kw):
+    keras.utils.set_random_seed(0)
+    return build_model(arch, "tiny", seq_len=kw.pop("seq_len", T), num_features=F, num_outputs=K, **kw)
+
+
+# ----------------------------------------------------------------------------------------------- Keras parity
+@pytest.mark.parametrize("arch, layers", [("rnn", 1), ("lstm", 2), ("gru", 1), ("gru", 3)])
+def test_recurrent_step_model_reproduces_the_sequence_model(arch, layers):
+    model = _zoo(arch, num_layers=layers)
+    step = build_step_model(model, batch_size=None)
+    np.testing.assert_allclose(run_steps(step, _x()), np.asarray(model(_x())), atol=1e-6)
+    names = [t.name for t in step.inputs]
+    assert names[0] == "x" and len(names) == 1 + layers * (2 if arch == "lstm" else 1)
+    # shares weights rather than copying them
+    assert {id(w) for w in step.weights} <= {id(w) for w in model.weights}
+
+
+def test_users_own_stacked_model_and_seq2seq_stream():
+    keras.utils.set_random_seed(1)
+    user = keras.Sequential([
+        keras.Input((None, F)), keras.layers.Dense(6), keras.layers.LSTM(7, return_sequences=True),
+        keras.layers.Dropout(0.2), keras.layers.GRU(4), keras.layers.Dense(K, activation="softmax"),
+    ])
+    assert analyze_streaming(user).kind == "recurrent"
+    for length in (5, 17):  # a variable time axis streams any length
+        np.testing.assert_allclose(run_steps(build_step_model(user, batch_size=None), _x(t=length)),
+                                   np.asarray(user(_x(t=length))), atol=1e-6)
+    seq2seq = keras.Sequential([keras.Input((T, F)), keras.layers.SimpleRNN(7, return_sequences=True),
+                                keras.layers.Dense(2)])
+    ys = run_steps(build_step_model(seq2seq, batch_size=None), _x(), collect=True)
+    np.testing.assert_allclose(ys, np.asarray(seq2seq(_x())), atol=1e-6)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"pos_encoding": "learned", "num_layers": 2, "activation": "relu"}])
+def test_kv_cache_step_matches_the_full_causal_forward(overrides):
+    model = _zoo("transformer", causal=True, **overrides)
+    step = build_step_model(model, kv_capacity=T + 4, batch_size=None)  # spare slots stay masked
+    np.testing.assert_allclose(run_steps(step, _x()), np.asarray(model(_x())), atol=2e-5)
+
+
+def test_kv_cache_masks_slots_not_yet_filled():
+    model = _zoo("transformer", causal=True)
+    step = build_step_model(model, kv_capacity=8, batch_size=None)
+    x = _x(n=2)
+    state = initial_state(step, 2)
+    junk = {k: np.random.default_rng(3).normal(size=v.shape).astype("float32") * 50 for k, v in state.items()
+            if k.startswith(("k_cache", "v_cache"))}
+    clean = step({"x": x[:, 0], **state})
+    dirty = step({"x": x[:, 0], **state, **junk})  # pos 0: only slot 0 may be read, and it is overwritten
+    np.testing.assert_allclose(np.asarray(clean["y"]), np.asarray(dirty["y"]), atol=1e-6)
+    k0 = np.asarray(clean["k_cache_0"])
+    assert np.abs(k0[:, :, 0]).sum() > 0 and np.abs(k0[:, :, 1:]).sum() == 0  # written at slot pos only
+
+
+def test_window_model_is_the_batch_model_on_the_last_w_steps():
+    model = _zoo("transformer", causal=False)
+    win = build_window_model(model, 7, batch_size=None)
+    ref = build_model("transformer", "tiny", seq_len=7, num_features=F, num_outputs=K)
+    ref.set_weights(model.get_weights())
+    np.testing.assert_allclose(np.asarray(win(_x()[:, -7:])), np.asarray(ref(_x()[:, -7:])), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: _zoo("gru", bidirectional=True), "bidirectional"),
+        (lambda: _zoo("transformer"), "not causal"),
+        (lambda: _zoo("transformer", causal=True, pooling="mean"), "averages"),
+        (lambda: _zoo("lstm", head="mean"), "averages"),
+        (lambda: keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(4, go_backwards=True), keras.layers.Dense(2)]),
+         "backwards"),
+        (lambda: keras.Sequential([keras.Input((T, F)), keras.layers.Conv1D(4, 3), keras.layers.GRU(4)]),
+         "neighbouring"),
+    ],
+)
+def test_models_that_cannot_stream_are_refused_with_the_reason(make, words):
+    with pytest.raises(InputError, match=words) as info:
+        build_step_model(make())
+    assert info.value.hint
+
+
+def test_non_recurrent_model_is_a_model_error():
+    dense = keras.Sequential([keras.Input((T, F)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ModelError, match="neither recurrent"):
+        analyze_streaming(dense)
+
+
+def test_cli_refuses_bidirectional_and_noncausal_in_one_line(tmp_path):
+    _zoo("lstm", bidirectional=True).save(tmp_path / "bi.keras")
+    _zoo("transformer").save(tmp_path / "nc.keras")
+    code = (
+        "import sys; from edgeseq.cli import main\n"
+        "for m in sys.argv[1:]:\n"
+        "    try:\n"
+        "        main(['convert', m, '--stream', '--out', sys.argv[1] + '.out'])\n"
+        "    except SystemExit as e:\n"
+        "        print('EXIT', e.code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "bi.keras"), str(tmp_path / "nc.keras")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["EXIT", "2", "EXIT", "2"]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 2 and "bidirectional" in errors[0] and "not causal" in errors[1]
+    assert not list(tmp_path.glob("*.out"))  # nothing written
+
+
+# ----------------------------------------------------------------------------------------------- .tflite
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """fp32 step models of a stacked LSTM, a GRU, an RNN, a causal Transformer (KV cache) and its window baseline."""
+    from edgeseq.quantize.stream import convert_stream
+
+    root = tmp_path_factory.mktemp("stream")
+    out = {}
+    for key, arch, kw, extra in [
+        ("lstm", "lstm", {"num_layers": 2}, {}),
+        ("gru", "gru", {}, {}),
+        ("rnn", "rnn", {}, {}),
+        ("kv", "transformer", {"causal": True}, {"kv_capacity": 16}),
+    ]:
+        model = _zoo(arch, **kw)
+        path = root / f"{key}.keras"
+        model.save(path)
+        (res,) = convert_stream(path, ["fp32"], out_dir=root / "out", **extra)
+        out[key] = (model, res)
+    return out
+
+
+@pytest.mark.parametrize("key", ["lstm", "gru", "rnn", "kv"])
+def test_fp32_step_tflite_passes_stream_parity_and_records_it(exported, key):
+    _, res = exported[key]
+    m = res.manifest
+    assert res.ok and res.tflite_path.exists() and m["validation"]["passed"]
+    assert m["validation"]["steps_per_sequence"] == T and m["validation"]["max_abs_diff"] < 1e-4
+    assert m["stream"]["kind"] == ("kv-cache" if key == "kv" else "recurrent-step")
+    names = {t["name"].split(":")[0] for t in m["signature"]["inputs"]}
+    assert any("x" in n for n in names)
+    if key == "kv":
+        assert res.tflite_path.name == "kv-kv16-fp32.tflite" and m["stream"]["kv_capacity"] == 16
+
+
+def _agent(*args):
+    proc = subprocess.run([sys.executable, str(AGENT), *map(str, args)], capture_output=True, text=True, timeout=120)
+    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("key", ["lstm", "kv"])
+def test_agent_carries_state_across_invokes(exported, key, tmp_path):
+    model, res = exported[key]
+    seq = _x(n=1, seed=5)
+    np.save(tmp_path / "seq.npy", seq[0])
+    rc, d = _agent("--model", res.tflite_path, "--stream", "--input", tmp_path / "seq.npy", "--runs", 30,
+                   "--warmup", 3, "--hop-ms", 10)
+    assert rc == 0 and d["ok"], d
+    s = d["stream"]
+    np.testing.assert_allclose(np.asarray(s["final_output"]), np.asarray(model(seq))[0], atol=1e-5)
+    assert s["mode"] == "step" and s["steps"] == T and s["passes"] >= 2
+    assert len(d["timings_ns"]["invoke"]) == len(s["invoke_ns"]) >= 30
+    assert s["state_bytes"] == sum(x["bytes"] for x in s["state"]) > 0
+    assert 0.0 <= s["deadline_met_share"] <= 1.0 and s["real_time_factor"] > 0
+    assert d["memory"]["vm_hwm_kb"] is None or d["memory"]["vm_hwm_kb"] > 0
+    if key == "kv":
+        assert s["position_input"] and s["capacity"] == 16
+
+
+def test_agent_refuses_more_steps_than_the_kv_capacity(exported):
+    rc, d = _agent("--model", exported["kv"][1].tflite_path, "--stream", "--steps", 40)
+    assert rc == 2 and "capacity" in d["error"]["message"]
+
+
+def test_agent_on_a_plain_model_slides_a_window(exported, tmp_path):
+    from edgeseq.quantize.stream import convert_stream
+
+    model, _ = exported["kv"]
+    model.save(tmp_path / "tf.keras")
+    (res,) = convert_stream(tmp_path / "tf.keras", ["fp32"], out_dir=tmp_path, window=T)
+    assert res.manifest["stream"]["kind"] == "window" and res.validation["passed"]
+    seq = _x(n=1, seed=6)
+    np.save(tmp_path / "seq.npy", seq[0])
+    rc, d = _agent("--model", res.tflite_path, "--stream", "--input", tmp_path / "seq.npy", "--runs", 12)
+    assert rc == 0 and d["stream"]["mode"] == "window" and d["stream"]["window"] == T
+    np.testing.assert_allclose(np.asarray(d["stream"]["final_output"]), np.asarray(model(seq))[0], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- every recipe
+RECIPES = ["fp32", "fp16", "dynamic", "int8", "int8-io8", "int16x8"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
+def test_every_recipe_streams_recurrent_models_within_tolerance(arch, tmp_path):
+    from edgeseq.quantize.stream import convert_stream
+
+    model = _zoo(arch, num_layers=2)
+    model.save(tmp_path / "m.keras")
+    results = convert_stream(tmp_path / "m.keras", RECIPES, out_dir=tmp_path, raise_on_error=False)
+    for r in results:
+        assert r.ok, f"{r.recipe.slug}: {r.error and r.error.one_line()}"
+        assert r.validation["passed"] and r.manifest["stream"]["parity_steps"] == T
+    io8 = next(r for r in results if r.recipe.slug == "int8-io8")
+    seq = _x(n=1, seed=9)
+    np.save(tmp_path / "seq.npy", seq[0])
+    rc, d = _agent("--model", io8.tflite_path, "--stream", "--input", tmp_path / "seq.npy", "--runs", 12)
+    assert rc == 0 and all(s["requantized"] and s["dtype"] == "int8" for s in d["stream"]["state"])
+    np.testing.assert_allclose(np.asarray(d["stream"]["final_output"]), np.asarray(model(seq))[0], atol=0.1)
+
+
+@pytest.mark.slow
+def test_every_recipe_on_the_kv_cache_transformer(tmp_path):
+    from edgeseq.quantize.stream import convert_stream
+
+    _zoo("transformer", causal=True).save(tmp_path / "m.keras")
+    results = {r.recipe.slug: r for r in convert_stream(tmp_path / "m.keras", RECIPES, out_dir=tmp_path,
+                                                         raise_on_error=False, strict=False)}
+    for slug in ("fp32", "fp16", "dynamic"):
+        assert results[slug].ok and results[slug].validation["passed"], slug
+    for slug in ("int8", "int8-io8"):  # converts and runs; parity is recorded (LayerNorm float islands)
+        assert results[slug].ok and results[slug].validation["mean_abs_diff"] < 0.3, slug
+    assert isinstance(results["int16x8"].error, ConversionError | ValidationError)
