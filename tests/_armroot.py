@@ -187,17 +187,27 @@ def chroot_python(root: Path, code: str, timeout: float = 120) -> subprocess.Com
 
 @contextlib.contextmanager
 def mounted_proc(root: Path):
-    """Mount a fresh procfs at ROOT/proc for the duration (the agent reads /proc/self/status and /proc/meminfo)."""
+    """A procfs at ROOT/proc for the duration (the agent reads /proc/self/status, facts read /proc/meminfo).
+
+    Counted under a lock: several test sessions may share the cached rootfs, and only the last one out unmounts."""
     target = root / "proc"
-    mounted_here = False
-    if not _is_mounted(target):
-        _run(["mount", "-t", "proc", "proc", str(target)])
-        mounted_here = True
+    with open(root.parent / ".proc.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        users = root.parent / ".proc.users"
+        count = int(users.read_text() or 0) if users.exists() else 0
+        if not _is_mounted(target):
+            _run(["mount", "-t", "proc", "proc", str(target)])
+            count = 0  # whoever counted before is gone (a crashed session never decremented)
+        users.write_text(str(count + 1))
     try:
         yield
     finally:
-        if mounted_here:
-            subprocess.run(["umount", "-l", str(target)], capture_output=True)
+        with open(root.parent / ".proc.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            count = int(users.read_text() or 1) - 1
+            users.write_text(str(max(0, count)))
+            if count <= 0 and _is_mounted(target):
+                subprocess.run(["umount", "-l", str(target)], capture_output=True)
 
 
 _MODEL_SCRIPT = """

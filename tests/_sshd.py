@@ -149,23 +149,18 @@ def sshd_in_rootfs(root: Path, workdir: Path, user: str = "pi"):
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = keygen(workdir / "host_ed25519")
     client_key = keygen(workdir / "client_ed25519")
-    inside = root / "etc/edgeseq-test"
+    port = free_port()
+    inside = root / "etc/edgeseq-test" / str(port)  # per server: test sessions may share the cached rootfs
     inside.mkdir(parents=True, exist_ok=True)
     shutil.copy(host_key, inside / "host_ed25519")
     (inside / "host_ed25519").chmod(0o600)
     shutil.copy(client_key.with_suffix(".pub"), inside / "authorized_keys")
-    port = free_port()
-    _write_config(
-        inside / "sshd_config",
-        port,
-        "/etc/edgeseq-test/host_ed25519",
-        "/etc/edgeseq-test/authorized_keys",
-        "none",
-    )
+    rel = f"/etc/edgeseq-test/{port}"
+    _write_config(inside / "sshd_config", port, f"{rel}/host_ed25519", f"{rel}/authorized_keys", "none")
     log = workdir / "sshd.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
-            ["chroot", str(root), SSHD, "-D", "-e", "-f", "/etc/edgeseq-test/sshd_config"],
+            ["chroot", str(root), SSHD, "-D", "-e", "-f", f"{rel}/sshd_config"],
             stdout=fh, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -175,6 +170,7 @@ def sshd_in_rootfs(root: Path, workdir: Path, user: str = "pi"):
         yield server
     finally:
         _stop(proc)
+        shutil.rmtree(inside, ignore_errors=True)
 
 
 class DroppingProxy:
