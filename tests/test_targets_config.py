@@ -153,3 +153,12 @@ def test_cli_add_list_remove(tmp_path):
     assert "pi4" in r.output and "ssh://pi@raspberrypi.local" in r.output
     r = runner.invoke(cli, ["targets", "remove", "pi4", "--file", str(f)])
     assert r.exit_code == 0 and config.load(f) == {}
+
+
+def test_remote_targets_implement_the_target_protocol():
+    from edgeseq.targets.adb import AdbTarget
+    from edgeseq.targets.base import Target
+    from edgeseq.targets.ssh import SshTarget
+
+    assert isinstance(SshTarget(TargetSpec(name="pi", url="ssh://pi@h")), Target)
+    assert isinstance(AdbTarget(TargetSpec(name="px", url="adb://SERIAL")), Target)
