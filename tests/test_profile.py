@@ -358,3 +358,12 @@ def test_ctrl_c_keeps_the_runs_already_stored(tiny, tmp_path):
         runs = s.runs(with_samples=True)
         assert s.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert 1 <= len(runs) < 6 and all(len(r["samples"]) == r["stats"]["count"] > 0 for r in runs)
+
+
+def test_constraints_are_stored_with_the_run(tiny, tmp_path):
+    from edgeseq.profiling import profile_models
+
+    profile_models([tiny["dense-fp32"]], runs=5, warmup=0, cpus=1, db=tmp_path / "r.db")
+    with ResultsStore(tmp_path / "r.db") as s:
+        run = s.runs()[0]
+    assert run["constraints"]["cpus"] == 1 and run["device"]["cpus_allowed"] == 1
