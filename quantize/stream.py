@@ -376,17 +376,20 @@ def convert_stream(
     convert_s = (time.perf_counter() - started) / len(items)
     ok = [(j, d) for j, d in enumerate(converted) if isinstance(d, bytes)]
     outputs: dict[int, Any] = {}
+    started = time.perf_counter()
     if validate and ok:
         say(f"parity on LiteRT: {len(X_val)} sequences through {len(ok)} model(s)")
         ran = run_stream_tflite([(d, items[j]["export"], refs[j % len(exports)][0]) for j, d in ok],
                                 f"{path.name} --stream")
         outputs = {j: r for (j, _), r in zip(ok, ran, strict=True)}
+    timing = {"convert_s": round(convert_s, 3), "validate_s": round((time.perf_counter() - started) / len(items), 3),
+              "note": "per export: one child converted all of them"}
     results: list[Any] = []
     for j, item in enumerate(items):
         recipe = recipe_list[j // len(exports)]
         results.append(_finish(recipe, item["export"], converted[j], outputs.get(j), refs.get(j % len(exports)),
                                inputs, task, model, steps, base_name, source,
-                               cal_record if recipe.calibrated else None, out_dir, strict, convert_s,
+                               cal_record if recipe.calibrated else None, out_dir, strict, timing,
                                ConversionResult))
     failed = [r for r in results if r.error is not None]
     if failed and raise_on_error:
@@ -397,7 +400,7 @@ def convert_stream(
 
 
 def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_name, source, cal_record, out_dir,
-            strict, convert_s, ConversionResult) -> Any:
+            strict, timing, ConversionResult) -> Any:
     from edgeseq.fsio import atomic_write_bytes, atomic_write_json
     from edgeseq.quantize.inspect import analyze
     from edgeseq.quantize.manifest import build_manifest, manifest_path_for
@@ -444,7 +447,7 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         route={"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "ops": "builtins",
                "rnn": "none (one step, no loop)" if export["kind"] != "window" else "window",
                "stream": export["kind"]},
-        calibration=cal_record, validation=validation, timing={"convert_s": round(convert_s, 3)},
+        calibration=cal_record, validation=validation, timing=timing,
     )
     manifest["stream"] = _stream_record(model, export, parity_steps)
     atomic_write_bytes(tflite_path, data)
