@@ -162,6 +162,7 @@ def main() -> None:
         os.sched_setaffinity(0, {cpu})
 
     t0 = time.time()
+    load0 = os.getloadavg()[0]
     models = build_models(args.models)
     from edgeseq.stats import cv
 
@@ -205,7 +206,7 @@ def main() -> None:
     print(
         f"\n### edgeseq profile benchmark ({platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}, 1 thread, {args.runs} runs + {args.warmup} warm-up, "
-        f"{time.time() - t0:.0f} s)\n"
+        f"{time.time() - t0:.0f} s, load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end)\n"
     )
     print(
         "| model | size KiB | agent p50 µs | benchmark_litert_model p50 µs | ratio (a) | ratio, best rounds (a) "
