@@ -291,3 +291,13 @@ def test_user_models_convert_to_fp32_and_int8(kind, tmp_path):
                             calibration=toy_dataset(), calibration_samples=32)
     for res in results:
         assert res.ok and res.validation["passed"], res.validation.get("failures")
+
+
+@pytest.mark.slow
+def test_int8_on_a_looped_rnn_crashes_the_child_not_edgeseq(tmp_path):
+    """The real calibrator SIGSEGV (shared/notes/toolchain.md): one line, the unroll hint, no file."""
+    path = zoo_model("gru", tmp_path)
+    with pytest.raises(ConversionError) as exc:
+        convert_model(path, ["int8-loop"], out_dir=tmp_path / "out", calibration=toy_dataset(), calibration_samples=8)
+    assert "--rnn-strategy unroll" in exc.value.one_line()
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
