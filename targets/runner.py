@@ -38,6 +38,9 @@ class AgentOptions:
     input_dist: str = "normal"
     seed: int = 0
     runtime: str = "auto"
+    stream: bool = False  # feed a sequence step by step, carrying state (step models; see edgeseq.quantize.stream)
+    steps: int | None = None  # --stream: steps per stream (the context)
+    hop_ms: float | None = None  # --stream: the input period; the agent reports the share of steps that met it
 
     def check(self) -> None:
         if self.runs < 1:
@@ -48,6 +51,12 @@ class AgentOptions:
             raise InputError(f"--threads must be at least 1, got {self.threads}")
         if self.max_secs is not None and self.max_secs <= 0:
             raise InputError(f"--max-secs must be positive, got {self.max_secs}")
+        if self.steps is not None and self.steps < 1:
+            raise InputError(f"--steps must be at least 1, got {self.steps}")
+        if self.hop_ms is not None and self.hop_ms <= 0:
+            raise InputError(f"--hop-ms must be positive, got {self.hop_ms}")
+        if (self.steps is not None or self.hop_ms is not None) and not self.stream:
+            raise InputError("--steps and --hop-ms need --stream")
         if self.input is not None and not Path(self.input).is_file():
             raise InputError(f"input file not found: {self.input}", "pass a .npy or .npz")
 
@@ -100,6 +109,12 @@ def agent_argv(
         argv.append("--no-xnnpack")
     if input_remote:
         argv += ["--input", input_remote]
+    if opts.stream:
+        argv.append("--stream")
+        if opts.steps is not None:
+            argv += ["--steps", str(opts.steps)]
+        if opts.hop_ms is not None:
+            argv += ["--hop-ms", repr(float(opts.hop_ms))]
     return argv
 
 
