@@ -200,6 +200,9 @@ def _measure(target, model: Path, opts: AgentOptions) -> dict:
 
     if opts.input:
         raise InputError("--input needs the Python agent; this target runs benchmark_model")
+    if opts.stream:
+        raise InputError("--stream needs the Python agent (state carried between invokes); this target runs "
+                         "benchmark_model")
     if not spec.benchmark_binary:
         raise InputError(
             f"target {spec.name} runs benchmark_model but names no binary",
@@ -254,6 +257,9 @@ def profile_models(
     cpu_quota: float | None = None,
     repeat: int = 1,
     on_result: Callable[[dict], None] | None = None,
+    stream: bool = False,
+    steps: int | None = None,
+    hop_ms: float | None = None,
 ) -> list[dict]:
     """Measure every model on every target `repeat` times; store each run as it finishes; return the rows.
 
@@ -271,6 +277,9 @@ def profile_models(
         max_secs=max_secs,
         xnnpack=xnnpack,
         input=str(input) if input is not None else None,
+        stream=stream,
+        steps=steps,
+        hop_ms=hop_ms,
     )
     opts.check()
     models = [Path(p) for p in paths]
