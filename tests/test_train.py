@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeseq.errors import InputError
-from edgeseq.models.train import TrainOptions, split_validation
+from edgeseq.models.run_dir import TrainOptions, split_validation
 
 EDGESEQ = [sys.executable, "-m", "edgeseq.cli"]
 

@@ -41,7 +41,8 @@ class DemoResult:
 def train_stage(opts: DemoOptions, say: Callable[[str], None]) -> dict[str, Path]:
     """Train (or reuse) one model per architecture; returns arch -> model.keras."""
     from edgeseq.datasets import load_dataset
-    from edgeseq.models.train import TrainOptions, read_training_record, train_model
+    from edgeseq.models.run_dir import TrainOptions, read_training_record
+    from edgeseq.models.train import train_model
 
     data = load_dataset(opts.dataset)
     models = {}

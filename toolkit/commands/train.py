@@ -8,6 +8,7 @@ import sys
 import click
 
 from edgeseq.errors import InputError
+from edgeseq.models.run_dir import TrainOptions, prepare_run_dir
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -77,20 +78,21 @@ def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, pat
           mixed_precision, overrides, data_dir, overwrite, as_json) -> None:
     """Train a zoo model; writes model.keras and training.json to the run directory."""
     from edgeseq.datasets import load_dataset
-
-    extra = parse_overrides(overrides)
-    data = load_dataset(dataset, data_dir=data_dir)
-    from edgeseq.models.train import TrainOptions, prepare_run_dir, train_model
     from edgeseq.models.zoo import get_config
 
-    get_config(arch, preset, **extra)  # fail on a typo before TensorFlow spends time
+    # Every cheap check runs before TensorFlow is imported, so a typo costs milliseconds, not seconds.
+    extra = parse_overrides(overrides)
+    get_config(arch, preset, **extra)
     options = TrainOptions(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split,
         patience=patience, seed=seed, mixed_precision=mixed_precision,
     )
     options.check()
+    data = load_dataset(dataset, data_dir=data_dir)
     out_dir = out_dir or f"runs/{arch}-{_slug(data.name)}"
     prepare_run_dir(out_dir, overwrite)
+    from edgeseq.models.train import train_model
+
     with EpochPrinter(f"{arch}-{preset}", epochs) as printer:
         result = train_model(arch, data, out_dir, preset=preset, options=options, overrides=extra,
                              overwrite=overwrite, progress=printer)
