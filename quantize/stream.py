@@ -50,14 +50,17 @@ def export_suffix(kind: str, size: int | None) -> str:
 
 
 def _export_list(info_kind: str, kv_capacity: int | None, window: int | None, steps: int,
-                 contexts: list[int] | None = None) -> list[dict]:
-    if window is not None or (contexts and info_kind == "window"):
-        sizes = contexts or [window]
-        return [{"kind": "window", "size": int(w)} for w in sizes]
+                 contexts: list[int] | None = None, windows: bool = False) -> list[dict]:
+    """What to export: the step model (recurrent), KV models per capacity, window models per size."""
+    if window is not None or info_kind == "window":
+        return [{"kind": "window", "size": int(w)} for w in (contexts or [window or steps])]
     if info_kind == "recurrent":
-        return [{"kind": "step", "size": None}]
-    sizes = contexts or [kv_capacity or steps]
-    return [{"kind": "kv", "size": int(c)} for c in sizes]
+        out = [{"kind": "step", "size": None}]
+    else:
+        out = [{"kind": "kv", "size": int(c)} for c in (contexts or [kv_capacity or steps])]
+    if windows:
+        out += [{"kind": "window", "size": int(w)} for w in (contexts or [steps])]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ child: convert
@@ -314,11 +317,13 @@ def convert_stream(
     trust_model: bool = False,
     raise_on_error: bool = True,
     progress: Callable[[str], None] | None = None,
+    windows: bool = False,
 ) -> list[Any]:
     """Export the step model of a recurrent or causal Transformer model (or, with `window`, the window baseline).
 
     `contexts` exports one model per context (KV capacities, or windows when `window` is set); a recurrent step
-    model does not depend on the context and is exported once. Returns ConversionResults (one per recipe x export),
+    model does not depend on the context and is exported once. `windows` adds the window baseline at each
+    context (or at the model's length) to the step exports, converted by the same child. Returns ConversionResults (one per recipe x export),
     each with a manifest holding a "stream" section and parity of T steps through the .tflite.
     """
     from edgeseq.models.streaming import analyze_streaming
@@ -351,7 +356,7 @@ def convert_stream(
     else:
         steps = int(seq_len or t)
     features = int(model.inputs[0].shape[-1])
-    exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None)
+    exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows)
     inputs = prepare_inputs(calibration, seq_len=steps, num_features=features)
     task = inputs.task or _guess_task(model)
     base_name = name or default_name(path)
@@ -454,6 +459,78 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
     result.manifest_path = atomic_write_json(manifest_path_for(tflite_path), manifest)
     result.manifest, result.validation, result.tflite_path = manifest, validation, tflite_path
     return result
+
+
+# ------------------------------------------------------------------------------------------------ comparisons
+def streaming_kind(model_path: str | os.PathLike, *, trust_model: bool = False) -> str:
+    """'recurrent', 'transformer' (causal: KV cache) or 'window' (cannot stream: only the window baseline)."""
+    from edgeseq.models.streaming import analyze_streaming
+    from edgeseq.quantize.loading import load_keras_model
+
+    model = load_keras_model(model_path, trust_model=trust_model)
+    try:
+        return analyze_streaming(model).kind
+    except InputError:
+        return "window"
+
+
+def _causal_twin(rnn_path: Path, out_dir: Path, max_len: int) -> Path:
+    """An (untrained) causal zoo Transformer with the RNN's input and output shape: latency does not need training."""
+    import keras
+
+    from edgeseq.models.zoo import build_model
+    from edgeseq.quantize.loading import load_keras_model
+
+    rnn = load_keras_model(rnn_path)
+    _, t, f = rnn.inputs[0].shape
+    outputs = int(rnn.outputs[0].shape[-1])
+    task = "classification" if outputs >= 2 and type(rnn.layers[-1]).__name__ == "Softmax" else "regression"
+    keras.utils.set_random_seed(0)
+    model = build_model("transformer", "small", seq_len=int(t or 64), num_features=int(f), task=task,
+                        num_outputs=outputs, causal=True, max_len=max(max_len, int(t or 64)),
+                        name="transformer-causal")
+    path = out_dir / "transformer-causal.keras"
+    model.save(path)
+    return path
+
+
+def stream_compare(
+    rnn_model_path: str | os.PathLike,
+    transformer_model_path: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    contexts: tuple[int, ...] | list[int] = (16, 64, 256),
+    *,
+    recipe: str = "fp32",
+    runs: int = 100,
+    hop_ms: float | None = 10.0,
+    db: str | os.PathLike | None = None,
+    target: str = "local",
+) -> list[dict]:
+    """The streaming trade-off on one RNN and one causal Transformer: export the RNN step model, the Transformer's
+    KV-cache and window models per context, profile each in stream mode, and return one row per (kind, context):
+    model, kind, context, p50_us, state_bytes, peak_rss_kb, deadline_met_share, x_rnn (p50 / the RNN's p50 at
+    that context). `transformer_model_path=None` builds an untrained causal twin of the RNN's shape (latency does
+    not depend on the weights). Runs go to `db` (default: out_dir/stream-results.db)."""
+    from edgeseq.stream_profile import parse_contexts, profile_contexts
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = parse_contexts(list(contexts))
+    tf_path = Path(transformer_model_path) if transformer_model_path else _causal_twin(Path(rnn_model_path), out,
+                                                                                       max(ctx))
+    files = []
+    for res in (convert_stream(rnn_model_path, [recipe], out_dir=out, validate=False)
+                + convert_stream(tf_path, [recipe], out_dir=out, contexts=ctx, windows=True, validate=False,
+                                 raise_on_error=False)):
+        if res.ok:
+            files.append(res.tflite_path)
+    rows = profile_contexts(files, ctx, runs=runs, warmup=10, hop_ms=hop_ms, target=target,
+                            db=db if db is not None else out / "stream-results.db")
+    rnn = {r["context"]: r["p50_us"] for r in rows if r["kind"] == "recurrent state"}
+    for r in rows:
+        base = rnn.get(r["context"])
+        r["x_rnn"] = (r["p50_us"] / base) if base and r["p50_us"] else None
+    return rows
 
 
 if __name__ == "__main__":
