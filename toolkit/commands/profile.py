@@ -54,6 +54,11 @@ __all__ = ["profile", "profile_models"]
     help="Results store (default .edgeseq/results.db in the working directory).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.option("--stream", is_flag=True, help="Stream mode: one step per invoke, state carried (step/window models).")
+@click.option("--steps", type=int, default=None, help="--stream: steps per stream [the input's length].")
+@click.option("--hop-ms", type=float, default=None, help="--stream: input period; report the share of steps in time.")
+@click.option("--contexts", default=None, metavar="16,32,...,1024",
+              help="--stream: per-step latency and memory at each context; .keras models are exported first.")
 def profile(
     models,
     targets,
@@ -70,6 +75,10 @@ def profile(
     repeat,
     db,
     as_json,
+    stream=False,
+    steps=None,
+    hop_ms=None,
+    contexts=None,
 ) -> None:
     """Measure latency and memory of .tflite models on a target.
 
@@ -80,6 +89,12 @@ def profile(
     from edgeseq.report import print_table
 
     live = sys.stderr.isatty() and not as_json
+    if contexts is not None:
+        from edgeseq.stream_profile import profile_streaming_cli
+
+        profile_streaming_cli(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
+                              hop_ms=hop_ms, db=db, input_path=input_path, as_json=as_json, live=live)
+        return
 
     def progress(row: dict) -> None:
         if live:
@@ -106,6 +121,9 @@ def profile(
         cpu_quota=cpu_quota,
         repeat=repeat,
         on_result=progress,
+        stream=stream,
+        steps=steps,
+        hop_ms=hop_ms,
     )
     fleet_error = None
     # Remote targets and fleets: concurrent, and one failing device does not stop the others (edgeseq.targets.fleet).
