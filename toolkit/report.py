@@ -403,10 +403,15 @@ def write_report(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         pngs = write_plots(rows, out_dir)
+        from edgeseq.stream_profile import streaming_section  # "" when no streaming runs are stored
+
+        streaming = streaming_section(db, out_dir, fmt, target)
         if fmt == "html":
-            path = atomic_write_text(out_dir / "report.html", render_html(rows, pngs))
+            page = render_html(rows, pngs)
+            path = atomic_write_text(out_dir / "report.html", page.replace("</body>", streaming + "</body>", 1))
         else:
             text = {"table": render_text, "md": render_md, "csv": render_csv, "json": render_json}[fmt](rows)
+            text += streaming
             path = atomic_write_text(out_dir / f"report.{'txt' if fmt == 'table' else fmt}", text)
         path.chmod(0o644)  # atomic writes start private (mkstemp); a report is meant to be shared
         return path
