@@ -45,6 +45,11 @@ def report(db, fmt, out_dir, target) -> None:
         rows = load_groups(store, target=target)
     if fmt == "table":
         print_table(rows)
+        from edgeseq.stream_profile import streaming_section
+
+        streaming = streaming_section(db, None, "table", target)
+        if streaming:
+            click.echo(streaming, nl=False)
     else:
         click.echo({"md": render_md, "csv": render_csv, "json": render_json}[fmt](rows), nl=False)
         if fmt == "json":
