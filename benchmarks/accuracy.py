@@ -25,8 +25,8 @@ SUITE = {
     "japanese_vowels": dict(epochs=60, batch_size=32, patience=12),
     "basic_motions": dict(epochs=150, batch_size=8, patience=30),
     "fsdd": dict(epochs=40, batch_size=64, patience=8),
-    "adding:length=100": dict(epochs=30, batch_size=64, patience=8),
-    "adding:length=400": dict(epochs=30, batch_size=64, patience=8),
+    "adding:length=100": dict(epochs=40, batch_size=64, patience=15),
+    "adding:length=400": dict(epochs=40, batch_size=64, patience=15),
 }
 
 

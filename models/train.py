@@ -87,7 +87,10 @@ def train_model(
     monitor = "val_loss" if val is not None else "loss"
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=monitor, patience=options.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(2, options.patience // 3)),
+        # Halve the rate only after half the early-stopping patience, and never below 1/16: long-range tasks (the
+        # adding problem) sit on a plateau for epochs before they learn, and a vanished rate would end them there.
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(3, options.patience // 2),
+                                          min_lr=options.learning_rate / 16),
         keras.callbacks.TerminateOnNaN(),
     ]
     if progress is not None:
