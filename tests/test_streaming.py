@@ -250,3 +250,63 @@ def test_every_recipe_on_the_kv_cache_transformer(tmp_path):
     for slug in ("int8", "int8-io8"):  # converts and runs; parity is recorded (LayerNorm float islands)
         assert results[slug].ok and results[slug].validation["mean_abs_diff"] < 0.3, slug
     assert isinstance(results["int16x8"].error, ConversionError | ValidationError)
+
+
+# ----------------------------------------------------------------------------------------------- profile + report
+def test_contexts_parse_with_an_ellipsis():
+    from edgeseq.stream_profile import parse_contexts
+
+    assert parse_contexts("16,32,...,1024") == [16, 32, 64, 128, 256, 512, 1024]
+    assert parse_contexts("256, 16,64") == [16, 64, 256]
+    for bad in ("16,...", "a,b", "0,4", "16,24,...,100"):
+        with pytest.raises(InputError):
+            parse_contexts(bad)
+
+
+def test_slopes_are_flat_for_a_fixed_state_and_linear_for_a_cache():
+    from edgeseq.stream_profile import fit_slopes
+
+    rows = [{"model": "m", "kind": k, "context": c, "p50_us": 5.0 if k == "recurrent state" else 2.0 + 0.5 * c,
+             "state_bytes": 64 if k == "recurrent state" else 96 * c, "peak_rss_kb": 100.0, "target": "local"}
+            for k in ("recurrent state", "kv cache") for c in (16, 64, 256)]
+    slopes = {s["kind"]: s for s in fit_slopes(rows)}
+    assert slopes["recurrent state"]["latency_us_per_step"] == 0.0
+    assert slopes["recurrent state"]["state_bytes_per_step"] == 0.0
+    assert slopes["kv cache"]["latency_us_per_step"] == pytest.approx(0.5)
+    assert slopes["kv cache"]["state_bytes_per_step"] == pytest.approx(96.0)
+
+
+def test_profile_stream_contexts_store_and_report_section(exported, tmp_path):
+    from click.testing import CliRunner
+
+    from edgeseq.commands.profile import profile
+    from edgeseq.report import write_report
+
+    db = tmp_path / "r.db"
+    step, kv = exported["lstm"][1].tflite_path, exported["kv"][1].tflite_path
+    res = CliRunner().invoke(profile, [str(step), str(kv), "--stream", "--contexts", "8,16", "--runs", "20",
+                                       "--warmup", "2", "--hop-ms", "5", "--db", str(db), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    got = {(r["kind"], r["context"]) for r in data["rows"]}
+    assert got == {("recurrent state", 8), ("recurrent state", 16), ("kv cache", 16)}  # KV only at its capacity
+    lstm = [r for r in data["rows"] if r["kind"] == "recurrent state"]
+    assert lstm[0]["state_bytes"] == lstm[1]["state_bytes"] > 0 and all(r["deadline_met_share"] >= 0 for r in lstm)
+    html = write_report(db, tmp_path / "rep", fmt="html")
+    assert "<h2>Streaming</h2>" in html.read_text() and (tmp_path / "rep" / "streaming.png").stat().st_size > 0
+    md = write_report(db, tmp_path / "rep", fmt="md").read_text()
+    assert "## Streaming" in md and "µs per step of context" in md
+    res = CliRunner().invoke(profile, [str(step), "--stream", "--steps", "4", "--runs", "10", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.slow
+def test_stream_compare_for_the_demo(exported, tmp_path):
+    from edgeseq.quantize.stream import stream_compare
+
+    model, _ = exported["lstm"]
+    model.save(tmp_path / "lstm.keras")
+    rows = stream_compare(tmp_path / "lstm.keras", None, tmp_path / "cmp", contexts=(16, 32), runs=20)
+    kinds = {(r["kind"], r["context"]) for r in rows}
+    assert kinds == {(k, c) for k in ("recurrent state", "kv cache", "window recompute") for c in (16, 32)}
+    assert all(r["x_rnn"] for r in rows)
