@@ -9,7 +9,7 @@
     model on TensorFlow's interpreter (`tf.lite.Interpreter`), for scale.
 (c) Repeatability: coefficient of variation of p50 over 5 repeated agent runs (fresh process each).
 
-    python benchmarks/profile.py [--runs 2000] [--warmup 200] [--rounds 3] [--repeats 5] [--models DIR]
+    python benchmarks/profile.py [--runs 500] [--warmup 50] [--rounds 9] [--repeats 5] [--models DIR]
 
 Models: rnn/lstm/gru (unrolled, the flat graph the int8 route needs) and transformer at the `small` preset,
 T=64, F=16, 10 classes, each as fp32 and int8 (float I/O), converted here with TFLiteConverter.
@@ -144,9 +144,9 @@ def tf_interpreter_hwm_kb(model: Path) -> int | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=1000)
-    ap.add_argument("--warmup", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved agent/tool rounds per model for (a)")
+    ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved agent/tool rounds per model for (a)")
     ap.add_argument("--repeats", type=int, default=5, help="agent runs per model for (c)")
     ap.add_argument(
         "--tf-models", type=int, default=2, help="how many models also get a TF interpreter run (b)"
