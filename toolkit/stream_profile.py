@@ -118,7 +118,11 @@ def _serves(path: Path) -> int | None:
     if s.get("kind") == "window":
         return int(s["window"])
     if not s:
-        raise InputError(f"{path} has no streaming manifest", "export it with edgeseq convert --stream")
+        inputs = (manifest.get("signature") or {}).get("inputs") or []
+        if len(inputs) == 1 and len(inputs[0].get("shape") or []) == 3:
+            return int(inputs[0]["shape"][1])  # a plain batch model: the window baseline at its own length
+        raise InputError(f"{path} has no streaming manifest next to it",
+                         "export it with edgeseq convert --stream (or --window W)")
     return None
 
 
