@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---|")
     for s in sorted(fit_slopes(rows), key=lambda s: s["kind"]):
         def f(v, d):
-            return "-" if v is None else f"{v:.{d}f}"
+            return "-" if v is None else f"{(0.0 if abs(v) < 0.5 * 10**-d else v):.{d}f}"
 
         print(f"| {s['kind']} | {s['contexts'][0]}..{s['contexts'][-1]} | {f(s['latency_us_per_step'], 3)} "
               f"| {f(s['state_bytes_per_step'], 1)} | {f(s['rss_kb_per_step'], 2)} "

@@ -260,29 +260,42 @@ def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
     from edgeseq.plots import DPI, _plt
 
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6))
     cmap = plt.get_cmap("tab10")
     slopes = {(s["target"], s["model"], s["kind"]): s for s in fit_slopes(rows)}
     keys = sorted({(r.get("target"), r["model"], r["kind"]) for r in rows}, key=lambda k: (k[1], KINDS.index(k[2])))
     models = sorted({k[1] for k in keys})
+
+    def tag(value, unit, top, span):
+        """The fitted slope; 'flat' when it moves the value by < 5% over the contexts measured."""
+        if value is None:
+            return ""
+        return " (flat)" if abs(value) * span < 0.05 * top else f" ({value:+.3g} {unit}/step)"
+
     for key in keys:
         pts = sorted((r for r in rows if (r.get("target"), r["model"], r["kind"]) == key), key=lambda r: r["context"])
         marker, ls = _STYLE[key[2]]
         colour = cmap((models.index(key[1]) * 3 + KINDS.index(key[2])) % 10)
         s = slopes[key]
-        lat = s["latency_us_per_step"]
-        mem = s["state_bytes_per_step"]
         ctx = [r["context"] for r in pts]
-        ax1.plot(ctx, [r["p50_us"] for r in pts], marker=marker, ls=ls, color=colour,
-                 label=f"{key[1]} {key[2]}" + (f" ({lat:+.3g} µs/step)" if lat is not None else ""))
-        ys = [r.get("state_bytes") for r in pts]
-        if all(y is not None for y in ys):
-            ax2.plot(ctx, ys, marker=marker, ls=ls, color=colour,
-                     label=f"{key[1]} {key[2]}" + (f" ({mem:+.3g} B/step)" if mem is not None else ""))
-    for ax, ylabel, title in ((ax1, "p50 per-step latency (µs)", "Per-step latency"),
-                              (ax2, "state / cache / window bytes", "Memory carried between steps")):
+        span = max(ctx) - min(ctx)
+        name = f"{key[1]} {key[2]}"
+        lat = [r["p50_us"] for r in pts]
+        ax1.plot(ctx, lat, marker=marker, ls=ls, color=colour,
+                 label=name + tag(s["latency_us_per_step"], "µs", max(lat), span))
+        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, "peak_rss_kb", "KB", 1024.0)):
+            ys = [r.get(field) for r in pts]
+            if all(y is not None for y in ys):
+                slope = s["state_bytes_per_step" if field == "state_bytes" else "rss_kb_per_step"]
+                ax.plot(ctx, [y / scale for y in ys] if field == "peak_rss_kb" else ys, marker=marker, ls=ls,
+                        color=colour, label=name + tag(slope, unit, max(ys), span))
+    panels = ((ax1, "p50 per-step latency (µs)", "Per-step latency", True),
+              (ax2, "state / KV cache / window bytes", "Memory carried between steps", True),
+              (ax3, "agent peak RSS (MB)", "Process peak memory (VmHWM)", False))
+    for ax, ylabel, title, logy in panels:
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if logy:
+            ax.set_yscale("log")
         ax.set_xlabel("context (steps)")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
