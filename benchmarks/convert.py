@@ -97,7 +97,8 @@ def table(dataset: str, arch_rows: dict[str, list[dict]]) -> str:
     for arch, rows in arch_rows.items():
         for r in rows:
             if "error" in r:
-                lines.append(f"| {arch} | {r['recipe']} | - | - | - | - | fails: {r['error'][:90]} | - | - | - |")
+                reason = r["error"].split("refused: ")[-1].split(" (")[0][:100]
+                lines.append(f"| {arch} | {r['recipe']} | - | - | - | - | fails: {reason} | - | - | - |")
                 continue
             lat = f"{r['latency_us']:.0f}" if r["latency_us"] is not None else "n/a"
             lines.append(
@@ -135,7 +136,14 @@ def main() -> None:
     ap.add_argument("--cache", default="benchmarks/results/convert-cache")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", dest="json_out", default=None, help="Also write the raw rows here.")
+    ap.add_argument("--from-json", default=None, help="Only print the tables of an earlier --json file.")
     args = ap.parse_args()
+    if args.from_json:
+        all_rows = json.loads(Path(args.from_json).read_text())
+        for ds, arch_rows in all_rows.items():
+            print(table(ds, arch_rows) + "\n")
+        print(floors(all_rows))
+        return
 
     from edgeseq.datasets import load_dataset
 
