@@ -19,7 +19,7 @@ from typing import Any
 CRASH_HOOK_ENV = "EDGESEQ_TEST_CHILD_CRASH"
 
 
-def _converter(model: Any, recipe: Any, calibration: Any) -> Any:
+def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = True) -> Any:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -32,6 +32,8 @@ def _converter(model: Any, recipe: Any, calibration: Any) -> Any:
     conv.target_spec.supported_ops = ops
     if recipe.mode != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        # The converter's only switch for per-tensor weight scales (private, but stable since TF 2.4).
+        conv._experimental_disable_per_channel = not per_channel
     if recipe.mode == "fp16":
         conv.target_spec.supported_types = [tf.float16]
     if recipe.calibrated:
@@ -77,12 +79,14 @@ def run(job_dir: Path) -> int:
         calib_path = job_dir / "calibration.npy"
         calibration = np.load(calib_path) if calib_path.exists() else None
         strategy = job["strategy"]
+        per_channel = recipe.per_channel_for(strategy)
+        report["weight_scales"] = "per-channel" if per_channel else "per-tensor"
         started = time.perf_counter()
         fixed = fixed_shape_model(model, job["seq_len"], unroll=strategy == "unroll")
         report["rebuild_s"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         try:
-            data = _converter(fixed, recipe, calibration).convert()
+            data = _converter(fixed, recipe, calibration, per_channel).convert()
         except Exception as exc:
             reason = _reason(exc)
             hint = "retry with --allow-flex (stock device runtimes cannot run Flex ops)"

@@ -144,6 +144,8 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
     route = {"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "seq_len": ctx["seq_len"],
              "ops": "builtins+flex" if info["flex_ops"] else "builtins", "rnn": strategy}
+    if recipe.mode != "fp32":
+        route["weight_scales"] = report.get("weight_scales")
     if strategy == "unroll":
         route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
                               round(len(data) / looped, 3) if looped else None,

@@ -16,6 +16,7 @@ from edgeseq.errors import InputError
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float", "int8")
 RNN_STRATEGIES = ("auto", "loop", "unroll")
+GRANULARITIES = ("auto", "channel", "tensor")
 DEFAULT_CALIBRATION_SAMPLES = 200
 
 _DESCRIPTIONS = {
@@ -54,6 +55,7 @@ class Recipe:
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # representative samples for int8 / int16x8
     rnn_strategy: str = "auto"  # auto: loop where it converts (smaller), unroll where quantizing needs it
     allow_flex: bool = False  # permit Select-TF (Flex) ops; stock device runtimes cannot run them
+    granularity: str = "auto"  # weight scales per output channel or per tensor; auto: per tensor when unrolled
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -66,6 +68,8 @@ class Recipe:
             raise InputError(
                 f"unknown rnn strategy {self.rnn_strategy!r}", f"choose one of {', '.join(RNN_STRATEGIES)}"
             )
+        if self.granularity not in GRANULARITIES:
+            raise InputError(f"unknown granularity {self.granularity!r}", f"choose one of {', '.join(GRANULARITIES)}")
         if not isinstance(self.calibration_samples, int) or self.calibration_samples < 1:
             raise InputError(f"calibration samples must be a positive integer, got {self.calibration_samples!r}")
 
@@ -77,6 +81,8 @@ class Recipe:
             parts.append("io8")
         if self.rnn_strategy != "auto":
             parts.append(self.rnn_strategy)
+        if self.granularity != "auto":
+            parts.append({"channel": "pc", "tensor": "pt"}[self.granularity])
         if self.allow_flex:
             parts.append("flex")
         return "-".join(parts)
@@ -100,6 +106,14 @@ class Recipe:
         if self.rnn_strategy != "auto":
             return self.rnn_strategy
         return "unroll" if self.calibrated else "loop"
+
+    def per_channel_for(self, strategy: str) -> bool:
+        """auto: per-channel, except on an unrolled graph, where every time step carries its own int32 bias with
+        one scale per channel; per-tensor scales there halve the file (GRU small on JapaneseVowels: 428 -> 218 KB)
+        at no measured accuracy cost. Validation checks the result either way."""
+        if self.granularity != "auto":
+            return self.granularity == "channel"
+        return strategy != "unroll"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"slug": self.slug}
@@ -131,6 +145,8 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
             fields["io"] = "int8"
         elif part in ("loop", "unroll"):
             fields["rnn_strategy"] = part
+        elif part in ("pc", "pt"):
+            fields["granularity"] = "channel" if part == "pc" else "tensor"
         elif part == "flex":
             fields["allow_flex"] = True
         else:

@@ -58,6 +58,8 @@ def test_recipe_slugs_name_what_changes_the_bytes():
     assert get_recipe("int8", io="int8").slug == "int8-io8"
     assert get_recipe("int8-io8") == Recipe("int8", io="int8")
     assert get_recipe("fp32", rnn_strategy="unroll").slug == "fp32-unroll"
+    assert get_recipe("int8-pc") == Recipe("int8", granularity="channel")
+    assert get_recipe("int8", granularity="tensor").slug == "int8-pt"
     assert [r.slug for r in parse_recipes("fp32,int8", io="int8")] == ["fp32", "int8-io8"]
 
 
@@ -90,6 +92,9 @@ def test_auto_strategy_loops_floats_and_unrolls_calibrated_recipes():
     assert get_recipe("int8").strategy_for(True) == "unroll"
     assert get_recipe("int16x8").strategy_for(True) == "unroll"
     assert get_recipe("int8").strategy_for(False) == "none"
+    assert get_recipe("int8").per_channel_for("unroll") is False
+    assert get_recipe("int8").per_channel_for("none") is True
+    assert get_recipe("int8-pc").per_channel_for("unroll") is True
 
 
 def test_default_name_uses_the_run_directory():
@@ -154,6 +159,7 @@ def test_gru_fp32_and_int8_convert_validate_and_write_manifests(tmp_path):
     assert fp32["route"]["rnn"] == "loop" and "WHILE" in fp32["ops"]["by_type"]
     assert int8["route"]["rnn"] == "unroll" and "WHILE" not in int8["ops"]["by_type"]
     assert int8["route"]["size_cost"]["looped_fp32_bytes"] == fp32["artifact"]["bytes"]
+    assert int8["route"]["weight_scales"] == "per-tensor"
     for m in (fp32, int8):
         assert m["validation"]["passed"] is True
         assert m["validation"]["runtime"] == "ai-edge-litert"

@@ -39,6 +39,8 @@ def _summary(r) -> str:
 @click.option("--seq-len", type=int, default=None, help="Fixed sequence length; required for a variable time axis.")
 @click.option("--rnn-strategy", type=click.Choice(["auto", "loop", "unroll"]), default=None,
               help="auto: WHILE loop for float recipes, unrolled for int8/int16x8 (the calibrator crashes on loops).")
+@click.option("--granularity", type=click.Choice(["auto", "channel", "tensor"]), default=None,
+              help="Weight scales per channel or per tensor; auto: per tensor on unrolled graphs (half the size).")
 @click.option("--allow-flex", is_flag=True, help="Permit Flex (Select TF) ops; stock device runtimes cannot run them.")
 @click.option("--out", "out_dir", default="artifacts", show_default=True, help="Output directory.")
 @click.option("--name", default=None, help="Artifact name [default: run directory or model file name].")
@@ -52,13 +54,13 @@ def _summary(r) -> str:
               help="Export the step model: RNN/LSTM/GRU state or a causal Transformer's KV cache (see README Streaming).")
 @click.option("--kv-capacity", type=int, default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
 @click.option("--window", type=int, default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
-def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, allow_flex, out_dir,
-            name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
+def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
+            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
     """Convert a .keras model to TFLite with one or more recipes, validate each on LiteRT, write file + manifest."""
     from edgeseq.quantize.recipes import parse_recipes
 
     recipe_list = parse_recipes(recipes, io=io, calibration_samples=calibration_samples,
-                                rnn_strategy=rnn_strategy, allow_flex=allow_flex or None)
+                                rnn_strategy=rnn_strategy, granularity=granularity, allow_flex=allow_flex or None)
     if calibration is not None and data_dir is not None:
         from edgeseq.datasets import load_dataset
 
