@@ -76,6 +76,7 @@ def _opts_key(row: dict) -> tuple:
         c.get("cpus"),
         c.get("memory_limit_bytes"),
         c.get("cpu_quota"),
+        o.get("steps") or -1 if o.get("stream") else None,  # stream runs: one group per context
     )
 
 
@@ -83,8 +84,10 @@ def _opts_suffix(row: dict, common: tuple | None) -> str:
     key = _opts_key(row)
     if common is not None and key == common:
         return ""
-    threads, xnn, inp, cpus, mem, quota = key
+    threads, xnn, inp, cpus, mem, quota, stream = key
     bits = []
+    if stream is not None:
+        bits.append("stream" + (f"{stream}" if stream > 0 else ""))
     if threads is not None:
         bits.append(f"t{threads}")
     if xnn is False:
