@@ -111,21 +111,20 @@ def _convert_child(job_dir: Path) -> int:
     job = json.loads((job_dir / "job.json").read_text())
     report_path = job_dir / "report.json"
     report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {"items": {}}
-    try:
-        model = load_keras_model(job["model_path"], trust_model=job["trust_model"])
-    except EdgeseqError as exc:
-        report["error"] = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
-        report_path.write_text(json.dumps(report))
-        return 3
-    calib_path = job_dir / "calibration.npy"
-    X_cal = np.load(calib_path) if calib_path.exists() else None
+    models: dict[str, Any] = {}
     for i in range(job["start"], len(job["items"])):
-        recipe, export = Recipe.from_dict(job["items"][i]["recipe"]), job["items"][i]["export"]
+        item = job["items"][i]
+        recipe, export = Recipe.from_dict(item["recipe"]), item["export"]
         report["items"][str(i)] = {"ok": False, "in_flight": True}
         report_path.write_text(json.dumps(report))
         started = time.perf_counter()
         entry: dict[str, Any] = {}
         try:
+            if item["model_path"] not in models:
+                models[item["model_path"]] = load_keras_model(item["model_path"], trust_model=job["trust_model"])
+            model = models[item["model_path"]]
+            calib_path = job_dir / f"calibration_{item['cal']}.npy"
+            X_cal = np.load(calib_path) if calib_path.exists() else None
             built = _build(model, export, 1)
             if export["kind"] == "window" and recipe.calibrated and has_recurrent(built):
                 # a looped RNN's int8 calibration crashes the converter: unroll the window model (same weights)
@@ -199,27 +198,25 @@ def _died(proc: subprocess.CompletedProcess, what: str) -> str:
     return f"{what} failed (exit {proc.returncode}: {tail[0][:160]})"
 
 
-def _convert_items(model_path: Path, items: list[dict], X_cal: np.ndarray | None, trust: bool,
+def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], trust: bool,
                    label: str) -> list[bytes | EdgeseqError]:
-    """Convert every (recipe, export) item in one child (TensorFlow imported once); bytes or the error per item.
+    """Convert every item (model_path, recipe, export, cal: index into `calibrations`) in one child (TensorFlow
+    imported once); bytes or the error per item.
 
     A child that dies (the converter can SIGSEGV) costs only the item in flight: a fresh child goes on after it.
     """
     results: dict[int, bytes | EdgeseqError] = {}
     with tempfile.TemporaryDirectory(prefix="edgeseq-stream-") as tmp:
         job_dir = Path(tmp)
-        if X_cal is not None:
-            np.save(job_dir / "calibration.npy", X_cal)
+        for k, X_cal in enumerate(calibrations):
+            if X_cal is not None:
+                np.save(job_dir / f"calibration_{k}.npy", X_cal)
         start = 0
         while start < len(items):
-            job = {"model_path": str(model_path), "items": items, "start": start, "trust_model": trust}
+            job = {"items": items, "start": start, "trust_model": trust}
             (job_dir / "job.json").write_text(json.dumps(job))
             proc = _run("convert", job_dir, label)
             report = json.loads((job_dir / "report.json").read_text()) if (job_dir / "report.json").exists() else {}
-            if report.get("error"):
-                err = report["error"]
-                cls = ModelError if err.get("kind") in ("ModelError", "InputError") else ConversionError
-                raise cls(f"{label}: {err['message']}", err.get("hint"))
             for i in range(start, len(items)):
                 entry = report.get("items", {}).get(str(i))
                 what = f"{label} with recipe {items[i]['recipe']['slug']} ({items[i]['export']['kind']})"
@@ -322,17 +319,55 @@ def convert_stream(
     """Export the step model of a recurrent or causal Transformer model (or, with `window`, the window baseline).
 
     `contexts` exports one model per context (KV capacities, or windows when `window` is set); a recurrent step
-    model does not depend on the context and is exported once. `windows` adds the window baseline at each
-    context (or at the model's length) to the step exports, converted by the same child. Returns ConversionResults (one per recipe x export),
-    each with a manifest holding a "stream" section and parity of T steps through the .tflite.
+    model does not depend on the context and is exported once. `windows` adds the window baseline at each context
+    (or at the model's length) to the step exports. Returns ConversionResults (one per recipe x export), each with a
+    manifest holding a "stream" section and parity of T steps through the .tflite.
     """
+    spec = {k: v for k, v in locals().items() if k not in ("raise_on_error", "progress", "trust_model")}
+    (results,) = convert_stream_many([spec], trust_model=trust_model, progress=progress)
+    failed = [r for r in results if r.error is not None]
+    if failed and raise_on_error:
+        err = failed[0].error
+        err.results = results  # type: ignore[attr-defined]
+        raise err
+    return results
+
+
+def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
+                        progress: Callable[[str], None] | None = None) -> list[list[Any]]:
+    """convert_stream for several models (each spec: convert_stream's arguments) with one conversion child: one
+    TensorFlow start-up for all of them. Errors are in each result's `error`; nothing is raised for them."""
+    say = progress or (lambda _m: None)
+    plans = [_plan(say=say, trust_model=trust_model, **spec) for spec in specs]
+    items, calibrations = [], []
+    for k, plan in enumerate(plans):
+        calibrations.append(plan["X_cal"])
+        items += [{"model_path": str(plan["path"].resolve()), "recipe": r.to_dict(), "export": e, "cal": k}
+                  for r in plan["recipes"] for e in plan["exports"]]
+    say(f"converting {len(items)} streaming export(s): "
+        + "; ".join(f"{p['base_name']}: {', '.join(r.slug for r in p['recipes'])} x "
+                    f"{', '.join(export_suffix(e['kind'], e['size']) for e in p['exports'])}" for p in plans))
+    started = time.perf_counter()
+    label = ", ".join(p["path"].name for p in plans) + " --stream"
+    converted = _convert_items(items, calibrations, trust_model, label)
+    convert_s = (time.perf_counter() - started) / max(1, len(items))
+    out, at = [], 0
+    for plan in plans:
+        n = len(plan["recipes"]) * len(plan["exports"])
+        out.append(_complete(plan, converted[at : at + n], convert_s, say))
+        at += n
+    return out
+
+
+def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, seq_len, calibration,
+          calibration_samples, validate, strict, windows, say, trust_model) -> dict:
+    """Load and check the model, decide the exports, prepare calibration, references and provenance."""
     from edgeseq.models.streaming import analyze_streaming
     from edgeseq.quantize.calibration import prepare_inputs
-    from edgeseq.quantize.convert import ConversionResult, _guess_task, _sha256, default_name
+    from edgeseq.quantize.convert import _guess_task, _sha256, default_name
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.recipes import get_recipe, parse_recipes
 
-    say = progress or (lambda _m: None)
     recipe_list = (parse_recipes(recipes, calibration_samples=calibration_samples) if isinstance(recipes, str)
                    else [get_recipe(r, calibration_samples=calibration_samples) for r in recipes])
     for label, v in (("--kv-capacity", kv_capacity), ("--window", window)):
@@ -342,11 +377,7 @@ def convert_stream(
         raise InputError(f"contexts must be positive integers, got {contexts!r}")
     path = Path(model_path)
     model = load_keras_model(path, trust_model=trust_model)
-    if window is None:
-        info = analyze_streaming(model)  # the refusals (bidirectional, non-causal) come from here
-        kind = info.kind
-    else:
-        kind = "window"
+    kind = analyze_streaming(model).kind if window is None else "window"  # refusals come from here
     t = model.inputs[0].shape[1]
     if t is None and seq_len is None:
         steps = DEFAULT_PARITY_STEPS
@@ -359,49 +390,45 @@ def convert_stream(
     exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows)
     inputs = prepare_inputs(calibration, seq_len=steps, num_features=features)
     task = inputs.task or _guess_task(model)
-    base_name = name or default_name(path)
-    source = {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size,
-              "parameters": int(model.count_params()), "task": task}
     X_val = inputs.X_val[:PARITY_SEQUENCES]
     refs = {}
     if validate:
         say(f"Keras references on {len(X_val)} sequences")
-        for j, e in enumerate(exports):
-            refs[j] = _reference(model, e, X_val, steps)
-    out_dir = Path(out_dir)
-    items = [{"recipe": r.to_dict(), "export": e} for r in recipe_list for e in exports]
+        refs = {j: _reference(model, e, X_val, steps) for j, e in enumerate(exports)}
     calibrated = [r for r in recipe_list if r.calibrated]
     X_cal, cal_record = (None, None)
     if calibrated:
         X_cal, cal_record = inputs.calibration(max(CALIBRATION_SEQUENCES, *(r.calibration_samples for r in calibrated)))
-    say(f"converting {len(items)} streaming export(s) of {base_name}: "
-        f"{', '.join(r.slug for r in recipe_list)} x {', '.join(export_suffix(e['kind'], e['size']) for e in exports)}")
-    started = time.perf_counter()
-    converted = _convert_items(path.resolve(), items, X_cal, trust_model, f"{path.name} --stream")
-    convert_s = (time.perf_counter() - started) / len(items)
+    return {"path": path, "model": model, "recipes": recipe_list, "exports": exports, "inputs": inputs, "task": task,
+            "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
+            "base_name": name or default_name(path), "out_dir": Path(out_dir), "strict": strict,
+            "validate": validate,
+            "source": {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size,
+                       "parameters": int(model.count_params()), "task": task}}
+
+
+def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str], None]) -> list[Any]:
+    """Parity on LiteRT for what converted, then manifests and files."""
+    from edgeseq.quantize.convert import ConversionResult
+
+    exports, refs = plan["exports"], plan["refs"]
+    items = [(r, e) for r in plan["recipes"] for e in exports]
     ok = [(j, d) for j, d in enumerate(converted) if isinstance(d, bytes)]
     outputs: dict[int, Any] = {}
     started = time.perf_counter()
-    if validate and ok:
-        say(f"parity on LiteRT: {len(X_val)} sequences through {len(ok)} model(s)")
-        ran = run_stream_tflite([(d, items[j]["export"], refs[j % len(exports)][0]) for j, d in ok],
-                                f"{path.name} --stream")
+    if plan["validate"] and ok:
+        say(f"parity on LiteRT: {len(plan['X_val'])} sequences through {len(ok)} model(s)")
+        ran = run_stream_tflite([(d, items[j][1], refs[j % len(exports)][0]) for j, d in ok],
+                                f"{plan['path'].name} --stream")
         outputs = {j: r for (j, _), r in zip(ok, ran, strict=True)}
-    timing = {"convert_s": round(convert_s, 3), "validate_s": round((time.perf_counter() - started) / len(items), 3),
+    timing = {"convert_s": round(convert_s, 3),
+              "validate_s": round((time.perf_counter() - started) / max(1, len(items)), 3),
               "note": "per export: one child converted all of them"}
-    results: list[Any] = []
-    for j, item in enumerate(items):
-        recipe = recipe_list[j // len(exports)]
-        results.append(_finish(recipe, item["export"], converted[j], outputs.get(j), refs.get(j % len(exports)),
-                               inputs, task, model, steps, base_name, source,
-                               cal_record if recipe.calibrated else None, out_dir, strict, timing,
-                               ConversionResult))
-    failed = [r for r in results if r.error is not None]
-    if failed and raise_on_error:
-        err = failed[0].error
-        err.results = results  # type: ignore[attr-defined]
-        raise err
-    return results
+    return [_finish(recipe, export, converted[j], outputs.get(j), refs.get(j % len(exports)), plan["inputs"],
+                    plan["task"], plan["model"], plan["steps"], plan["base_name"], plan["source"],
+                    plan["cal_record"] if recipe.calibrated else None, plan["out_dir"], plan["strict"], timing,
+                    ConversionResult)
+            for j, (recipe, export) in enumerate(items)]
 
 
 def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_name, source, cal_record, out_dir,
@@ -518,12 +545,13 @@ def stream_compare(
     ctx = parse_contexts(list(contexts))
     tf_path = Path(transformer_model_path) if transformer_model_path else _causal_twin(Path(rnn_model_path), out,
                                                                                        max(ctx))
-    files = []
-    for res in (convert_stream(rnn_model_path, [recipe], out_dir=out, validate=False)
-                + convert_stream(tf_path, [recipe], out_dir=out, contexts=ctx, windows=True, validate=False,
-                                 raise_on_error=False)):
-        if res.ok:
-            files.append(res.tflite_path)
+    common = {"recipes": [recipe], "out_dir": out, "name": None, "kv_capacity": None, "window": None,
+              "seq_len": None, "calibration": None, "calibration_samples": None, "validate": False, "strict": True}
+    done = convert_stream_many([{**common, "model_path": rnn_model_path, "contexts": None, "windows": False},
+                                {**common, "model_path": tf_path, "contexts": ctx, "windows": True}])
+    if not done[0] or not done[0][0].ok:
+        raise done[0][0].error
+    files = [res.tflite_path for group in done for res in group if res.ok]
     rows = profile_contexts(files, ctx, runs=runs, warmup=10, hop_ms=hop_ms, target=target,
                             db=db if db is not None else out / "stream-results.db")
     rnn = {r["context"]: r["p50_us"] for r in rows if r["kind"] == "recurrent state"}
