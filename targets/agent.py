@@ -618,6 +618,8 @@ class StreamStepper:
             i, o = ins[name], outs[name]
             self.links.append((o["index"], i["index"]) + self._requant(o, i))
         self._zero = {name: self._zeros(ins[name]) for name in self.state}
+        caches = [int(ins[n]["shape"][2]) for n in self.state if n.startswith(("k_cache", "v_cache"))]
+        self.capacity = min(caches) if self.pos is not None and caches else self.window
         self.reset()
 
     def _zeros(self, d):
@@ -748,7 +750,7 @@ def _stream_sequence(np, args, stepper, rng):
                 seq = np.concatenate([seq] * reps)
             seq = seq[: args.steps]
         return seq
-    steps = args.steps or stepper.window or 256
+    steps = args.steps or stepper.capacity or 256
     return _random_array(np, rng, (steps, stepper.features), np.dtype(np.float32), args.input_dist)
 
 
@@ -758,11 +760,9 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
     stepper = StreamStepper(np, interp)
     seq = _stream_sequence(np, args, stepper, random.Random(args.seed))
     steps = len(seq)
-    if stepper.pos is not None:
-        caps = [int(stepper.ins[n]["shape"][2]) for n in stepper.state if n.startswith(("k_cache", "v_cache"))]
-        if caps and steps > min(caps):
-            raise AgentError("input", f"{steps} steps exceed the KV cache's capacity of {min(caps)} positions",
-                             "pass --steps <= the capacity, or export with a larger --kv-capacity")
+    if stepper.pos is not None and stepper.capacity and steps > stepper.capacity:
+        raise AgentError("input", f"{steps} steps exceed the KV cache's capacity of {stepper.capacity} positions",
+                         "pass --steps <= the capacity, or export with a larger --kv-capacity")
     clock = time.perf_counter_ns
     _stage("first_inference")
     try:
@@ -804,7 +804,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         "steps": steps,
         "passes": passes,
         "window": stepper.window,
-        "capacity": None,
+        "capacity": None,  # KV cache positions, or the window
         "position_input": stepper.pos is not None,
         "state": stepper.describe(),
         "state_bytes": stepper.state_bytes,
@@ -814,11 +814,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         "real_time_factor": (sum(step_ns) / len(step_ns) / hop_ns) if hop_ns else None,
         "final_output": final,
     }
-    if stepper.pos is not None:
-        caps = [int(stepper.ins[n]["shape"][2]) for n in stepper.state if n.startswith("k_cache")]
-        stream["capacity"] = min(caps) if caps else None
-    elif stepper.mode == "window":
-        stream["capacity"] = stepper.window
+    stream["capacity"] = stepper.capacity
     inputs = []
     for name, d in sorted(stepper.ins.items()):
         info = _tensor_info(d, np)
