@@ -38,7 +38,7 @@ import numpy as np
 from edgeseq.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
 
 CHILD_TIMEOUT_S = 900
-PARITY_SEQUENCES = 64  # validation sequences stepped through each .tflite
+PARITY_SEQUENCES = 256  # validation sequences stepped through each .tflite (accuracy too, where labelled)
 CALIBRATION_SEQUENCES = 64  # calibration sequences stepped through Keras to record (x_t, state) samples
 DEFAULT_PARITY_STEPS = 64  # for a variable-length RNN without --seq-len
 
