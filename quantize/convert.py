@@ -134,6 +134,15 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         (job_dir / "job.json").write_text(json.dumps(job))
         report = _run_child(job_dir, label, hint)
         data = (job_dir / "model.tflite").read_bytes()
+    names_saved = 0
+    if strategy == "unroll":
+        from edgeseq.quantize.slim import strip_tensor_names
+
+        try:
+            slim = strip_tensor_names(data)
+            names_saved, data = len(data) - len(slim), slim
+        except Exception as exc:  # names are cosmetic: keep the converter's bytes
+            result.warnings.append(f"kept long tensor names ({type(exc).__name__})")
     convert_s = time.perf_counter() - started
     info = analyze(parse_bytes(data, f"{ctx['name']}-{recipe.slug}.tflite"))
     if info["flex_ops"]:
@@ -149,7 +158,8 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     if strategy == "unroll":
         route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
                               round(len(data) / looped, 3) if looped else None,
-                              "note": "unrolled for the fixed length: one copy of the cell's ops per time step"}
+                              "note": "unrolled for the fixed length: one copy of the cell's ops per time step",
+                              "tensor_name_bytes_saved": names_saved}
     started = time.perf_counter()
     if ctx["validate"] and not info["flex_ops"]:
         validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"])

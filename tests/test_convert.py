@@ -160,6 +160,8 @@ def test_gru_fp32_and_int8_convert_validate_and_write_manifests(tmp_path):
     assert int8["route"]["rnn"] == "unroll" and "WHILE" not in int8["ops"]["by_type"]
     assert int8["route"]["size_cost"]["looped_fp32_bytes"] == fp32["artifact"]["bytes"]
     assert int8["route"]["weight_scales"] == "per-tensor"
+    assert int8["route"]["size_cost"]["tensor_name_bytes_saved"] > 0
+    assert int8["signature"]["inputs"][0]["name"] == fp32["signature"]["inputs"][0]["name"]
     for m in (fp32, int8):
         assert m["validation"]["passed"] is True
         assert m["validation"]["runtime"] == "ai-edge-litert"

@@ -126,3 +126,30 @@ def test_cli_inspect_json_and_bad_file_exit_code(files, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+
+
+def test_stripping_names_keeps_io_names_alignment_and_outputs(files):
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.quantize.slim import strip_tensor_names
+    from edgeseq.quantize.validate import run_tflite
+
+    data = files["gru"].read_bytes()
+    slim = strip_tensor_names(data)
+    before, after = inspect_tflite(files["gru"]), None
+    path = files["gru"].with_name("slim.tflite")
+    path.write_bytes(slim)
+    after = inspect_tflite(path)
+    assert after["inputs"] == before["inputs"] and after["outputs"] == before["outputs"]
+    assert after["ops"] == before["ops"] and after["weights"] == before["weights"]
+    model = schema.Model.GetRootAs(slim, 0)
+    for i in range(model.BuffersLength()):
+        buf = model.Buffers(i)
+        if buf.DataLength():
+            assert buf._tab.Vector(buf._tab.Offset(4)) % 16 == 0
+    X = np.random.default_rng(0).standard_normal((4, 6, 4)).astype(np.float32)
+    a = run_tflite(load_interpreter(files["gru"]), X)
+    b = run_tflite(load_interpreter(path), X)
+    assert np.array_equal(a, b)
