@@ -48,7 +48,8 @@ JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as
   "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
               "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
   "stream":  null | {"mode": "step" | "window", "steps", "passes", "window", "capacity", "position_input",
-              "state": [{"name", "shape", "dtype", "bytes", "requantized"}], "state_bytes",
+              "state": [{"name", "shape", "dtype", "bytes", "requantized", "update": "carry" | "write_at_pos"}],
+              "state_bytes",
               "invoke_ns": [...], "hop_ms", "deadline_met_share", "real_time_factor", "final_output": [...]}
              # with --stream, timings_ns.invoke holds whole steps (set x/pos + invoke + carry state), raw
 }
@@ -562,8 +563,9 @@ _RUNTIME_SEEN: dict = {}
 
 # --------------------------------------------------------------------------------------------- streaming
 # Step models (edgeseq convert --stream) follow a naming contract, read from the signature, never from tensor
-# order: an input whose name is also an output name is state, fed back from that output on the next step; "x" is
-# the step's features, "pos" (if present) the step index from 0, "y" the output. A model with one [1, W, F] input and
+# order: an input whose name is also an output name is state, fed back from that output on the next step; an output
+# named "<input>_at_pos" is one new slot of that input (a KV cache), written at index pos of axis 2; "x" is the
+# step's features, "pos" (if present) the step index from 0, "y" the output. A model with one [1, W, F] input and
 # no state is the sliding-window baseline: the window shifts by one step and the whole model re-runs. The host's
 # validation (edgeseq.quantize.stream) imports StreamStepper from this file, so device and host step alike.
 def signature_details(interp) -> tuple:
@@ -590,7 +592,9 @@ class StreamStepper:
         self.np, self.interp = np, interp
         ins, outs = signature_details(interp)
         self.ins, self.outs = ins, outs
-        self.state = sorted(n for n in ins if n in outs)
+        self.carried = sorted(n for n in ins if n in outs)  # fed back whole
+        self.slotted = sorted(n for n in ins if f"{n}_at_pos" in outs)  # KV caches: one new slot written at pos
+        self.state = self.carried + self.slotted
         if self.state or "pos" in ins:
             if "x" not in ins or "y" not in outs:
                 raise AgentError("input", "a step model needs an input 'x' and an output 'y' in its signature",
@@ -612,14 +616,14 @@ class StreamStepper:
         shape = [int(s) for s in self.x["shape"]]
         self.features = shape[-1]
         self.window = shape[1] if self.mode == "window" else None
-        # (output index, input index, requantize multiplier or None, (zp_out, zp_in, lo, hi) or None)
+        # (output index, input index, name, requantize multiplier or None, (zp_out, zp_in, lo, hi, dtype) or None)
         self.links = []
         for name in self.state:
-            i, o = ins[name], outs[name]
-            self.links.append((o["index"], i["index"]) + self._requant(o, i))
+            i, o = ins[name], outs[name if name in self.carried else f"{name}_at_pos"]
+            self.links.append((o["index"], i["index"], name) + self._requant(o, i))
         self._zero = {name: self._zeros(ins[name]) for name in self.state}
-        caches = [int(ins[n]["shape"][2]) for n in self.state if n.startswith(("k_cache", "v_cache"))]
-        self.capacity = min(caches) if self.pos is not None and caches else self.window
+        caches = [int(ins[n]["shape"][2]) for n in self.slotted if len(ins[n]["shape"]) == 4]
+        self.capacity = min(caches) if caches else self.window
         self.reset()
 
     def _zeros(self, d):
@@ -668,11 +672,13 @@ class StreamStepper:
         for k, name in enumerate(self.state):
             d, link = self.ins[name], self.links[k]
             out.append({"name": name, "shape": [int(s) for s in d["shape"]], "dtype": self.np.dtype(d["dtype"]).name,
-                        "bytes": int(self._zero[name].nbytes), "requantized": link[2] is not None})
+                        "bytes": int(self._zero[name].nbytes), "requantized": link[3] is not None,
+                        "update": "carry" if name in self.carried else "write_at_pos"})
         return out
 
     def reset(self) -> None:
         self.t = 0
+        self.cache = {name: self._zero[name].copy() for name in self.slotted}
         for name in self.state:
             self.interp.set_tensor(self.ins[name]["index"], self._zero[name])
         if self.mode == "window":
@@ -697,16 +703,18 @@ class StreamStepper:
         t1 = clock() if clock else 0
         interp.invoke()
         t2 = clock() if clock else 0
-        for out_i, in_i, mult, zp in self.links:
+        for out_i, in_i, name, mult, zp in self.links:
             v = interp.get_tensor(out_i)
-            if mult is None:
-                interp.set_tensor(in_i, v)
-            elif mult == "convert":
-                interp.set_tensor(in_i, self._quantize(self.dequantize(v, zp[0]), zp[1]))
-            else:
+            if mult == "convert":
+                v = self._quantize(self.dequantize(v, zp[0]), zp[1])
+            elif mult is not None:
                 zo, zi, lo, hi, dt = zp
-                q = np.round((v.astype(np.float32) - zo) * mult) + zi
-                interp.set_tensor(in_i, np.clip(q, lo, hi).astype(dt))
+                v = np.clip(np.round((v.astype(np.float32) - zo) * mult) + zi, lo, hi).astype(dt)
+            if name in self.cache:  # a KV cache: write the step's slot at pos, then feed the whole cache
+                buf = self.cache[name]
+                buf[:, :, self.t] = v[:, :, 0]
+                v = buf
+            interp.set_tensor(in_i, v)
         self.t += 1
         if clock:
             t3 = clock()
