@@ -125,6 +125,11 @@ def _convert_child(job_dir: Path) -> int:
             model = models[item["model_path"]]
             calib_path = job_dir / f"calibration_{item['cal']}.npy"
             X_cal = np.load(calib_path) if calib_path.exists() else None
+            if export["kind"] == "kv" and recipe.mode == "int16x8":
+                raise ConversionError(
+                    "int16x8 cannot quantize the KV-cache step model on TF 2.21 (its int32 position input gets no "
+                    "calibrated range, and LayerNorm's NEG has no 16x8 kernel, as for the batch Transformer)",
+                    "use int8 or dynamic")
             built = _build(model, export, 1)
             if export["kind"] == "window" and recipe.calibrated and has_recurrent(built):
                 # a looped RNN's int8 calibration crashes the converter: unroll the window model (same weights)
