@@ -42,7 +42,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--results", default="benchmarks/results/accuracy.jsonl")
     ap.add_argument("--data-dir", default=os.environ.get("EDGESEQ_DATA_DIR") or _shared_fsdd())
+    ap.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)  # internal: train one cell in this process
     args = ap.parse_args()
+    if not args.cell:
+        return run_cells(args)
 
     from edgeseq.datasets import load_dataset
     from edgeseq.models.train import TrainOptions, train_model
@@ -69,7 +72,27 @@ def main() -> int:
             with results.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)
-    print(markdown(_read(results)))
+    return 0
+
+
+def run_cells(args: argparse.Namespace) -> int:
+    """Each (data set, architecture) cell trains in its own process: TensorFlow's CPU runtime has crashed here
+    (SIGSEGV in a tf_Compute thread, about 1 run in 15 under heavy load); a crashed cell is retried once and the
+    finished cells are never lost."""
+    import subprocess
+
+    for spec in args.only:
+        for arch in args.archs:
+            argv = [sys.executable, __file__, "--cell", "--only", spec, "--archs", arch, "--preset", args.preset,
+                    "--seed", str(args.seed), "--results", args.results]
+            if args.data_dir:
+                argv += ["--data-dir", args.data_dir]
+            for attempt in (1, 2):
+                code = subprocess.run(argv).returncode
+                if code == 0:
+                    break
+                print(f"{spec} {arch}: exit {code} (attempt {attempt})", file=sys.stderr, flush=True)
+    print(markdown(_read(Path(args.results))))
     return 0
 
 
