@@ -52,6 +52,10 @@ def report(db, fmt, out_dir, target) -> None:
             click.echo(streaming, nl=False)
     else:
         click.echo({"md": render_md, "csv": render_csv, "json": render_json}[fmt](rows), nl=False)
+        if fmt == "md":
+            from edgeseq.stream_profile import streaming_section
+
+            click.echo(streaming_section(db, None, "md", target), nl=False)
         if fmt == "json":
             click.echo()
 
