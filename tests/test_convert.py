@@ -309,3 +309,17 @@ def test_int8_on_a_looped_rnn_crashes_the_child_not_edgeseq(tmp_path):
         convert_model(path, ["int8-loop"], out_dir=tmp_path / "out", calibration=toy_dataset(), calibration_samples=8)
     assert "--rnn-strategy unroll" in exc.value.one_line()
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_cli_failed_parity_exits_4_with_one_line_and_no_file(tmp_path, monkeypatch, capsys):
+    from edgeseq.cli import main
+    from edgeseq.quantize import recipes
+
+    monkeypatch.setitem(recipes._TOLERANCES, "fp32", recipes.Tolerance(max_abs=-1.0, mean_abs=-1.0, top1=1.1))
+    path = zoo_model("transformer", tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", str(path), "--recipe", "fp32", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 4
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: ") and "failed parity" in err[0]
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

@@ -19,6 +19,8 @@ def _summary(r) -> str:
         parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
         if "top1_agreement" in v:
             parity += f" top-1 {v['top1_agreement']:.1%}"
+        if v.get("data", {}).get("source") == "random-normal":
+            parity += " on random inputs (no --calibration data)"
         parts.append(parity)
         tm, km = v.get("tflite_metrics"), v.get("keras_metrics")
         if tm and km:
