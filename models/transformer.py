@@ -26,14 +26,15 @@ def build_transformer_body(cfg: TransformerConfig, inputs):
     seq_len = inputs.shape[1]
     if seq_len is None:
         raise InputError("the transformer needs a fixed seq_len", f"pass seq_len <= max_len ({cfg.max_len})")
-    if seq_len > cfg.max_len:
+    if seq_len > cfg.max_len and cfg.pos_encoding == "learned":
         raise InputError(
-            f"seq_len={seq_len} is longer than the transformer's max_len={cfg.max_len}",
+            f"seq_len={seq_len} is longer than the transformer's learned position table (max_len={cfg.max_len})",
             f"pass max_len={seq_len} (or more) as an override",
         )
     x = keras.layers.Dense(cfg.d_model, name="input_proj")(inputs)
     if cfg.pos_encoding == "sinusoidal":
-        x = SinusoidalPositionalEncoding(cfg.max_len, name="pos_encoding")(x)
+        # No weights: the table simply covers the data's length, so long inputs need no override.
+        x = SinusoidalPositionalEncoding(max(cfg.max_len, seq_len), name="pos_encoding")(x)
     else:
         x = LearnedPositionalEncoding(cfg.max_len, name="pos_encoding")(x)
     for i in range(cfg.num_layers):

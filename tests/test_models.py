@@ -85,8 +85,14 @@ def test_transformer_length_is_checked():
     with pytest.raises(InputError, match="fixed seq_len"):
         build_model("transformer", "tiny", seq_len=None, num_features=F, num_outputs=K)
     with pytest.raises(InputError, match="max_len") as err:
-        build_model("transformer", "tiny", seq_len=40, num_features=F, num_outputs=K, max_len=32)
+        build_model("transformer", "tiny", seq_len=40, num_features=F, num_outputs=K, max_len=32,
+                    pos_encoding="learned")
     assert "max_len=40" in err.value.hint
+    # A sinusoidal table has no weights: it grows to cover longer inputs, parameter count unchanged.
+    short = build_model("transformer", "tiny", seq_len=32, num_features=F, num_outputs=K, max_len=32)
+    long = build_model("transformer", "tiny", seq_len=400, num_features=F, num_outputs=K, max_len=32)
+    assert long.count_params() == short.count_params()
+    assert long(np.zeros((1, 400, F), "float32")).shape == (1, K)
     with pytest.raises(InputError, match="unroll"):
         build_model("gru", "tiny", seq_len=None, num_features=F, num_outputs=K, unroll=True)
 
