@@ -141,7 +141,8 @@ def _convert_child(job_dir: Path) -> int:
                     rep = _window_calibration(X_cal, export["size"], recipe.calibration_samples)
                 else:
                     rep = _step_calibration(model, export, X_cal, recipe.calibration_samples, job.get("seed", 0))
-            conv = _converter(built, recipe, rep)
+            per_channel = recipe.per_channel_for("unroll" if entry.get("rnn") == "unroll" else "none")
+            conv = _converter(built, recipe, rep, per_channel)
             if rep is not None:  # multi-input samples are dicts keyed by signature name
                 conv.representative_dataset = lambda rep=rep: (r if isinstance(r, dict) else [r] for r in rep)
             data = conv.convert()
