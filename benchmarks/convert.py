@@ -97,7 +97,7 @@ def table(dataset: str, arch_rows: dict[str, list[dict]]) -> str:
     for arch, rows in arch_rows.items():
         for r in rows:
             if "error" in r:
-                reason = r["error"].split("refused: ")[-1].split(" (")[0].split("ai-edge-litert: ")[-1][:110]
+                reason = r["error"].split("ai-edge-litert: ")[-1].split("refused: ")[-1].rsplit(" (", 1)[0][:110]
                 lines.append(f"| {arch} | {r['recipe']} | - | - | - | - | fails: {reason} | - | - | - |")
                 continue
             lat = f"{r['latency_us']:.0f}" if r["latency_us"] is not None else "n/a"
