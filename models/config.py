@@ -13,11 +13,10 @@ No TensorFlow here: importing a config must stay cheap.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from edgeseq.errors import InputError
+from edgeseq.errors import InputError, did_you_mean
 
 RECURRENT_ARCHS: tuple[str, ...] = ("rnn", "lstm", "gru")
 # (seq_len, num_features, num_classes) at which presets are matched and `edgeseq models` counts parameters.
@@ -44,15 +43,6 @@ def _flag(field: str, value: Any) -> None:
 def _rate(field: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
         raise InputError(f"{field} must be a number in [0, 1), got {value!r}")
-
-
-def did_you_mean(value: Any, options: Any) -> str | None:
-    """A hint naming the closest option, or listing them all when nothing is close."""
-    options = [str(o) for o in options]
-    close = difflib.get_close_matches(str(value), options, n=1)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return f"choose from: {', '.join(options)}"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import functools
 import random
 from typing import TYPE_CHECKING, Any
 
-from edgeseq.errors import InputError
+from edgeseq.errors import InputError, did_you_mean
 from edgeseq.models.config import (
     PRESET_CONFIGS,
     RECURRENT_ARCHS,
@@ -23,7 +23,6 @@ from edgeseq.models.config import (
     TransformerConfig,
     config_from_dict,
     config_to_dict,
-    did_you_mean,
 )
 
 if TYPE_CHECKING:

@@ -6,7 +6,6 @@ manifest are written atomically. A child that crashes becomes a one-line Convers
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
-from edgeseq.fsio import atomic_write_bytes, atomic_write_json
+from edgeseq.fsio import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
@@ -56,10 +55,6 @@ def default_name(model_path: str | os.PathLike) -> str:
     p = Path(model_path)
     stem = p.parent.name if p.stem.lower() in _GENERIC_STEMS and p.parent.name else p.stem
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "model"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _guess_task(model: Any) -> str | None:
@@ -232,7 +227,7 @@ def convert_model(
         "model_path": path.resolve(), "name": name or default_name(path), "seq_len": steps,
         "recurrent": has_recurrent(model), "trust_model": trust_model, "inputs": inputs, "reference": reference,
         "keras_metric": keras_metric, "validate": validate, "strict": strict, "out_dir": Path(out_dir),
-        "source": {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size,
+        "source": {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size,
                    "parameters": int(model.count_params()), "task": inputs.task},
     }
     del model

@@ -7,11 +7,10 @@ A recipe is the only thing that reaches the converter (no free-form kwargs), and
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from edgeseq.errors import InputError
+from edgeseq.errors import InputError, did_you_mean
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float", "int8")
@@ -59,7 +58,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise InputError(f"unknown recipe mode {self.mode!r}", _did_you_mean(self.mode, MODES))
+            raise InputError(f"unknown recipe mode {self.mode!r}", did_you_mean(self.mode, MODES, "recipes"))
         if self.io not in IO_DTYPES:
             raise InputError(f"unknown io dtype {self.io!r}", f"choose one of {', '.join(IO_DTYPES)}")
         if self.io != "float" and self.mode != "int8":
@@ -124,12 +123,6 @@ class Recipe:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
-def _did_you_mean(name: str, choices: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(name.lower(), list(choices), n=1, cutoff=0.5)
-    listed = ", ".join(choices)
-    return f"did you mean {close[0]!r}? recipes: {listed}" if close else f"recipes: {listed}"
-
-
 def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
     """A recipe by name ('int8') or slug ('int8-io8'); keyword overrides set io, calibration size, strategy, flex."""
     if isinstance(name, Recipe):
@@ -138,7 +131,7 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
     parts = text.split("-")
     mode, extra = parts[0], parts[1:]
     if mode not in MODES:
-        raise InputError(f"unknown recipe {name!r}", _did_you_mean(text, MODES))
+        raise InputError(f"unknown recipe {name!r}", did_you_mean(text, MODES, "recipes"))
     fields: dict[str, Any] = {"mode": mode}
     for part in extra:
         if part == "io8":
@@ -150,7 +143,7 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
         elif part == "flex":
             fields["allow_flex"] = True
         else:
-            raise InputError(f"unknown recipe {name!r}", _did_you_mean(text, MODES))
+            raise InputError(f"unknown recipe {name!r}", did_you_mean(text, MODES, "recipes"))
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return Recipe(**fields)
 

@@ -368,9 +368,10 @@ def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
 def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, seq_len, calibration,
           calibration_samples, validate, strict, windows, say, trust_model) -> dict:
     """Load and check the model, decide the exports, prepare calibration, references and provenance."""
+    from edgeseq.fsio import sha256_file
     from edgeseq.models.streaming import analyze_streaming
     from edgeseq.quantize.calibration import prepare_inputs
-    from edgeseq.quantize.convert import _guess_task, _sha256, default_name
+    from edgeseq.quantize.convert import _guess_task, default_name
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.recipes import get_recipe, parse_recipes
 
@@ -409,7 +410,7 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
             "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
             "base_name": name or default_name(path), "out_dir": Path(out_dir), "strict": strict,
             "validate": validate,
-            "source": {"path": str(path), "sha256": _sha256(path), "bytes": path.stat().st_size,
+            "source": {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size,
                        "parameters": int(model.count_params()), "task": task}}
 
 

@@ -264,7 +264,8 @@ def run_benchmark(
 ) -> dict:
     """Push the binary and the model to a fresh work directory, verify the model's sha256 there, run, parse, clean up
     (unless `keep`). Returns the common result schema; `device` holds the target's facts."""
-    from edgeseq.targets.runner import _safe_name, sha256_file
+    from edgeseq.fsio import sha256_file
+    from edgeseq.targets.runner import _safe_name
 
     model, binary = Path(model), Path(binary).expanduser()
     if not model.is_file():

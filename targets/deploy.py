@@ -62,6 +62,7 @@ def deploy(
 
 
 def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log) -> dict:
+    from edgeseq.fsio import sha256_file
     from edgeseq.targets.runner import (
         AGENT_REMOTE_NAME,
         AgentOptions,
@@ -69,7 +70,6 @@ def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log
         agent_argv,
         agent_path,
         parse_agent_output,
-        sha256_file,
     )
 
     opts = AgentOptions(runs=runs, warmup=warmup, threads=threads)

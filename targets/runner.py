@@ -7,13 +7,13 @@ Target-agnostic on purpose: it uses only the Target protocol (workdir/push/run/c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from edgeseq.errors import EdgeseqError, InputError, ModelError, RuntimeMissing, TargetError
+from edgeseq.fsio import sha256_file
 from edgeseq.targets.base import RunResult, Target
 
 AGENT_SCHEMA_PREFIX = "edgeseq.agent/1"
@@ -72,12 +72,6 @@ class AgentOptions:
         return 600.0
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def agent_argv(

@@ -84,7 +84,7 @@ def test_same_seed_gives_same_weights(tmp_path, jv, trained):
     again = train_model("gru", jv, tmp_path / "again", preset="tiny", options=opts)
     a = keras.saving.load_model(trained.model_path).get_weights()
     b = keras.saving.load_model(again.model_path).get_weights()
-    for wa, wb in zip(a, b):
+    for wa, wb in zip(a, b, strict=True):
         np.testing.assert_allclose(wa, wb, atol=1e-6)
 
 

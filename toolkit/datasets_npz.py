@@ -6,7 +6,6 @@ floats [N] or [N, H] -> regression ([N] becomes [N, 1]). Optional key `class_nam
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from edgeseq.datasets_base import Dataset
 from edgeseq.errors import DatasetError
+from edgeseq.fsio import sha256_file
 
 REQUIRED = ("X_train", "y_train", "X_test", "y_test")
 FORMAT_HINT = "see README 'Data sets': X_* float [N, T, F], y_* int [N] or float [N, H]"
@@ -135,7 +135,7 @@ def load_user_npz(spec: str) -> Dataset:
     elif y_train.shape[1] != y_test.shape[1]:
         raise _err(path, f"'y_train' has horizon {y_train.shape[1]} but 'y_test' has {y_test.shape[1]}",
                    "give train and test targets the same width H")
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = sha256_file(path)
     meta = {"source": str(path.resolve()), "license": "user-supplied", "citation": None, "sha256": sha,
             "description": "user .npz", "preprocessing": {"normalization": None}}
     task = "classification" if cls_train else "regression"

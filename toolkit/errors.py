@@ -6,6 +6,17 @@ traceback to know what to do next.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
+
+def did_you_mean(value: object, options: Iterable[object], noun: str = "choose from") -> str:
+    """A hint naming the closest option, or listing them all when nothing is close."""
+    options = [str(o) for o in options]
+    listed = f"{noun}: {', '.join(options)}"
+    close = difflib.get_close_matches(str(value).lower(), options, n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? {listed}" if close else listed
+
 
 class EdgeseqError(Exception):
     """Base class. `exit_code` groups failures so scripts can tell bad input from a failed check."""

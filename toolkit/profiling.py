@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgeseq.errors import InputError, ModelError
+from edgeseq.fsio import sha256_file
 from edgeseq.stats import summarize_agent
 from edgeseq.store import ResultsStore
-from edgeseq.targets.runner import AgentOptions, run_agent, sha256_file
+from edgeseq.targets.runner import AgentOptions, run_agent
 
 KNOWN_RECIPES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 
