@@ -40,26 +40,12 @@ class LazyGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        try:
-            mod = importlib.import_module(f"edgeseq.commands.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"edgeseq.commands.{module}":
-                return _not_yet(name)
-            raise
-        return getattr(mod, attr)
+        return getattr(importlib.import_module(f"edgeseq.commands.{module}"), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def _not_yet(name: str) -> click.Command:
-    @click.command(name=name, help=COMMANDS[name][2])
-    def _cmd() -> None:
-        raise EdgeseqError(f"'edgeseq {name}' is not available in this build", "upgrade edgeseq")
-
-    return _cmd
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
