@@ -28,3 +28,14 @@ def test_demo_runs_the_whole_line_and_says_where_the_report_is(tmp_path):
     report = out / "report" / "report.html"
     assert report.exists() and "data:image/png;base64" in report.read_text()
     assert f"report: {report}" in proc.stdout
+
+
+@pytest.mark.parametrize("args, needle", [(["--preset", "huge"], "huge"), (["--epochs", "0"], "--epochs")])
+def test_demo_bad_options_fail_in_one_line_before_writing_anything(tmp_path, args, needle):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "demo", "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+    assert not out.exists()

@@ -38,13 +38,26 @@ class DemoResult:
     problems: list[str] = field(default_factory=list)
 
 
-def train_stage(opts: DemoOptions, say: Callable[[str], None]) -> dict[str, Path]:
-    """Train (or reuse) one model per architecture; returns arch -> model.keras."""
+def check_options(opts: DemoOptions) -> object:
+    """Every cheap check before anything is written or trained: presets, recipes, options, the data set."""
     from edgeseq.datasets import load_dataset
+    from edgeseq.models.run_dir import TrainOptions
+    from edgeseq.models.zoo import get_config
+    from edgeseq.quantize.recipes import get_recipe
+
+    for arch in opts.archs:
+        get_config(arch, opts.preset)
+    for recipe in opts.recipes:
+        get_recipe(recipe)
+    TrainOptions(epochs=opts.epochs).check()
+    return load_dataset(opts.dataset)
+
+
+def train_stage(data: object, opts: DemoOptions, say: Callable[[str], None]) -> dict[str, Path]:
+    """Train (or reuse) one model per architecture; returns arch -> model.keras."""
     from edgeseq.models.run_dir import TrainOptions, read_training_record
     from edgeseq.models.train import train_model
 
-    data = load_dataset(opts.dataset)
     models = {}
     for arch in opts.archs:
         run = opts.out_dir / "runs" / f"{arch}-{opts.preset}"
@@ -87,8 +100,9 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
     from edgeseq.report import load_groups, write_report
     from edgeseq.store import ResultsStore
 
+    data = check_options(opts)
     result = DemoResult(db=opts.out_dir / "results.db")
-    models = train_stage(opts, say)
+    models = train_stage(data, opts, say)
     artifacts = convert_stage(models, opts, result, say)
     say(f"[profile] {len(artifacts)} models on this machine, {opts.runs} runs each, 1 thread")
     profile_models(artifacts, target="local", runs=opts.runs, warmup=opts.warmup, threads=1, db=result.db)
