@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -116,7 +117,7 @@ class ResultsStore:
         try:
             self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if create:
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(self.conn)
             self._migrate()
         except sqlite3.Error as exc:
             self.conn.close()
@@ -219,6 +220,24 @@ class ResultsStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out other connections doing the same. SQLite does not call the busy handler for a
+    journal-mode change, so two processes (or fleet threads) opening a new store at once get "database is locked"
+    at once; retry until the busy timeout instead."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def _columns(conn: sqlite3.Connection) -> list[str]:
