@@ -189,6 +189,38 @@ def test_facts_mode(tmp_path):
     assert rc == 0 and d["runtime"]["name"] == "ai_edge_litert" and d["device"]["cpu_count"] >= 1
 
 
+_FLOOR = (
+    "import numpy, ai_edge_litert.interpreter\n"
+    "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0])"
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_agent_adds_little_memory_over_python_numpy_and_the_runtime(tiny):
+    # Before the model loads, the agent holds what any process using the runtime holds (Python, numpy, the runtime)
+    # plus its own code and stdlib imports. Run as a script, CPython used to keep the script's syntax tree alive
+    # (~2 MB) and argparse pulled in shutil/bz2/lzma (~0.4 MB): 3.7 MB over the floor before, ~1 MB now.
+    floor_kb = int(subprocess.run([sys.executable, "-c", _FLOOR], capture_output=True, text=True).stdout)
+    rc, d, _ = run_agent("--model", str(tiny["dense-fp32"]), "--runs", "3")
+    assert rc == 0
+    extra_kb = d["memory"]["stages"]["import"]["vm_rss_kb"] - floor_kb
+    assert extra_kb < 2048, f"the agent adds {extra_kb} kB over python + numpy + ai_edge_litert"
+
+
+def test_agent_run_from_a_folder_with_a_shadowing_module(tiny, tmp_path):
+    # The script re-executes itself through `python -c`; its own folder, not the cwd, must lead sys.path.
+    (tmp_path / "json.py").write_text("raise SystemExit('the cwd shadowed json')\n")
+    proc = subprocess.run(
+        [sys.executable, str(AGENT), "--model", str(tiny["dense-fp32"]), "--runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-500:]
+    assert json.loads(proc.stdout)["ok"] is True
+
+
 # ------------------------------------------------------------------------------------------ tflite-runtime 2.14
 _NETWORK_HINTS = (
     "Could not find a version",
