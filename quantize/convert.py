@@ -27,6 +27,7 @@ from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
 from edgeseq.quantize.recipes import Recipe, get_recipe
+from edgeseq.quantize.slim import compact
 from edgeseq.quantize.tflite_file import parse_bytes
 
 CHILD_TIMEOUT_S = 900
@@ -129,15 +130,11 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         (job_dir / "job.json").write_text(json.dumps(job))
         report = _run_child(job_dir, label, hint)
         data = (job_dir / "model.tflite").read_bytes()
-    names_saved = 0
-    if strategy == "unroll":
-        from edgeseq.quantize.slim import strip_tensor_names
-
-        try:
-            slim = strip_tensor_names(data)
-            names_saved, data = len(data) - len(slim), slim
-        except Exception as exc:  # names are cosmetic: keep the converter's bytes
-            result.warnings.append(f"kept long tensor names ({type(exc).__name__})")
+    converted_bytes = len(data)
+    try:  # same math, fewer bytes: short names, one empty buffer, shared vectors (see quantize/slim.py)
+        data = compact(data)
+    except Exception as exc:  # the re-pack is only about size: keep the converter's bytes
+        result.warnings.append(f"kept the converter's file as written ({type(exc).__name__} while compacting it)")
     convert_s = time.perf_counter() - started
     info = analyze(parse_bytes(data, f"{ctx['name']}-{recipe.slug}.tflite"))
     if info["flex_ops"]:
@@ -147,14 +144,14 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         result.warnings.append("the model uses Flex (Select TF) ops: stock LiteRT/TFLite device runtimes cannot run it")
     looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
     route = {"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "seq_len": ctx["seq_len"],
-             "ops": "builtins+flex" if info["flex_ops"] else "builtins", "rnn": strategy}
+             "ops": "builtins+flex" if info["flex_ops"] else "builtins", "rnn": strategy,
+             "compacted": {"converter_bytes": converted_bytes, "bytes_saved": converted_bytes - len(data)}}
     if recipe.mode != "fp32":
         route["weight_scales"] = report.get("weight_scales")
     if strategy == "unroll":
         route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
                               round(len(data) / looped, 3) if looped else None,
-                              "note": "unrolled for the fixed length: one copy of the cell's ops per time step",
-                              "tensor_name_bytes_saved": names_saved}
+                              "note": "unrolled for the fixed length: one copy of the cell's ops per time step"}
     started = time.perf_counter()
     if ctx["validate"] and not info["flex_ops"]:
         validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"])

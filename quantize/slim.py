@@ -1,13 +1,69 @@
-"""Shrink an unrolled graph by renaming its intermediate tensors ("t123"); inputs and outputs keep their names.
+"""Re-pack a converted .tflite smaller without touching its math: every converted graph goes through `compact`.
 
-Why: an unrolled RNN has one set of tensors per time step, each named after its full Keras path; for GRU small at 29
-steps the names alone were a quarter of the int8 file. Only names change: same ops, tensors and bytes of every
-weight, re-packed with the 16-byte buffer alignment the converter uses, so kernels see aligned weights.
+What the converter (TF 2.21) writes that costs bytes and carries nothing the runtime needs:
+- full Keras paths as tensor names ("transformer-small_fixed_1/.../block0_attn_1/Tensordot_..."): intermediate tensors
+  become "t123" (inputs and outputs keep their names; signature defs address tensors by index anyway). On an unrolled
+  RNN there is one set per time step (GRU small, 29 steps: a quarter of the int8 file); on the int8 Transformer small
+  they were 12 KB of 94.
+- one empty buffer per activation tensor: they all point at buffer 0, which the schema reserves as the shared empty
+  sentinel, and the unused ones are dropped.
+- the same vector written once per tensor: per-channel zero points (int64, all 0; 12 KB of the int8 Transformer),
+  shapes, per-tensor scales. `_SharingBuilder` writes each distinct vector of scalars once and points every table
+  that needs it there, and identical quantization tables are shared the same way. Weight data is never shared.
+
+Same ops, tensors, types, shapes, quantization values and weight bytes, re-packed with the 16-byte buffer alignment
+the converter uses, so kernels see aligned weights; outputs are bit-identical (tests check).
 """
 
 from __future__ import annotations
 
+import flatbuffers
 import numpy as np
+
+
+class _SharingBuilder(flatbuffers.Builder):
+    """A Builder that writes each distinct vector of scalars once and hands out the first copy's offset after that.
+
+    A vector is shared only when it holds plain scalars: vectors of offsets (tables, strings) are relative to where
+    they sit, so equal bytes there do not mean equal content. Strings and weight buffers are not shared.
+    """
+
+    def __init__(self, initial_size: int):
+        super().__init__(initial_size)
+        self._seen: dict[tuple[int, bytes], int] = {}
+        self._mark: tuple[int, int, int] | None = None
+        self.quant_tables: dict[tuple, int] = {}  # see _shared_quantization_class
+
+    def StartVector(self, elemSize, numElems, alignment):  # noqa: N802, N803 - flatbuffers' names
+        self._mark = (len(self.Bytes) - self.head, elemSize * numElems, alignment)
+        return super().StartVector(elemSize, numElems, alignment)
+
+    def keep_unique(self) -> None:
+        """Called between StartVector and EndVector: this vector gets its own copy (weight data)."""
+        self._mark = None
+
+    def PrependUOffsetTRelative(self, off):  # noqa: N802 - a vector of offsets is never shared
+        self._mark = None
+        return super().PrependUOffsetTRelative(off)
+
+    def CreateString(self, *args, **kwargs):  # noqa: N802
+        self._mark = None
+        return super().CreateString(*args, **kwargs)
+
+    def EndVector(self, numElems=None):  # noqa: N802, N803
+        offset = super().EndVector(numElems)
+        mark, self._mark = self._mark, None
+        if mark is None:
+            return offset
+        end_before, nbytes, alignment = mark
+        key = (alignment, bytes(self.Bytes[self.head : self.head + 4 + nbytes]))
+        first = self._seen.get(key)
+        if first is None:
+            self._seen[key] = offset
+            return offset
+        # Forget this copy (nothing else was written since StartVector) and point at the first one.
+        self.head = len(self.Bytes) - end_before
+        return first
 
 
 def _aligned_pack(self, builder):  # BufferT.Pack with 16-byte aligned data, like the converter writes
@@ -17,6 +73,8 @@ def _aligned_pack(self, builder):  # BufferT.Pack with 16-byte aligned data, lik
     if self.data is not None:
         payload = np.asarray(self.data, dtype=np.uint8).tobytes()
         builder.StartVector(1, len(payload), 16)
+        if isinstance(builder, _SharingBuilder):
+            builder.keep_unique()
         builder.head -= len(payload)
         builder.Bytes[builder.head : builder.head + len(payload)] = payload
         builder.vectorNumElems = len(payload)
@@ -29,23 +87,104 @@ def _aligned_pack(self, builder):  # BufferT.Pack with 16-byte aligned data, lik
     return schema.BufferEnd(builder)
 
 
-def strip_tensor_names(data: bytes) -> bytes:
-    """The same model with short intermediate tensor names; `data` unchanged if it uses external buffers."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
+def _shared_quantization_class(schema):
+    """A QuantizationParametersT whose Pack returns the earlier table for equal parameters (_SharingBuilder only)."""
 
-    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    if any((b.offset or 0) > 1 for b in model.buffers or []):
-        return data
+    def pack(self, builder):
+        cache = builder.quant_tables
+        key = None
+        if self.details is None:
+            key = tuple(
+                None if v is None else np.asarray(v).tobytes()
+                for v in (self.min, self.max, self.scale, self.zeroPoint)
+            )
+            key += (self.quantizedDimension, self.detailsType)
+            if key in cache:
+                return cache[key]
+        offset = schema.QuantizationParametersT.Pack(self, builder)
+        if key is not None:
+            cache[key] = offset
+        return offset
+
+    return type("SharedQuantizationParametersT", (schema.QuantizationParametersT,), {"Pack": pack})
+
+
+def _short_names(model) -> None:
     for sg in model.subgraphs or []:
         keep = {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
         keep |= {int(i) for i in (sg.outputs if sg.outputs is not None else [])}
         for i, tensor in enumerate(sg.tensors or []):
             if i not in keep:
                 tensor.name = f"t{i}"
+
+
+def _share_empty_buffer(model) -> None:
+    """Data-less tensors point at buffer 0 (the schema's empty sentinel); buffers nobody uses any more are dropped."""
+    buffers = model.buffers or []
+    if not buffers or (buffers[0].data is not None and len(buffers[0].data)):
+        return
+
+    def empty(b) -> bool:
+        return (b.data is None or len(b.data) == 0) and not (b.offset or 0) and not (b.size or 0)
+
+    used = {0} | {int(md.buffer) for md in model.metadata or []}
+    for sg in model.subgraphs or []:
+        for tensor in sg.tensors or []:
+            if empty(buffers[tensor.buffer]):
+                tensor.buffer = 0
+            used.add(int(tensor.buffer))
+    order = sorted(used)
+    index = {old: new for new, old in enumerate(order)}
+    model.buffers = [buffers[i] for i in order]
+    for sg in model.subgraphs or []:
+        for tensor in sg.tensors or []:
+            tensor.buffer = index[int(tensor.buffer)]
+    for md in model.metadata or []:
+        md.buffer = index[int(md.buffer)]
+
+
+def _unpack(data: bytes):
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    if any((b.offset or 0) > 1 for b in model.buffers or []):
+        return None  # weights outside the flatbuffer (>2 GB models): leave the file alone
+    return model
+
+
+def _pack(model, size_hint: int, builder_class) -> bytes:
+    from ai_edge_litert import schema_py_generated as schema
+
     aligned = type("AlignedBufferT", (schema.BufferT,), {"Pack": _aligned_pack})
     for buf in model.buffers or []:
         buf.__class__ = aligned
-    builder = flatbuffers.Builder(len(data))
+    builder = builder_class(size_hint)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def strip_tensor_names(data: bytes) -> bytes:
+    """Only the short names of `compact`; `data` unchanged if it uses external buffers."""
+    model = _unpack(data)
+    if model is None:
+        return data
+    _short_names(model)
+    return _pack(model, len(data), flatbuffers.Builder)
+
+
+def compact(data: bytes) -> bytes:
+    """The same model with short intermediate names, one shared empty buffer, and each distinct scalar vector and
+    quantization table written once; `data` unchanged if it uses external buffers."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = _unpack(data)
+    if model is None:
+        return data
+    _short_names(model)
+    _share_empty_buffer(model)
+    shared = _shared_quantization_class(schema)
+    for sg in model.subgraphs or []:
+        for tensor in sg.tensors or []:
+            if tensor.quantization is not None:
+                tensor.quantization.__class__ = shared
+    return _pack(model, len(data), _SharingBuilder)

@@ -153,3 +153,32 @@ def test_stripping_names_keeps_io_names_alignment_and_outputs(files):
     a = run_tflite(load_interpreter(files["gru"]), X)
     b = run_tflite(load_interpreter(path), X)
     assert np.array_equal(a, b)
+
+
+def test_compact_keeps_every_graph_report_and_output_bit_identical(files, tmp_path):
+    """compact (applied to every converted file) changes bytes only: same report, weights aligned, same outputs."""
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.quantize.slim import compact
+    from edgeseq.quantize.validate import run_tflite
+
+    rng = np.random.default_rng(0)
+    for name, path in files.items():  # dense, looped GRU (WHILE: three subgraphs), Conv1D
+        data = path.read_bytes()
+        slim = compact(data)
+        assert len(slim) < len(data), name
+        out = tmp_path / f"{name}-compact.tflite"
+        out.write_bytes(slim)
+        before, after = inspect_tflite(path), inspect_tflite(out)
+        for key in ("inputs", "outputs", "ops", "weights", "macs", "dtype_coverage", "peak_activation_bytes"):
+            assert after[key] == before[key], (name, key)
+        model = schema.Model.GetRootAs(slim, 0)
+        for i in range(model.BuffersLength()):
+            buf = model.Buffers(i)
+            if buf.DataLength():
+                assert buf._tab.Vector(buf._tab.Offset(4)) % 16 == 0
+        shape = tuple(int(d) for d in before["inputs"][0]["shape"])
+        X = rng.standard_normal((3, *shape[1:])).astype(np.float32)
+        assert np.array_equal(run_tflite(load_interpreter(path), X), run_tflite(load_interpreter(out), X)), name
