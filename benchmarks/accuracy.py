@@ -40,6 +40,8 @@ def main() -> int:
     ap.add_argument("--archs", nargs="*", default=list(ARCHS))
     ap.add_argument("--preset", default="small")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="override the suite's epoch budget (use with its own --results file)")
     ap.add_argument("--results", default="benchmarks/results/accuracy.jsonl")
     ap.add_argument("--data-dir", default=os.environ.get("EDGESEQ_DATA_DIR") or _shared_fsdd())
     ap.add_argument("--cell", action="store_true", help=argparse.SUPPRESS)  # internal: train one cell in this process
@@ -55,6 +57,8 @@ def main() -> int:
     done = {(r["dataset"], r["arch"], r["preset"], json.dumps(r.get("overrides", {}))) for r in _read(results)}
     for spec in args.only:
         settings = SUITE.get(spec, dict(epochs=40, batch_size=32, patience=10))
+        if args.epochs:
+            settings = {**settings, "epochs": args.epochs}
         data = load_dataset(spec, data_dir=args.data_dir)
         for arch in args.archs:
             overrides = RNN_OVERRIDES.get(spec, {}) if arch != "transformer" else {}
@@ -68,7 +72,8 @@ def main() -> int:
             row = {"dataset": spec, "arch": arch, "preset": args.preset, "task": data.task,
                    **{k: v for k, v in rec["test_metrics"].items() if k != "n"},
                    "parameters": rec["parameters"], "epochs_run": rec["epochs_run"],
-                   "train_s": rec["wall_time_s"], "seed": args.seed, "overrides": overrides}
+                   "train_s": rec["wall_time_s"], "seed": args.seed, "overrides": overrides,
+                   "max_epochs": settings["epochs"]}
             with results.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -85,6 +90,8 @@ def run_cells(args: argparse.Namespace) -> int:
         for arch in args.archs:
             argv = [sys.executable, __file__, "--cell", "--only", spec, "--archs", arch, "--preset", args.preset,
                     "--seed", str(args.seed), "--results", args.results]
+            if args.epochs:
+                argv += ["--epochs", str(args.epochs)]
             if args.data_dir:
                 argv += ["--data-dir", args.data_dir]
             for attempt in (1, 2):
@@ -102,7 +109,7 @@ def markdown(rows: list[dict]) -> str:
         score = f"acc {r['accuracy']:.4f}" if "accuracy" in r else f"MSE {r['mse']:.5f}"
         extra = "".join(f" {k}={v}" for k, v in r.get("overrides", {}).items())
         lines.append(f"| {r['dataset']} | {r['arch']}-{r['preset']}{extra} | {score} | {r['parameters']:,} | "
-                     f"{r['epochs_run']} | {r['train_s']:.0f} |")
+                     f"{r['epochs_run']}{'/' + str(r['max_epochs']) if 'max_epochs' in r else ''} | {r['train_s']:.0f} |")
     return "\n".join(lines)
 
 
