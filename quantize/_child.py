@@ -2,7 +2,8 @@
 
 The TF converter can kill its process (the int8 calibrator SIGSEGVs on looped RNNs), so every conversion runs here,
 in a fresh interpreter. Input: JOBDIR/job.json (model path, recipe, fixed length, RNN route, trust flag) and
-JOBDIR/calibration.npy. Output: JOBDIR/model.tflite and JOBDIR/report.json; on a clean refusal report.json carries
+JOBDIR/calibration.npy; `per_channel` in the job, when present, overrides the recipe's weight-scale choice (the
+parent converts both ways for `--granularity auto`). Output: JOBDIR/model.tflite and JOBDIR/report.json; on a clean refusal report.json carries
 the error and the exit code is 3. Whatever happens, the parent decides what reaches the user's disk.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 # Test hook only: makes this child die the way the calibrator does, so tests can prove the parent survives it.
+# "1" kills every child; "per-tensor" only those asked for per-tensor weight scales.
 CRASH_HOOK_ENV = "EDGESEQ_TEST_CHILD_CRASH"
 
 
@@ -62,7 +64,8 @@ def _reason(exc: BaseException) -> str:
 
 def run(job_dir: Path) -> int:
     job = json.loads((job_dir / "job.json").read_text())
-    if os.environ.get(CRASH_HOOK_ENV) == "1":
+    hook = os.environ.get(CRASH_HOOK_ENV)
+    if hook == "1" or (hook == "per-tensor" and job.get("per_channel") is False):
         os.abort()
 
     import numpy as np
@@ -79,7 +82,7 @@ def run(job_dir: Path) -> int:
         calib_path = job_dir / "calibration.npy"
         calibration = np.load(calib_path) if calib_path.exists() else None
         strategy = job["strategy"]
-        per_channel = recipe.per_channel_for(strategy)
+        per_channel = job["per_channel"] if job.get("per_channel") is not None else recipe.per_channel_for(strategy)
         report["weight_scales"] = "per-channel" if per_channel else "per-tensor"
         started = time.perf_counter()
         fixed = fixed_shape_model(model, job["seq_len"], unroll=strategy == "unroll")

@@ -2,6 +2,8 @@
 
 Nothing reaches `out_dir` until a conversion has succeeded and (by default) passed parity; then the .tflite and its
 manifest are written atomically. A child that crashes becomes a one-line ConversionError naming model and recipe.
+With `--granularity auto`, int8 / int16x8 on a graph that is not unrolled are converted twice (per-channel and
+per-tensor weight scales), both validated, and one file kept by GRANULARITY_RULE; `route.granularity` says why.
 """
 
 from __future__ import annotations
@@ -111,54 +113,178 @@ def _validate(data: bytes, recipe: Recipe, inputs: Inputs, reference: np.ndarray
     return result
 
 
-def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> ConversionResult:
-    result = ConversionResult(recipe)
-    strategy = recipe.strategy_for(ctx["recurrent"])
-    label = f"{ctx['name']} ({ctx['model_path'].name}) with recipe {recipe.slug}"
-    hint = ("retry with --rnn-strategy unroll" if strategy == "loop" and recipe.calibrated
-            else "try another recipe or --rnn-strategy" if ctx["recurrent"] else "try another recipe")
+# --granularity auto on a graph that is not unrolled (int8 / int16x8): both files are made and validated on the same
+# inputs, and the smaller per-tensor one is kept only when it loses nothing against per-channel. State changes here
+# belong in README "Converting and quantizing" too.
+ACCURACY_TOL = 0.001  # 0.1 accuracy point
+MSE_TOL_REL = 0.02  # 2 % relative
+AGREEMENT_TOL = 0.005  # 0.5 point of top-1 agreement with Keras
+DIFF_TOL_REL = 0.02  # 2 % relative mean |diff| against Keras
+GRANULARITY_RULE = (
+    "auto converts per-channel and per-tensor and keeps per-tensor when that file is smaller, passes parity, and "
+    "either per-channel failed parity or per-tensor is no worse on the validation inputs: with labels, accuracy at "
+    "most 0.1 pt lower (classification) or MSE at most 2 % higher (regression); without labels, top-1 agreement "
+    "with Keras at most 0.5 pt lower (classifiers) or mean |diff| against Keras at most 2 % higher. Otherwise "
+    "per-channel."
+)
+
+
+def _granularity_figure(validation: dict) -> tuple[str, float, bool]:
+    """The figure the rule compares: (name, value, higher is better)."""
+    tm = validation.get("tflite_metrics") or {}
+    if "accuracy" in tm:
+        return "accuracy", float(tm["accuracy"]), True
+    if "mse" in tm:
+        return "mse", float(tm["mse"]), False
+    if "top1_agreement" in validation:
+        return "top1_agreement", float(validation["top1_agreement"]), True
+    return "mean_abs_diff", float(validation["mean_abs_diff"]), False
+
+
+def prefer_per_tensor(per_channel: dict, per_tensor: dict, channel_bytes: int, tensor_bytes: int) -> tuple[bool, str]:
+    """GRANULARITY_RULE on two validation results: (keep per-tensor?, why)."""
+    if tensor_bytes >= channel_bytes:
+        return False, f"per-tensor is not smaller ({tensor_bytes} >= {channel_bytes} bytes)"
+    if not per_tensor.get("passed"):
+        return False, f"per-tensor failed parity ({'; '.join(per_tensor.get('failures') or ['not validated'])})"
+    if not per_channel.get("passed"):
+        return True, "per-channel failed parity, per-tensor passed"
+    name, pc, higher = _granularity_figure(per_channel)
+    _, pt, _ = _granularity_figure(per_tensor)
+    if name == "accuracy":
+        limit, ok = pc - ACCURACY_TOL, pt >= pc - ACCURACY_TOL
+    elif name == "top1_agreement":
+        limit, ok = pc - AGREEMENT_TOL, pt >= pc - AGREEMENT_TOL
+    else:
+        rel = MSE_TOL_REL if name == "mse" else DIFF_TOL_REL
+        limit, ok = pc * (1 + rel), pt <= pc * (1 + rel)
+    figures = f"{name} {pt:.4g} per-tensor vs {pc:.4g} per-channel, limit {limit:.4g}"
+    saved = f"{channel_bytes - tensor_bytes} bytes smaller"
+    if ok:
+        return True, f"per-tensor passed parity and is no worse ({figures}); {saved}"
+    return False, f"per-tensor is worse ({figures}) although {saved}"
+
+
+@dataclass
+class _Candidate:
+    """One converted and validated file, not yet written anywhere."""
+
+    per_channel: bool
+    data: bytes
+    report: dict
+    info: dict
+    converted_bytes: int
+    convert_s: float
+    validation: dict
+    validate_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def scales(self) -> str:
+        return "per-channel" if self.per_channel else "per-tensor"
+
+    def record(self) -> dict:
+        v = self.validation
+        out: dict[str, Any] = {"bytes": len(self.data), "sha256": self.info["sha256"], "passed": v.get("passed")}
+        if not v.get("skipped"):
+            name, value, _ = _granularity_figure(v)
+            out |= {"figure": name, "value": value, "mean_abs_diff": v["mean_abs_diff"],
+                    "max_abs_diff": v["max_abs_diff"], "failures": v["failures"]}
+            for key in ("top1_agreement", "tflite_metrics"):
+                if key in v:
+                    out[key] = v[key]
+        return out | {"convert_s": round(self.convert_s, 3), "validate_s": round(self.validate_s, 3)}
+
+
+def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool, X_cal: np.ndarray | None,
+                    looped_fp32_bytes: int | None, label: str, hint: str) -> _Candidate:
+    """Convert in a child, compact, inspect and validate; nothing is written outside a temporary directory."""
     started = time.perf_counter()
-    calibration = None
     with tempfile.TemporaryDirectory(prefix="edgeseq-convert-") as tmp:
         job_dir = Path(tmp)
-        if recipe.calibrated:
-            X_cal, calibration = ctx["inputs"].calibration(recipe.calibration_samples)
+        if X_cal is not None:
             np.save(job_dir / "calibration.npy", X_cal)
         job = {"model_path": str(ctx["model_path"]), "recipe": recipe.to_dict(), "seq_len": ctx["seq_len"],
-               "strategy": strategy, "trust_model": ctx["trust_model"],
+               "strategy": strategy, "trust_model": ctx["trust_model"], "per_channel": per_channel,
                "measure_looped_fp32": strategy == "unroll" and looped_fp32_bytes is None}
         (job_dir / "job.json").write_text(json.dumps(job))
         report = _run_child(job_dir, label, hint)
         data = (job_dir / "model.tflite").read_bytes()
     converted_bytes = len(data)
+    warnings = []
     try:  # same math, fewer bytes: short names, one empty buffer, shared vectors (see quantize/slim.py)
         data = compact(data)
     except Exception as exc:  # the re-pack is only about size: keep the converter's bytes
-        result.warnings.append(f"kept the converter's file as written ({type(exc).__name__} while compacting it)")
+        warnings.append(f"kept the converter's file as written ({type(exc).__name__} while compacting it)")
     convert_s = time.perf_counter() - started
     info = analyze(parse_bytes(data, f"{ctx['name']}-{recipe.slug}.tflite"))
     if info["flex_ops"]:
         if not recipe.allow_flex:
             raise ConversionError(f"{label} needs Flex ops ({', '.join(info['flex_ops'][:3])})",
                                   "pass --allow-flex, knowing stock device runtimes cannot run them")
-        result.warnings.append("the model uses Flex (Select TF) ops: stock LiteRT/TFLite device runtimes cannot run it")
-    looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
-    route = {"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "seq_len": ctx["seq_len"],
-             "ops": "builtins+flex" if info["flex_ops"] else "builtins", "rnn": strategy,
-             "compacted": {"converter_bytes": converted_bytes, "bytes_saved": converted_bytes - len(data)}}
-    if recipe.mode != "fp32":
-        route["weight_scales"] = report.get("weight_scales")
-    if strategy == "unroll":
-        route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
-                              round(len(data) / looped, 3) if looped else None,
-                              "note": "unrolled for the fixed length: one copy of the cell's ops per time step"}
+        warnings.append("the model uses Flex (Select TF) ops: stock LiteRT/TFLite device runtimes cannot run it")
     started = time.perf_counter()
     if ctx["validate"] and not info["flex_ops"]:
         validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"])
     else:
         validation = {"skipped": True, "passed": None,
                       "reason": "Flex ops cannot run on LiteRT" if info["flex_ops"] else "--no-validate"}
-    validate_s = time.perf_counter() - started
+    return _Candidate(per_channel, data, report, info, converted_bytes, convert_s, validation,
+                      time.perf_counter() - started, warnings)
+
+
+def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> ConversionResult:
+    result = ConversionResult(recipe)
+    strategy = recipe.strategy_for(ctx["recurrent"])
+    label = f"{ctx['name']} ({ctx['model_path'].name}) with recipe {recipe.slug}"
+    hint = ("retry with --rnn-strategy unroll" if strategy == "loop" and recipe.calibrated
+            else "try another recipe or --rnn-strategy" if ctx["recurrent"] else "try another recipe")
+    calibration = X_cal = None
+    if recipe.calibrated:
+        X_cal, calibration = ctx["inputs"].calibration(recipe.calibration_samples)
+    first = _make_candidate(recipe, ctx, strategy, recipe.per_channel_for(strategy), X_cal, looped_fp32_bytes,
+                            label, hint)
+    kept, candidates = first, [first]
+    granularity: dict[str, Any] = {"requested": recipe.granularity}
+    if recipe.granularity != "auto":
+        granularity["reason"] = f"--granularity {recipe.granularity}: one conversion"
+    elif not recipe.compares_granularity(strategy):
+        granularity["reason"] = ("unrolled graph: per-tensor (per-channel scales on every step's bias double the file)"
+                                 if strategy == "unroll" else "not a calibrated recipe: per-channel")
+    elif first.validation.get("skipped"):
+        granularity["reason"] = f"per-channel, not compared with per-tensor: {first.validation['reason']}"
+    else:
+        granularity["rule"] = GRANULARITY_RULE
+        records = {first.scales: first.record()}
+        try:
+            second = _make_candidate(recipe, ctx, strategy, False, X_cal, looped_fp32_bytes, label, hint)
+        except Exception as exc:  # the per-channel file stands; a failed or crashed alternative only costs time
+            why = exc.one_line() if isinstance(exc, EdgeseqError) else f"{type(exc).__name__}: {exc}"
+            records["per-tensor"] = {"error": why[:300]}
+            granularity["reason"] = "per-tensor conversion failed; kept per-channel"
+            result.warnings.append(f"--granularity auto: the per-tensor conversion failed ({why[:160]}); "
+                                   "kept per-channel")
+        else:
+            candidates.append(second)
+            records[second.scales] = second.record()
+            keep_tensor, granularity["reason"] = prefer_per_tensor(
+                first.validation, second.validation, len(first.data), len(second.data))
+            kept = second if keep_tensor else first
+        granularity["candidates"] = records
+    granularity["kept"] = kept.scales
+    result.warnings.extend(kept.warnings)
+    report, info, validation, data = kept.report, kept.info, kept.validation, kept.data
+    looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
+    route = {"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "seq_len": ctx["seq_len"],
+             "ops": "builtins+flex" if info["flex_ops"] else "builtins", "rnn": strategy,
+             "compacted": {"converter_bytes": kept.converted_bytes, "bytes_saved": kept.converted_bytes - len(data)}}
+    if recipe.mode != "fp32":
+        route["weight_scales"] = report.get("weight_scales")
+        route["granularity"] = granularity
+    if strategy == "unroll":
+        route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
+                              round(len(data) / looped, 3) if looped else None,
+                              "note": "unrolled for the fixed length: one copy of the cell's ops per time step"}
     result.validation = validation
     if validation.get("passed") is False:
         err = ValidationError(f"{label} failed parity on {validation['runtime']}: {'; '.join(validation['failures'])}",
@@ -167,11 +293,13 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
             raise err
         result.warnings.append(f"kept despite failed parity (--no-strict): {'; '.join(validation['failures'])}")
     tflite_path = ctx["out_dir"] / f"{ctx['name']}-{recipe.slug}.tflite"
+    # Totals over every candidate made, so the timings say what this recipe cost; per-candidate in route.granularity.
     result.manifest = build_manifest(
         name=ctx["name"], tflite_path=tflite_path, report=info, recipe=recipe.to_dict(), source=ctx["source"],
         route=route, calibration=calibration, validation=validation,
-        timing={"convert_s": round(convert_s, 3), "child": {k: v for k, v in report.items() if k.endswith("_s")},
-                "validate_s": round(validate_s, 3)},
+        timing={"convert_s": round(sum(c.convert_s for c in candidates), 3),
+                "child": {k: v for k, v in report.items() if k.endswith("_s")},
+                "validate_s": round(sum(c.validate_s for c in candidates), 3), "candidates": len(candidates)},
     )
     atomic_write_bytes(tflite_path, data)
     result.manifest_path = atomic_write_json(manifest_path_for(tflite_path), result.manifest)

@@ -54,7 +54,7 @@ class Recipe:
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # representative samples for int8 / int16x8
     rnn_strategy: str = "auto"  # auto: loop where it converts (smaller), unroll where quantizing needs it
     allow_flex: bool = False  # permit Select-TF (Flex) ops; stock device runtimes cannot run them
-    granularity: str = "auto"  # weight scales per output channel or per tensor; auto: per tensor when unrolled
+    granularity: str = "auto"  # weight scales per channel or per tensor; auto: see compares_granularity
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -107,12 +107,18 @@ class Recipe:
         return "unroll" if self.calibrated else "loop"
 
     def per_channel_for(self, strategy: str) -> bool:
-        """auto: per-channel, except on an unrolled graph, where every time step carries its own int32 bias with
-        one scale per channel; per-tensor scales there halve the file (GRU small on JapaneseVowels: 428 -> 218 KB)
-        at no measured accuracy cost. Validation checks the result either way."""
+        """The first (or only) conversion's weight scales. auto: per-channel, except on an unrolled graph, where
+        every time step carries its own int32 bias with one scale per channel; per-tensor scales there halve the file
+        (GRU small on JapaneseVowels: 428 -> 218 KB) at no measured accuracy cost. Validation checks the result
+        either way; see `compares_granularity` for when auto also tries per-tensor."""
         if self.granularity != "auto":
             return self.granularity == "channel"
         return strategy != "unroll"
+
+    def compares_granularity(self, strategy: str) -> bool:
+        """auto on a calibrated recipe and a graph that is not unrolled: convert per-channel and per-tensor, validate
+        both, keep the smaller per-tensor file only when it loses nothing (rule: quantize/convert.py GRANULARITY_RULE)."""
+        return self.granularity == "auto" and self.calibrated and strategy != "unroll"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self) | {"slug": self.slug}

@@ -95,6 +95,38 @@ def test_auto_strategy_loops_floats_and_unrolls_calibrated_recipes():
     assert get_recipe("int8").per_channel_for("unroll") is False
     assert get_recipe("int8").per_channel_for("none") is True
     assert get_recipe("int8-pc").per_channel_for("unroll") is True
+    assert get_recipe("int8").compares_granularity("none") and get_recipe("int16x8").compares_granularity("loop")
+    assert not get_recipe("int8").compares_granularity("unroll")
+    assert not get_recipe("int8-pc").compares_granularity("none") and not get_recipe("int8-pt").compares_granularity("none")
+    assert not get_recipe("dynamic").compares_granularity("none")
+
+
+def test_granularity_rule_keeps_per_tensor_only_when_it_loses_nothing():
+    from edgeseq.quantize.convert import prefer_per_tensor
+
+    def v(passed=True, **figures):
+        out = {"passed": passed, "failures": [] if passed else ["mean |diff| too large"], "mean_abs_diff": 0.01}
+        if "accuracy" in figures or "mse" in figures:
+            out["tflite_metrics"] = figures
+        elif "top1" in figures:
+            out["top1_agreement"] = figures["top1"]
+        else:
+            out["mean_abs_diff"] = figures.get("diff", 0.01)
+        return out
+
+    assert prefer_per_tensor(v(accuracy=0.90), v(accuracy=0.9), 100, 90)[0]
+    assert prefer_per_tensor(v(accuracy=0.90), v(accuracy=0.8995), 100, 90)[0]  # within 0.1 pt
+    keep, why = prefer_per_tensor(v(accuracy=0.90), v(accuracy=0.898), 100, 90)
+    assert not keep and "accuracy" in why
+    assert not prefer_per_tensor(v(accuracy=0.90), v(accuracy=0.95), 100, 100)[0]  # not smaller
+    assert not prefer_per_tensor(v(accuracy=0.90), v(False, accuracy=0.95), 100, 90)[0]  # failed parity
+    assert prefer_per_tensor(v(False, accuracy=0.90), v(accuracy=0.80), 100, 90)[0]  # per-channel failed parity
+    assert prefer_per_tensor(v(mse=1.0), v(mse=1.019), 100, 90)[0]
+    assert not prefer_per_tensor(v(mse=1.0), v(mse=1.03), 100, 90)[0]
+    assert prefer_per_tensor(v(top1=0.95), v(top1=0.946), 100, 90)[0]
+    assert not prefer_per_tensor(v(top1=0.95), v(top1=0.944), 100, 90)[0]
+    assert prefer_per_tensor(v(diff=0.01), v(diff=0.0101), 100, 90)[0]
+    assert not prefer_per_tensor(v(diff=0.01), v(diff=0.011), 100, 90)[0]
 
 
 def test_default_name_uses_the_run_directory():
@@ -220,6 +252,84 @@ def test_transformer_files_are_compacted_with_the_same_math(tmp_path, monkeypatc
     a = run_tflite(load_interpreter(raw.tflite_path), X)
     b = run_tflite(load_interpreter(model_content=compact(raw.tflite_path.read_bytes())), X)
     assert np.array_equal(a, b)
+
+
+def _count_children(monkeypatch) -> list[tuple[str, bool]]:
+    """Every conversion child the parent starts, as (recipe slug, per-channel)."""
+    from edgeseq.quantize import convert as convert_mod
+
+    runs: list[tuple[str, bool]] = []
+    real = convert_mod._run_child
+
+    def counting(job_dir, label, hint):
+        job = json.loads((job_dir / "job.json").read_text())
+        runs.append((job["recipe"]["slug"], job["per_channel"]))
+        return real(job_dir, label, hint)
+
+    monkeypatch.setattr(convert_mod, "_run_child", counting)
+    return runs
+
+
+def test_auto_granularity_compares_both_files_and_explicit_converts_once(tmp_path, monkeypatch):
+    """Not unrolled: auto makes and validates per-channel and per-tensor, keeps one by the rule, records both with
+    figures that the explicit one-conversion recipes reproduce exactly (same bytes, same validation)."""
+    from edgeseq.commands.convert import _summary
+    from edgeseq.quantize.convert import GRANULARITY_RULE, prefer_per_tensor
+
+    runs = _count_children(monkeypatch)
+    path = zoo_model("transformer", tmp_path)
+    out = tmp_path / "art"
+    auto, pc, pt = convert_model(path, ["int8", "int8-pc", "int8-pt"], out_dir=out, calibration=toy_dataset(),
+                                 calibration_samples=32)
+    assert runs == [("int8", True), ("int8", False), ("int8-pc", True), ("int8-pt", False)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"transformer-toy-{slug}.{ext}" for slug in ("int8", "int8-pc", "int8-pt") for ext in ("tflite", "json"))
+    gran = read_manifest(auto.tflite_path)["route"]["granularity"]
+    assert gran["requested"] == "auto" and gran["rule"] == GRANULARITY_RULE
+    cands = gran["candidates"]
+    for explicit, scales in ((pc, "per-channel"), (pt, "per-tensor")):
+        m = explicit.manifest
+        assert m["timing"]["candidates"] == 1 and "candidates" not in m["route"]["granularity"]
+        assert m["route"]["weight_scales"] == m["route"]["granularity"]["kept"] == scales
+        assert "one conversion" in m["route"]["granularity"]["reason"]
+        c = cands[scales]
+        assert c["bytes"] == explicit.tflite_path.stat().st_size == m["artifact"]["bytes"]
+        assert c["sha256"] == m["artifact"]["sha256"]
+        v = explicit.validation
+        assert c["figure"] == "accuracy" and c["value"] == v["tflite_metrics"]["accuracy"]
+        assert c["passed"] == v["passed"] and c["mean_abs_diff"] == v["mean_abs_diff"]
+        assert c["top1_agreement"] == v["top1_agreement"]
+    assert cands["per-tensor"]["bytes"] < cands["per-channel"]["bytes"]
+    keep_tensor, reason = prefer_per_tensor(pc.validation, pt.validation, cands["per-channel"]["bytes"],
+                                            cands["per-tensor"]["bytes"])
+    kept = "per-tensor" if keep_tensor else "per-channel"
+    m = auto.manifest
+    assert gran["kept"] == m["route"]["weight_scales"] == kept and gran["reason"] == reason
+    assert m["artifact"]["sha256"] == cands[kept]["sha256"]
+    assert auto.tflite_path.stat().st_size == cands[kept]["bytes"]
+    assert auto.validation["mean_abs_diff"] == (pt if keep_tensor else pc).validation["mean_abs_diff"]
+    assert m["timing"]["candidates"] == 2
+    assert m["timing"]["convert_s"] == pytest.approx(cands["per-channel"]["convert_s"] + cands["per-tensor"]["convert_s"],
+                                                     abs=2e-3)
+    assert f"kept {kept} scales (auto: per-channel" in _summary(auto)
+
+
+def test_auto_granularity_keeps_per_channel_when_per_tensor_crashes(tmp_path, monkeypatch):
+    runs = _count_children(monkeypatch)
+    monkeypatch.setenv("EDGESEQ_TEST_CHILD_CRASH", "per-tensor")
+    path = zoo_model("transformer", tmp_path)
+    out = tmp_path / "art"
+    [res] = convert_model(path, ["int8"], out_dir=out, calibration=toy_dataset(), calibration_samples=32)
+    assert runs == [("int8", True), ("int8", False)]
+    gran = res.manifest["route"]["granularity"]
+    assert gran["kept"] == res.manifest["route"]["weight_scales"] == "per-channel"
+    assert "per-tensor conversion failed" in gran["reason"]
+    assert "crashed (SIGABRT)" in gran["candidates"]["per-tensor"]["error"]
+    assert gran["candidates"]["per-channel"]["sha256"] == res.manifest["artifact"]["sha256"]
+    assert gran["candidates"]["per-channel"]["bytes"] == res.tflite_path.stat().st_size
+    assert res.validation["passed"] is True
+    assert any("per-tensor conversion failed" in w for w in res.warnings)
+    assert sorted(p.name for p in out.iterdir()) == ["transformer-toy-int8.json", "transformer-toy-int8.tflite"]
 
 
 def test_child_crash_is_one_clean_error_and_no_file(tmp_path, monkeypatch):

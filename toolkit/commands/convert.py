@@ -26,6 +26,10 @@ def _summary(r) -> str:
         if tm and km:
             key = "accuracy" if "accuracy" in tm else "mse"
             parts.append(f"{key} {tm[key]:.4f} (keras {km[key]:.4f})")
+    gran = m["route"].get("granularity") or {}
+    if "candidates" in gran:
+        sizes = " / ".join(f"{k} {c['bytes'] / 1024:.1f} KB" for k, c in gran["candidates"].items() if "bytes" in c)
+        parts.append(f"kept {gran['kept']} scales (auto: {sizes or 'per-tensor failed'})")
     parts.append(f"{m['timing']['convert_s'] + m['timing']['validate_s']:.1f} s")
     return "  ".join(parts)
 
@@ -42,7 +46,9 @@ def _summary(r) -> str:
 @click.option("--rnn-strategy", type=click.Choice(["auto", "loop", "unroll"]), default=None,
               help="auto: WHILE loop for float recipes, unrolled for int8/int16x8 (the calibrator crashes on loops).")
 @click.option("--granularity", type=click.Choice(["auto", "channel", "tensor"]), default=None,
-              help="Weight scales per channel or per tensor; auto: per tensor on unrolled graphs (half the size).")
+              help="Weight scales per channel or per tensor (one conversion). auto: per tensor on unrolled graphs "
+                   "(half the size); int8/int16x8 elsewhere convert both and keep per tensor (smaller) only if it "
+                   "passes parity and loses nothing against per channel (rule: README, Converting).")
 @click.option("--allow-flex", is_flag=True, help="Permit Flex (Select TF) ops; stock device runtimes cannot run them.")
 @click.option("--out", "out_dir", default="artifacts", show_default=True, help="Output directory.")
 @click.option("--name", default=None, help="Artifact name [default: run directory or model file name].")
