@@ -341,7 +341,10 @@ def test_ctrl_c_keeps_the_runs_already_stored(tiny, tmp_path):
         "--db",
         str(db),
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and an ignored SIGINT is inherited
+    # (Python then installs no KeyboardInterrupt handler): restore the default so Ctrl-C is what this tests.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 90
     stored = 0
     while time.time() < deadline and stored < 1:
