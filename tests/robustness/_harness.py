@@ -1,0 +1,118 @@
+"""The hostile-input promise, checked in one place.
+
+`run_hostile(...)` runs `python -m edgeseq.cli ARGS` in a scratch working directory with a private TMPDIR and
+asserts what the project's contract promises for bad input: exactly one line on stderr starting with ``error: ``
+(or the documented ``interrupted``/``terminated`` line for signals), the documented non-zero exit code, no traceback,
+bounded wall time and peak RSS, no new or changed files in the watched folders and nothing left in TMPDIR.
+
+Corpus files are generated at test time by the test modules beside this one (no checked-in binaries).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Bounds for one hostile case. A TensorFlow import alone costs ~0.5 GB of RSS and ~5 s on 2 shared cores.
+DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_RSS_MB = 1500.0
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    max_rss_mb: float
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [ln for ln in self.stderr.splitlines() if ln.strip()]
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `roots` (recursively) with its size and mtime: what 'nothing written' is checked against."""
+    seen: dict[str, tuple[int, int]] = {}
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            continue
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                try:
+                    st = p.lstat()
+                except OSError:
+                    continue
+                seen[str(p)] = (st.st_size, st.st_mtime_ns)
+    return seen
+
+
+def run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+        stdin: str | None = None) -> Outcome:
+    """Run the CLI; the child's own peak RSS comes from wait4 (so earlier children do not count)."""
+    tmpdir = Path(cwd) / ".tmp"
+    tmpdir.mkdir(exist_ok=True)
+    full_env = dict(os.environ, TMPDIR=str(tmpdir), **(env or {}))
+    out_path, err_path = Path(cwd) / ".stdout", Path(cwd) / ".stderr"
+    started = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeseq.cli", *args], cwd=cwd, env=full_env, stdout=out,
+                                stderr=err, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                start_new_session=True)
+        if stdin is not None:
+            proc.stdin.write(stdin.encode())
+            proc.stdin.close()
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout:
+                os.killpg(proc.pid, 9)
+                os.wait4(proc.pid, 0)
+                raise AssertionError(f"edgeseq {' '.join(args)} still running after {timeout} s")
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+    out_path.unlink()
+    err_path.unlink()
+    return Outcome(proc.returncode, stdout, stderr, wall, usage.ru_maxrss / 1024)
+
+
+def run_hostile(args: list[str], *, cwd: Path, code: int | tuple[int, ...], watch: tuple[Path, ...] = (),
+                contains: str | tuple[str, ...] = (), env: dict | None = None,
+                timeout: float = DEFAULT_TIMEOUT_S, max_rss_mb: float = DEFAULT_MAX_RSS_MB,
+                stdin: str | None = None) -> Outcome:
+    """Run a hostile case and assert the whole promise; returns the outcome for extra checks.
+
+    `watch`: folders that must hold exactly the same files afterwards (cwd is always watched, minus its .tmp);
+    `contains`: substrings the one error line must hold (case-insensitive), e.g. the problem's name.
+    """
+    cwd = Path(cwd)
+    roots = (cwd, *watch)
+    before = snapshot(*roots)
+    res = run(args, cwd=cwd, env=env, timeout=timeout, stdin=stdin)
+    label = f"edgeseq {' '.join(map(str, args))}"
+    codes = (code,) if isinstance(code, int) else code
+    assert res.returncode in codes, f"{label}: exit {res.returncode}, expected {codes}\n{res.stderr}"
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, f"{label}: traceback\n{res.stderr}"
+    lines = res.stderr_lines
+    assert len(lines) == 1, f"{label}: {len(lines)} stderr lines, expected 1\n{res.stderr}"
+    assert lines[0].startswith("error: "), f"{label}: not an error line: {lines[0]!r}"
+    for needle in (contains,) if isinstance(contains, str) else contains:
+        assert needle.lower() in lines[0].lower(), f"{label}: {needle!r} not in {lines[0]!r}"
+    assert res.max_rss_mb < max_rss_mb, f"{label}: peak RSS {res.max_rss_mb:.0f} MB >= {max_rss_mb} MB"
+    after = snapshot(*roots)
+    tmp_prefix = str(cwd / ".tmp")
+    changed = sorted(p for p in set(before) ^ set(after) | {p for p in before if p in after and before[p] != after[p]}
+                     if not p.startswith(tmp_prefix))
+    assert not changed, f"{label}: files written or changed: {changed}"
+    leftovers = sorted(os.listdir(cwd / ".tmp"))
+    assert not leftovers, f"{label}: left in TMPDIR: {leftovers}"
+    return res
