@@ -11,6 +11,12 @@ import numpy as np
 from edgeseq.errors import DatasetError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+# How many bytes of array data edgeseq reads or generates for one data set before refusing (a zip bomb, a header
+# claiming a terabyte, adding:n_train=10**9). Override with the environment variable, e.g. EDGESEQ_MAX_DATA_BYTES=8G.
+LIMIT_ENV = "EDGESEQ_MAX_DATA_BYTES"
+DEFAULT_MAX_DATA_BYTES = 4 << 30
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,8 +66,38 @@ def bundled(filename: str) -> Path:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """Every array of a bundled or cached .npz, through the same safe reader as user files (ValueError if damaged)."""
+    from edgeseq.datasets_npz import read_npz
+
+    try:
+        return read_npz(Path(path), None)
+    except DatasetError as exc:
+        raise ValueError(exc.one_line()) from None
+
+
+def max_data_bytes() -> int:
+    """The data limit in bytes: $EDGESEQ_MAX_DATA_BYTES (e.g. 8G, 512M, 1000000) or 4 GiB."""
+    raw = os.environ.get(LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_DATA_BYTES
+    number = raw.rstrip("bBiIkKmMgGtT ")
+    unit = raw[len(number):].strip().upper()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise DatasetError(f"{LIMIT_ENV}={raw!r} is not a size", "set it to bytes or e.g. 8G, 512M (default 4G)")
+    return int(value)
+
+
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'; the unit names match what EDGESEQ_MAX_DATA_BYTES accepts."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
 
 
 def cache_dir() -> Path:

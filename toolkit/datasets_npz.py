@@ -6,21 +6,174 @@ floats [N] or [N, H] -> regression ([N] becomes [N, 1]). Optional key `class_nam
 
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edgeseq.datasets_base import Dataset
+from edgeseq.datasets_base import LIMIT_ENV, Dataset, format_bytes, max_data_bytes
 from edgeseq.errors import DatasetError
 from edgeseq.fsio import sha256_file
 
 REQUIRED = ("X_train", "y_train", "X_test", "y_test")
 FORMAT_HINT = "see README 'Data sets': X_* float [N, T, F], y_* int [N] or float [N, H]"
+MAX_CLASSES = 100_000  # num_classes = max(y_train) + 1; a stray huge label would otherwise size the model's head
+MAX_HEADER_BYTES = 65_536  # magic + length + header dict; numpy itself refuses headers over 10,000 characters
+CHUNK_BYTES = 1 << 22  # inflate 4 MiB at a time
+MAX_COMPRESSION_RATIO = 200  # deflate tops out near 1032x on zeros; real float data compresses 1-3x
+RATIO_FLOOR_BYTES = 64 << 20  # small members may compress as much as they like (a labels array of zeros does)
 
 
 def _err(path: Path, message: str, hint: str) -> DatasetError:
     return DatasetError(f"{path.name}: {message}", hint)
+
+
+class _Capped:
+    """A read-only view of a stream that yields at most `cap` more bytes: the .npy header parser reads through it,
+    so a header that claims a 4 GB length costs at most `cap` bytes of memory."""
+
+    def __init__(self, fp: Any, cap: int):
+        self.fp, self.left = fp, cap
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.fp.read(n) if n else b""
+        self.left -= len(data)
+        return data
+
+
+def _parse_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of the .npy stream at `fp`; ValueError (any cause) when it is not one."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            return fmt.read_array_header_1_0(fp)
+        if version == (2, 0):
+            return fmt.read_array_header_2_0(fp)
+        if version == (3, 0):  # utf-8 field names; numpy has no public reader for it
+            from numpy.lib import _format_impl
+
+            return _format_impl._read_array_header(fp, version)
+        raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
+    except Exception as exc:  # noqa: BLE001 - ValueError, SyntaxError, TokenError, MemoryError, EOFError, zlib, ...
+        text = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise ValueError(text) from exc
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str, budget: int,
+                 limit: int) -> np.ndarray:
+    """One array, read without trusting anything the file says: header parsed under a cap, declared shape x dtype
+    checked against the member's size and `budget` before one byte of data is allocated, data read in bounded
+    chunks into exactly that many bytes."""
+    if info.flag_bits & 0x1:
+        raise _err(path, f"key '{key}' is encrypted", "save the arrays with numpy.savez (no encryption)")
+    try:
+        fp = zf.open(info)
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, NotImplementedError (method), OSError, ...
+        raise _err(path, f"key '{key}' cannot be opened ({_why(exc)})", "re-save the file with numpy.savez") from None
+    with fp:
+        capped = _Capped(fp, MAX_HEADER_BYTES)
+        try:
+            shape, fortran, dtype = _parse_header(capped)
+        except ValueError as exc:
+            raise _err(path, f"key '{key}' has a malformed .npy header ({exc})",
+                       "the file is corrupt or not written by numpy: re-save it with numpy.savez") from None
+        if dtype.hasobject:
+            raise _err(path, f"key '{key}' is an object (pickled) array, which edgeseq never loads",
+                       f"convert '{key}' to a numeric array, e.g. np.asarray(x, dtype=np.float32)")
+        if dtype.fields is not None or dtype.subdtype is not None:
+            raise _err(path, f"key '{key}' has a structured dtype ({dtype}), expected plain numbers or strings",
+                       f"save '{key}' as a plain array, e.g. np.asarray(x, dtype=np.float32)")
+        header_bytes = MAX_HEADER_BYTES - capped.left
+        count = math.prod(shape)  # Python ints: a claimed 10**30 elements does not overflow
+        nbytes = count * dtype.itemsize
+        shown = f"shape {list(shape)} of {dtype} ({format_bytes(nbytes)})"
+        if nbytes > budget:
+            raise _err(path, f"key '{key}' declares {shown}, over the data limit of {format_bytes(limit)} "
+                             f"({LIMIT_ENV})", f"use a smaller file, or raise {LIMIT_ENV} (bytes, e.g. 8G)")
+        if header_bytes + nbytes != info.file_size:
+            raise _err(path, f"key '{key}' declares {shown} but its .npy member holds "
+                             f"{format_bytes(max(0, info.file_size - header_bytes))} of data: the file is corrupt or "
+                             "truncated", "re-save it with numpy.savez")
+        buf = bytearray(nbytes)
+        view, got = memoryview(buf), 0
+        try:
+            while got < nbytes:
+                chunk = fp.read(min(CHUNK_BYTES, nbytes - got))
+                if not chunk:
+                    break
+                view[got : got + len(chunk)] = chunk
+                got += len(chunk)
+            extra = fp.read(1)  # also makes zipfile check the CRC at the end of the member
+        except Exception as exc:  # noqa: BLE001 - BadZipFile (CRC), zlib.error, EOFError, OSError
+            raise _err(path, f"key '{key}' is corrupt ({_why(exc)})", "re-save the file with numpy.savez") from None
+        if got != nbytes or extra:
+            raise _err(path, f"key '{key}' holds {'less' if got != nbytes else 'more'} data than its header declares "
+                             f"({shown})", "the file is corrupt or truncated: re-save it with numpy.savez")
+    arr = np.frombuffer(buf, dtype=dtype, count=count)
+    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+
+
+def _why(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:120] or type(exc).__name__
+
+
+def read_npz(path: Path, keys: tuple[str, ...] | None, optional: tuple[str, ...] = (), *,
+             limit: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays `keys` (all required; None: every member) and `optional` (if present) of an .npz, read safely and
+    within `limit` bytes.
+
+    Never unpickles, never trusts a size: the zip's declared sizes and compression ratios are checked before anything
+    is inflated (a zip bomb is refused from its directory), every member's .npy header is parsed under a cap and its
+    shape x dtype checked against the member's real size and the limit before memory is allocated, and data is read
+    in bounded chunks, so a member that lies about its size cannot inflate past what was checked.
+    Raises DatasetError (one line, with the fix) for anything else.
+    """
+    limit = max_data_bytes() if limit is None else limit
+    try:
+        zf = zipfile.ZipFile(path)
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, ValueError, EOFError, NotImplementedError, ...
+        raise _err(path, f"cannot read as .npz ({_why(exc)})", "re-save it with numpy.savez") from None
+    with zf:
+        members: dict[str, zipfile.ZipInfo] = {}
+        duplicates = set()
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if key in members:
+                duplicates.add(key)
+            members[key] = info
+        keys = tuple(members) if keys is None else keys
+        missing = [k for k in keys if k not in members]
+        if missing:
+            raise _err(path, f"missing key(s) {', '.join(missing)} (found: {', '.join(k[:40] for k in list(members)[:20]) or 'none'})",
+                       FORMAT_HINT)
+        wanted = [*keys, *(k for k in optional if k in members)]
+        clash = [k for k in wanted if k in duplicates]
+        if clash:
+            raise _err(path, f"key '{clash[0]}' is stored more than once", "re-save the file with numpy.savez")
+        total = sum(members[k].file_size for k in wanted)
+        if total > limit:
+            raise _err(path, f"the arrays inflate to {format_bytes(total)}, over the data limit of "
+                             f"{format_bytes(limit)} ({LIMIT_ENV})",
+                       f"use a smaller file, or raise {LIMIT_ENV} (bytes, e.g. 8G) if you have the memory")
+        for k in wanted:
+            info = members[k]
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > RATIO_FLOOR_BYTES:
+                ratio = info.file_size / max(1, info.compress_size)
+                if ratio > MAX_COMPRESSION_RATIO:
+                    raise _err(path, f"key '{k}' inflates {ratio:,.0f}x ({format_bytes(info.compress_size)} -> "
+                                     f"{format_bytes(info.file_size)}), over the {MAX_COMPRESSION_RATIO}x limit for "
+                                     "compressed members above "
+                                     f"{format_bytes(RATIO_FLOOR_BYTES)}: a zip bomb, or data that is mostly zeros",
+                               "if the data is real, save it uncompressed with numpy.savez (not savez_compressed)")
+        out, budget = {}, limit
+        for k in wanted:
+            out[k] = _read_member(zf, members[k], path, k, budget, limit)
+            budget -= out[k].nbytes
+    return out
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
@@ -29,29 +182,17 @@ def _read(path: Path) -> dict[str, np.ndarray]:
                            "check the path, or run `edgeseq datasets` to list the registered names")
     if not path.is_file():
         raise DatasetError(f"data set path is not a file: {path}", "pass the path of an .npz file")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as fh:
-            magic = fh.read(6)
+    try:
+        is_zip = zipfile.is_zipfile(path)
+        if not is_zip:
+            with open(path, "rb") as fh:
+                magic = fh.read(6)
+    except OSError as exc:
+        raise DatasetError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from None
+    if not is_zip:
         what = "a single .npy array" if magic == b"\x93NUMPY" else "not an .npz (zip) archive"
         raise _err(path, what, "save with numpy.savez(path, X_train=..., y_train=..., X_test=..., y_test=...)")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise _err(path, f"cannot read as .npz ({exc})", "re-save it with numpy.savez") from exc
-    with z:
-        missing = [k for k in REQUIRED if k not in z.files]
-        if missing:
-            raise _err(path, f"missing key(s) {', '.join(missing)} (found: {', '.join(z.files) or 'none'})", FORMAT_HINT)
-        out = {}
-        for key in [*REQUIRED, *(["class_names"] if "class_names" in z.files else [])]:
-            try:
-                out[key] = z[key]
-            except ValueError as exc:  # object arrays need pickle, which is never allowed
-                raise _err(path, f"key '{key}' is an object (pickled) array, which edgeseq never loads",
-                           f"convert '{key}' to a numeric array, e.g. np.asarray(x, dtype=np.float32)") from exc
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise _err(path, f"key '{key}' is corrupt ({exc})", "re-save the file with numpy.savez") from exc
-    return out
+    return read_npz(path, REQUIRED, ("class_names",))
 
 
 def _check_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
@@ -62,8 +203,8 @@ def _check_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
         raise _err(path, f"key '{key}' has rank {x.ndim} (shape {list(x.shape)}), expected 3: [N, T, F]", hint)
     if 0 in x.shape:
         raise _err(path, f"key '{key}' is empty (shape {list(x.shape)})", "every axis of X needs at least one entry")
-    x = x.astype(np.float32)
-    bad = int(np.count_nonzero(~np.isfinite(x)))
+    x = x.astype(np.float32, copy=False)  # the reader's buffer is private: no second copy of float32 data
+    bad = x.size - int(np.count_nonzero(np.isfinite(x)))
     if bad:
         raise _err(path, f"key '{key}' has {bad} NaN/inf value(s) (after conversion to float32)",
                    f"impute or drop them, e.g. np.nan_to_num({key}), and keep values within float32 range")
@@ -121,6 +262,10 @@ def load_user_npz(spec: str) -> Dataset:
                 raise _err(path, f"key '{key}' has {int((y < 0).sum())} negative label(s)",
                            "labels must be 0..C-1; remap them, e.g. np.unique(y, return_inverse=True)[1]")
         num_classes = int(y_train.max()) + 1
+        if num_classes > MAX_CLASSES:
+            raise _err(path, f"key 'y_train' has label {num_classes - 1:,}, so num_classes = max(y_train) + 1 = "
+                             f"{num_classes:,}, over edgeseq's limit of {MAX_CLASSES:,} classes",
+                       "labels must be 0..C-1: remap them, e.g. np.unique(y, return_inverse=True)[1]")
         unseen = sorted(set(np.unique(y_test).tolist()) - set(np.unique(y_train).tolist()))
         if unseen:
             raise _err(path, f"key 'y_test' has label(s) {unseen[:10]} that never occur in 'y_train' "
