@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
 from edgeseq.fsio import atomic_write_bytes, atomic_write_json, sha256_file
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
@@ -74,7 +74,7 @@ def _run_child(job_dir: Path, label: str, hint: str) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "edgeseq.quantize._child", str(job_dir)]
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        proc = childproc.run(cmd, env=env, timeout=CHILD_TIMEOUT_S, scratch=job_dir)
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"converting {label} took longer than {CHILD_TIMEOUT_S} s", hint) from exc
     report_path = job_dir / "report.json"
@@ -86,11 +86,8 @@ def _run_child(job_dir: Path, label: str, hint: str) -> dict:
         cls = ModelError if err.get("kind") == "ModelError" else ConversionError
         raise cls(f"{label}: {err['message']}", err.get("hint"))
     if proc.returncode < 0:
-        try:
-            how = signal.Signals(-proc.returncode).name
-        except ValueError:
-            how = f"signal {-proc.returncode}"
-        raise ConversionError(f"the converter crashed ({how}) on {label}; no file written", hint)
+        raise ConversionError(f"the converter crashed ({childproc.signal_name(proc.returncode)}) on {label}; "
+                              "no file written", hint)
     tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
     raise ConversionError(f"the converter failed on {label} (exit {proc.returncode}: {tail[0][:160]})", hint)
 

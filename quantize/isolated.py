@@ -7,7 +7,6 @@ numpy and the runtime (~0.1 s). Input: JOBDIR/model.tflite, JOBDIR/inputs.npy; o
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseq import childproc
 from edgeseq.errors import EdgeseqError, ModelError
 
 RUN_TIMEOUT_S = 900
@@ -28,7 +28,7 @@ def run_tflite_isolated(data: bytes, X: np.ndarray, label: str) -> np.ndarray:
         np.save(job / "inputs.npy", np.asarray(X, dtype=np.float32))
         cmd = [sys.executable, "-m", "edgeseq.quantize.isolated", str(job)]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+            proc = childproc.run(cmd, timeout=RUN_TIMEOUT_S, scratch=job)
         except subprocess.TimeoutExpired as exc:
             raise ModelError(f"running {label} on LiteRT took longer than {RUN_TIMEOUT_S} s") from exc
         if proc.returncode == 0 and (job / "outputs.npy").exists():
@@ -41,12 +41,7 @@ def run_tflite_isolated(data: bytes, X: np.ndarray, label: str) -> np.ndarray:
 
             cls = getattr(errors, kind, ModelError)
             raise cls(message, hint or None)
-        how = f"exit {proc.returncode}"
-        if proc.returncode < 0:
-            try:
-                how = signal.Signals(-proc.returncode).name
-            except ValueError:
-                how = f"signal {-proc.returncode}"
+        how = childproc.signal_name(proc.returncode) if proc.returncode < 0 else f"exit {proc.returncode}"
         raise ModelError(f"the LiteRT runtime crashed ({how}) loading or running {label}")
 
 

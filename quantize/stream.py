@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
 
 CHILD_TIMEOUT_S = 900
@@ -189,17 +189,14 @@ def _run(mode: str, job_dir: Path, label: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "edgeseq.quantize.stream", mode, str(job_dir)]
     try:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+        return childproc.run(cmd, env=env, timeout=CHILD_TIMEOUT_S, scratch=job_dir)
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"{mode} for {label} took longer than {CHILD_TIMEOUT_S} s") from exc
 
 
 def _died(proc: subprocess.CompletedProcess, what: str) -> str:
     if proc.returncode < 0:
-        try:
-            return f"{what} crashed ({signal.Signals(-proc.returncode).name})"
-        except ValueError:
-            return f"{what} crashed (signal {-proc.returncode})"
+        return f"{what} crashed ({childproc.signal_name(proc.returncode)})"
     tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
     return f"{what} failed (exit {proc.returncode}: {tail[0][:160]})"
 

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeseq import childproc
 from edgeseq.errors import InputError, TargetError
 from edgeseq.targets.base import RunResult, TargetSpec
 
@@ -156,6 +157,7 @@ class LocalTarget:
         except (OSError, subprocess.SubprocessError) as exc:
             self._drop_cgroups(groups)
             raise TargetError(f"cannot start {argv[0]}: {exc}") from None
+        childproc.track(proc)  # SIGTERM to edgeseq kills it too (its own session keeps it from the terminal)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -166,11 +168,13 @@ class LocalTarget:
                 f"{Path(argv[0]).name} ran past its {timeout:.0f} s limit and was killed",
                 "lower --runs or set --max-secs",
             ) from None
-        except BaseException:  # Ctrl-C: take the child down with us, leave no cgroup behind
+        except BaseException:  # Ctrl-C, SIGTERM: take the child down with us, leave no cgroup behind
             _kill_group(proc)
             proc.wait()
             self._drop_cgroups(groups)
             raise
+        finally:
+            childproc.untrack(proc)
         wall = time.monotonic() - start
         notes = self._cgroup_notes(groups, proc.returncode)
         self._drop_cgroups(groups)

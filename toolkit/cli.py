@@ -8,11 +8,12 @@ error's exit code, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
 
-from edgeseq import __version__
+from edgeseq import __version__, childproc
 from edgeseq.errors import EdgeseqError
 
 # name -> (module under edgeseq.commands, attribute, one-line help shown by --help without importing the module)
@@ -55,24 +56,38 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: typed errors become one line and an exit code; Ctrl-C exits 130 without a traceback."""
+    """Console entry point. Every failure is one line on stderr and an exit code, never a traceback: typed errors
+    exit with their code, usage errors 2, Ctrl-C 130, SIGTERM 143 (children killed, temporary files removed), and
+    anything unforeseen 1 as an internal error (EDGESEQ_DEBUG=1 shows its traceback)."""
+    childproc.install_signal_handlers()
     try:
         cli.main(args=argv, prog_name="edgeseq", standalone_mode=False)
     except EdgeseqError as exc:
-        click.echo(f"error: {exc.one_line()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail(exc.one_line(), exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort, cause kept
+        if isinstance(exc, childproc.Terminated) or isinstance(exc.__cause__, childproc.Terminated):
+            _fail("terminated by SIGTERM; child processes stopped, nothing half-written kept", 143)
+        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            _fail("interrupted; child processes stopped, nothing half-written kept", 130)
+        _fail("aborted", 130)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "edgeseq"
+        _fail(f"{exc.format_message()} (see '{command} --help')", exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-line contract
+        if os.environ.get("EDGESEQ_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in edgeseq: please report it with the command; "
+              "EDGESEQ_DEBUG=1 shows the traceback)", 1)
     sys.exit(0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
