@@ -61,3 +61,29 @@ def test_unknown_command_is_a_usage_error_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "trian"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "No such command" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["convert", "--foo"], ["inspect"], ["profile", "--runs", "abc", "x.tflite"]])
+def test_usage_errors_are_one_line_naming_the_help(args):
+    proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", *args], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("error: ") and f"edgeseq {args[0]} --help" in lines[0], lines
+
+
+def test_an_unforeseen_exception_is_one_line_exit_1_not_a_traceback(monkeypatch, capsys):
+    import edgeseq.cli as cli_module
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli_module.cli, "main", boom)
+    monkeypatch.delenv("EDGESEQ_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        cli_module.main(["models"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1
+    assert err.count("\n") == 1 and err.startswith("error: internal error: ZeroDivisionError") and "EDGESEQ_DEBUG" in err
+    monkeypatch.setenv("EDGESEQ_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        cli_module.main(["models"])
