@@ -133,3 +133,46 @@ def test_a_narrow_terminal_keeps_the_key_columns(db):
     keys = [k for k, _, _ in fit_columns(rows, 80)]
     assert {"label", "p50_us", "p99_us", "peak_rss_kb"} <= set(keys) and len(keys) < len(COLUMNS)
     assert len(fit_columns(rows, 400)) == len(COLUMNS)
+
+
+def _damaged_copy(db: Path, folder: Path, *statements: str) -> Path:
+    import shutil
+    import sqlite3
+
+    copy = folder / "damaged.db"
+    shutil.copyfile(db, copy)
+    conn = sqlite3.connect(copy)
+    for q in statements:
+        conn.execute(q)
+    conn.commit()
+    conn.close()
+    return copy
+
+
+def test_a_damaged_row_is_skipped_with_one_warning_line(db, tmp_path, capsys):
+    bad = _damaged_copy(db, tmp_path, "UPDATE runs SET stats_json = '{nope' WHERE id = 2")
+    before = bad.read_bytes()
+    code, out, err = cli(capsys, "report", "--db", str(bad), "--format", "csv")
+    assert code == 0 and len(list(csv.DictReader(io.StringIO(out)))) == 2  # dense-int8 had one run: gone
+    assert err.count("\n") == 1 and err.startswith("warning: 1 damaged row skipped in ") and "run #2" in err
+    code, out, err = cli(capsys, "compare", "dense-fp32", "gru-fp32", "--db", str(bad))
+    assert code == 0 and "B/A" in out and err.startswith("warning: 1 damaged row skipped")
+    code, _, err = cli(capsys, "compare", "#2", "gru-fp32", "--db", str(bad))
+    assert code == 7 and err.count("\n") == 1 and "run #2" in err and "damaged" in err
+    code, _, err = cli(capsys, "report", "--db", str(bad), "--format", "md", "--out", str(tmp_path / "out"))
+    assert code == 0 and err.startswith("warning: 1 damaged row") and (tmp_path / "out" / "report.md").is_file()
+    assert bad.read_bytes() == before  # a read never writes
+
+
+def test_every_row_damaged_refuses_with_exit_7(db, tmp_path, capsys):
+    bad = _damaged_copy(db, tmp_path, "UPDATE runs SET samples = x'0011'")
+    code, _, err = cli(capsys, "report", "--db", str(bad))
+    assert code == 7 and err.count("\n") == 1 and "every stored run" in err and "backup" in err
+    code, _, err = cli(capsys, "report", "--db", str(bad), "--format", "html", "--out", str(tmp_path / "html"))
+    assert code == 7 and not (tmp_path / "html").exists()
+
+
+def test_compare_with_a_run_id_past_sqlite_integers(db, capsys):
+    for digits in (30, 5000):  # int() refuses over 4300 digits
+        code, _, err = cli(capsys, "compare", "#" + "9" * digits, "dense-fp32", "--db", str(db))
+        assert code == 2 and err.startswith("error: no run with id #999") and err.count("\n") == 1

@@ -204,3 +204,122 @@ def test_corrupt_or_missing_store(tmp_path):
     with pytest.raises(StoreError, match="no results store"):
         ResultsStore(tmp_path / "absent.db", create=False)
     assert not (tmp_path / "absent.db").exists()
+
+
+# ------------------------------------------------------------------------------------------ damage and refusal
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _store_with(db, n: int = 3) -> None:
+    with ResultsStore(db) as s:
+        for i in range(n):
+            s.add_run(record(i))
+
+
+def _sql(db, *statements: str) -> None:
+    conn = sqlite3.connect(db)
+    for q in statements:
+        conn.execute(q)
+    conn.commit()
+    conn.close()
+
+
+def test_a_read_never_writes_the_store_or_beside_it(tmp_path):
+    db = tmp_path / "r.db"
+    _store_with(db)
+    before = _files(tmp_path)
+    with ResultsStore(db, create=False) as s:
+        assert len(s.runs(with_samples=True)) == 3 and s.count() == 3
+        with pytest.raises(sqlite3.OperationalError):  # query_only: a read connection cannot write by mistake
+            s.conn.execute("DELETE FROM runs")
+        with pytest.raises(StoreError, match="opened for reading"):
+            s.add_run(record(9))
+    assert _files(tmp_path) == before  # WAL store: no -wal/-shm left behind, not a byte changed
+
+
+def test_damaged_rows_are_skipped_and_counted(tmp_path):
+    db = tmp_path / "r.db"
+    _store_with(db, 6)
+    _sql(
+        db,
+        "UPDATE runs SET stats_json = '{nope' WHERE id = 2",
+        "UPDATE runs SET samples = x'00112233' WHERE id = 3",
+        "UPDATE runs SET model_name = CAST(x'fffe41' AS TEXT) WHERE id = 4",
+        "UPDATE runs SET options_json = '{\"threads\": [1]}' WHERE id = 5",
+        "UPDATE runs SET stats_json = '" + "[" * 100_000 + "' WHERE id = 6",
+    )
+    with ResultsStore(db, create=False) as s:
+        assert [r["id"] for r in s.runs()] == [1]
+        assert sorted(s.damaged) == [2, 3, 4, 5, 6]
+        note = s.damage_note()
+        assert note.startswith("5 damaged rows skipped in ") and "\n" not in note and "run #2" in note
+        with pytest.raises(StoreError, match=r"run #3 .* is damaged"):
+            s.get_run(3)
+        assert s.get_run(2**70) is None and s.get_run(1)["id"] == 1
+
+
+def test_nothing_usable_left_is_a_store_error(tmp_path):
+    db = tmp_path / "r.db"
+    _store_with(db, 2)
+    _sql(db, "UPDATE runs SET stats_json = 'null'")
+    with ResultsStore(db, create=False) as s, pytest.raises(StoreError, match="every stored run") as exc:
+        s.runs()
+    assert "backup" in exc.value.one_line() and str(db) in exc.value.one_line()
+
+
+@pytest.mark.parametrize("kind", ["foreign", "newer", "runs-lookalike", "btree", "garbage"])
+def test_a_refused_store_is_left_exactly_as_it_was(tmp_path, kind):
+    db = tmp_path / "r.db"
+    if kind == "garbage":
+        db.write_bytes(b"not sqlite" * 500)
+    elif kind == "foreign":
+        _sql(db, "CREATE TABLE notes(x)", "INSERT INTO notes VALUES (1)")  # rollback-journal mode, like most apps
+    elif kind == "runs-lookalike":
+        _sql(db, "CREATE TABLE runs(x)", "PRAGMA user_version = 1")
+    elif kind == "newer":
+        _sql(db, "CREATE TABLE t(x)", f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    else:
+        _store_with(db, 40)
+        conn = sqlite3.connect(db)
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.close()
+        data = bytearray(db.read_bytes())
+        data[(root - 1) * page : (root - 1) * page + 12] = b"\xff" * 12
+        db.write_bytes(bytes(data))
+    before = _files(tmp_path)
+    def read():
+        with ResultsStore(db, create=False) as s:
+            s.runs()
+
+    for attempt in (lambda: ResultsStore(db), lambda: store_mod.preflight(db), read):
+        with pytest.raises(StoreError) as exc:
+            attempt()
+        line = exc.value.one_line()
+        assert str(db) in line and "\n" not in line
+    assert _files(tmp_path) == before  # not switched to WAL, not migrated, nothing beside it
+
+
+def test_a_new_store_appears_whole_and_preflight_creates_nothing(tmp_path):
+    db = tmp_path / "sub" / "results.db"
+    assert store_mod.preflight(db) == db and not (tmp_path / "sub").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="not a folder"):
+        store_mod.preflight(tmp_path / "file" / "r.db")
+    with ResultsStore(db) as s:
+        assert s.schema_version == SCHEMA_VERSION and s.count() == 0
+    assert sorted(p.name for p in db.parent.iterdir() if not p.name.startswith("results.db-")) == ["results.db"]
+
+
+def test_samples_bombs_and_garbage_are_refused_in_bounded_memory():
+    import zlib
+
+    bomb = zlib.compress(b"\0" * (store_mod.MAX_SAMPLES_BYTES + 8), 9)
+    assert len(bomb) < 1 << 20
+    with pytest.raises(StoreError, match="more than"):
+        unpack_samples(bomb)
+    with pytest.raises(StoreError, match="truncated"):
+        unpack_samples(pack_samples([1, 2, 3])[:-4])
+    with pytest.raises(StoreError, match="do not decompress"):
+        unpack_samples(b"\x00\x01\x02")

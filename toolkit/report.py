@@ -144,13 +144,35 @@ def load_groups(store: ResultsStore, target: str | None = None, with_samples: bo
             "device": last.get("device"),
             **stats,
             "runs": len(members),
-            "p50_cv": cv([m["p50_us"] for m in members]) if len(members) > 1 else None,
+            "p50_cv": _p50_cv(members),
         }
         if with_samples:
             row["samples_us"] = (last["samples"] / 1e3).tolist()
         out.append(row)
-    out.sort(key=lambda r: (r["where"], r["p50_us"]))
+    out.sort(key=lambda r: (r["where"], r.get("p50_us") is None, r.get("p50_us") or 0.0))
     return out
+
+
+def _p50_cv(members: list[dict]) -> float | None:
+    p50s = [m["p50_us"] for m in members if m.get("p50_us") is not None]
+    return cv(p50s) if len(p50s) > 1 else None
+
+
+Warn = Callable[[str], None] | None
+
+
+def _warn_damage(store: ResultsStore, warn: Warn) -> None:
+    note = store.damage_note()
+    if note and warn is not None:
+        warn(note)
+
+
+def load_report(db: str | Path | None, target: str | None = None, warn: Warn = None) -> list[dict]:
+    """`load_groups` of the store at `db`, opened read-only; `warn` gets one line when damaged rows were skipped."""
+    with ResultsStore(db, create=False) as store:
+        rows = load_groups(store, target=target)
+        _warn_damage(store, warn)
+    return rows
 
 
 def _by_where(rows: list[dict]) -> dict[str, list[dict]]:
@@ -390,9 +412,10 @@ def render_html(rows: list[dict], pngs: list[Path]) -> str:
 
 # ---------------------------------------------------------------------------------------- files
 def write_report(
-    db: str | Path | None, out_dir: str | Path, fmt: str = "html", target: str | None = None
+    db: str | Path | None, out_dir: str | Path, fmt: str = "html", target: str | None = None, warn: Warn = None
 ) -> Path:
-    """Write the report in `fmt` (plus the PNG plots) under `out_dir`; returns the main file's path."""
+    """Write the report in `fmt` (plus the PNG plots) under `out_dir`; returns the main file's path. The store is
+    only read; `warn` gets one line when damaged rows were skipped."""
     from edgeseq.fsio import atomic_write_text
     from edgeseq.plots import write_plots
 
@@ -401,6 +424,7 @@ def write_report(
     out_dir = Path(out_dir)
     with ResultsStore(db, create=False) as store:
         rows = load_groups(store, target=target, with_samples=True)
+        _warn_damage(store, warn)
     if not rows:
         raise StoreError(f"the results store {store.path} holds no runs", "run `edgeseq profile` first")
     try:
@@ -444,12 +468,13 @@ COMPARE_METRICS: list[tuple[str, str, Fmt]] = [
 def resolve_ref(store: ResultsStore, ref: str, target: str | None = None) -> dict:
     """A run id (`12` or `#12`), or a model by file stem / recipe-qualified name / sha256 prefix (latest run)."""
     text = ref.strip()
-    if text.lstrip("#").isdigit():
-        run = store.get_run(int(text.lstrip("#")))
+    digits = text.lstrip("#")
+    if digits.isascii() and digits.isdigit():
+        run = store.get_run(int(digits)) if len(digits) <= 19 else None  # no id is past SQLite's integers
         if run is not None and (target is None or run["target"] == target):
             return run
         if text.startswith("#"):
-            raise InputError(f"no run with id {text}")
+            raise InputError(f"no run with id {text if len(text) <= 24 else text[:21] + '...'}")
     runs = store.runs(target=target)
     low = text.lower()
     hits = [r for r in runs if r["model_name"].lower() == low or Path(r["model_path"]).name.lower() == low]
@@ -472,10 +497,12 @@ def resolve_ref(store: ResultsStore, ref: str, target: str | None = None) -> dic
     return store.get_run(hits[-1]["id"])
 
 
-def compare_runs(db: str | Path | None, a: str, b: str, target: str | None = None) -> dict:
-    """Figures of two runs side by side with ratios B/A (below 1: B is smaller/faster)."""
+def compare_runs(db: str | Path | None, a: str, b: str, target: str | None = None, warn: Warn = None) -> dict:
+    """Figures of two runs side by side with ratios B/A (below 1: B is smaller/faster). The store is only read;
+    `warn` gets one line when damaged rows were skipped."""
     with ResultsStore(db, create=False) as store:
         ra, rb = resolve_ref(store, a, target), resolve_ref(store, b, target)
+        _warn_damage(store, warn)
     rows = []
     for key, name, fmt in COMPARE_METRICS:
         va, vb = _metric(ra, key), _metric(rb, key)
@@ -558,4 +585,4 @@ def print_compare(result: dict, stream=None) -> None:
     Console(file=stream).print(t)
 
 
-__all__ = ["EdgeseqError", "FORMATS", "load_groups", "write_report", "compare_runs", "print_table"]
+__all__ = ["EdgeseqError", "FORMATS", "load_groups", "load_report", "write_report", "compare_runs", "print_table"]

@@ -32,17 +32,15 @@ import click
 @click.option("--target", default=None, help="Only runs on this target.")
 def report(db, fmt, out_dir, target) -> None:
     """Tables and plots of everything in the results store, grouped by target/device."""
-    from edgeseq.report import load_groups, print_table, render_csv, render_json, render_md, write_report
-    from edgeseq.store import ResultsStore
+    from edgeseq.report import load_report, print_table, render_csv, render_json, render_md, write_report
 
     if out_dir is None and fmt == "html":
         out_dir = "report"
     if out_dir is not None:
-        path = write_report(db, out_dir, fmt=fmt, target=target)
+        path = write_report(db, out_dir, fmt=fmt, target=target, warn=_warn)
         click.echo(f"report written to {path} (plots in {path.parent})")
         return
-    with ResultsStore(db, create=False) as store:
-        rows = load_groups(store, target=target)
+    rows = load_report(db, target=target, warn=_warn)
     if fmt == "table":
         print_table(rows)
         from edgeseq.stream_profile import streaming_section
@@ -79,8 +77,13 @@ def compare(a, b, db, target, as_json) -> None:
     """
     from edgeseq.report import compare_runs, print_compare
 
-    result = compare_runs(db, a, b, target=target)
+    result = compare_runs(db, a, b, target=target, warn=_warn)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
         print_compare(result, sys.stdout)
+
+
+def _warn(message: str) -> None:
+    """Damaged rows skipped: one line on stderr; the report itself still goes to stdout."""
+    click.echo(f"warning: {message}", err=True)
