@@ -32,7 +32,7 @@ def _choice(field: str, value: Any, allowed: tuple[Any, ...]) -> None:
 
 def _positive(field: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{field} must be a positive integer, got {value!r}")
+        raise InputError(f"{field} must be a positive integer, got {value!r}", f"e.g. --set {field}=64")
 
 
 def _flag(field: str, value: Any) -> None:
@@ -41,8 +41,9 @@ def _flag(field: str, value: Any) -> None:
 
 
 def _rate(field: str, value: Any) -> None:
+    # `not 0 <= v < 1` also refuses NaN, which compares False with everything
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < 1.0:
-        raise InputError(f"{field} must be a number in [0, 1), got {value!r}")
+        raise InputError(f"{field} must be a number in [0, 1), got {value!r}", f"e.g. --set {field}=0.1")
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ class TransformerConfig:
         _choice("pos_encoding", self.pos_encoding, ("sinusoidal", "learned"))
         _flag("causal", self.causal)
         _choice("pooling", self.pooling, ("auto", "mean", "last"))
-        if not isinstance(self.norm_epsilon, float) or not self.norm_epsilon > 0:
-            raise InputError(f"norm_epsilon must be a positive float, got {self.norm_epsilon!r}")
+        if not isinstance(self.norm_epsilon, float) or not 0 < self.norm_epsilon < float("inf"):
+            raise InputError(f"norm_epsilon must be a positive finite float, got {self.norm_epsilon!r}", "e.g. 1e-5")
 
     @property
     def head_dim(self) -> int:
@@ -162,3 +163,34 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
             f"unknown {arch} config field(s): {', '.join(unknown)}", did_you_mean(unknown[0], sorted(names))
         )
     return cls(**d)
+
+
+def estimate_params(cfg: ModelConfig, *, seq_len: int | None, num_features: int, num_outputs: int) -> int:
+    """Parameters `build_from_config` will create, by formula (no Keras): what the trainer checks against memory
+    before it builds anything. Exact for the zoo's layers (tests/test_models.py compares it with real builds)."""
+    if isinstance(cfg, RNNConfig):
+        d, u, total = num_features, cfg.units, 0
+        per_gate = {"rnn": 1, "lstm": 4, "gru": 3}[cfg.arch]
+        directions = 2 if cfg.bidirectional else 1
+        for _ in range(cfg.num_layers):
+            # Keras 3 GRU has reset_after=True: two bias vectors per gate
+            bias = per_gate * u * (2 if cfg.arch == "gru" else 1)
+            total += directions * (per_gate * u * (d + u) + bias)
+            d = directions * u
+        return total + (d + 1) * num_outputs
+    if isinstance(cfg, TransformerConfig):
+        dm, ff = cfg.d_model, cfg.ff_dim
+        total = (num_features + 1) * dm  # input_proj
+        if cfg.pos_encoding == "learned":
+            total += cfg.max_len * dm
+        block = 4 * dm + 4 * (dm * dm + dm) + (dm * ff + ff) + (ff * dm + dm)  # 2 LayerNorms, attention, FFN
+        total += cfg.num_layers * block + 2 * dm  # + final_norm
+        return total + (dm + 1) * num_outputs
+    raise InputError(f"not a model config: {type(cfg).__name__}")
+
+
+def estimate_buffer_bytes(cfg: ModelConfig, *, seq_len: int | None) -> int:
+    """Bytes the builder allocates besides weights: the sinusoidal position table (float64 while it is computed)."""
+    if isinstance(cfg, TransformerConfig) and cfg.pos_encoding == "sinusoidal":
+        return 4 * 8 * max(cfg.max_len, seq_len or 0) * cfg.d_model
+    return 0

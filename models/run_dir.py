@@ -3,14 +3,21 @@ before paying for TensorFlow, and the demo reads earlier runs back without loadi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeseq.errors import InputError
+from edgeseq.fsio import check_output_dir
 
 
 @dataclass(frozen=True)
@@ -29,12 +36,18 @@ class TrainOptions:
             raise InputError(f"--epochs must be at least 1, got {self.epochs}", "pass --epochs 1 or more")
         if self.batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {self.batch_size}", "pass --batch-size 1 or more")
-        if not 0.0 <= self.validation_split < 0.9:
+        if not 0.0 <= self.validation_split < 0.9:  # also refuses NaN
             raise InputError(
                 f"--validation-split must be in [0, 0.9), got {self.validation_split}", "use e.g. 0.15"
             )
-        if self.learning_rate <= 0:
-            raise InputError(f"--lr must be positive, got {self.learning_rate}", "use e.g. 0.002")
+        if not 0 < self.learning_rate < float("inf"):  # also refuses NaN
+            raise InputError(f"--lr must be a finite number > 0, got {self.learning_rate}", "use e.g. 0.002")
+        if not 0 < self.clipnorm < float("inf"):
+            raise InputError(f"clipnorm must be a finite number > 0, got {self.clipnorm}", "use e.g. 1.0")
+        if self.patience < 0:
+            raise InputError(f"--patience must be 0 or more, got {self.patience}", "use e.g. --patience 12")
+        if not 0 <= self.seed < 2**32:
+            raise InputError(f"--seed must be in [0, 2**32), got {self.seed}", "use e.g. --seed 0")
 
 
 def split_validation(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -59,18 +72,120 @@ def split_validation(y: np.ndarray, fraction: float, seed: int, stratify: bool) 
 
 
 def prepare_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a directory", "choose a directory path for --out")
+    """Check that `out_dir` can receive a run; creates nothing (`publish_run_dir` does, once there is a model)."""
+    out = check_output_dir(out_dir)
     if (out / "model.keras").exists() and not overwrite:
         raise InputError(
             f"{out} already holds a trained model", "choose another --out, or pass --overwrite to replace it"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create run directory {out}: {exc.strerror}", "choose a writable --out") from None
     return out
+
+
+@contextmanager
+def publish_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> Iterator[Path]:
+    """A fresh hidden sibling of `out_dir` to write the run into; on a clean exit its files become `out_dir`.
+
+    A new run directory appears in one rename, complete. Into an existing one (--overwrite, or a folder the user made)
+    each file is replaced atomically and nothing else there is touched. On any failure the sibling is removed, and so
+    are parent folders made for it: a failed run leaves no trace and loses nothing already stored.
+    """
+    out = prepare_run_dir(out_dir, overwrite)
+    missing = []
+    probe = out.parent
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    stage: Path | None = None
+    try:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stage = _fresh_sibling(out)
+        except OSError as exc:
+            raise InputError(f"cannot create run directory {out}: {exc.strerror}", "choose a writable --out") from None
+        yield stage
+        try:
+            os.rename(stage, out)  # fails if out exists (and is not empty): then move file by file
+            stage = None
+        except OSError:
+            prepare_run_dir(out, overwrite)  # a model may have appeared meanwhile
+            for item in sorted(stage.iterdir(), key=lambda p: p.name == "training.json"):  # the record goes last
+                os.replace(item, out / item.name)
+    except BaseException:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        for folder in missing:  # innermost first; rmdir only removes it if it stayed empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    if stage is not None:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _fresh_sibling(out: Path) -> Path:
+    """A new hidden folder next to `out`, made with plain mkdir so it gets the usual permissions (umask applies)."""
+    for _ in range(100):
+        stage = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            stage.mkdir()
+            return stage
+        except FileExistsError:
+            continue
+    raise OSError(errno.EEXIST, "no free temporary name", str(out.parent))
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a new allocation can get: /proc/meminfo MemAvailable, capped by a cgroup v2 limit; None if unknown."""
+    found = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            room = max(0, int(limit) - used)
+            found = room if found is None else min(found, room)
+    except (OSError, ValueError):
+        pass
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    return found
+
+
+# float32 weights + gradients + Adam's two slots: four copies of every parameter while training.
+TRAIN_BYTES_PER_PARAM = 16
+
+
+def check_model_fits(cfg: Any, *, seq_len: int | None, num_features: int, num_outputs: int,
+                     available: int | None = None) -> int:
+    """Refuse, before anything is built, a model whose weights, gradients and Adam slots cannot fit in memory.
+
+    Returns the estimated parameter count. `available` defaults to `available_memory_bytes()`.
+    """
+    from edgeseq.datasets_base import format_bytes
+    from edgeseq.models.config import estimate_buffer_bytes, estimate_params
+
+    params = estimate_params(cfg, seq_len=seq_len, num_features=num_features, num_outputs=num_outputs)
+    need = TRAIN_BYTES_PER_PARAM * params + estimate_buffer_bytes(cfg, seq_len=seq_len)
+    available = available_memory_bytes() if available is None else available
+    if available is not None and need > available:
+        raise InputError(
+            f"{cfg.arch} with {params:,} parameters needs about {format_bytes(need)} to train (weights, gradients "
+            f"and Adam's two slots, float32) but only {format_bytes(available)} of memory is available",
+            "choose a smaller preset or smaller --set values (units, d_model, ff_dim, num_layers, max_len), "
+            "or fewer classes/outputs",
+        )
+    return params
 
 
 def read_training_record(run_dir: str | os.PathLike) -> dict | None:

@@ -1,6 +1,7 @@
 """Training a zoo model on a data set: deterministic, early-stopped, and recorded well enough to reproduce.
 
-Writes `model.keras` and `training.json` into the run directory only after training succeeded; a run directory that
+Writes `model.keras` and `training.json` only after training succeeded, into a hidden sibling that then becomes the
+run directory (see run_dir.publish_run_dir): a failed run leaves no directory behind, and a run directory that
 already holds a model is never overwritten unless the caller says so.
 """
 
@@ -23,7 +24,13 @@ from edgeseq.errors import InputError
 from edgeseq.fsio import atomic_write_json
 from edgeseq.metrics import metrics_for
 from edgeseq.models.device import precision_policy, select_placement
-from edgeseq.models.run_dir import TrainOptions, prepare_run_dir, split_validation
+from edgeseq.models.run_dir import (
+    TrainOptions,
+    check_model_fits,
+    prepare_run_dir,
+    publish_run_dir,
+    split_validation,
+)
 
 TRAINING_SCHEMA = "edgeseq.training/1"
 
@@ -54,12 +61,13 @@ def train_model(
     """Train `arch`/`preset` on a loaded `Dataset`; write model.keras + training.json into `out_dir`."""
     options = options or TrainOptions()
     options.check()
-    out = prepare_run_dir(out_dir, overwrite)
+    out = prepare_run_dir(out_dir, overwrite)  # checks only: nothing is created until the model is written
 
     from edgeseq.models.zoo import build_model, config_to_dict, get_config
 
     overrides = dict(overrides or {})
     cfg = get_config(arch, preset, **overrides)  # validates arch, preset and overrides before any work
+    check_model_fits(cfg, seq_len=dataset.seq_len, num_features=dataset.num_features, num_outputs=dataset.output_dim)
     keras.utils.set_random_seed(options.seed)
     classification = dataset.task == "classification"
     tr_idx, va_idx = split_validation(dataset.y_train, options.validation_split, options.seed, classification)
@@ -116,10 +124,6 @@ def train_model(
             "training diverged (loss became NaN or inf)", "lower --lr, or check the data set for extreme values"
         )
 
-    model_path = out / "model.keras"
-    tmp_path = out / ".model.tmp.keras"
-    model.save(tmp_path)
-    os.replace(tmp_path, model_path)
     record = {
         "schema": TRAINING_SCHEMA,
         "model": {"arch": arch, "preset": preset, "config": config_to_dict(cfg), "overrides": overrides},
@@ -146,8 +150,10 @@ def train_model(
         "versions": _versions(),
         "host": {"machine": platform.machine(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
     }
-    atomic_write_json(out / "training.json", record)
-    return TrainResult(out_dir=out, model_path=model_path, record=record)
+    with publish_run_dir(out, overwrite) as stage:
+        model.save(stage / "model.keras")
+        atomic_write_json(stage / "training.json", record)
+    return TrainResult(out_dir=out, model_path=out / "model.keras", record=record)
 
 
 def evaluate_keras(model: Any, dataset: Any, batch_size: int = 256) -> dict:

@@ -144,3 +144,116 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, args, needle):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
     assert not (tmp_path / "x" / "model.keras").exists()
+
+
+# ---- hostile options and memory, the run directory on failure (no TensorFlow unless a fixture needs it) ----------
+
+@pytest.mark.parametrize("opts, needle", [
+    ({"learning_rate": float("nan")}, "--lr"),
+    ({"learning_rate": float("inf")}, "--lr"),
+    ({"learning_rate": 0.0}, "--lr"),
+    ({"validation_split": float("nan")}, "--validation-split"),
+    ({"seed": -1}, "--seed"),
+    ({"patience": -1}, "--patience"),
+    ({"clipnorm": float("nan")}, "clipnorm"),
+])
+def test_non_finite_and_out_of_range_options_are_refused(opts, needle):
+    with pytest.raises(InputError, match=needle):
+        TrainOptions(**opts).check()
+
+
+@pytest.mark.parametrize("arch, overrides", [
+    ("gru", {}), ("lstm", {"num_layers": 2, "bidirectional": True}), ("rnn", {"head": "mean"}),
+    ("transformer", {}), ("transformer", {"pos_encoding": "learned", "max_len": 64, "num_layers": 3}),
+])
+def test_parameter_estimate_matches_a_real_build(arch, overrides):
+    from edgeseq.models.config import estimate_params
+    from edgeseq.models.zoo import count_params, get_config
+
+    for seq_len, features, outputs in ((29, 12, 9), (64, 16, 10)):
+        est = estimate_params(get_config(arch, "tiny", **overrides), seq_len=seq_len, num_features=features,
+                              num_outputs=outputs)
+        assert est == count_params(arch, "tiny", seq_len=seq_len, num_features=features, num_outputs=outputs,
+                                   **overrides)
+
+
+def test_a_model_too_big_for_memory_is_refused_before_building():
+    from edgeseq.models.run_dir import check_model_fits
+    from edgeseq.models.zoo import get_config
+
+    huge = get_config("gru", "tiny", units=100_000_000)
+    with pytest.raises(InputError, match=r"gru with 30,000,\S+ parameters needs about .* PiB .* available"):
+        check_model_fits(huge, seq_len=7, num_features=3, num_outputs=3)
+    tiny = get_config("gru", "tiny")
+    assert check_model_fits(tiny, seq_len=7, num_features=3, num_outputs=3, available=1 << 30) > 0
+    with pytest.raises(InputError, match="1.0 KiB of memory"):
+        check_model_fits(tiny, seq_len=7, num_features=3, num_outputs=3, available=1024)
+
+
+def test_set_values_are_checked_before_any_work():
+    from edgeseq.commands.train import parse_overrides
+    from edgeseq.models.zoo import get_config
+
+    for pair, needle in (("dropout=NaN", "finite"), ("units=Infinity", "finite"), ("units=1e999", "finite")):
+        with pytest.raises(InputError, match=needle):
+            parse_overrides((pair,))
+    for kw, needle in (({"units": 0}, "units"), ({"units": 2.5}, "units"), ({"dropout": 1.0}, "dropout")):
+        with pytest.raises(InputError, match=needle):
+            get_config("gru", "tiny", **kw)
+    with pytest.raises(InputError, match="norm_epsilon"):
+        get_config("transformer", "tiny", norm_epsilon=float("inf"))
+
+
+def test_run_directory_appears_only_complete_and_failures_leave_nothing(tmp_path):
+    from edgeseq.models.run_dir import prepare_run_dir, publish_run_dir
+
+    out = tmp_path / "runs" / "deep" / "r1"
+    assert prepare_run_dir(out, overwrite=False) == out and not (tmp_path / "runs").exists()  # checks only
+    with pytest.raises(RuntimeError), publish_run_dir(out, overwrite=False) as stage:
+        (stage / "model.keras").write_text("half")
+        raise RuntimeError("training crashed")
+    assert list(tmp_path.iterdir()) == [], "a failed run left files or folders"
+    with publish_run_dir(out, overwrite=False) as stage:
+        (stage / "model.keras").write_text("v1")
+        (stage / "training.json").write_text("{}")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r1"]
+    assert (out / "model.keras").read_text() == "v1" and oct(out.stat().st_mode & 0o777) != "0o700"
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="already holds a trained model"):
+        prepare_run_dir(out, overwrite=False)
+    with pytest.raises(KeyboardInterrupt), publish_run_dir(out, overwrite=True) as stage:
+        (stage / "model.keras").write_text("v2, interrupted")
+        raise KeyboardInterrupt
+    assert (out / "model.keras").read_text() == "v1", "a failed --overwrite run must keep the stored model"
+    with publish_run_dir(out, overwrite=True) as stage:
+        (stage / "model.keras").write_text("v2")
+        (stage / "training.json").write_text("{}")
+    assert (out / "model.keras").read_text() == "v2" and (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r1"], "temporary sibling left behind"
+    (tmp_path / "afile").write_text("x")
+    for bad, needle in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "r", "afile is a file")):
+        with pytest.raises(InputError, match=needle):
+            prepare_run_dir(bad, overwrite=False)
+
+
+def test_training_that_diverges_writes_no_run_directory(tmp_path):
+    from edgeseq.datasets import load_dataset
+    from edgeseq.models.train import train_model
+
+    data = load_dataset("adding:length=8,n_train=64,n_test=16")  # regression: a 1e30 step overflows the MSE
+    out = tmp_path / "runs" / "diverged"
+    with pytest.raises(InputError, match="diverged"):
+        train_model("gru", data, out, preset="tiny", options=TrainOptions(epochs=2, batch_size=16, learning_rate=1e30))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--lr", "nan"], "--lr"),
+    (["--set", "units=100000000"], "parameters"),
+])
+def test_cli_refuses_hostile_options_without_writing(tmp_path, args, needle):
+    proc = subprocess.run([*EDGESEQ, "train", "--model", "gru", "--dataset", "japanese_vowels", *args,
+                           "--out", str(tmp_path / "runs" / "x")], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import click
 
+from edgeseq.commands._types import FiniteFloat
 from edgeseq.errors import InputError
-from edgeseq.models.run_dir import TrainOptions, prepare_run_dir
+from edgeseq.models.run_dir import TrainOptions, check_model_fits, prepare_run_dir
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -19,9 +21,12 @@ def parse_overrides(pairs: tuple[str, ...]) -> dict:
         if not sep or not key:
             raise InputError(f"--set {pair!r} is not KEY=VALUE", "write e.g. --set units=64")
         try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
+            value = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            value = raw
+        if isinstance(value, float) and not math.isfinite(value):  # json reads NaN, Infinity, 1e999
+            raise InputError(f"--set {key.strip()}={raw} is not a finite number", f"pass a finite value for {key}")
+        out[key.strip()] = value
     return out
 
 
@@ -65,9 +70,11 @@ class EpochPrinter:
 @click.option("--out", "out_dir", default=None, help="Run directory [default: runs/<model>-<dataset>].")
 @click.option("--epochs", default=60, show_default=True, help="Upper bound; early stopping usually ends sooner.")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--lr", "learning_rate", default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", "learning_rate", type=FiniteFloat(min=0, min_open=True, example="0.002"), default=2e-3,
+              show_default=True, help="Adam learning rate.")
 @click.option("--patience", default=12, show_default=True, help="Early-stopping patience in epochs.")
-@click.option("--validation-split", default=0.15, show_default=True)
+@click.option("--validation-split", type=FiniteFloat(min=0, max=0.9, max_open=True, example="0.15"), default=0.15,
+              show_default=True, help="Share of the training split held out for early stopping, in [0, 0.9).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (worth it on GPUs with tensor cores).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. units=64.")
@@ -82,15 +89,18 @@ def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, pat
 
     # Every cheap check runs before TensorFlow is imported, so a typo costs milliseconds, not seconds.
     extra = parse_overrides(overrides)
-    get_config(arch, preset, **extra)
+    cfg = get_config(arch, preset, **extra)
     options = TrainOptions(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split,
         patience=patience, seed=seed, mixed_precision=mixed_precision,
     )
     options.check()
+    if out_dir is not None:
+        prepare_run_dir(out_dir, overwrite)  # before loading data: a bad --out costs nothing
     data = load_dataset(dataset, data_dir=data_dir)
     out_dir = out_dir or f"runs/{arch}-{_slug(data.name)}"
-    prepare_run_dir(out_dir, overwrite)
+    prepare_run_dir(out_dir, overwrite)  # checks only; the run directory appears when the model is written
+    check_model_fits(cfg, seq_len=data.seq_len, num_features=data.num_features, num_outputs=data.output_dim)
     from edgeseq.models.train import train_model
 
     with EpochPrinter(f"{arch}-{preset}", epochs) as printer:
