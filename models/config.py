@@ -167,7 +167,7 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
 
 def estimate_params(cfg: ModelConfig, *, seq_len: int | None, num_features: int, num_outputs: int) -> int:
     """Parameters `build_from_config` will create, by formula (no Keras): what the trainer checks against memory
-    before it builds anything. Exact for the zoo's layers (tests/test_models.py compares it with real builds)."""
+    before it builds anything. Exact for the zoo's layers (tests/test_train.py compares it with real builds)."""
     if isinstance(cfg, RNNConfig):
         d, u, total = num_features, cfg.units, 0
         per_gate = {"rnn": 1, "lstm": 4, "gru": 3}[cfg.arch]

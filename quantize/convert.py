@@ -24,7 +24,7 @@ import numpy as np
 
 from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
-from edgeseq.fsio import atomic_write_bytes, atomic_write_json, sha256_file
+from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir, sha256_file
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
@@ -330,6 +330,9 @@ def convert_model(
 
     say = progress or (lambda _msg: None)
     recipe_list = [get_recipe(r, calibration_samples=calibration_samples) for r in recipes]
+    check_output_dir(out_dir, "out_dir")  # before any work: converting for minutes to fail on --out is no use
+    if name is not None:
+        check_file_name(name, "name")  # it becomes <name>-<slug>.tflite inside out_dir, never a path
     path = Path(model_path)
     model = load_keras_model(path, trust_model=trust_model)
     steps, features = resolve_seq_len(model, seq_len)

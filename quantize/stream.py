@@ -377,6 +377,11 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
     for label, v in (("--kv-capacity", kv_capacity), ("--window", window)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise InputError(f"{label} must be a positive integer, got {v!r}")
+    from edgeseq.fsio import check_file_name, check_output_dir
+
+    check_output_dir(out_dir, "out_dir")
+    if name is not None:
+        check_file_name(name, "name")  # it becomes <name>-<export>-<slug>.tflite inside out_dir, never a path
     if contexts is not None and (not contexts or any(int(c) < 1 for c in contexts)):
         raise InputError(f"contexts must be positive integers, got {contexts!r}")
     path = Path(model_path)
@@ -392,6 +397,12 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
         steps = int(seq_len or t)
     features = int(model.inputs[0].shape[-1])
     exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows)
+    out_shape = list(model.outputs[0].shape)
+    if len(out_shape) > 2 and any(e["kind"] != "window" for e in exports):
+        # The step model would emit one output per step, while parity and metrics compare one per sequence.
+        raise InputError(f"{path.name} outputs one value per time step (shape {out_shape}): per-step outputs are "
+                         "not supported by --stream yet",
+                         "convert it without --stream, or measure the sliding-window baseline with --window W")
     inputs = prepare_inputs(calibration, seq_len=steps, num_features=features)
     task = inputs.task or _guess_task(model)
     X_val = inputs.X_val[:PARITY_SEQUENCES]

@@ -179,6 +179,59 @@ def test_variable_time_axis_needs_seq_len(tmp_path):
     assert "--seq-len" in exc.value.one_line()
 
 
+def test_bad_out_and_name_are_refused_before_the_model_is_read(tmp_path):
+    """A missing model would be a ModelError: these InputErrors prove nothing was loaded or converted first."""
+    from edgeseq.quantize.stream import convert_stream
+
+    (tmp_path / "afile").write_text("results already stored")
+    missing = tmp_path / "absent.keras"
+    for out, needle in ((tmp_path / "afile", "is a file"), (tmp_path / "afile" / "sub", "afile is a file")):
+        with pytest.raises(InputError, match=needle):
+            convert_model(missing, ["fp32"], out_dir=out)
+        with pytest.raises(InputError, match=needle):
+            convert_stream(missing, ["fp32"], out_dir=out)
+    for name in ("../x", "a/b", "..", ".hidden", "x\ny"):
+        with pytest.raises(InputError, match="not a plain file name"):
+            convert_model(missing, ["fp32"], out_dir=tmp_path / "o", name=name)
+        with pytest.raises(InputError, match="not a plain file name"):
+            convert_stream(missing, ["fp32"], out_dir=tmp_path / "o", name=name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_stream_export_of_per_step_outputs_is_a_typed_refusal(tmp_path):
+    """GRU(return_sequences=True) -> Dense per step crashed in metrics_for with --calibration; now one InputError."""
+    import keras
+
+    from edgeseq.quantize.stream import convert_stream
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((T, F))
+    out = keras.layers.Dense(1, name="per_step")(keras.layers.GRU(8, return_sequences=True, name="gru")(inp))
+    path = save(keras.Model(inp, out), tmp_path / "per-step.keras")
+    rng = np.random.default_rng(0)
+    data = Dataset("per-step", "regression", rng.standard_normal((32, T, F)).astype(np.float32),
+                   rng.standard_normal((32, T)).astype(np.float32), rng.standard_normal((16, T, F)).astype(np.float32),
+                   rng.standard_normal((16, T)).astype(np.float32))
+    for calibration in (data, None):
+        with pytest.raises(InputError, match="per-step outputs are not supported by --stream yet"):
+            convert_stream(path, ["fp32"], out_dir=tmp_path / "out", calibration=calibration)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_out_name_and_data_exit_2_before_converting(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    model = tmp_path / "absent.keras"  # never read: every refusal comes first
+    assert_one_line_error(run_cli("convert", str(model), "--out", str(tmp_path / "afile")), 2)
+    assert_one_line_error(run_cli("convert", str(model), "--out", str(tmp_path / "o"), "--name", "../x"), 2)
+    assert_one_line_error(run_cli("convert", str(model), "--stream", "--out", str(tmp_path / "o"), "--name", "a/b"), 2)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    proc = run_cli("convert", str(model), "--calibration", str(bad), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, 2)
+    assert "bad.npz" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bad.npz"]
+
+
 # ---------------------------------------------------------------- conversions (children)
 
 

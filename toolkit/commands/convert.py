@@ -41,8 +41,8 @@ def _summary(r) -> str:
 @click.option("--io", type=click.Choice(["float", "int8"]), default=None, help="int8 recipe: input/output dtype.")
 @click.option("--calibration", default=None,
               help="Data set name or .npz for calibration and validation [default: random inputs, said so].")
-@click.option("--calibration-samples", type=int, default=None, help="Representative samples (default 200).")
-@click.option("--seq-len", type=int, default=None, help="Fixed sequence length; required for a variable time axis.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=None, help="Representative samples (default 200).")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None, help="Fixed sequence length; required for a variable time axis.")
 @click.option("--rnn-strategy", type=click.Choice(["auto", "loop", "unroll"]), default=None,
               help="auto: WHILE loop for float recipes, unrolled for int8/int16x8 (the calibrator crashes on loops).")
 @click.option("--granularity", type=click.Choice(["auto", "channel", "tensor"]), default=None,
@@ -60,16 +60,22 @@ def _summary(r) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 @click.option("--stream", is_flag=True,
               help="Export the step model: RNN/LSTM/GRU state or a causal Transformer's KV cache (see README Streaming).")
-@click.option("--kv-capacity", type=int, default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
-@click.option("--window", type=int, default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
+@click.option("--kv-capacity", type=click.IntRange(min=1), default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
+@click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
 def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
             out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
     """Convert a .keras model to TFLite with one or more recipes, validate each on LiteRT, write file + manifest."""
+    from edgeseq.fsio import check_file_name, check_output_dir
     from edgeseq.quantize.recipes import parse_recipes
 
+    # Every cheap check runs before TensorFlow is imported and before any conversion: a bad --out, --name or data
+    # file costs milliseconds and writes nothing.
     recipe_list = parse_recipes(recipes, io=io, calibration_samples=calibration_samples,
                                 rnn_strategy=rnn_strategy, granularity=granularity, allow_flex=allow_flex or None)
-    if calibration is not None and data_dir is not None:
+    check_output_dir(out_dir)
+    if name is not None:
+        check_file_name(name)
+    if calibration is not None:
         from edgeseq.datasets import load_dataset
 
         calibration = load_dataset(calibration, data_dir=data_dir)

@@ -12,8 +12,9 @@ import click
               help="Where runs, artifacts, the results store and the report go.")
 @click.option("--dataset", default="japanese_vowels", show_default=True, help="A bundled or registered data set.")
 @click.option("--preset", default="small", show_default=True, help="Zoo preset for every architecture.")
-@click.option("--epochs", default=30, show_default=True, help="Training epochs at most (early stopping applies).")
-@click.option("--runs", default=100, show_default=True, help="Timed invokes per model.")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Training epochs at most (early stopping applies).")
+@click.option("--runs", type=click.IntRange(min=1), default=100, show_default=True, help="Timed invokes per model.")
 @click.option("--fresh", is_flag=True, help="Retrain even if the demo's runs already exist.")
 @click.option("--no-stream", is_flag=True, help="Skip the streaming comparison.")
 def demo(out_dir, dataset, preset, epochs, runs, fresh, no_stream) -> None:
