@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +290,118 @@ def test_user_npz_file_level_errors(tmp_path):
     np.savez(path, **pickled)
     with pytest.raises(DatasetError, match="'y_train' is an object"):
         load_dataset(str(path))
+
+
+# ---- the safe .npz reader: limits, lying headers, zip bombs ---------------------------------------------------------
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def _zip(path: Path, members: dict[str, bytes], compress: bool = False) -> str:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return str(path)
+
+
+def _members(**over: bytes) -> dict[str, bytes]:
+    members = {f"{k}.npy": _npy(v) for k, v in _good().items()}
+    members.update({f"{k}.npy": v for k, v in over.items()})
+    return members
+
+
+def _header(text: bytes) -> bytes:
+    text = text + b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+def test_reader_matches_numpy_on_every_layout(tmp_path):
+    from edgeseq.datasets_npz import read_npz
+
+    arrays = {"f": np.asfortranarray(np.arange(24, dtype=">f8").reshape(2, 3, 4)), "b": np.array([True, False]),
+              "u": np.array(["ab", "cde"]), "i": np.arange(5, dtype=np.int16), "e": np.zeros((0, 3), np.float32),
+              "s": np.float32(3.5)}
+    np.savez_compressed(tmp_path / "all.npz", **arrays)
+    got = read_npz(tmp_path / "all.npz", None)
+    with np.load(tmp_path / "all.npz") as ref:
+        assert sorted(got) == sorted(ref.files)
+        for k in ref.files:
+            np.testing.assert_array_equal(got[k], ref[k])
+            assert got[k].dtype == ref[k].dtype and got[k].shape == ref[k].shape
+
+
+GARBAGE = b"{'descr': '<f4', 'fortran_order': False, 'shape': (12, 7, 3\xff" + b"'" * 3 + b" "
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"X_train": _header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (1099511627776, 7, 3), }") + bytes(8)},
+     "declares shape .* over the data limit of 4.0 GiB"),
+    ({"X_train": _header(b"{'descr': '<f4', 'fortran_order': False, 'shape': (12, 7, 4), }") + bytes(1008)},
+     "holds 1008 bytes of data: the file is corrupt or truncated"),
+    ({"X_train": _header(GARBAGE) + bytes(1008)}, "'X_train' has a malformed .npy header"),
+    ({"y_train": _header(b"{'descr': '|O', 'fortran_order': False, 'shape': (12,), }") + bytes(96)},
+     r"'y_train' is an object \(pickled\) array"),
+    ({"y_test": b"\x93NUMPY\x02\x00" + (2**31).to_bytes(4, "little") + b"{"}, "'y_test' has a malformed .npy header"),
+    ({"X_test": b"\x93NUMPY\x09\x00" + bytes(100)}, "unknown .npy format version 9.0"),
+])
+def test_lying_or_broken_headers_are_one_line_errors(tmp_path, over, words):
+    with pytest.raises(DatasetError, match=words) as err:
+        load_dataset(_zip(tmp_path / "h.npz", _members(**over)))
+    assert err.value.hint and "\n" not in err.value.one_line()
+
+
+def test_data_limit_and_compression_ratio(tmp_path, monkeypatch):
+    from edgeseq import datasets_npz
+    from edgeseq.datasets_base import format_bytes, max_data_bytes
+
+    path = _save(tmp_path, _good())
+    monkeypatch.setenv("EDGESEQ_MAX_DATA_BYTES", "1500")
+    with pytest.raises(DatasetError, match="inflate to .* over the data limit of 1.5 KiB .*EDGESEQ_MAX_DATA_BYTES"):
+        load_dataset(path)
+    for raw, value in (("8G", 8 << 30), ("512 MiB", 512 << 20), ("1000000", 10**6), ("1.5k", 1536)):
+        monkeypatch.setenv("EDGESEQ_MAX_DATA_BYTES", raw)
+        assert max_data_bytes() == value
+    for raw in ("lots", "0", "-1G", "nan", "inf"):
+        monkeypatch.setenv("EDGESEQ_MAX_DATA_BYTES", raw)
+        with pytest.raises(DatasetError, match="is not a size"):
+            max_data_bytes()
+    monkeypatch.delenv("EDGESEQ_MAX_DATA_BYTES")
+    assert max_data_bytes() == 4 << 30 and format_bytes(1536) == "1.5 KiB" and format_bytes(12) == "12 bytes"
+    monkeypatch.setattr(datasets_npz, "RATIO_FLOOR_BYTES", 1000)
+    zeros = _members(X_train=_npy(np.zeros((12, 7, 300), np.float32)), X_test=_npy(np.zeros((6, 7, 300), np.float32)))
+    with pytest.raises(DatasetError, match=r"'X_train' inflates [\d,]+x .* over the 200x limit") as err:
+        load_dataset(_zip(tmp_path / "zeros.npz", zeros, compress=True))
+    assert "save it uncompressed with numpy.savez" in err.value.hint
+    stored = load_dataset(_zip(tmp_path / "stored.npz", zeros))  # the same zeros, uncompressed: accepted
+    assert stored.X_train.shape == (12, 7, 300)
+
+
+def test_label_that_would_size_a_huge_head_is_refused(tmp_path):
+    y = np.arange(12) % 3
+    y[0] = 100_000
+    with pytest.raises(DatasetError, match=r"num_classes = max\(y_train\) \+ 1 = 100,001, over edgeseq's limit"):
+        load_dataset(_save(tmp_path, _good(y_train=y, y_test=np.arange(6) % 3)))
+
+
+def test_damaged_cache_file_reads_as_value_error(tmp_path):
+    from edgeseq.datasets_base import load_npz
+
+    bad = _zip(tmp_path / "cache.npz", {"features.npy": _header(b"{'descr': nonsense") + bytes(10)})
+    with pytest.raises(ValueError, match="malformed"):
+        load_npz(Path(bad))
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("electricity:test_fraction=nan", "must be a finite float"),
+    ("electricity:test_fraction=-inf", "must be a finite float"),
+    ("adding:n_train=1000000000", "over the data limit"),
+])
+def test_registered_parameters_must_be_finite_and_fit(spec, words):
+    with pytest.raises(DatasetError, match=words):
+        load_dataset(spec)
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------------------

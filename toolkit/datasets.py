@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseq.datasets_base import Dataset, cache_dir, parse_bool
+from edgeseq.datasets_base import LIMIT_ENV, Dataset, cache_dir, format_bytes, max_data_bytes, parse_bool
 from edgeseq.errors import DatasetError
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "parse_spec", "cache_dir", "REGISTRY"]
@@ -64,9 +65,12 @@ def _convert(name: str, key: str, value: str, default: Any) -> Any:
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
     except ValueError:
-        kind = type(default).__name__
+        kind = {"float": "a finite float"}.get(type(default).__name__, type(default).__name__)
         raise DatasetError(f"{name}: parameter '{key}' must be {kind}, got {value!r}",
                            f"e.g. {name}:{key}={default}") from None
     return value
@@ -116,6 +120,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None) -> Dataset:
 
         return load_user_npz(spec)
     entry, params = parse_spec(spec)
+    _check_generated_size(entry, params)
     kwargs = dict(params)
     if entry.name == "fsdd":
         kwargs["data_dir"] = data_dir
@@ -123,6 +128,19 @@ def load_dataset(spec: str, *, data_dir: str | None = None) -> Dataset:
     name = canonical_name(entry, params)
     meta = {**ds.meta, "spec": name, "params": params}
     return dataclasses.replace(ds, name=name, meta=meta)
+
+
+def _check_generated_size(entry: Entry, params: dict[str, Any]) -> None:
+    """Refuse a generated data set bigger than the data limit before generating it (adding:n_train=10**9)."""
+    if entry.name != "adding":
+        return
+    rows = max(0, params["n_train"]) + max(0, params["n_test"])
+    nbytes = rows * max(0, params["length"]) * 2 * 4  # float32 [N, length, 2]
+    limit = max_data_bytes()
+    if nbytes > limit:
+        raise DatasetError(f"adding: {rows:,} sequences of length {params['length']:,} take {format_bytes(nbytes)}, "
+                           f"over the data limit of {format_bytes(limit)} ({LIMIT_ENV})",
+                           f"use smaller n_train, n_test or length, or raise {LIMIT_ENV} (bytes, e.g. 8G)")
 
 
 def _shape_info(entry: Entry, data_dir: str | None) -> dict[str, Any]:

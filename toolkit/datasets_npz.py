@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,13 @@ class _Capped:
         return data
 
 
+class _CorruptMember(Exception):
+    """The zip layer failed under the header parser: bad CRC, broken deflate stream, early end of the member."""
+
+
 def _parse_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran_order, dtype) of the .npy stream at `fp`; ValueError (any cause) when it is not one."""
+    """(shape, fortran_order, dtype) of the .npy stream at `fp`; ValueError (any cause) when it is not one,
+    _CorruptMember when the member itself cannot be inflated."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(fp)
@@ -58,9 +64,10 @@ def _parse_header(fp: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
 
             return _format_impl._read_array_header(fp, version)
         raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
-    except Exception as exc:  # noqa: BLE001 - ValueError, SyntaxError, TokenError, MemoryError, EOFError, zlib, ...
-        text = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise ValueError(text) from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise _CorruptMember(_why(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - ValueError, SyntaxError, TokenError, MemoryError, UnicodeError, ...
+        raise ValueError(_why(exc)) from exc
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: str, budget: int,
@@ -78,6 +85,8 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, key: st
         capped = _Capped(fp, MAX_HEADER_BYTES)
         try:
             shape, fortran, dtype = _parse_header(capped)
+        except _CorruptMember as exc:
+            raise _err(path, f"key '{key}' is corrupt ({exc})", "re-save the file with numpy.savez") from None
         except ValueError as exc:
             raise _err(path, f"key '{key}' has a malformed .npy header ({exc})",
                        "the file is corrupt or not written by numpy: re-save it with numpy.savez") from None
@@ -190,6 +199,9 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from None
     if not is_zip:
+        if magic.startswith(b"PK\x03\x04"):
+            raise _err(path, "a truncated or corrupt zip archive (its central directory is missing)",
+                       "copy the file again, or re-save it with numpy.savez")
         what = "a single .npy array" if magic == b"\x93NUMPY" else "not an .npz (zip) archive"
         raise _err(path, what, "save with numpy.savez(path, X_train=..., y_train=..., X_test=..., y_test=...)")
     return read_npz(path, REQUIRED, ("class_names",))
