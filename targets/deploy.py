@@ -8,11 +8,19 @@ answers "does it run there?"; `edgeseq profile` measures.
 
 from __future__ import annotations
 
+import copy
+import re
 import time
 from pathlib import Path, PurePosixPath
 
 from edgeseq.errors import EdgeseqError, ModelError, TargetError
 from edgeseq.targets import device_shell
+
+# A file in a per-run directory: edgeseq-run-XXXX (local, under $TMPDIR) or run-XXXXXXXX (on a device).
+_RUN_FILE_RE = re.compile(
+    r"(?:/[^\s'\"():,;]*)?/(?:edgeseq-run-|" + re.escape(device_shell.RUN_DIR_PREFIX) + r")[A-Za-z0-9_]+/"
+    r"([^\s'\"():,;/]+)"
+)
 
 
 def deploy(
@@ -28,9 +36,31 @@ def deploy(
     log=lambda msg: None,
 ) -> dict:
     """Deploy `model` to `target` and run it once; returns the result (schema edgeseq.agent/1) plus `deploy` facts."""
+    check_deploy_options(runs, warmup, threads, timeout)
     model = Path(model)
     if not model.is_file():
         raise ModelError(f"model not found: {model}")
+    try:
+        return _deploy(target, model, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log)
+    except EdgeseqError as exc:
+        raise with_user_paths(exc, model) from None
+
+
+TIMEOUT_LIMITS = (0.0, 86_400.0)  # seconds: above 0, at most a day
+
+
+def check_deploy_options(runs: int, warmup: int, threads: int | None, timeout: float) -> None:
+    """The numeric options of `deploy`, finite and in range (the error states the range), before anything runs."""
+    from edgeseq.commands._types import check_finite
+    from edgeseq.profiling import INT_LIMITS, check_int
+
+    for option, value in (("runs", runs), ("warmup", warmup), ("threads", threads)):
+        if value is not None:
+            check_int(f"--{option}", value, *INT_LIMITS[option])
+    check_finite("--timeout", timeout, min=TIMEOUT_LIMITS[0], min_open=True, max=TIMEOUT_LIMITS[1], example="600")
+
+
+def _deploy(target, model: Path, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log) -> dict:
     runner = runner or getattr(target.spec, "runner", "agent") or "agent"
     started = time.monotonic()
     if runner == "benchmark_model":
@@ -59,6 +89,29 @@ def deploy(
         "wall_s": time.monotonic() - started,
     }
     return data
+
+
+def with_user_paths(exc: EdgeseqError, model: Path, input_path: str | Path | None = None) -> EdgeseqError:
+    """`exc` with every mention of the model's (or input's) copy in a per-run directory replaced by the path the
+    user gave: a message must name the user's file, not a temporary one that no longer exists."""
+    from edgeseq.targets.runner import _safe_name
+
+    names = {_safe_name(Path(model).name): str(model)}
+    if input_path is not None:
+        suffix = Path(input_path).suffix or ".npy"
+        names["input" + suffix] = str(input_path)
+
+    def fix(text: str | None) -> str | None:
+        if not text:
+            return text
+        return _RUN_FILE_RE.sub(lambda m: names.get(m.group(1), m.group(0)), text)
+
+    message, hint = fix(exc.message), fix(exc.hint)
+    if (message, hint) == (exc.message, exc.hint):
+        return exc
+    fixed = copy.copy(exc)
+    fixed.message, fixed.hint, fixed.args = message, hint, (message,)
+    return fixed
 
 
 def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log) -> dict:

@@ -34,6 +34,10 @@ class FleetResult:
         )
 
 
+_NUMERIC_OPTIONS = ("runs", "warmup", "threads", "max_secs", "cpus", "memory_limit", "cpu_quota", "repeat", "steps",
+                    "hop_ms")
+
+
 def all_target_names() -> list[str]:
     """`--all`: every target in the targets file, in file order."""
     from edgeseq.targets import config
@@ -57,10 +61,15 @@ def profile_fleet(
     names = list(dict.fromkeys(targets))  # the same target twice would measure it against itself
     if not names:
         raise InputError("no target given")
+    from edgeseq.profiling import check_profile_options
+    from edgeseq.store import preflight
     from edgeseq.targets.resolve import spec_for
 
-    for name in names:  # a misspelt name fails before any device is touched
+    # Bad options, a misspelt name, a foreign or damaged store: one error before any device is touched.
+    check_profile_options(**{k: v for k, v in kwargs.items() if k in _NUMERIC_OPTIONS})
+    for name in names:
         spec_for(name)
+    preflight(kwargs.get("db"))
 
     def one(name: str) -> list[dict]:
         try:

@@ -243,6 +243,48 @@ def test_bad_input_is_one_line_and_nonzero(tiny, tmp_path, capsys, make, code, n
             assert s.count() == 0
 
 
+@pytest.mark.parametrize(
+    "option, value, needle",
+    [
+        ("--max-secs", "inf", "--max-secs must be a finite number"),
+        ("--max-secs", "nan", "--max-secs must be a finite number"),
+        ("--max-secs", "1e10", "<= 86400"),
+        ("--max-secs", "1e300", "<= 86400"),
+        ("--cpu-quota", "inf", "--cpu-quota must be"),
+        ("--memory-limit", "inf", "--memory-limit must be a size"),
+        ("--memory-limit", "1e300", "--memory-limit must be a size"),
+        ("--runs", "99999999999999999999", "at most 1,000,000,000"),
+        ("--threads", "0", "--threads must be at least 1"),
+        ("--repeat", "100000", "--repeat must be"),
+    ],
+)
+def test_non_finite_or_absurd_numbers_are_one_line_before_anything_runs(tiny, tmp_path, monkeypatch, capsys,
+                                                                          option, value, needle):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "profile", str(tiny["dense-fp32"]), option, value)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and needle in lines[0], err
+    assert list(tmp_path.iterdir()) == []  # no .edgeseq/results.db
+
+
+def test_a_failed_run_leaves_no_store_behind(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "profile", str(tiny["gru-flex"]), "--runs", "3")
+    assert code == 2 and "Flex" in err
+    assert not (tmp_path / ".edgeseq").exists()  # the store is created with the first result, not before
+    code, _, _ = cli(capsys, "profile", str(tiny["dense-fp32"]), "--runs", "3")
+    assert code == 0 and (tmp_path / ".edgeseq" / "results.db").is_file()
+
+
+def test_errors_name_the_users_input_not_its_temporary_copy(tiny, tmp_path, capsys):
+    bad = tmp_path / "my input.npy"
+    bad.write_bytes(b"\x93NUMPY garbage")
+    code, _, err = cli(capsys, "profile", str(tiny["dense-fp32"]), "--input", str(bad), "--db",
+                       str(tmp_path / "r.db"))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "edgeseq-run-" not in err and str(bad) in err
+
+
 def _corrupt(d: Path) -> Path:
     p = d / "corrupt.tflite"
     p.write_bytes(b"\x00" * 64)

@@ -11,13 +11,87 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edgeseq.errors import InputError, ModelError
+from edgeseq.errors import EdgeseqError, InputError, ModelError
 from edgeseq.fsio import sha256_file
 from edgeseq.stats import summarize_agent
-from edgeseq.store import ResultsStore
+from edgeseq.store import ResultsStore, preflight
 from edgeseq.targets.runner import AgentOptions, run_agent
 
 KNOWN_RECIPES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+
+# The sane range of every numeric option of `profile`, checked before anything runs: (lowest, highest, example).
+INT_LIMITS: dict[str, tuple[int, int, int]] = {
+    "runs": (1, 1_000_000_000, 200),  # a huge --runs with --max-secs is a time-boxed run
+    "warmup": (0, 10_000_000, 20),
+    "threads": (1, 1024, 1),
+    "repeat": (1, 10_000, 3),
+    "cpus": (1, 4096, 2),
+    "steps": (1, 1_000_000, 64),
+}
+# name -> (exclusive lower bound, inclusive upper bound, example)
+FLOAT_LIMITS: dict[str, tuple[float, float, str]] = {
+    "max_secs": (0.0, 86_400.0, "30"),
+    "cpu_quota": (0.0, 64.0, "0.5"),
+    "hop_ms": (0.0, 3_600_000.0, "10"),
+}
+MEMORY_LIMIT_BYTES = (1 << 20, 1 << 44)  # 1 MiB .. 16 TiB
+
+
+def check_int(option: str, value, low: int, high: int, example: int | None = None) -> int:
+    """An integer option in [low, high], or an InputError that names the option and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        shown = value if isinstance(value, int) and abs(value) < 10**30 else repr(value)[:40]
+        raise InputError(
+            f"{option} must be at least {low} and at most {high:,}, got {shown}",
+            f"pass e.g. {option} {example if example is not None else low}",
+        )
+    return value
+
+
+def check_profile_options(
+    runs: int = 200,
+    warmup: int = 20,
+    threads: int | None = 1,
+    max_secs: float | None = None,
+    cpus: int | None = None,
+    memory_limit: str | int | None = None,
+    cpu_quota: float | None = None,
+    repeat: int = 1,
+    steps: int | None = None,
+    hop_ms: float | None = None,
+) -> None:
+    """Every numeric option of `profile` finite and in its sane range (the error states the range), before any
+    model, target or store is touched."""
+    from edgeseq.commands._types import check_finite
+
+    given = dict(runs=runs, warmup=warmup, threads=threads, repeat=repeat, cpus=cpus, steps=steps)
+    for name, value in given.items():
+        if value is not None:
+            low, high, example = INT_LIMITS[name]
+            check_int("--" + name.replace("_", "-"), value, low, high, example)
+    for name, value in dict(max_secs=max_secs, cpu_quota=cpu_quota, hop_ms=hop_ms).items():
+        if value is not None:
+            low, high, example = FLOAT_LIMITS[name]
+            check_finite("--" + name.replace("_", "-"), value, min=low, min_open=True, max=high, example=example)
+    if memory_limit is not None:
+        memory_limit_bytes(memory_limit)
+
+
+def memory_limit_bytes(text: str | int) -> int:
+    """--memory-limit in bytes, refused unless finite and between 1 MiB and 16 TiB."""
+    from edgeseq.targets.local import parse_size
+
+    try:
+        size = parse_size(text)
+    except (OverflowError, ValueError):  # inf, nan: not a size
+        size = None
+    low, high = MEMORY_LIMIT_BYTES
+    if size is None or isinstance(size, bool) or not low <= size <= high:
+        raise InputError(
+            f"--memory-limit must be a size from 1M to 16T, got {str(text)[:40]!r}",
+            "write e.g. 256M, 1G or a number of bytes",
+        )
+    return size
 
 
 # ------------------------------------------------------------------------------------------ manifests
@@ -193,7 +267,17 @@ def build_record(
 
 
 def _measure(target, model: Path, opts: AgentOptions) -> dict:
-    """The Python agent, or LiteRT's native benchmark_model where the target is set up for it (Android)."""
+    """The Python agent, or LiteRT's native benchmark_model where the target is set up for it (Android). Errors
+    name the user's files, not their copies in the run directory."""
+    from edgeseq.targets.deploy import with_user_paths
+
+    try:
+        return _measure_on(target, model, opts)
+    except EdgeseqError as exc:
+        raise with_user_paths(exc, model, opts.input) from None
+
+
+def _measure_on(target, model: Path, opts: AgentOptions) -> dict:
     spec = getattr(target, "spec", None)
     if getattr(spec, "runner", "agent") != "benchmark_model":
         return run_agent(target, model, opts)
@@ -269,8 +353,7 @@ def profile_models(
     """
     if not paths:
         raise InputError("no models given", "pass one or more .tflite files")
-    if repeat < 1:
-        raise InputError(f"--repeat must be at least 1, got {repeat}")
+    check_profile_options(runs, warmup, threads, max_secs, cpus, memory_limit, cpu_quota, repeat, steps, hop_ms)
     opts = AgentOptions(
         runs=runs,
         warmup=warmup,
@@ -295,18 +378,25 @@ def profile_models(
         sha = sha256_file(m)
         manifest = read_manifest(m)
         prepared.append((m, manifest, manifest_summary(manifest, m, sha)))
+    db_path = preflight(db)  # refuses a foreign, newer, damaged or unwritable store; creates nothing
     session = uuid.uuid4().hex[:12]
     rows = []
-    with ResultsStore(db) as store:
+    store = None  # opened (and, when new, created) at the first result: a failed run leaves no file behind
+    try:
         for name, tgt in targets:
             for m, manifest, summary in prepared:
                 for k in range(repeat):
                     data = _measure(tgt, m, opts)
                     record = build_record(data, name, tgt, m, manifest, summary, opts, session, k)
+                    if store is None:
+                        store = ResultsStore(db_path)
                     run_id = store.add_run(record)
                     row = row_from_record(record, run_id)
                     row["manifest_stale"] = summary["manifest_stale"]
                     rows.append(row)
                     if on_result is not None:
                         on_result(row)
+    finally:
+        if store is not None:
+            store.close()
     return rows

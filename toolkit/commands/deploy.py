@@ -6,6 +6,8 @@ import json
 
 import click
 
+from edgeseq.commands._types import FiniteFloat
+
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -20,7 +22,8 @@ import click
 @click.option(
     "--benchmark-binary", type=click.Path(dir_okay=False), help="LiteRT's benchmark_model for the device."
 )
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds allowed for the run.")
+@click.option("--timeout", type=FiniteFloat(0, 86_400, min_open=True, example="600"), default=600.0,
+              show_default=True, help="Seconds allowed for the run.")
 @click.option("--keep", is_flag=True, help="Leave the per-run directory on the device (its path is printed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def deploy(
@@ -30,9 +33,11 @@ def deploy(
     run, result collected, directory removed (unless --keep). Writes nothing to the results store."""
     from pathlib import Path
 
+    from edgeseq.targets.deploy import check_deploy_options
     from edgeseq.targets.deploy import deploy as deploy_model
     from edgeseq.targets.resolve import open_target
 
+    check_deploy_options(runs, warmup, threads, timeout)
     target = open_target(target_name)
     data = deploy_model(
         target,

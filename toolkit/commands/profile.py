@@ -7,7 +7,18 @@ import sys
 
 import click
 
-from edgeseq.profiling import profile_models  # re-exported for `edgeseq demo`
+from edgeseq.commands._types import FiniteFloat
+from edgeseq.profiling import (
+    FLOAT_LIMITS,
+    check_profile_options,
+    profile_models,  # re-exported for `edgeseq demo`
+)
+
+
+def _float_option(name: str) -> FiniteFloat:
+    low, high, example = FLOAT_LIMITS[name]
+    return FiniteFloat(low, high, min_open=True, example=example)
+
 
 __all__ = ["profile", "profile_models"]
 
@@ -26,7 +37,7 @@ __all__ = ["profile", "profile_models"]
 @click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
 @click.option("--runs", type=int, default=200, show_default=True, help="Timed invokes per run.")
 @click.option("--warmup", type=int, default=20, show_default=True, help="Untimed invokes before timing.")
-@click.option("--max-secs", type=float, default=None, help="Stop the timed loop after this many seconds.")
+@click.option("--max-secs", type=_float_option("max_secs"), default=None, help="Stop the timed loop after this many seconds.")
 @click.option("--no-xnnpack", is_flag=True, help="Build the interpreter without default delegates (XNNPACK).")
 @click.option(
     "--input",
@@ -42,7 +53,7 @@ __all__ = ["profile", "profile_models"]
 )
 @click.option(
     "--cpu-quota",
-    type=float,
+    type=_float_option("cpu_quota"),
     default=None,
     help="Local only: CFS quota as a fraction of one CPU, e.g. 0.5. Bursty: p99 grows, not p50.",
 )
@@ -56,7 +67,7 @@ __all__ = ["profile", "profile_models"]
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @click.option("--stream", is_flag=True, help="Stream mode: one step per invoke, state carried (step/window models).")
 @click.option("--steps", type=int, default=None, help="--stream: steps per stream [the input's length].")
-@click.option("--hop-ms", type=float, default=None, help="--stream: input period; report the share of steps in time.")
+@click.option("--hop-ms", type=_float_option("hop_ms"), default=None, help="--stream: input period; report the share of steps in time.")
 @click.option("--contexts", default=None, metavar="16,32,...,1024",
               help="--stream: per-step latency and memory at each context; .keras models are exported first.")
 def profile(
@@ -88,6 +99,7 @@ def profile(
     """
     from edgeseq.report import print_table
 
+    check_profile_options(runs, warmup, threads, max_secs, cpus, memory_limit, cpu_quota, repeat, steps, hop_ms)
     live = sys.stderr.isatty() and not as_json
     if contexts is not None:
         from edgeseq.stream_profile import profile_streaming_cli
