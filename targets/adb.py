@@ -16,7 +16,6 @@ import math
 import re
 import secrets
 import shlex
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from edgeseq.errors import InputError, TargetError
 from edgeseq.targets import device_shell
 from edgeseq.targets.base import RunResult, TargetSpec
+from edgeseq.targets.trust import system_program
 
 DEFAULT_WORKDIR = "/data/local/tmp/edgeseq"
 _PROP_RE = re.compile(r"^\[([^\]]+)\]: \[(.*)\]$")
@@ -69,7 +69,9 @@ class AdbTarget:
     """One Android device known to the local adb server (USB or TCP)."""
 
     def __init__(self, spec: TargetSpec):
-        self.spec = spec
+        from edgeseq.targets.config import check_fields
+
+        self.spec = check_fields(spec)  # types and ranges; options.adb, when set, an absolute path
         self.serial = parse_url(spec.url)
         self.network = bool(_NETWORK_SERIAL_RE.match(self.serial))
         self.base = spec.workdir or DEFAULT_WORKDIR
@@ -77,7 +79,7 @@ class AdbTarget:
         port = spec.options.get("adb_server_port")
         self.server_port = int(port) if port else None
         adb = spec.options.get("adb", "adb")
-        self._adb_path = shutil.which(adb)
+        self._adb_path = system_program(adb)
         if not self._adb_path:
             raise TargetError(
                 f"the adb client ({adb}) is not installed", "apt-get install adb, or set options.adb"

@@ -25,7 +25,10 @@ def spec_for(name_or_url: str) -> TargetSpec:
 
 def open_spec(spec: TargetSpec) -> Target:
     if spec.url in ("local", "local://"):
+        from edgeseq.targets.config import check_fields
         from edgeseq.targets.local import LocalTarget
+
+        check_fields(spec)  # a local target's python runs here: an absolute path, or edgeseq's own interpreter
 
         target = LocalTarget(python=None if spec.python == "python3" else spec.python)
         if spec.name != "local":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import re
 import shlex
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -73,15 +72,20 @@ class SshTarget:
     """One SSH-reachable device. Host-key policy, timeouts and the single retry live here; runners see argv lists."""
 
     def __init__(self, spec: TargetSpec, connect_timeout: float = 10.0, retry_delay_s: float = 1.0):
-        self.spec = spec
+        from edgeseq.targets.config import check_fields
+
+        self.spec = check_fields(spec)  # types and ranges; options.ssh, when set, an absolute path
         self.user, self.host, self.port = parse_url(spec.url)
         self.known_hosts = trust.known_hosts_path(spec.known_hosts)
         self.connect_timeout = float(spec.options.get("connect_timeout", connect_timeout))
         self.retry_delay_s = retry_delay_s
         self.python = spec.python or "python3"
-        self._ssh = shutil.which(spec.options.get("ssh", "ssh"))
+        ssh = spec.options.get("ssh", "ssh")
+        self._ssh = trust.system_program(ssh)
         if not self._ssh:
-            raise TargetError("the OpenSSH client `ssh` is not installed", "apt-get install openssh-client")
+            raise TargetError(
+                f"the OpenSSH client ({ssh}) is not installed", "apt-get install openssh-client, or set options.ssh"
+            )
 
     # -- the only places that build what the device sees ------------------------------------------------------
     def ssh_argv(self, remote_command: str) -> list[str]:

@@ -36,6 +36,16 @@ class HostKey:
         return f"{self.host} {self.key_type} {self.key_b64}"
 
 
+def system_program(name: str) -> str | None:
+    """`name` looked up on $PATH's absolute folders only: an empty or relative entry (".") would find a program
+    planted in the working directory. An absolute `name` (or ~/...) is taken as it is (when executable)."""
+    name = os.path.expanduser(name)
+    if os.path.isabs(name):
+        return shutil.which(name)
+    folders = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if os.path.isabs(d)]
+    return shutil.which(name, path=os.pathsep.join(folders)) if folders else None
+
+
 def known_hosts_path(configured: str | None) -> Path:
     return Path(configured or DEFAULT_KNOWN_HOSTS).expanduser()
 
@@ -56,7 +66,7 @@ def fingerprint(key_b64: str) -> str:
 
 def scan(host: str, port: int, timeout: float = 5.0) -> list[HostKey]:
     """The host keys a server offers right now (unauthenticated: verify the fingerprint out of band)."""
-    keyscan = shutil.which("ssh-keyscan")
+    keyscan = system_program("ssh-keyscan")
     if not keyscan:
         raise TargetError(
             "ssh-keyscan not found", "install the OpenSSH client (apt-get install openssh-client)"
@@ -90,7 +100,7 @@ def recorded(known_hosts: Path, host: str, port: int) -> list[HostKey]:
     if not known_hosts.is_file():
         return []
     proc = subprocess.run(
-        ["ssh-keygen", "-F", host_pattern(host, port), "-f", str(known_hosts)], capture_output=True, text=True
+        [_keygen(), "-F", host_pattern(host, port), "-f", str(known_hosts)], capture_output=True, text=True
     )
     keys = []
     for line in proc.stdout.splitlines():
@@ -105,8 +115,15 @@ def record(known_hosts: Path, host: str, port: int, keys: list[HostKey]) -> None
     known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pattern = host_pattern(host, port)
     if known_hosts.is_file():
-        subprocess.run(["ssh-keygen", "-R", pattern, "-f", str(known_hosts)], capture_output=True)
+        subprocess.run([_keygen(), "-R", pattern, "-f", str(known_hosts)], capture_output=True)
     with open(known_hosts, "a", encoding="utf-8") as fh:
         for key in keys:
             fh.write(f"{pattern} {key.key_type} {key.key_b64}\n")
     os.chmod(known_hosts, 0o600)
+
+
+def _keygen() -> str:
+    keygen = system_program("ssh-keygen")
+    if not keygen:
+        raise TargetError("ssh-keygen not found", "install the OpenSSH client (apt-get install openssh-client)")
+    return keygen

@@ -33,7 +33,7 @@ def test_add_load_remove_round_trip_keeps_awkward_strings(targets_file):
         known_hosts="/tmp/known hosts\tfile",
         python="/opt/py 3/bin/python3",
         workdir="~/edge seq; rm -rf /",
-        options={"connect_timeout": 7, "flag": True},
+        options={"connect_timeout": 7, "ssh": "/opt/open ssh/bin/ssh"},
     )
     config.add(spec)
     config.add(
@@ -162,3 +162,88 @@ def test_remote_targets_implement_the_target_protocol():
 
     assert isinstance(SshTarget(TargetSpec(name="pi", url="ssh://pi@h")), Target)
     assert isinstance(AdbTarget(TargetSpec(name="px", url="adb://SERIAL")), Target)
+
+
+# ------------------------------------------------------------------------------------------ typed fields, trust
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ("url = 5", "url must be a string"),
+        ('url = "ssh://pi@h"\noptions = "str"', "options must be a table"),
+        ('url = "ssh://pi@h"\noptions = { connect_timeout = "abc" }', "options.connect_timeout must be a number"),
+        ('url = "ssh://pi@h"\noptions = { connect_timeout = inf }', "options.connect_timeout must be a number"),
+        ('url = "ssh://pi@h"\noptions = { connect_timeout = 1e300 }', "options.connect_timeout must be a number"),
+        ('url = "ssh://pi@h"\nkey_file = 7', "key_file must be a path"),
+        ('url = "ssh://pi@h"\nknown_hosts = ["a"]', "known_hosts must be a path"),
+        ('url = "ssh://pi@h"\nrunner = 3', "runner must be one of"),
+        ('url = "ssh://pi@h"\npython = false', "python must be"),
+        ('url = "ssh://pi@h"\noptions = { ssh = "./fake-ssh" }', "options.ssh must be an absolute path"),
+        ('url = "adb://S"\noptions = { adb_server_port = 70000 }', "options.adb_server_port must be a port"),
+        ('url = "adb://S"\noptions = { adb_server_port = true }', "options.adb_server_port must be a port"),
+        ('url = "adb://S"\nrunner = "benchmark_model"\nbenchmark_binary = "bm"', "benchmark_binary must be an absolute"),
+        ('url = "local"\npython = "venv/bin/python"', "python must be an absolute path for a local target"),
+        ('url = "ssh://pi@h"\noptions = { flag = true }', "unknown option 'flag'"),
+    ],
+)
+def test_a_wrongly_typed_field_is_one_line_naming_file_target_and_field(targets_file, body, field):
+    targets_file.parent.mkdir(parents=True)
+    targets_file.write_text(f"[targets.good]\nurl = \"ssh://pi@ok\"\n\n[targets.pi]\n{body}\n")
+    with pytest.raises(InputError) as exc:
+        config.load()
+    line = exc.value.one_line()
+    assert str(targets_file) in line and "target 'pi'" in line and field in line and "\n" not in line
+    with pytest.raises(InputError, match=field.split()[0]):  # every verb that reads the file says the same
+        config.get("good")
+
+
+def test_an_invalid_name_in_the_file_names_the_file(targets_file):
+    targets_file.parent.mkdir(parents=True)
+    targets_file.write_text('[targets."-x"]\nurl = "ssh://a"\n')
+    with pytest.raises(InputError, match=f"{targets_file}: invalid target name"):
+        config.load()
+
+
+def _plant_fake_ssh(folder, marker):
+    fake = folder / "fake-ssh"
+    fake.write_text(f"#!/bin/sh\necho ran > '{marker}'\nexit 255\n")
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.parametrize("entry", [
+    'url = "ssh://pi@127.0.0.1:1"\noptions = {{ ssh = "{fake}" }}',
+    'url = "local"\npython = "{fake}"',
+    'url = "adb://S"\nrunner = "benchmark_model"\nbenchmark_binary = "{fake}"',
+    'url = "adb://S"\noptions = {{ adb = "{fake}" }}',
+])  # fmt: skip
+def test_a_targets_file_found_in_the_working_directory_names_no_program(tmp_path, monkeypatch, entry):
+    from edgeseq.targets.resolve import open_target
+
+    monkeypatch.delenv("EDGESEQ_TARGETS_FILE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    work = tmp_path / "untrusted"
+    work.mkdir()
+    marker = tmp_path / "MARKER"
+    fake = _plant_fake_ssh(work, marker)
+    (work / "targets.toml").write_text(f"[targets.pi]\n{entry.format(fake=fake)}\n")
+    monkeypatch.chdir(work)
+    assert config.find() == (work / "targets.toml", True)
+    assert list(config.load()) == ["pi"]  # listing is fine: it runs nothing
+    with pytest.raises(InputError, match="found in the working directory and names a program"):
+        open_target("pi")
+    assert not marker.exists()
+    monkeypatch.setenv("EDGESEQ_TARGETS_FILE", str(work / "targets.toml"))  # named by the user: trusted
+    assert config.find() == (work / "targets.toml", False) and config.get("pi").name == "pi"
+
+
+def test_default_programs_come_from_absolute_path_entries_only(tmp_path, monkeypatch):
+    from edgeseq.targets.trust import system_program
+
+    fake = _plant_fake_ssh(tmp_path, tmp_path / "MARKER")
+    fake.rename(tmp_path / "ssh")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f".:{tmp_path.name}:")
+    assert system_program("ssh") is None  # "." and relative entries would find ./ssh
+    monkeypatch.setenv("PATH", f".:{tmp_path}")
+    assert system_program("ssh") == str(tmp_path / "ssh")
+

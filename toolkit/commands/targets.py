@@ -16,7 +16,9 @@ def _file_option(f):
         "path",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="The targets file (default: ./targets.toml if present, else the user config directory).",
+        help="The targets file (default: $EDGESEQ_TARGETS_FILE, else ./targets.toml if present, else the user config "
+        "directory). One found in the working directory may not name programs to run (options.ssh/adb, "
+        "benchmark_binary, a local python).",
     )(f)
 
 
@@ -104,7 +106,7 @@ def add(
             raise InputError(
                 "--key and --known-hosts are for ssh:// targets", "adb uses its own keys (~/.android)"
             )
-    options = {"adb_server_port": adb_server_port} if adb_server_port else {}
+    options = {"adb_server_port": adb_server_port} if adb_server_port is not None else {}  # range: config
     spec = TargetSpec(
         name=name,
         url=url,
