@@ -117,12 +117,12 @@ def train_model(
     )
     wall_s = time.perf_counter() - started
 
-    test_metrics = evaluate_keras(model, dataset)
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     if not np.all(np.isfinite(hist.get("loss", [0.0]))):
         raise InputError(
             "training diverged (loss became NaN or inf)", "lower --lr, or check the data set for extreme values"
         )
+    test_metrics = evaluate_keras(model, dataset)
 
     record = {
         "schema": TRAINING_SCHEMA,
