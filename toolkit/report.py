@@ -13,6 +13,7 @@ import csv
 import html
 import io
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,6 +143,11 @@ def load_groups(store: ResultsStore, target: str | None = None, with_samples: bo
             "options": last.get("options"),
             "constraints": last.get("constraints"),
             "device": last.get("device"),
+            # the columns stored beside the stats, for a stats object that lacks them
+            "p50_us": last.get("p50_us"),
+            "mean_us": last.get("mean_us"),
+            "peak_rss_kb": last.get("peak_rss_kb"),
+            "model_size_bytes": last.get("model_size_bytes"),
             **stats,
             "runs": len(members),
             "p50_cv": _p50_cv(members),
@@ -429,7 +435,7 @@ def write_report(
         raise StoreError(f"the results store {store.path} holds no runs", "run `edgeseq profile` first")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        pngs = write_plots(rows, out_dir)
+        pngs = write_plots([r for r in rows if _plottable(r)], out_dir)
         from edgeseq.stream_profile import streaming_section  # "" when no streaming runs are stored
 
         streaming = streaming_section(db, out_dir, fmt, target)
@@ -444,6 +450,15 @@ def write_report(
         return path
     except OSError as exc:
         raise InputError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
+
+
+def _plottable(row: dict) -> bool:
+    """The figures every plot draws, finite: a row without them (benchmark_model prints no p90, a store row can be
+    incomplete) stays in the tables but out of the plots."""
+    return all(
+        isinstance(row.get(k), int | float) and not isinstance(row.get(k), bool) and math.isfinite(row[k])
+        for k in ("p50_us", "min_us", "p90_us", "model_size_bytes")
+    )
 
 
 # ---------------------------------------------------------------------------------------- compare

@@ -292,6 +292,7 @@ class ResultsStore:
         out: list[dict] = []
         total = 0
         skipped: list[str] = []
+        cur = None
         try:
             if "runs" not in self._tables():
                 return []
@@ -310,6 +311,8 @@ class ResultsStore:
                 out.append(row)
         except sqlite3.Error as exc:
             raise self._read_error(exc) from None
+        finally:
+            _close(cur)
         if total and not out:
             where = f" on target {target!r}" if target else ""
             raise StoreError(
@@ -321,6 +324,7 @@ class ResultsStore:
         """One run by id (None when there is none); a damaged row is a StoreError naming it."""
         if isinstance(run_id, bool) or not isinstance(run_id, int) or not 0 <= run_id < 2**63:
             return None
+        cur = None
         try:
             if "runs" not in self._tables():
                 return None
@@ -329,6 +333,8 @@ class ResultsStore:
             names = [d[0] for d in cur.description]
         except sqlite3.Error as exc:
             raise self._read_error(exc) from None
+        finally:
+            _close(cur)
         if values is None:
             return None
         row, why = _decode_checked(dict(zip(names, values, strict=True)))
@@ -461,6 +467,17 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+
+def _close(cursor: sqlite3.Cursor | None) -> None:
+    """Finalize a cursor's statement now. Python 3.11 closes a connection with sqlite3_close_v2, which waits for every
+    live statement; a cursor kept alive by a traceback would leave the connection open at exit, and with it a WAL
+    store's -wal/-shm files beside a store that was only read."""
+    if cursor is not None:
+        try:
+            cursor.close()
+        except sqlite3.Error:
+            pass
 
 
 def _columns(conn: sqlite3.Connection) -> list[str]:
