@@ -172,7 +172,7 @@ def check_model_fits(cfg: Any, *, seq_len: int | None, num_features: int, num_ou
 
     Returns the estimated parameter count. `available` defaults to `available_memory_bytes()`.
     """
-    from edgeseq.datasets_base import format_bytes
+    from edgeseq.datasets.base import format_bytes
     from edgeseq.models.config import estimate_buffer_bytes, estimate_params
 
     params = estimate_params(cfg, seq_len=seq_len, num_features=num_features, num_outputs=num_outputs)

@@ -3,12 +3,12 @@
     python scripts/vendor_uea.py [--aeon-wheel PATH] [--pmdarima-wheel PATH]
 
 Reads straight from the downloaded wheels (nothing is installed or imported from them):
-- aeon 1.6.0: BasicMotions and JapaneseVowels in the UEA/UCR `.ts` format -> toolkit/data/{basic_motions,japanese_vowels}.npz
-- pmdarima 2.1.1: the `taylor` half-hourly electricity demand series (a literal list in taylor.py) -> toolkit/data/electricity.npz
+- aeon 1.6.0: BasicMotions and JapaneseVowels in the UEA/UCR `.ts` format -> toolkit/datasets/data/{basic_motions,japanese_vowels}.npz
+- pmdarima 2.1.1: the `taylor` half-hourly electricity demand series (a literal list in taylor.py) -> toolkit/datasets/data/electricity.npz
 
 The .npz files hold raw values; any normalization happens at load time in edgeseq (with train-set statistics).
 JapaneseVowels is ragged (7-29 frames): it is stored pre-padded with zeros to 29 frames (real frames at the END), with
-the true lengths in `lengths_train` / `lengths_test`. The license notices (toolkit/data/NOTICE-*.txt) are kept by hand.
+the true lengths in `lengths_train` / `lengths_test`. The license notices (toolkit/datasets/data/NOTICE-*.txt) are kept by hand.
 """
 
 from __future__ import annotations

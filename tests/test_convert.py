@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq.datasets_base import Dataset
+from edgeseq.datasets.base import Dataset
 from edgeseq.errors import ConversionError, InputError, ModelError, ValidationError
 from edgeseq.quantize.calibration import guard_constant_steps, select_indices
 from edgeseq.quantize.convert import convert_model, default_name

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edgeseq import fsdd
 from edgeseq.cli import cli
-from edgeseq.datasets import Dataset, list_datasets, load_dataset
+from edgeseq.datasets import Dataset, fsdd, list_datasets, load_dataset
 from edgeseq.errors import DatasetError
 
 EDGESEQ = Path(sys.executable).parent / "edgeseq"
@@ -319,7 +318,7 @@ def _header(text: bytes) -> bytes:
 
 
 def test_reader_matches_numpy_on_every_layout(tmp_path):
-    from edgeseq.datasets_npz import read_npz
+    from edgeseq.datasets.npz import read_npz
 
     arrays = {"f": np.asfortranarray(np.arange(24, dtype=">f8").reshape(2, 3, 4)), "b": np.array([True, False]),
               "u": np.array(["ab", "cde"]), "i": np.arange(5, dtype=np.int16), "e": np.zeros((0, 3), np.float32),
@@ -354,8 +353,8 @@ def test_lying_or_broken_headers_are_one_line_errors(tmp_path, over, words):
 
 
 def test_data_limit_and_compression_ratio(tmp_path, monkeypatch):
-    from edgeseq import datasets_npz
-    from edgeseq.datasets_base import format_bytes, max_data_bytes
+    from edgeseq.datasets import npz as datasets_npz
+    from edgeseq.datasets.base import format_bytes, max_data_bytes
 
     path = _save(tmp_path, _good())
     monkeypatch.setenv("EDGESEQ_MAX_DATA_BYTES", "1500")
@@ -387,7 +386,7 @@ def test_label_that_would_size_a_huge_head_is_refused(tmp_path):
 
 
 def test_damaged_cache_file_reads_as_value_error(tmp_path):
-    from edgeseq.datasets_base import load_npz
+    from edgeseq.datasets.base import load_npz
 
     bad = _zip(tmp_path / "cache.npz", {"features.npy": _header(b"{'descr': nonsense") + bytes(10)})
     with pytest.raises(ValueError, match="malformed"):
@@ -440,7 +439,7 @@ def test_cli_subprocess_exit_codes(tmp_path):
 
 
 def test_import_is_numpy_only():
-    code = ("import sys, edgeseq.datasets, edgeseq.fsdd, edgeseq.datasets_npz, edgeseq.commands.datasets; "
+    code = ("import sys, edgeseq.datasets, edgeseq.datasets.fsdd, edgeseq.datasets.npz, edgeseq.commands.datasets; "
             "bad = [m for m in ('tensorflow', 'keras', 'scipy', 'pandas', 'aeon') if m in sys.modules]; "
             "sys.exit(str(bad) if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

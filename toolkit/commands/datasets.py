@@ -99,7 +99,7 @@ def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> 
 @click.option("--force", is_flag=True, help="Download again even if the recordings are already there.")
 def download(name: str, dest: str | None, url: str | None, force: bool) -> None:
     """Download a data set that is not bundled (FSDD, CC BY-SA 4.0) into the cache or DEST."""
-    from edgeseq import fsdd
+    from edgeseq.datasets import fsdd
 
     target = fsdd.download_fsdd(dest, url or fsdd.DEFAULT_URL, force=force)
     n = sum(1 for _ in target.glob("*.wav"))

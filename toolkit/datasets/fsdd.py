@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from edgeseq.audio import FEATURE_PARAMS, clip_features
-from edgeseq.datasets_base import Dataset, cache_dir, load_npz, standardize
+from edgeseq.datasets.audio import FEATURE_PARAMS, clip_features
+from edgeseq.datasets.base import Dataset, cache_dir, load_npz, standardize
 from edgeseq.errors import DatasetError
 from edgeseq.fsio import atomic_write_bytes
 

@@ -67,7 +67,7 @@ def bundled(filename: str) -> Path:
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of a bundled or cached .npz, through the same safe reader as user files (ValueError if damaged)."""
-    from edgeseq.datasets_npz import read_npz
+    from edgeseq.datasets.npz import read_npz
 
     try:
         return read_npz(Path(path), None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeseq.datasets_base import Dataset, bundled, load_npz
+from edgeseq.datasets.base import Dataset, bundled, load_npz
 from edgeseq.errors import DatasetError
 
 TAYLOR_CITATION = ("J. W. Taylor. Short-term electricity demand forecasting using double seasonal exponential "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeseq.datasets_base import LIMIT_ENV, Dataset, cache_dir, format_bytes, max_data_bytes, parse_bool
+from edgeseq.datasets.base import LIMIT_ENV, Dataset, cache_dir, format_bytes, max_data_bytes, parse_bool
 from edgeseq.errors import DatasetError
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "parse_spec", "cache_dir", "REGISTRY"]
@@ -24,7 +24,7 @@ __all__ = ["Dataset", "load_dataset", "list_datasets", "parse_spec", "cache_dir"
 class Entry:
     name: str
     task: str
-    loader: str  # "module:function" under edgeseq, imported on use
+    loader: str  # "module:function" under edgeseq.datasets, imported on use
     params: dict[str, Any]  # parameter -> default (its type is the parameter's type)
     source: str
     license: str
@@ -32,17 +32,17 @@ class Entry:
 
 
 REGISTRY: dict[str, Entry] = {e.name: e for e in (
-    Entry("basic_motions", "classification", "datasets_uea:load_basic_motions", {"normalize": True},
+    Entry("basic_motions", "classification", "uea:load_basic_motions", {"normalize": True},
           "UEA (aeon 1.6.0)", "BSD-3; cite UEA", "smart-watch IMU, 4 activities"),
-    Entry("japanese_vowels", "classification", "datasets_uea:load_japanese_vowels",
+    Entry("japanese_vowels", "classification", "uea:load_japanese_vowels",
           {"normalize": True, "padding": "pre"},
           "UEA (aeon 1.6.0)", "BSD-3; cite UEA", "12 LPC coefficients, 7-29 frames, 9 speakers"),
     Entry("fsdd", "classification", "fsdd:load_fsdd", {"normalize": True},
           "FSDD v1.0.10", "CC BY-SA 4.0", "spoken digits, 32 log-mel bands x 49 frames"),
-    Entry("electricity", "regression", "datasets_forecast:load_electricity",
+    Entry("electricity", "regression", "forecast:load_electricity",
           {"window": 48, "horizon": 1, "test_fraction": 0.2},
           "pmdarima `taylor`", "MIT; cite Taylor", "half-hourly demand, England & Wales 2000"),
-    Entry("adding", "regression", "datasets_synthetic:load_adding",
+    Entry("adding", "regression", "synthetic:load_adding",
           {"length": 100, "n_train": 5000, "n_test": 1000, "seed": 0},
           "generated", "n/a", "adding problem (Hochreiter & Schmidhuber 1997)"),
 )}
@@ -105,7 +105,7 @@ def canonical_name(entry: Entry, params: dict[str, Any]) -> str:
 
 def _loader(entry: Entry):
     module, func = entry.loader.split(":")
-    return getattr(importlib.import_module(f"edgeseq.{module}"), func)
+    return getattr(importlib.import_module(f"edgeseq.datasets.{module}"), func)
 
 
 def load_dataset(spec: str, *, data_dir: str | None = None) -> Dataset:
@@ -116,7 +116,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None) -> Dataset:
     if not isinstance(spec, str) or not spec.strip():
         raise DatasetError("empty data set name", "run `edgeseq datasets` to list them")
     if _is_path(spec):
-        from edgeseq.datasets_npz import load_user_npz
+        from edgeseq.datasets.npz import load_user_npz
 
         return load_user_npz(spec)
     entry, params = parse_spec(spec)
@@ -149,7 +149,7 @@ def _shape_info(entry: Entry, data_dir: str | None) -> dict[str, Any]:
         return {"train_shape": [p["n_train"], p["length"], 2], "test_shape": [p["n_test"], p["length"], 2],
                 "num_classes": None, "output_dim": 1, "status": "generated"}
     if entry.name == "fsdd":
-        from edgeseq import fsdd
+        from edgeseq.datasets import fsdd
 
         try:
             rec = fsdd.find_recordings(data_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeseq.datasets_base import Dataset, bundled, load_npz, standardize
+from edgeseq.datasets.base import Dataset, bundled, load_npz, standardize
 from edgeseq.errors import DatasetError
 
 UEA_CITATION = (

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.datasets_base import LIMIT_ENV, Dataset, format_bytes, max_data_bytes
+from edgeseq.datasets.base import LIMIT_ENV, Dataset, format_bytes, max_data_bytes
 from edgeseq.errors import DatasetError
 from edgeseq.fsio import sha256_file
 
