@@ -13,8 +13,6 @@ import os
 from collections import Counter, defaultdict
 from typing import Any
 
-import numpy as np
-
 from edgeseq.quantize.tflite_file import TFLiteFile, read_tflite
 
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
@@ -22,8 +20,11 @@ FLOAT_DTYPES = ("float32", "float16")
 _MATMUL_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D")
 
 
+MAC_CAP = 2**62  # a crafted loop nest could claim any count; estimates saturate here
+
+
 def _is_const(f: TFLiteFile, tensor: Any) -> bool:
-    return bool(f.buffer_data(tensor.buffer))
+    return f.is_constant(tensor)
 
 
 def _qparams(tensor: Any) -> tuple[list[float] | None, list[int] | None]:
@@ -35,7 +36,7 @@ def _qparams(tensor: Any) -> tuple[list[float] | None, list[int] | None]:
 
 def describe_tensor(f: TFLiteFile, tensor: Any) -> dict[str, Any]:
     scale, zero = _qparams(tensor)
-    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+    name = tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name or "")
     shape = [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
     out = {"name": name, "dtype": f.tensor_dtype(tensor), "shape": shape}
     if scale is not None:
@@ -44,38 +45,57 @@ def describe_tensor(f: TFLiteFile, tensor: Any) -> dict[str, Any]:
     return out
 
 
+def _ins(op: Any) -> list[int]:
+    return [int(i) for i in op.inputs] if op.inputs is not None else []
+
+
+def _outs(op: Any) -> list[int]:
+    return [int(i) for i in op.outputs] if op.outputs is not None else []
+
+
 def _op_dtype(f: TFLiteFile, sg: Any, op: Any) -> str:
     """The dtype an op computes in: its first non-constant input's, else its first output's."""
-    for i in op.inputs if op.inputs is not None else []:
+    for i in _ins(op):
         if i >= 0 and not _is_const(f, sg.tensors[i]):
             return f.tensor_dtype(sg.tensors[i])
-    outs = op.outputs if op.outputs is not None else []
-    return f.tensor_dtype(sg.tensors[outs[0]]) if len(outs) else "none"
+    outs = _outs(op)
+    return f.tensor_dtype(sg.tensors[outs[0]]) if outs else "none"
 
 
 def _shape(sg: Any, index: int) -> list[int]:
+    """Dims (0 and dynamic count as 1) of tensor `index`; [] for an absent optional input (-1)."""
+    if index < 0:
+        return []
     t = sg.tensors[index]
     return [max(int(d), 1) for d in (t.shape if t.shape is not None else [])]
 
 
+def _prod(dims: list[int]) -> int:
+    out = 1
+    for d in dims:
+        out *= d
+    return out
+
+
 def _op_macs(name: str, sg: Any, op: Any) -> int:
-    ins, outs = list(op.inputs), list(op.outputs)
-    out_elems = int(np.prod(_shape(sg, outs[0]), dtype=np.int64)) if outs else 0
+    """Multiply-accumulates of one matmul-like op (the verifier guarantees the inputs these formulas read)."""
+    ins, outs = _ins(op), _outs(op)
+    out_elems = _prod(_shape(sg, outs[0])) if outs else 0
+    w = _shape(sg, ins[1]) if len(ins) > 1 else []
+    if not w:
+        return 0
     if name == "FULLY_CONNECTED":
-        return out_elems * _shape(sg, ins[1])[-1]
+        return out_elems * w[-1]
     if name in ("CONV_2D", "CONV_3D"):
-        w = _shape(sg, ins[1])
-        return out_elems * int(np.prod(w[1:], dtype=np.int64))
+        return out_elems * _prod(w[1:])
     if name == "DEPTHWISE_CONV_2D":
-        w = _shape(sg, ins[1])
-        return out_elems * int(np.prod(w[1:3], dtype=np.int64))
+        return out_elems * _prod(w[1:3])
     if name == "TRANSPOSE_CONV":
-        w = _shape(sg, ins[1])
-        return int(np.prod(_shape(sg, ins[2]), dtype=np.int64)) * int(np.prod(w[:3], dtype=np.int64))
+        return _prod(_shape(sg, ins[2])) * _prod(w[:3]) if len(ins) > 2 else 0
     if name == "BATCH_MATMUL":
         a = _shape(sg, ins[0])
         adj_x = bool(getattr(op.builtinOptions, "adjX", False))
-        k = a[-2] if adj_x and len(a) > 1 else a[-1]
+        k = (a[-2] if adj_x and len(a) > 1 else a[-1]) if a else 1
         return out_elems * k
     return 0
 
@@ -83,64 +103,117 @@ def _op_macs(name: str, sg: Any, op: Any) -> int:
 def _trip_count(f: TFLiteFile, parent: Any, while_op: Any, cond: Any) -> int | None:
     """The constant bound of a WHILE loop: a LESS in the cond graph against a constant (in cond or passed in)."""
     bounds = []
+    cond_inputs = [int(i) for i in cond.inputs] if cond.inputs is not None else []
+    loop_inputs = _ins(while_op)
     for op in cond.operators or []:
-        if f.op_names[op.opcodeIndex] not in ("LESS", "LESS_EQUAL"):
+        name = f.op_names[op.opcodeIndex]
+        ins = _ins(op)
+        if name not in ("LESS", "LESS_EQUAL") or len(ins) < 2 or ins[1] < 0:
             continue
-        idx = int(op.inputs[1])
+        idx = ins[1]
         value = f.constant(cond.tensors[idx])
-        if value is None and idx in list(cond.inputs):
-            pos = list(cond.inputs).index(idx)
-            value = f.constant(parent.tensors[int(while_op.inputs[pos])])
-        if value is not None and value.size == 1:
-            bounds.append(int(value.reshape(-1)[0]) + (1 if f.op_names[op.opcodeIndex] == "LESS_EQUAL" else 0))
+        if value is None and idx in cond_inputs:
+            pos = cond_inputs.index(idx)
+            if pos < len(loop_inputs) and loop_inputs[pos] >= 0:
+                value = f.constant(parent.tensors[loop_inputs[pos]])
+        if value is not None and value.size == 1 and value.dtype.kind in "iub":
+            bounds.append(max(int(value.reshape(-1)[0]) + (1 if name == "LESS_EQUAL" else 0), 0))
     return min(bounds) if bounds else None
 
 
-def _subgraph_macs(f: TFLiteFile, index: int, notes: list[str], seen: tuple = ()) -> Counter:
-    if index in seen:
-        return Counter()
-    sg = f.model.subgraphs[index]
-    macs: Counter = Counter()
+def _subgraph_macs(f: TFLiteFile, index: int, notes: list[str]) -> Counter:
+    """MACs of subgraph `index`, loops multiplied out. Memoized, in callee-first order (no recursion): the verifier
+    guarantees control flow is acyclic, and a deep or diamond-shaped nest of subgraphs stays linear."""
+    subgraphs = f.model.subgraphs
+    order: list[int] = []  # post-order from `index`: every callee before its callers
+    seen, stack = {index}, [(index, iter(sorted(_callees(f, subgraphs[index]))))]
+    while stack:
+        node, it = stack[-1]
+        callee = next(it, None)
+        if callee is None:
+            order.append(node)
+            stack.pop()
+        elif callee not in seen:
+            seen.add(callee)
+            stack.append((callee, iter(sorted(_callees(f, subgraphs[callee])))))
+    done: dict[int, Counter] = {}
+    sg_notes: dict[int, list[str]] = {}
+
+    def visit(i: int) -> None:
+        sg = subgraphs[i]
+        macs: Counter = Counter()
+        mine: list[str] = []
+        for op in sg.operators or []:
+            name = f.op_names[op.opcodeIndex]
+            if name in _MATMUL_OPS:
+                macs[name] += _op_macs(name, sg, op)
+            elif name == "WHILE":
+                opts = op.builtinOptions
+                body = done[opts.bodySubgraphIndex]
+                mine += sg_notes[opts.bodySubgraphIndex]
+                trips = _trip_count(f, sg, op, subgraphs[opts.condSubgraphIndex])
+                if trips is None:
+                    mine.append(f"WHILE loop (subgraph {opts.bodySubgraphIndex}): trip count not derivable; "
+                                "body counted once")
+                    trips = 1
+                else:
+                    mine.append(f"WHILE loop (subgraph {opts.bodySubgraphIndex}): body x {trips} iterations")
+                for k, v in body.items():
+                    macs[k] += v * trips
+            elif name == "IF":
+                opts = op.builtinOptions
+                branches = [done[j] for j in (opts.thenSubgraphIndex, opts.elseSubgraphIndex)]
+                for j in (opts.thenSubgraphIndex, opts.elseSubgraphIndex):
+                    mine += sg_notes[j]
+                macs.update(max(branches, key=lambda c: sum(c.values())))
+        done[i] = Counter({k: min(v, MAC_CAP) for k, v in macs.items()})
+        sg_notes[i] = mine[:50]
+
+    for i in order:
+        visit(i)
+    notes.extend(sg_notes[index])
+    return done[index]
+
+
+def _callees(f: TFLiteFile, sg: Any) -> set[int]:
+    out = set()
     for op in sg.operators or []:
         name = f.op_names[op.opcodeIndex]
-        if name in _MATMUL_OPS:
-            macs[name] += _op_macs(name, sg, op)
-        elif name == "WHILE":
-            opts = op.builtinOptions
-            body = _subgraph_macs(f, opts.bodySubgraphIndex, notes, seen + (index,))
-            trips = _trip_count(f, sg, op, f.model.subgraphs[opts.condSubgraphIndex])
-            if trips is None:
-                notes.append(f"WHILE loop (subgraph {opts.bodySubgraphIndex}): trip count not derivable; body counted once")
-                trips = 1
-            else:
-                notes.append(f"WHILE loop (subgraph {opts.bodySubgraphIndex}): body x {trips} iterations")
-            for k, v in body.items():
-                macs[k] += v * trips
+        if name == "WHILE":
+            out |= {op.builtinOptions.condSubgraphIndex, op.builtinOptions.bodySubgraphIndex}
         elif name == "IF":
-            opts = op.builtinOptions
-            branches = [_subgraph_macs(f, i, notes, seen + (index,))
-                        for i in (opts.thenSubgraphIndex, opts.elseSubgraphIndex)]
-            macs.update(max(branches, key=lambda c: sum(c.values())))
-    return macs
+            out |= {op.builtinOptions.thenSubgraphIndex, op.builtinOptions.elseSubgraphIndex}
+    return out
 
 
 def peak_activation_bytes(f: TFLiteFile) -> int:
-    """Largest sum of live non-constant tensors at any op of the main subgraph (simple liveness)."""
+    """Largest sum of live non-constant tensors at any op of the main subgraph (simple liveness), in one sweep."""
     sg = f.model.subgraphs[0]
     ops = list(sg.operators or [])
     first: dict[int, int] = {int(i): -1 for i in (sg.inputs if sg.inputs is not None else [])}
     last: dict[int, int] = {int(i): len(ops) for i in (sg.outputs if sg.outputs is not None else [])}
     for n, op in enumerate(ops):
-        for t in op.outputs if op.outputs is not None else []:
-            first.setdefault(int(t), n)
-        for t in op.inputs if op.inputs is not None else []:
+        for t in _outs(op):
+            first.setdefault(t, n)
+        for t in _ins(op):
             if t >= 0:
-                last[int(t)] = max(last.get(int(t), n), n)
-    live = [t for t in set(first) | set(last) if not _is_const(f, sg.tensors[t])]
-    peak = 0
-    for n in range(-1, len(ops) + 1):
-        total = sum(f.tensor_bytes(sg.tensors[t]) for t in live if first.get(t, -1) <= n <= last.get(t, first.get(t, -1)))
-        peak = max(peak, total)
+                last[t] = max(last.get(t, n), n)
+    # Tensor t is live at steps first..last (n from -1 to len(ops)); add its bytes at `first`, remove after `last`.
+    delta = [0] * (len(ops) + 3)
+    for t in set(first) | set(last):
+        if _is_const(f, sg.tensors[t]):
+            continue
+        start = first.get(t, -1)
+        end = last.get(t, start)
+        if end < start:
+            continue
+        size = f.tensor_bytes(sg.tensors[t])
+        delta[start + 1] += size
+        delta[end + 2] -= size
+    peak = live = 0
+    for step in delta:
+        live += step
+        peak = max(peak, live)
     return int(peak)
 
 
@@ -165,7 +238,7 @@ def _weights(f: TFLiteFile) -> dict[str, Any]:
             dtype = f.tensor_dtype(t)
             by_dtype[dtype] += len(raw)
             if dtype in FLOAT_DTYPES + QUANTIZED_DTYPES or (dtype == "int32" and (si, ti) in bias_tensors):
-                params += int(np.prod([max(int(d), 1) for d in (t.shape if t.shape is not None else [])], dtype=np.int64))
+                params += _prod([max(int(d), 1) for d in (t.shape if t.shape is not None else [])])
     return {"bytes": int(sum(by_dtype.values())), "bytes_by_dtype": dict(by_dtype), "parameters": int(params)}
 
 

@@ -40,15 +40,24 @@ def interpreter_class() -> tuple[Any, str, str]:
 def load_interpreter(
     model_path: str | os.PathLike | None = None, *, model_content: bytes | None = None, num_threads: int = 1
 ) -> Any:
-    """An allocated interpreter; a file the runtime cannot load or allocate becomes a one-line ModelError."""
+    """An allocated interpreter; a file the runtime cannot load or allocate becomes a one-line ModelError.
+
+    The model goes through edgeseq's own checked reader and parser first (`tflite_file.read_tflite`/`parse_bytes`),
+    so a special, huge, corrupt or inconsistent file is refused before LiteRT sees it (LiteRT can abort the process
+    on some corrupt inputs); LiteRT then gets the very bytes that were checked.
+    """
+    from edgeseq.quantize.tflite_file import parse_bytes, read_model_bytes
+
+    if model_path is None and model_content is None:
+        raise ModelError("no model given to load", "pass a .tflite path or its bytes")
+    label = str(model_path) if model_path is not None else "the converted model"
+    data = bytes(model_content) if model_content is not None else read_model_bytes(model_path)
+    parse_bytes(data, label)
     cls, name, _ = interpreter_class()
     try:
-        if model_content is not None:
-            interp = cls(model_content=model_content, num_threads=num_threads)
-        else:
-            interp = cls(model_path=str(model_path), num_threads=num_threads)
+        interp = cls(model_content=data, num_threads=num_threads)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         first = " ".join(str(exc).split())[:240]
-        raise ModelError(f"{name} cannot run {model_path or 'the converted model'}: {first}") from exc
+        raise ModelError(f"{name} cannot run {label}: {first}") from exc
     return interp

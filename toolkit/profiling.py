@@ -186,6 +186,9 @@ def _check_model(path: Path) -> None:
             f"{path} is not a TFLite model (no TFL3 identifier; corrupt or wrong file)",
             "pass a .tflite written by `edgeseq convert`",
         )
+    from edgeseq.quantize.tflite_file import read_tflite
+
+    read_tflite(path)  # the checked reader and parser: refuses an inconsistent file before any target or the store
 
 
 def open_targets(names: Sequence[str], cpus: int | None, memory_limit, cpu_quota: float | None) -> list:

@@ -8,7 +8,7 @@ import click
 
 
 @click.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())  # the checked reader names a directory, FIFO or device itself
 @click.option("--dataset", required=True, help="Registered name (see `edgeseq datasets`), NAME:key=value, or a .npz.")
 @click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -17,7 +17,7 @@ def _sig(t: dict) -> str:
 
 
 @click.command()
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path())  # the checked reader names a directory, FIFO or device itself
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def inspect(path: str, as_json: bool) -> None:
     """Describe a .tflite: inputs/outputs, ops by count and dtype, weights, estimated MACs and peak memory."""
@@ -27,21 +27,28 @@ def inspect(path: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
+    for line in render(r):
+        click.echo(line)
+
+
+def render(r: dict) -> list[str]:
+    """The text report of `inspect_tflite`'s result, line by line."""
     cov, w, macs = r["dtype_coverage"], r["weights"], r["macs"]
-    click.echo(f"{r['path']}: {_kb(r['bytes'])}, sha256 {r['sha256'][:12]}, {r['subgraphs']} subgraph(s)")
+    out = [f"{r['path']}: {_kb(r['bytes'])}, sha256 {r['sha256'][:12]}, {r['subgraphs']} subgraph(s)"]
     for kind in ("inputs", "outputs"):
         for t in r[kind]:
-            click.echo(f"  {kind[:-1]:6} {_sig(t)}")
-    click.echo(f"ops: {r['ops']['total']} ({cov['quantized_share']:.0%} quantized, {cov['float_ops']} float)")
+            out.append(f"  {kind[:-1]:6} {_sig(t)}")
+    out.append(f"ops: {r['ops']['total']} ({cov['quantized_share']:.0%} quantized, {cov['float_ops']} float)")
     for name, op in sorted(r["ops"]["by_type"].items(), key=lambda kv: -kv[1]["count"]):
         dtypes = ", ".join(f"{d} {n}" for d, n in op["dtypes"].items())
-        click.echo(f"  {name:28} {op['count']:5}  {dtypes}")
+        out.append(f"  {name:28} {op['count']:5}  {dtypes}")
     by_dtype = ", ".join(f"{d} {_kb(n)}" for d, n in w["bytes_by_dtype"].items())
-    click.echo(f"weights: {_kb(w['bytes'])} ({by_dtype}); ~{w['parameters']:,} parameters")
+    out.append(f"weights: {_kb(w['bytes'])} ({by_dtype}); ~{w['parameters']:,} parameters")
     per_op = ", ".join(f"{k} {v:,}" for k, v in macs["by_op"].items())
-    click.echo(f"MACs (estimate): {macs['total']:,}" + (f" ({per_op})" if per_op else ""))
+    out.append(f"MACs (estimate): {macs['total']:,}" + (f" ({per_op})" if per_op else ""))
     for note in macs["notes"]:
-        click.echo(f"  note: {note}")
-    click.echo(f"peak activation memory (estimate): {_kb(r['peak_activation_bytes'])}")
+        out.append(f"  note: {note}")
+    out.append(f"peak activation memory (estimate): {_kb(r['peak_activation_bytes'])}")
     if r["flex_ops"]:
-        click.echo(f"Flex ops: {', '.join(r['flex_ops'])} (stock device runtimes cannot run these)")
+        out.append(f"Flex ops: {', '.join(r['flex_ops'])} (stock device runtimes cannot run these)")
+    return out
