@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: env demo test test-fast lint bench clean system-deps
+.PHONY: env demo test test-fast lint bench clean system-deps fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: env system-deps
 
 test-fast: env
 	$(PY) -m pytest -q -m "not slow"
+
+# Longer fuzzing of the .tflite reader (tests/robustness/test_fuzz_tflite.py; EDGESEQ_FUZZ_SEED picks another run).
+fuzz: env
+	EDGESEQ_FUZZ_ITERATIONS=20000 $(PY) -m pytest -q tests/robustness/test_fuzz_tflite.py
 
 lint: env
 	$(PY) -m ruff check .

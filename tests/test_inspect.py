@@ -182,3 +182,27 @@ def test_compact_keeps_every_graph_report_and_output_bit_identical(files, tmp_pa
         shape = tuple(int(d) for d in before["inputs"][0]["shape"])
         X = rng.standard_normal((3, *shape[1:])).astype(np.float32)
         assert np.array_equal(run_tflite(load_interpreter(path), X), run_tflite(load_interpreter(out), X)), name
+
+
+def test_inspect_stays_linear_on_long_graphs():
+    """16x the ops must cost well under 40x the time (peak memory was quadratic: 16k ops took 12-27 s).
+
+    A ratio, not a wall-clock bound; benchmarks/inspect_scaling.py measures the absolute times.
+    """
+    import time
+
+    from _tiny_tflite import chain_model
+
+    from edgeseq.quantize.inspect import analyze
+    from edgeseq.quantize.tflite_file import parse_bytes
+
+    def cost(data: bytes) -> tuple[float, dict]:
+        started = time.perf_counter()
+        report = analyze(parse_bytes(data, "chain.tflite"))
+        return time.perf_counter() - started, report
+
+    small, big = chain_model(1000), chain_model(16000)
+    t_small = sorted(cost(small)[0] for _ in range(3))[1]
+    t_big, report = cost(big)
+    assert report["ops"]["total"] == 16000 and report["peak_activation_bytes"] > 0
+    assert t_big < 40 * t_small, f"1k ops {t_small:.3f} s, 16k ops {t_big:.3f} s"
