@@ -70,7 +70,8 @@ def run(job_dir: Path) -> int:
 
     import numpy as np
 
-    from edgeseq.errors import EdgeseqError
+    from edgeseq import childproc
+    from edgeseq.errors import ConversionError, EdgeseqError
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.rebuild import fixed_shape_model
     from edgeseq.quantize.recipes import Recipe
@@ -90,14 +91,11 @@ def run(job_dir: Path) -> int:
         started = time.perf_counter()
         try:
             data = _converter(fixed, recipe, calibration, per_channel).convert()
-        except Exception as exc:
-            reason = _reason(exc)
-            hint = "retry with --allow-flex (stock device runtimes cannot run Flex ops)"
-            if strategy == "loop":
-                hint = "retry with --rnn-strategy unroll"
-            elif "not yet supported" in reason or "not supported" in reason:
-                hint = "this recipe does not support the model's ops on TF 2.21; use int8 or dynamic"
-            report["error"] = {"kind": "ConversionError", "message": f"the converter refused: {reason}", "hint": hint}
+        except Exception as exc:  # noqa: BLE001 - the converter raises many types; its reason is the message
+            hint = ("retry with --rnn-strategy unroll" if strategy == "loop"
+                    else "try another recipe (edgeseq models --capabilities lists what each supports)")
+            err = ConversionError(f"the converter refused: {_reason(exc)}", hint)
+            report["error"] = childproc.error_record(err)
             (job_dir / "report.json").write_text(json.dumps(report))
             return 3
         report["convert_s"] = round(time.perf_counter() - started, 3)
@@ -114,7 +112,7 @@ def run(job_dir: Path) -> int:
                 report["looped_fp32_bytes"] = None
             report["reference_s"] = round(time.perf_counter() - started, 3)
     except EdgeseqError as exc:
-        report["error"] = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+        report["error"] = childproc.error_record(exc)
         (job_dir / "report.json").write_text(json.dumps(report))
         return 3
     (job_dir / "model.tflite").write_bytes(data)

@@ -82,9 +82,7 @@ def _run_child(job_dir: Path, label: str, hint: str) -> dict:
     if proc.returncode == 0 and report.get("ok") and (job_dir / "model.tflite").exists():
         return report
     if report.get("error"):
-        err = report["error"]
-        cls = ModelError if err.get("kind") == "ModelError" else ConversionError
-        raise cls(f"{label}: {err['message']}", err.get("hint"))
+        raise childproc.error_from_record(report["error"], f"{label}: ", default=ConversionError)
     if proc.returncode < 0:
         raise ConversionError(f"the converter crashed ({childproc.signal_name(proc.returncode)}) on {label}; "
                               "no file written", hint)

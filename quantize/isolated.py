@@ -2,11 +2,13 @@
 
 Why: the runtime itself can abort on a valid-looking file (XNNPACK aborted preparing an int8 graph calibrated on
 zero-range tensors), and a crash must become a one-line error, not the end of `edgeseq`. The child imports only
-numpy and the runtime (~0.1 s). Input: JOBDIR/model.tflite, JOBDIR/inputs.npy; output: JOBDIR/outputs.npy.
+numpy and the runtime (~0.1 s). Input: JOBDIR/model.tflite, JOBDIR/inputs.npy; output: JOBDIR/outputs.npy, or
+JOBDIR/error.json (an edgeseq.childproc error record).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -33,14 +35,9 @@ def run_tflite_isolated(data: bytes, X: np.ndarray, label: str) -> np.ndarray:
             raise ModelError(f"running {label} on LiteRT took longer than {RUN_TIMEOUT_S} s") from exc
         if proc.returncode == 0 and (job / "outputs.npy").exists():
             return np.load(job / "outputs.npy")
-        err = job / "error.txt"
+        err = job / "error.json"
         if err.exists():
-            kind, _, rest = err.read_text().partition("\n")
-            hint, _, message = rest.partition("\n")
-            from edgeseq import errors
-
-            cls = getattr(errors, kind, ModelError)
-            raise cls(message, hint or None)
+            raise childproc.error_from_record(json.loads(err.read_text()), default=ModelError)
         how = childproc.signal_name(proc.returncode) if proc.returncode < 0 else f"exit {proc.returncode}"
         raise ModelError(f"the LiteRT runtime crashed ({how}) loading or running {label}")
 
@@ -53,7 +50,7 @@ def _main(job: Path) -> int:
         interp = load_interpreter(job / "model.tflite")
         np.save(job / "outputs.npy", run_tflite(interp, np.load(job / "inputs.npy")))
     except EdgeseqError as exc:
-        (job / "error.txt").write_text(f"{type(exc).__name__}\n{exc.hint or ''}\n{exc.message}")
+        (job / "error.json").write_text(json.dumps(childproc.error_record(exc)))
         return 1
     return 0
 

@@ -23,6 +23,7 @@ from edgeseq.models.streaming import (  # noqa: E402
     run_steps,
 )
 from edgeseq.models.zoo import build_model  # noqa: E402
+from edgeseq.streamkind import StreamKind  # noqa: E402
 
 T, F, K = 12, 5, 3
 AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
@@ -55,7 +56,7 @@ def test_users_own_stacked_model_and_seq2seq_stream():
         keras.Input((None, F)), keras.layers.Dense(6), keras.layers.LSTM(7, return_sequences=True),
         keras.layers.Dropout(0.2), keras.layers.GRU(4), keras.layers.Dense(K, activation="softmax"),
     ])
-    assert analyze_streaming(user).kind == "recurrent"
+    assert analyze_streaming(user).kind == StreamKind.RECURRENT_STEP
     for length in (5, 17):  # a variable time axis streams any length
         np.testing.assert_allclose(run_steps(build_step_model(user, batch_size=None), _x(t=length)),
                                    np.asarray(user(_x(t=length))), atol=1e-6)
@@ -307,7 +308,7 @@ def test_profile_stream_contexts_store_and_report_section(exported, tmp_path):
 
 @pytest.mark.slow
 def test_stream_compare_for_the_demo(exported, tmp_path):
-    from edgeseq.quantize.stream import stream_compare
+    from edgeseq.stream_compare import stream_compare
 
     model, _ = exported["lstm"]
     model.save(tmp_path / "lstm.keras")

@@ -10,6 +10,10 @@ threads waiting on one return at once); `finally` blocks and temporary directori
 
 A child's TMPDIR can be pointed inside a folder the parent owns (`scratch=`): what a killed child leaves there (the
 converter's own temporary SavedModels) goes when the parent removes that folder.
+
+Errors cross the process boundary as a small JSON record (`error_record` in the child, `error_from_record` in the
+parent): the error's class name, message and hint, so the parent re-raises the same typed error, never a guess
+from message text.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgeseq import errors
+
 GRACE_S = 2.0
 
 _live: set[subprocess.Popen] = set()
@@ -31,6 +37,22 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived. A KeyboardInterrupt, so every Ctrl-C cleanup path also runs for it."""
 
     exit_code = 143
+
+
+def error_record(exc: BaseException) -> dict:
+    """A JSON-serialisable record of an edgeseq error; any other exception becomes a plain record naming its type."""
+    if isinstance(exc, errors.EdgeseqError):
+        return {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+    return {"kind": "EdgeseqError", "message": f"{type(exc).__name__}: {exc}", "hint": None}
+
+
+def error_from_record(record: dict, prefix: str = "", default: type | None = None) -> Exception:
+    """The typed error a child recorded (`error_record`), its message prefixed with `prefix`; an unknown or
+    missing kind becomes `default` (EdgeseqError when None)."""
+    cls = getattr(errors, str(record.get("kind")), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.EdgeseqError)) or cls is errors.EdgeseqError:
+        cls = default or errors.EdgeseqError
+    return cls(f"{prefix}{record.get('message', '')}", record.get("hint") or None)
 
 
 def signal_name(returncode: int) -> str:

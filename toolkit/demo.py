@@ -118,7 +118,7 @@ def stream_stage(models: dict[str, Path], opts: DemoOptions, result: DemoResult,
                  say: Callable[[str], None]) -> list[dict]:
     """The GRU's step model against a causal Transformer of the same size (KV cache, and window recompute) as the
     context grows. Latency does not depend on the weights, so the Transformer twin is built untrained."""
-    from edgeseq.quantize.stream import stream_compare
+    from edgeseq.stream_compare import stream_compare
 
     if "gru" not in models:
         return []

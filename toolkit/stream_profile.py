@@ -391,8 +391,8 @@ def stream_sweep(
             res = convert_stream(m, [recipe], out_dir=out_dir, window=contexts[0], contexts=contexts,
                                  validate=False, raise_on_error=False)
         else:
-            res = convert_stream(m, [recipe], out_dir=out_dir, contexts=contexts if kind == "transformer" else None,
-                                 windows=windows and kind == "transformer", validate=False, raise_on_error=False)
+            res = convert_stream(m, [recipe], out_dir=out_dir, contexts=contexts if kind == "kv-cache" else None,
+                                 windows=windows and kind == "kv-cache", validate=False, raise_on_error=False)
         for r in res:
             if r.ok:
                 files.append(r.tflite_path)
