@@ -15,6 +15,9 @@ from pathlib import Path, PurePosixPath
 
 from edgeseq.errors import EdgeseqError, ModelError, TargetError
 from edgeseq.targets import device_shell
+from edgeseq.targets.limits import check_deploy_options
+
+__all__ = ["check_deploy_options", "deploy", "killed_by_signal", "with_user_paths"]
 
 # A file in a per-run directory: edgeseq-run-XXXX (local, under $TMPDIR) or run-XXXXXXXX (on a device).
 _RUN_FILE_RE = re.compile(
@@ -44,20 +47,6 @@ def deploy(
         return _deploy(target, model, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log)
     except EdgeseqError as exc:
         raise with_user_paths(exc, model) from None
-
-
-TIMEOUT_LIMITS = (0.0, 86_400.0)  # seconds: above 0, at most a day
-
-
-def check_deploy_options(runs: int, warmup: int, threads: int | None, timeout: float) -> None:
-    """The numeric options of `deploy`, finite and in range (the error states the range), before anything runs."""
-    from edgeseq.commands._types import check_finite
-    from edgeseq.profiling import INT_LIMITS, check_int
-
-    for option, value in (("runs", runs), ("warmup", warmup), ("threads", threads)):
-        if value is not None:
-            check_int(f"--{option}", value, *INT_LIMITS[option])
-    check_finite("--timeout", timeout, min=TIMEOUT_LIMITS[0], min_open=True, max=TIMEOUT_LIMITS[1], example="600")
 
 
 def _deploy(target, model: Path, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log) -> dict:

@@ -8,11 +8,8 @@ import sys
 import click
 
 from edgeseq.commands._types import FiniteFloat
-from edgeseq.profiling import (
-    FLOAT_LIMITS,
-    check_profile_options,
-    profile_models,  # re-exported for `edgeseq demo`
-)
+from edgeseq.profiling import profile_models  # re-exported for `edgeseq demo`
+from edgeseq.targets.limits import FLOAT_LIMITS, check_profile_options
 
 
 def _float_option(name: str) -> FiniteFloat:
