@@ -26,6 +26,7 @@ from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
 from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir, sha256_file
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
+from edgeseq.quantize.capabilities import families_of, refusal
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
 from edgeseq.quantize.recipes import Recipe, get_recipe
@@ -346,6 +347,7 @@ def convert_model(
         from edgeseq.quantize.validate import task_metric
 
         keras_metric = task_metric(reference, inputs.y_val, inputs.task)
+    families = families_of(model)
     ctx = {
         "model_path": path.resolve(), "name": name or default_name(path), "seq_len": steps,
         "recurrent": has_recurrent(model), "trust_model": trust_model, "inputs": inputs, "reference": reference,
@@ -359,6 +361,11 @@ def convert_model(
     # Looped fp32 first: its size is the yardstick for what an unrolled route costs.
     order = sorted(recipe_list, key=lambda r: r.strategy_for(ctx["recurrent"]) == "unroll")
     for recipe in order:
+        limit = refusal(families, recipe.mode, "batch")
+        if limit is not None:  # declared up front: no child is started for what cannot work
+            results.append(ConversionResult(recipe, error=ConversionError(
+                f"{ctx['name']} with recipe {recipe.slug}: {limit.why}", limit.fix)))
+            continue
         say(f"converting {ctx['name']} with {recipe.slug} ({recipe.description})")
         try:
             res = _convert_one(recipe, ctx, looped_fp32)

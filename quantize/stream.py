@@ -35,6 +35,7 @@ import numpy as np
 
 from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
+from edgeseq.quantize.capabilities import families_of, refusal
 from edgeseq.quantize.stream_child import CALIBRATION_SEQUENCES, fit_windows
 from edgeseq.streamkind import StreamKind
 
@@ -219,17 +220,25 @@ def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
     TensorFlow start-up for all of them. Errors are in each result's `error`; nothing is raised for them."""
     say = progress or (lambda _m: None)
     plans = [_plan(say=say, trust_model=trust_model, **spec) for spec in specs]
-    items, calibrations = [], []
+    items, calibrations, refused = [], [], {}
     for k, plan in enumerate(plans):
         calibrations.append(plan["X_cal"])
-        items += [{"model_path": str(plan["path"].resolve()), "recipe": r.to_dict(), "export": e, "cal": k}
-                  for r in plan["recipes"] for e in plan["exports"]]
+        for r in plan["recipes"]:
+            for e in plan["exports"]:
+                limit = refusal(plan["families"], r.mode, e["kind"])
+                if limit is not None:  # declared up front: nothing is sent to the converter
+                    refused[len(items)] = ConversionError(
+                        f"{plan['path'].name} with recipe {r.slug} ({e['kind']}): {limit.why}", limit.fix)
+                items.append({"model_path": str(plan["path"].resolve()), "recipe": r.to_dict(), "export": e,
+                              "cal": k})
     say(f"converting {len(items)} streaming export(s): "
         + "; ".join(f"{p['base_name']}: {', '.join(r.slug for r in p['recipes'])} x "
                     f"{', '.join(_file_part(e) for e in p['exports'])}" for p in plans))
     started = time.perf_counter()
     label = ", ".join(p["path"].name for p in plans) + " --stream"
-    converted = _convert_items(items, calibrations, trust_model, label)
+    todo = [i for i in range(len(items)) if i not in refused]
+    done = iter(_convert_items([items[i] for i in todo], calibrations, trust_model, label) if todo else [])
+    converted = [refused[i] if i in refused else next(done) for i in range(len(items))]
     convert_s = (time.perf_counter() - started) / max(1, len(items))
     out, at = [], 0
     for plan in plans:
@@ -292,6 +301,7 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
     if calibrated:
         X_cal, cal_record = inputs.calibration(max(CALIBRATION_SEQUENCES, *(r.calibration_samples for r in calibrated)))
     return {"path": path, "model": model, "recipes": recipe_list, "exports": exports, "inputs": inputs, "task": task,
+            "families": families_of(model),
             "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
             "base_name": name or default_name(path), "out_dir": Path(out_dir), "strict": strict,
             "validate": validate,

@@ -10,8 +10,15 @@ import click
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (with each full config).")
-def models(as_json: bool) -> None:
+@click.option("--capabilities", is_flag=True,
+              help="What each layer family can do with each recipe, batch and streaming (declared limits).")
+def models(as_json: bool, capabilities: bool) -> None:
     """List the model zoo: architectures, presets and parameter counts."""
+    if capabilities:
+        from edgeseq.quantize.capabilities import render_rows, rows
+
+        click.echo(json.dumps(rows(), indent=2) if as_json else render_rows(rows()))
+        return
     from edgeseq.models.config import REFERENCE_SHAPE
     from edgeseq.models.zoo import zoo_table
 

@@ -1,0 +1,118 @@
+"""What each layer family can do with each recipe and form, declared as data.
+
+One table, read before any conversion child starts (so a refusal is immediate and one line), printed by
+`edgeseq models --capabilities`, and the source of the tests' expected refusals. A model's families come from its
+layers (`families_of`), so the table applies to users' own models as much as to the zoo.
+
+Forms: "batch" (the whole sequence per invoke, `edgeseq convert`) and the three streaming kinds
+(`edgeseq.streamkind.StreamKind`, `edgeseq convert --stream`). "*" matches any recipe or form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgeseq.quantize.recipes import MODES
+from edgeseq.streamkind import StreamKind
+
+FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional")
+FORMS = ("batch", *(k.value for k in StreamKind))
+
+
+@dataclass(frozen=True)
+class Capability:
+    family: str
+    recipe: str  # a recipe mode or "*"
+    form: str  # "batch", a StreamKind value, or "*"
+    supported: bool
+    why: str
+    fix: str = ""
+
+    def matches(self, family: str, recipe: str, form: str) -> bool:
+        return (self.family == family and self.recipe in ("*", recipe) and self.form in ("*", form))
+
+
+TABLE: tuple[Capability, ...] = (
+    Capability("layer-norm", "int16x8", "*", False,
+               "TF 2.21 has no 16x8 kernel for NEG, which LayerNormalization lowers to "
+               "(and SquaredDifference runs only in float32/int32)",
+               "use int8 or dynamic"),
+    Capability("attention", "int16x8", StreamKind.KV_CACHE.value, False,
+               "the KV-cache step's int32 position input gets no calibrated 16x8 range on TF 2.21",
+               "use int8 or dynamic"),
+    Capability("recurrent", "int8", "batch", True,
+               "converted unrolled: the int8 calibrator crashes (SIGSEGV) on the WHILE loop, so the file grows with T"),
+    Capability("recurrent", "int16x8", "batch", True,
+               "converted unrolled: the calibrator crashes (SIGSEGV) on the WHILE loop, so the file grows with T"),
+    Capability("recurrent", "*", StreamKind.RECURRENT_STEP.value, True,
+               "one step per invoke through each layer's cell; the state is carried by the runtime"),
+    Capability("attention", "*", StreamKind.KV_CACHE.value, True,
+               "the zoo's causal MultiHeadSelfAttention only; a non-causal or keras MultiHeadAttention layer is "
+               "refused when the model is analysed"),
+    Capability("bidirectional", "*", StreamKind.RECURRENT_STEP.value, False,
+               "a bidirectional RNN reads the sequence from its end: no output exists before the whole window",
+               "retrain with bidirectional=False, or use the window baseline (--window W)"),
+)
+
+
+def families_of(model: Any) -> set[str]:
+    """The layer families of a Keras model (nested models included)."""
+    import keras
+
+    found: set[str] = set()
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        name = type(layer).__name__
+        if isinstance(layer, keras.layers.Bidirectional):
+            found.update(("bidirectional", "recurrent"))
+        elif isinstance(layer, keras.layers.RNN):
+            found.add("recurrent")
+        elif "Attention" in name:
+            found.add("attention")
+        if name == "LayerNormalization":
+            found.add("layer-norm")
+        if isinstance(layer, keras.Model):
+            stack.extend(layer.layers)
+        elif isinstance(getattr(layer, "layer", None), keras.layers.Layer):
+            stack.append(layer.layer)  # wrappers: TimeDistributed, Bidirectional
+    return found
+
+
+def refusal(families: Iterable[str], recipe: str, form: str) -> Capability | None:
+    """The first declared limit that forbids `recipe` in `form` for any of `families`, or None."""
+    for fam in families:
+        for cap in TABLE:
+            if not cap.supported and cap.matches(fam, recipe, form):
+                return cap
+    return None
+
+
+def rows() -> list[dict]:
+    """Every declared family x form with the recipes a verdict covers (limits before notes): what
+    `edgeseq models --capabilities` prints. Anything not listed converts with every recipe in every form."""
+    out: list[dict] = []
+    for fam in FAMILIES:
+        for form in FORMS:
+            verdicts: dict[Capability, list[str]] = {}
+            for recipe in MODES:
+                cap = (next((c for c in TABLE if not c.supported and c.matches(fam, recipe, form)), None)
+                       or next((c for c in TABLE if c.supported and c.matches(fam, recipe, form)), None))
+                if cap is not None:
+                    verdicts.setdefault(cap, []).append(recipe)
+            for cap, recipes in verdicts.items():
+                out.append({**asdict(cap), "form": form, "recipe": ",".join(recipes)})
+    return out
+
+
+def render_rows(table: list[dict]) -> str:
+    """Plain-text table of `rows()`."""
+    head = ("family", "form", "recipes", "verdict", "why / how")
+    cells = [(r["family"], r["form"], r["recipe"], "yes" if r["supported"] else "refused",
+              r["why"] + (f"; {r['fix']}" if r["fix"] else "")) for r in table]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+             for row in [head, *cells]]
+    return "\n".join(lines) + "\nAnything not listed converts with every recipe in every form it can stream in."
