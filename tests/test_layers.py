@@ -1,0 +1,93 @@
+"""The tree's one direction of flow, checked from the code's own imports (module level and inside functions).
+
+Layers, bottom to top (docs/ARCHITECTURE.md): foundation -> models -> quantize -> targets -> orchestration -> CLI.
+A module may import its own layer or lower ones. The agent imports nothing from edgeseq at all (it is pushed alone).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FOLDERS = {"toolkit": "edgeseq", "models": "edgeseq.models", "quantize": "edgeseq.quantize",
+           "targets": "edgeseq.targets"}
+
+FOUNDATION = {"edgeseq", "edgeseq.errors", "edgeseq.fsio", "edgeseq.metrics", "edgeseq.stats", "edgeseq.childproc",
+              "edgeseq.tfquiet", "edgeseq.streamkind", "edgeseq.datasets", "edgeseq.checks"}
+CLI = {"edgeseq.cli", "edgeseq.commands"}
+LAYERS = ["foundation", "models", "quantize", "targets", "orchestration", "cli"]
+# The one deliberate sideways edge: host-side stream parity steps a .tflite with the agent's own stepper, so the
+# host check and the device run share one definition.
+ALLOWED = {("edgeseq.quantize.stream_child", "edgeseq.targets.agent")}
+
+
+def layer_of(module: str) -> str:
+    def under(pkg: str) -> bool:
+        return module == pkg or module.startswith(pkg + ".")
+
+    if any(under(p) for p in CLI):
+        return "cli"
+    for pkg, layer in (("edgeseq.models", "models"), ("edgeseq.quantize", "quantize"),
+                       ("edgeseq.targets", "targets")):
+        if under(pkg):
+            return layer
+    if module in FOUNDATION or any(under(p) for p in FOUNDATION - {"edgeseq"}):
+        return "foundation"
+    return "orchestration"
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for folder, pkg in FOLDERS.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = [p for p in path.relative_to(REPO / folder).with_suffix("").parts if p != "__init__"]
+            found[".".join([pkg, *parts])] = path
+    return found
+
+
+def imports(path: Path, module: str) -> list[tuple[str, int]]:
+    """Every edgeseq module `path` imports, with its line; relative imports resolved."""
+    out = []
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            out.append((base, node.lineno))
+            out += [(f"{base}.{a.name}", node.lineno) for a in node.names]
+    return [(name, line) for name, line in out if name == "edgeseq" or name.startswith("edgeseq.")]
+
+
+def violations() -> list[str]:
+    mods = modules()
+    bad = []
+    for module, path in mods.items():
+        src = layer_of(module)
+        for target, line in imports(path, module):
+            if target not in mods:  # `from edgeseq.x import name`: the name is not a module
+                continue
+            if module == "edgeseq.targets.agent":
+                bad.append(f"{path.relative_to(REPO)}:{line}: the agent imports {target} (it must stay standalone)")
+                continue
+            dst = layer_of(target)
+            if LAYERS.index(dst) > LAYERS.index(src) and (module, target) not in ALLOWED:
+                bad.append(f"{path.relative_to(REPO)}:{line}: {module} ({src}) imports {target} ({dst})")
+    return bad
+
+
+def test_every_import_points_down_the_layers():
+    bad = violations()
+    assert not bad, "imports against the layers:\n" + "\n".join(bad)
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from edgeseq.cli import main\n    import edgeseq.store\n")
+    assert [n for n, _ in imports(src, "edgeseq.errors")] == ["edgeseq.cli", "edgeseq.cli.main", "edgeseq.store"]
+    assert layer_of("edgeseq.commands.convert") == "cli" and layer_of("edgeseq.datasets.npz") == "foundation"
+    assert layer_of("edgeseq.quantize.convert") == "quantize" and layer_of("edgeseq.profiling") == "orchestration"
