@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -32,30 +31,11 @@ import click
 @click.option("--target", default=None, help="Only runs on this target.")
 def report(db, fmt, out_dir, target) -> None:
     """Tables and plots of everything in the results store, grouped by target/device."""
-    from edgeseq.report import load_report, print_table, render_csv, render_json, render_md, write_report
+    from edgeseq.report import show_report
 
-    if out_dir is None and fmt == "html":
-        out_dir = "report"
-    if out_dir is not None:
-        path = write_report(db, out_dir, fmt=fmt, target=target, warn=_warn)
+    path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout)
+    if path is not None:
         click.echo(f"report written to {path} (plots in {path.parent})")
-        return
-    rows = load_report(db, target=target, warn=_warn)
-    if fmt == "table":
-        print_table(rows)
-        from edgeseq.stream_profile import streaming_section
-
-        streaming = streaming_section(db, None, "table", target)
-        if streaming:
-            click.echo(streaming, nl=False)
-    else:
-        click.echo({"md": render_md, "csv": render_csv, "json": render_json}[fmt](rows), nl=False)
-        if fmt == "md":
-            from edgeseq.stream_profile import streaming_section
-
-            click.echo(streaming_section(db, None, "md", target), nl=False)
-        if fmt == "json":
-            click.echo()
 
 
 @click.command()
@@ -75,13 +55,9 @@ def compare(a, b, db, target, as_json) -> None:
     A and B are run ids (12 or #12), model names (file stem, e.g. gru-int8) or sha256 prefixes; a model means its
     latest run.
     """
-    from edgeseq.report import compare_runs, print_compare
+    from edgeseq.compare import compare_runs, print_compare
 
-    result = compare_runs(db, a, b, target=target, warn=_warn)
-    if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
-    else:
-        print_compare(result, sys.stdout)
+    print_compare(compare_runs(db, a, b, target=target, warn=_warn), sys.stdout, as_json=as_json)
 
 
 def _warn(message: str) -> None:
