@@ -93,24 +93,30 @@ def file_error(name: str, action: str, remote: str, output: str) -> TargetError:
     return TargetError(f"{name}: {action} {remote} failed ({last_line(output) or 'no message'})", None)
 
 
+class SetupNeeded(TargetError):
+    """The device lacks what the agent runner needs (Python, numpy, a TFLite runtime): the hint names
+    `edgeseq targets setup`, which installs them."""
+
+
 def require_runtime(name: str, python: str, facts: dict) -> dict:
-    """Turn the facts from info() into a clear error when the agent cannot run; returns facts when it can."""
+    """Turn the facts from info() into a clear error (SetupNeeded) when the agent cannot run; returns facts when it
+    can."""
     setup = (
         f"run `edgeseq targets setup {name}`"
         if not name.startswith(("ssh://", "adb://"))
         else "add it with `edgeseq targets add` and run `edgeseq targets setup NAME`"
     )
     if facts.get("python_missing") or not facts.get("python"):
-        raise TargetError(
+        raise SetupNeeded(
             f"{name}: no Python at {python!r} on the device (the agent runner needs Python 3 with numpy and ai-edge-litert)",
             f'install python3 on the device or set python = "/path/to/python3" for the target, then {setup}',
         )
     if not facts.get("numpy"):
-        raise TargetError(
+        raise SetupNeeded(
             f"{name}: numpy is missing on the device ({facts.get('numpy_error', 'not importable')})", setup
         )
     if not facts.get("runtime"):
-        raise TargetError(
+        raise SetupNeeded(
             f"{name}: no TFLite runtime on the device: neither ai_edge_litert nor tflite_runtime imports "
             f"({facts.get('runtime_error', 'not importable')})",
             setup,

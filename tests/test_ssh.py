@@ -237,8 +237,8 @@ def test_disk_full_on_the_device_is_a_clear_error(server, model, tmp_path):
 
 
 def test_fleet_one_unreachable_target_does_not_stop_the_other(server, model, tmp_path, targets_file):
+    from edgeseq.fleet import profile_fleet
     from edgeseq.store import ResultsStore
-    from edgeseq.targets.fleet import profile_fleet
 
     bare = tmp_path / "bare python"  # no site-packages: no numpy, no runtime
     bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')

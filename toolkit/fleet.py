@@ -4,6 +4,9 @@ Each target gets its own thread and its own results-store connection (SQLite in 
 runs the ordinary single-target `profile_models`, so every completed run is committed as it finishes. A target that
 fails (unreachable, host key, disk full, went offline...) is reported with its one-line error; its completed runs
 stay stored, and nothing else is touched.
+
+`profile_targets` is what `edgeseq profile` calls: the local machine alone is profiled directly (its error raised
+as it is), anything else as a fleet.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edgeseq.errors import EdgeseqError, InputError, RuntimeMissing, TargetError
+from edgeseq.profiling import profile_models
+from edgeseq.store import preflight
+from edgeseq.targets.device_shell import SetupNeeded
+from edgeseq.targets.limits import PROFILE_OPTIONS, check_profile_options
+from edgeseq.targets.resolve import open_target, spec_for
 
 
 @dataclass
@@ -34,10 +42,6 @@ class FleetResult:
         )
 
 
-_NUMERIC_OPTIONS = ("runs", "warmup", "threads", "max_secs", "cpus", "memory_limit", "cpu_quota", "repeat", "steps",
-                    "hop_ms")
-
-
 def all_target_names() -> list[str]:
     """`--all`: every target in the targets file, in file order."""
     from edgeseq.targets import config
@@ -56,17 +60,12 @@ def profile_fleet(
     **kwargs,
 ) -> FleetResult:
     """Run `edgeseq.profiling.profile_models(models, target=name, **kwargs)` for every target concurrently."""
-    from edgeseq.profiling import profile_models
-
     names = list(dict.fromkeys(targets))  # the same target twice would measure it against itself
     if not names:
         raise InputError("no target given")
-    from edgeseq.profiling import check_profile_options
-    from edgeseq.store import preflight
-    from edgeseq.targets.resolve import spec_for
 
     # Bad options, a misspelt name, a foreign or damaged store: one error before any device is touched.
-    check_profile_options(**{k: v for k, v in kwargs.items() if k in _NUMERIC_OPTIONS})
+    check_profile_options(**{k: v for k, v in kwargs.items() if k in PROFILE_OPTIONS})
     for name in names:
         spec_for(name)
     preflight(kwargs.get("db"))
@@ -107,17 +106,34 @@ def profile_fleet(
 
 def _diagnose(name: str, exc: EdgeseqError) -> EdgeseqError:
     """After a failed agent run on a remote device, check its Python and runtime (only then, so a healthy run pays
-    nothing): when that is the cause, the error names `edgeseq targets setup`; otherwise the original stands."""
-    from edgeseq.targets.resolve import open_target
-
+    nothing): when that is the cause (SetupNeeded: its hint names `edgeseq targets setup`), that error replaces the
+    original; otherwise the original stands."""
     try:
         target = open_target(name)
         if getattr(target.spec, "runner", "agent") != "agent" or not hasattr(target, "require_runtime"):
             return exc
         target.require_runtime()
-    except TargetError as better:
-        if "targets setup" in f"{better.message} {better.hint}":
-            return better
+    except SetupNeeded as better:
+        return better
     except EdgeseqError:
         pass
     return exc
+
+
+def profile_targets(
+    models: Sequence[str],
+    targets: Sequence[str] = ("local",),
+    all_targets: bool = False,
+    on_error: Callable[[str, EdgeseqError], None] | None = None,
+    **kwargs,
+) -> FleetResult:
+    """`edgeseq profile`: every model on every target (`all_targets`: each one in the targets file).
+
+    This machine alone is profiled directly and its error raised as it is; remote targets and fleets run
+    concurrently, one failing device not stopping the others (`profile_fleet`): its error is `result.error()`, after
+    the others' rows, and `on_error(name, error)` is called as each fails when more than one target was asked.
+    Keyword arguments are `profile_models`'."""
+    names = all_target_names() if all_targets else list(targets)
+    if names == ["local"]:
+        return FleetResult(targets=names, rows=profile_models(models, target=names, **kwargs))
+    return profile_fleet(models, names, on_error=on_error if len(names) > 1 else None, **kwargs)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from edgeseq.commands._types import FiniteFloat
+from edgeseq.fleet import profile_targets
 from edgeseq.profiling import profile_models  # re-exported for `edgeseq demo`
 from edgeseq.targets.limits import FLOAT_LIMITS, check_profile_options
 
@@ -112,12 +113,14 @@ def profile(
                 err=True,
             )
 
-    names = list(targets)
-    if all_targets:
-        from edgeseq.targets.fleet import all_target_names
+    def failed(name, exc) -> None:
+        click.echo(f"error: {name}: {exc.one_line()}", err=True)
 
-        names = all_target_names()
-    options = dict(
+    fleet = profile_targets(
+        models,
+        targets,
+        all_targets,
+        on_error=failed,
         runs=runs,
         warmup=warmup,
         threads=threads,
@@ -134,19 +137,7 @@ def profile(
         steps=steps,
         hop_ms=hop_ms,
     )
-    fleet_error = None
-    # Remote targets and fleets: concurrent, and one failing device does not stop the others (edgeseq.targets.fleet).
-    if names != ["local"]:
-        from edgeseq.targets.fleet import profile_fleet
-
-        def failed(name, exc) -> None:
-            if len(names) > 1:
-                click.echo(f"error: {name}: {exc.one_line()}", err=True)
-
-        fleet = profile_fleet(models, names, on_error=failed, **options)
-        rows, fleet_error = fleet.rows, fleet.error()
-    else:
-        rows = profile_models(models, target=names, **options)
+    rows, fleet_error = fleet.rows, fleet.error()
     if as_json:
         click.echo(json.dumps({"schema": "edgeseq.profile/1", "runs": rows}, indent=2, default=str))
         if fleet_error is not None:
