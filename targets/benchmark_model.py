@@ -6,7 +6,8 @@ schema the Python agent produces (`edgeseq.agent/1`), with `runner: "benchmark_m
 What the log gives, and so what the result has: init time, first inference, warm-up average, and for the timed runs
 count/avg/std/min/max (and p5/median/p95 on newer builds). It prints no per-run samples, so `timings_ns.invoke` is
 empty and the aggregates travel in `aggregate_us`; p90/p99 are unknown (None), never invented. Its memory figures
-are, in its own words, only APPROXIMATE: they are stored as such (`memory.approximate = true`).
+are, in its own words, only APPROXIMATE: they are stored as such (`memory.approximate = true`). The figures a table
+shows come from `edgeseq.stats.summarize`, as for the agent.
 """
 
 from __future__ import annotations
@@ -226,36 +227,6 @@ def agent_style_device(facts: dict) -> dict:
         "kernel": facts.get("kernel"),
         "python": None,
         "facts": facts,
-    }
-
-
-def summarize(result: dict) -> dict:
-    """The flat figures a table shows, with the keys `edgeseq.stats.summarize_agent` gives for agent runs."""
-    agg = result["aggregate_us"]
-    t = result["timings_ns"]
-    mean, std = agg["mean_us"], agg["std_us"]
-    return {
-        "count": agg["count"],
-        "mean_us": mean,
-        "std_us": std,
-        "min_us": agg["min_us"],
-        "max_us": agg["max_us"],
-        "cv": (std / mean) if (std is not None and mean) else None,
-        "throughput_per_s": 1e6 / mean if mean else 0.0,
-        "p5_us": agg["p5_us"],
-        "p50_us": agg["p50_us"],
-        "p90_us": None,
-        "p95_us": agg["p95_us"],
-        "p99_us": None,
-        "init_ms": t["load"] / 1e6,
-        "load_ms": t["load"] / 1e6,
-        "allocate_ms": None,
-        "first_inference_ms": t["first_inference"] / 1e6,
-        "warmup_mean_us": agg["warmup_mean_us"],
-        "peak_rss_kb": (result.get("memory") or {}).get("vm_hwm_kb"),
-        "memory_approximate": True,
-        "model_size_bytes": result["model"]["size_bytes"],
-        "runner": RUNNER,
     }
 
 

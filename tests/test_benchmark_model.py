@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from edgeseq.errors import ModelError, RuntimeMissing, TargetError
-from edgeseq.targets.benchmark_model import BenchmarkOptions, build_argv, parse_log, summarize, to_result
+from edgeseq.stats import summarize
+from edgeseq.targets.benchmark_model import BenchmarkOptions, build_argv, parse_log, to_result
 
 ADB_SHELL_LOG = """\
 INFO: STARTING!

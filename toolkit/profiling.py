@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgeseq.errors import EdgeseqError, InputError, ModelError
 from edgeseq.fsio import sha256_file
-from edgeseq.stats import summarize_agent
+from edgeseq.stats import summarize
 from edgeseq.store import ResultsStore, preflight
 from edgeseq.targets.limits import check_profile_options
 from edgeseq.targets.runner import AgentOptions, run_agent
@@ -152,12 +152,7 @@ def build_record(
 ) -> dict:
     from edgeseq import __version__
 
-    if data.get("runner") == "benchmark_model":  # native binary: aggregates only, no raw samples
-        from edgeseq.targets.benchmark_model import summarize
-
-        stats = summarize(data)
-    else:
-        stats = summarize_agent(data)
+    stats = summarize(data)  # either runner: the agent's raw samples, or benchmark_model's aggregates
     device = data.get("device") or {}
     timings = data["timings_ns"]
     agent_rest = {k: v for k, v in data.items() if k not in ("timings_ns", "device")}

@@ -3,6 +3,9 @@
 The device only records what happened; every figure a report shows is derived here, the same way for every target,
 so two devices are compared on one definition of "p99". Percentiles use numpy's default (linear interpolation);
 `std_us` is the sample standard deviation (ddof=1), as benchmark_model and optimum report it.
+
+`summarize(result)` gives the flat figures of one run for either runner: the Python agent (raw samples) or LiteRT's
+benchmark_model (aggregates only: what its log does not print, such as p90/p99, is None, never invented).
 """
 
 from __future__ import annotations
@@ -52,6 +55,44 @@ def summarize_agent(data: dict) -> dict:
         "peak_rss_kb": mem.get("vm_hwm_kb"),
         "model_size_bytes": data["model"]["size_bytes"],
     }
+
+
+def summarize_aggregate(result: dict) -> dict:
+    """The flat figures of a runner that reports aggregates only (benchmark_model: `aggregate_us`), with the keys
+    `summarize_agent` gives; what it does not report (p90, p99, allocate time) is None."""
+    agg = result["aggregate_us"]
+    t = result["timings_ns"]
+    mean, std = agg["mean_us"], agg["std_us"]
+    return {
+        "count": agg["count"],
+        "mean_us": mean,
+        "std_us": std,
+        "min_us": agg["min_us"],
+        "max_us": agg["max_us"],
+        "cv": (std / mean) if (std is not None and mean) else None,
+        "throughput_per_s": 1e6 / mean if mean else 0.0,
+        "p5_us": agg["p5_us"],
+        "p50_us": agg["p50_us"],
+        "p90_us": None,
+        "p95_us": agg["p95_us"],
+        "p99_us": None,
+        "init_ms": t["load"] / 1e6,
+        "load_ms": t["load"] / 1e6,
+        "allocate_ms": None,
+        "first_inference_ms": t["first_inference"] / 1e6,
+        "warmup_mean_us": agg["warmup_mean_us"],
+        "peak_rss_kb": (result.get("memory") or {}).get("vm_hwm_kb"),
+        "memory_approximate": True,
+        "model_size_bytes": result["model"]["size_bytes"],
+        "runner": result.get("runner"),
+    }
+
+
+def summarize(result: dict) -> dict:
+    """The flat figures of one run (schema edgeseq.agent/1), whichever runner produced it."""
+    if result.get("aggregate_us") is not None:  # benchmark_model: aggregates only, no raw samples
+        return summarize_aggregate(result)
+    return summarize_agent(result)
 
 
 def cv(values: Sequence[float]) -> float:

@@ -54,14 +54,9 @@ def deploy(
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    if data.get("runner") == "benchmark_model":
-        from edgeseq.targets.benchmark_model import summarize
+    from edgeseq.stats import summarize
 
-        stats = summarize(data)
-    else:
-        from edgeseq.stats import summarize_agent
-
-        stats = summarize_agent(data)
+    stats = summarize(data)
     rt = data.get("runtime") or {}
     dev = data.get("device") or {}
     where = dev.get("model") or dev.get("board") or dev.get("hostname") or target.spec.name
