@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from edgeseq.errors import InputError, ModelError, RuntimeMissing, TargetError
 from edgeseq.targets import device_shell
+from edgeseq.targets.facts import from_target_facts
 
 RUNNER = "benchmark_model"
 REMOTE_NAME = "benchmark_model"
@@ -206,27 +207,9 @@ def to_result(parsed: dict, model: dict, opts: BenchmarkOptions, device: dict) -
             "overall_mb": parsed["memory_overall_mb"],
             "peak_mb": parsed["memory_peak_mb"],
         },
-        "device": agent_style_device(device),
+        "device": from_target_facts(device),  # the agent's `device` fields (edgeseq.targets.facts)
+        "target_facts": device,  # what the transport gathered (getprop, /proc), as it gave it
         "stream": None,
-    }
-
-
-def agent_style_device(facts: dict) -> dict:
-    """The target's facts (getprop, /proc) under the agent's `device` keys, so reports treat both runners alike."""
-    android = facts.get("android")
-    return {
-        "hostname": facts.get("hostname"),
-        "machine": facts.get("abi") or facts.get("machine"),
-        "cpu_model": facts.get("soc") or facts.get("cpu"),
-        "board": " ".join(v for v in (facts.get("manufacturer"), facts.get("model")) if v) or None,
-        "cpu_count": facts.get("cpus"),
-        "cpus_allowed": facts.get("cpus"),
-        "mem_total_kb": facts.get("mem_total_kb"),
-        "os": f"Android {android}" if android else facts.get("os"),
-        "os_release": f"Android {android} (SDK {facts.get('sdk')})" if android else facts.get("os"),
-        "kernel": facts.get("kernel"),
-        "python": None,
-        "facts": facts,
     }
 
 
@@ -234,7 +217,7 @@ def run_benchmark(
     target, model: Path, binary: Path, opts: BenchmarkOptions, timeout: float = 600.0, keep: bool = False
 ) -> dict:
     """Push the binary and the model to a fresh work directory, verify the model's sha256 there, run, parse, clean up
-    (unless `keep`). Returns the common result schema; `device` holds the target's facts."""
+    (unless `keep`). Returns the common result schema: `device` in the agent's fields, `target_facts` as `info()` gave them."""
     from edgeseq.fsio import sha256_file
     from edgeseq.targets.runner import _safe_name
 

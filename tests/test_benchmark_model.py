@@ -13,6 +13,7 @@ import pytest
 from edgeseq.errors import ModelError, RuntimeMissing, TargetError
 from edgeseq.stats import summarize
 from edgeseq.targets.benchmark_model import BenchmarkOptions, build_argv, parse_log, to_result
+from edgeseq.targets.facts import DEVICE_FIELDS, problems
 
 ADB_SHELL_LOG = """\
 INFO: STARTING!
@@ -95,6 +96,7 @@ def test_result_has_the_common_schema_and_marks_memory_approximate():
     assert r["timings_ns"]["invoke"] == []  # no per-run samples: never invented
     assert r["memory"]["approximate"] is True and r["memory"]["vm_hwm_kb"] == int(7.85156 * 1024)
     assert r["device"]["machine"] == "arm64-v8a" and r["device"]["board"] == "Google Pixel 7"
+    assert list(r["device"]) == list(DEVICE_FIELDS) and problems(r["device"]) == [] and r["target_facts"] == facts
     s = summarize(r)
     assert s["mean_us"] == 101.37 and s["p50_us"] == 97 and s["p90_us"] is None and s["p99_us"] is None
     assert s["memory_approximate"] and s["count"] == 200 and s["first_inference_ms"] == pytest.approx(0.412)
