@@ -6,6 +6,17 @@ TFLite runtime (`ai_edge_litert`, falling back to `tflite_runtime`). It never im
 (tests/test_agent.py proves it). It measures and reports raw samples; statistics are computed on the host.
 Needs Python >= 3.9.
 
+Contents
+--------
+In file order; each section starts with a `# ---- name` line.
+    the document    SCHEMA, AgentError, `_document` (the header every answer starts with) and `_measurement`
+    device facts    `device_facts()`: the `device` block (fields named in edgeseq.targets.facts)
+    runtime         importing ai_edge_litert / tflite_runtime; runtime errors classified (op, Flex, custom op)
+    inputs          random or file inputs, shaped, typed and quantized for the interpreter
+    measuring       sha256 check, load, allocate, first inference, warm-up, the timed loop: `measure()`
+    streaming       `StreamStepper` (state carried by name, KV caches, windows) and `--stream` measuring
+    CLI             options, `main()`, errors as JSON (`_fail`), the re-exec that frees the script's syntax tree
+
 Command line
 ------------
     python3 agent.py --model M.tflite [--expect-sha256 HEX] [--threads N] [--runs N] [--warmup N]
@@ -47,11 +58,14 @@ JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as
              "vm_hwm_kb"}}},                                     # null values where /proc is unreadable
   "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
               "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
-  "stream":  null | {"mode": "step" | "window", "steps", "passes", "window", "capacity", "position_input",
+  "stream":  null | {"mode": "step" | "window", "kind": "recurrent-step" | "kv-cache" | "window",
+              "steps", "passes", "window", "capacity", "position_input",
               "state": [{"name", "shape", "dtype", "bytes", "requantized", "update": "carry" | "write_at_pos"}],
               "state_bytes",
               "invoke_ns": [...], "hop_ms", "deadline_met_share", "real_time_factor", "final_output": [...]}
              # with --stream, timings_ns.invoke holds whole steps (set x/pos + invoke + carry state), raw
+             # kind (edgeseq.streamkind.StreamKind): "recurrent-step" steps with the state carried whole,
+             # "kv-cache" has a position input / `<name>_at_pos` outputs, "window" re-runs the whole window
 }
 Errors: {"schema", "agent_version", "ok": false,
          "error": {"kind": "input" | "model" | "checksum" | "flex" | "op_unsupported" | "runtime_missing" |
@@ -71,8 +85,13 @@ import re
 import sys
 import time
 
+# --------------------------------------------------------------------------------------------- the document
 SCHEMA = "edgeseq.agent/1"
 AGENT_VERSION = "1.0.0"
+# stream.kind: the values of edgeseq.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
+# tests/test_agent.py checks they are the enum's)
+KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"
+STREAM_KINDS = (KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW)
 
 EXIT_OK, EXIT_INPUT, EXIT_MODEL, EXIT_RUNTIME, EXIT_INTERNAL = 0, 2, 3, 4, 5
 _EXIT_BY_KIND = {
@@ -96,6 +115,29 @@ class AgentError(Exception):
 def _stage(name: str) -> None:
     sys.stderr.write(f"edgeseq-agent: stage={name}\n")
     sys.stderr.flush()
+
+
+def _document(ok: bool, **fields) -> dict:
+    """Every JSON answer: schema, agent version and ok first, then `fields` in the order given."""
+    return {"schema": SCHEMA, "agent_version": AGENT_VERSION, "ok": ok, **fields}
+
+
+def _measurement(model, runtime, options, inputs, outputs, timings, stopped, mem_stages, stream=None) -> dict:
+    """A measurement's document (plain or --stream): the memory figures are those at the `end` stage."""
+    return _document(
+        True,
+        model=model,
+        runtime=runtime,
+        options=options,
+        inputs=inputs,
+        outputs=outputs,
+        timings_ns=timings,
+        runs_completed=len(timings["invoke"]),
+        stopped_by=stopped,
+        memory={**mem_stages["end"], "stages": mem_stages},
+        device=device_facts(),
+        stream=stream,
+    )
 
 
 # --------------------------------------------------------------------------------------------- device facts
@@ -527,13 +569,10 @@ def measure(args) -> dict:
     mem_stages["end"] = _proc_status_kb()
     _stage("done")
 
-    return {
-        "schema": SCHEMA,
-        "agent_version": AGENT_VERSION,
-        "ok": True,
-        "model": {"path": model_path, "size_bytes": size, "sha256": digest, "sha256_verified": verified},
-        "runtime": runtime,
-        "options": {
+    return _measurement(
+        model={"path": model_path, "size_bytes": size, "sha256": digest, "sha256_verified": verified},
+        runtime=runtime,
+        options={
             "runs": args.runs,
             "warmup": args.warmup,
             "max_secs": args.max_secs,
@@ -543,9 +582,9 @@ def measure(args) -> dict:
             "input_dist": args.input_dist,
             "seed": args.seed,
         },
-        "inputs": inputs,
-        "outputs": [_tensor_info(d, np) for d in out_details],
-        "timings_ns": {
+        inputs=inputs,
+        outputs=[_tensor_info(d, np) for d in out_details],
+        timings={
             "import_runtime": t_import,
             "load": t_load,
             "allocate": t_alloc,
@@ -553,12 +592,9 @@ def measure(args) -> dict:
             "warmup": warm,
             "invoke": samples,
         },
-        "runs_completed": len(samples),
-        "stopped_by": stopped,
-        "memory": {**mem_stages["end"], "stages": mem_stages},
-        "device": device_facts(),
-        "stream": None,
-    }
+        stopped=stopped,
+        mem_stages=mem_stages,
+    )
 
 
 _RUNTIME_SEEN: dict = {}
@@ -663,6 +699,16 @@ class StreamStepper:
         if np.issubdtype(y.dtype, np.integer) and scale:
             return (y.astype(np.float32) - zero) * np.float32(scale)
         return y.astype(np.float32)
+
+    @property
+    def kind(self) -> str:
+        """One of STREAM_KINDS: a window re-run whole, a KV cache (a position input or `<name>_at_pos` outputs), or
+        a recurrent step (the state carried whole)."""
+        if self.mode == "window":
+            return KIND_WINDOW
+        if self.slotted or self.pos is not None:
+            return KIND_KV_CACHE
+        return KIND_RECURRENT_STEP
 
     @property
     def state_bytes(self) -> int:
@@ -806,12 +852,12 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         if deadline is not None and clock() >= deadline and final is not None:
             stopped = "max_secs"
             break
-    mem_end = _proc_status_kb()
-    base["mem_stages"]["end"] = mem_end
+    base["mem_stages"]["end"] = _proc_status_kb()
     _stage("done")
     hop_ns = int(args.hop_ms * 1e6) if args.hop_ms else None
     stream = {
         "mode": stepper.mode,
+        "kind": stepper.kind,
         "steps": steps,
         "passes": passes,
         "window": stepper.window,
@@ -838,27 +884,22 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         info = _tensor_info(d, np)
         info["name"] = name
         outputs.append(info)
-    return {
-        "schema": SCHEMA,
-        "agent_version": AGENT_VERSION,
-        "ok": True,
-        "model": base["model"],
-        "runtime": base["runtime"],
-        "options": {
+    return _measurement(
+        model=base["model"],
+        runtime=base["runtime"],
+        options={
             "runs": args.runs, "warmup": args.warmup, "max_secs": args.max_secs, "threads": args.threads,
             "xnnpack": not args.no_xnnpack, "input": os.path.basename(args.input) if args.input else None,
             "input_dist": args.input_dist, "seed": args.seed, "stream": True, "steps": args.steps,
             "hop_ms": args.hop_ms,
         },
-        "inputs": inputs,
-        "outputs": outputs,
-        "timings_ns": {**base["timings"], "first_inference": t_first, "warmup": warm, "invoke": step_ns},
-        "runs_completed": len(step_ns),
-        "stopped_by": stopped,
-        "memory": {**mem_end, "stages": base["mem_stages"]},
-        "device": device_facts(),
-        "stream": stream,
-    }
+        inputs=inputs,
+        outputs=outputs,
+        timings={**base["timings"], "first_inference": t_first, "warmup": warm, "invoke": step_ns},
+        stopped=stopped,
+        mem_stages=base["mem_stages"],
+        stream=stream,
+    )
 
 
 # --------------------------------------------------------------------------------------------- CLI
@@ -933,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.version:
-            _emit({"schema": SCHEMA, "agent_version": AGENT_VERSION, "ok": True})
+            _emit(_document(True))
             return EXIT_OK
         if args.facts:
             try:
@@ -943,16 +984,7 @@ def main(argv: list[str] | None = None) -> int:
                 runtime = {"name": name, "version": version, "numpy_version": np.__version__}
             except AgentError as exc:
                 runtime = {"name": None, "version": None, "error": exc.message}
-            _emit(
-                {
-                    "schema": SCHEMA,
-                    "agent_version": AGENT_VERSION,
-                    "ok": True,
-                    "runtime": runtime,
-                    "device": device_facts(),
-                    "memory": _proc_status_kb(),
-                }
-            )
+            _emit(_document(True, runtime=runtime, device=device_facts(), memory=_proc_status_kb()))
             return EXIT_OK
         _validate(args)
         result = measure(args)
@@ -988,16 +1020,7 @@ def _fail(err: AgentError) -> int:
         facts = device_facts()
     except Exception:  # noqa: BLE001
         facts = None
-    _emit(
-        {
-            "schema": SCHEMA,
-            "agent_version": AGENT_VERSION,
-            "ok": False,
-            "error": error,
-            "runtime": dict(_RUNTIME_SEEN) or None,
-            "device": facts,
-        }
-    )
+    _emit(_document(False, error=error, runtime=dict(_RUNTIME_SEEN) or None, device=facts))
     return _EXIT_BY_KIND.get(err.kind, EXIT_INTERNAL)
 
 

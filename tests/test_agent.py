@@ -187,6 +187,62 @@ def test_op_version_message_names_the_op_and_the_fix(agent_mod):
 def test_facts_mode(tmp_path):
     rc, d, _ = run_agent("--facts")
     assert rc == 0 and d["runtime"]["name"] == "ai_edge_litert" and d["device"]["cpu_count"] >= 1
+    assert list(d)[:3] == ["schema", "agent_version", "ok"]
+
+
+def test_device_facts_are_exactly_the_schemas_fields(agent_mod):
+    from edgeseq.targets.facts import DEVICE_FIELDS, problems
+
+    dev = agent_mod.device_facts()
+    assert list(dev) == list(DEVICE_FIELDS) and problems(dev) == []
+
+
+def test_stream_kinds_are_the_enums_values(agent_mod):
+    from edgeseq.streamkind import StreamKind
+
+    values = {k.value for k in StreamKind}
+    assert set(agent_mod.STREAM_KINDS) == values and len(agent_mod.STREAM_KINDS) == len(values)
+
+
+class _FakeInterp:
+    """Just enough of an Interpreter for StreamStepper to read a signature (tensor names, no signature list)."""
+
+    def __init__(self, ins: dict, outs: dict):
+        def details(named, start):
+            return [{"name": f"serving_default_{n}:0" if start == 0 else f"StatefulPartitionedCall:{n}",
+                     "index": start + i, "shape": np.array(shape), "dtype": dtype, "quantization": (0.0, 0)}
+                    for i, (n, (shape, dtype)) in enumerate(named.items())]
+
+        self.ins, self.outs = details(ins, 0), details(outs, 100)
+        for d in self.outs:
+            d["name"] = d["name"].split(":")[1]
+
+    def get_signature_list(self):
+        return {}
+
+    def get_input_details(self):
+        return self.ins
+
+    def get_output_details(self):
+        return self.outs
+
+    def set_tensor(self, index, value):
+        pass
+
+
+@pytest.mark.parametrize(
+    "ins, outs, kind",
+    [
+        ({"x": ([1, 1, 4], np.float32), "h": ([1, 8], np.float32)},
+         {"y": ([1, 2], np.float32), "h": ([1, 8], np.float32)}, "recurrent-step"),
+        ({"x": ([1, 1, 4], np.float32), "pos": ([1], np.int32), "k": ([1, 2, 16, 4], np.float32)},
+         {"y": ([1, 2], np.float32), "k_at_pos": ([1, 2, 1, 4], np.float32)}, "kv-cache"),
+        ({"w": ([1, 16, 4], np.float32)}, {"y": ([1, 2], np.float32)}, "window"),
+    ],
+)
+def test_stream_kind_of_each_model_form(agent_mod, ins, outs, kind):
+    stepper = agent_mod.StreamStepper(np, _FakeInterp(ins, outs))
+    assert stepper.kind == kind
 
 
 _FLOOR = (
