@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="keep the exports and the results store here")
     args = p.parse_args(argv)
 
-    from edgeseq.stream_profile import fit_slopes, parse_contexts, render_markdown, stream_sweep
+    from edgeseq.stream_profile import fit_slopes, parse_contexts, stream_sweep
+    from edgeseq.stream_report import render_markdown
+    from edgeseq.streamkind import StreamKind
 
     contexts = parse_contexts(args.contexts)
     if args.at not in contexts:
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
 
     at = {r["kind"]: r for r in rows if r["context"] == args.at}
-    rnn, kv, win = at.get("recurrent state"), at.get("kv cache"), at.get("window recompute")
+    rnn, kv, win = (at.get(k) for k in (StreamKind.RECURRENT_STEP, StreamKind.KV_CACHE, StreamKind.WINDOW))
 
     def ratio(a, b, key):
         return f"{a[key] / b[key]:.1f}x" if a and b and a.get(key) and b.get(key) else "-"
@@ -83,17 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     print("| kind | contexts | p50 µs per step of context | state bytes per step of context | peak RSS KB per step |"
           " p50 µs first -> last |")
     print("|---|---|---:|---:|---:|---|")
-    for s in sorted(fit_slopes(rows), key=lambda s: s["kind"]):
+    for s in sorted(fit_slopes(rows), key=lambda s: s["kind"].label):
         def f(v, d):
             return "-" if v is None else f"{(0.0 if abs(v) < 0.5 * 10**-d else v):.{d}f}"
 
-        print(f"| {s['kind']} | {s['contexts'][0]}..{s['contexts'][-1]} | {f(s['latency_us_per_step'], 3)} "
+        print(f"| {s['kind'].label} | {s['contexts'][0]}..{s['contexts'][-1]} | {f(s['latency_us_per_step'], 3)} "
               f"| {f(s['state_bytes_per_step'], 1)} | {f(s['rss_kb_per_step'], 2)} "
               f"| {s['p50_us_first']:.1f} -> {s['p50_us_last']:.1f} |")
     print("\n<details><summary>all rows</summary>\n")
     print(render_markdown(rows))
     print("</details>")
-    from edgeseq.stream_profile import plot_streaming
+    from edgeseq.stream_report import plot_streaming
 
     png = plot_streaming(rows, out / "streaming.png")
     print(f"\nplot: {png}; store: {out / 'results.db'}", file=sys.stderr)

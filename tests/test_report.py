@@ -176,3 +176,66 @@ def test_compare_with_a_run_id_past_sqlite_integers(db, capsys):
     for digits in (30, 5000):  # int() refuses over 4300 digits
         code, _, err = cli(capsys, "compare", "#" + "9" * digits, "dense-fp32", "--db", str(db))
         assert code == 2 and err.startswith("error: no run with id #999") and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------------------------- streaming section
+def _stream_run(i: int, stream: dict, steps: int, model_name: str, source: str | None, p50: float = 5.0) -> dict:
+    return {
+        "target": "local",
+        "device_key": "host/x86_64/cpu",
+        "model_path": f"/m/{model_name}.tflite",
+        "model_name": model_name,
+        "model_sha256": f"{i:064x}",
+        "manifest_json": {"source": {"path": source}} if source else None,
+        "options_json": {"stream": True, "steps": steps, "runs": 10, "threads": 1},
+        "stats_json": {"p50_us": p50, "p99_us": p50 * 2, "peak_rss_kb": 2048.0},
+        "p50_us": p50,
+        "agent_json": {"stream": {**stream, "steps": steps, "state_bytes": 64, "invoke_ns": [1000, 3000]}},
+        "samples": [int(p50 * 1000)] * 10,
+    }
+
+
+def test_streaming_rows_read_kind_and_model_from_the_stored_run(tmp_path):
+    from edgeseq.stream_profile import rows_from_store
+    from edgeseq.stream_report import streaming_section
+    from edgeseq.streamkind import StreamKind
+
+    db = tmp_path / "s.db"
+    with ResultsStore(db) as s:
+        s.add_run(_stream_run(1, {"kind": "recurrent-step"}, 16, "mine-step-fp32", "/w/runs/gru/model.keras"))
+        # stored before the agent named the kind: read from its mode and position input
+        s.add_run(_stream_run(2, {"mode": "step", "position_input": True}, 16, "tf-kv16-fp32", "/w/tf.keras", 9.0))
+        s.add_run(_stream_run(3, {"mode": "window"}, 16, "tf-win16-fp32", None, 90.0))  # no manifest: the file stem
+    rows = rows_from_store(db)
+    assert [(r["model"], r["kind"]) for r in rows] == [
+        ("gru", StreamKind.RECURRENT_STEP), ("tf", StreamKind.KV_CACHE), ("tf-win16-fp32", StreamKind.WINDOW)]
+    md = streaming_section(db, tmp_path / "out", "md")
+    assert "| gru | recurrent state | 16 |" in md and "| tf | kv cache | 16 |" in md and "window recompute" in md
+    assert (tmp_path / "out" / "streaming.png").read_bytes().startswith(PNG)
+
+
+def test_unreadable_stream_runs_are_named_in_the_section(tmp_path, capsys):
+    from edgeseq.stream_report import streaming_section
+
+    db = tmp_path / "s.db"
+    with ResultsStore(db) as s:
+        s.add_run(_stream_run(1, {"kind": "recurrent-step"}, 16, "gru-step-fp32", "/w/gru.keras"))
+        s.add_run(_stream_run(2, {"kind": "sideways"}, 16, "odd-fp32", "/w/odd.keras"))
+        bad = _stream_run(3, {"kind": "window"}, 16, "w-fp32", "/w/w.keras")
+        bad["agent_json"]["stream"]["invoke_ns"] = "lots"
+        s.add_run(bad)
+    md = streaming_section(db, None, "md")
+    assert "| gru | recurrent state | 16 |" in md
+    assert "2 stored stream runs left out of this section" in md and "run #2: stream.kind 'sideways'" in md
+    html = streaming_section(db, None, "html")
+    assert html.startswith("<h2>Streaming</h2><p>2 stored stream runs left out")
+    code, out, err = cli(capsys, "report", "--db", str(db), "--format", "md")
+    assert code == 0 and "## Streaming" in out and "left out" in out and not err
+
+
+def test_a_streaming_section_that_cannot_read_the_store_says_why(tmp_path):
+    from edgeseq.stream_report import streaming_section
+
+    md = streaming_section(tmp_path / "absent.db", None, "md")
+    assert md.startswith("\n## Streaming\n\nThe streaming section cannot be shown: no results store at ")
+    assert streaming_section(tmp_path / "absent.db", None, "csv") == ""

@@ -295,13 +295,14 @@ def test_profile_stream_contexts_store_and_report_section(exported, tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     got = {(r["kind"], r["context"]) for r in data["rows"]}
-    assert got == {("recurrent state", 8), ("recurrent state", 16), ("kv cache", 16)}  # KV only at its capacity
-    lstm = [r for r in data["rows"] if r["kind"] == "recurrent state"]
+    assert got == {("recurrent-step", 8), ("recurrent-step", 16), ("kv-cache", 16)}  # KV only at its capacity
+    lstm = [r for r in data["rows"] if r["kind"] == "recurrent-step"]
     assert lstm[0]["state_bytes"] == lstm[1]["state_bytes"] > 0 and all(r["deadline_met_share"] >= 0 for r in lstm)
     html = write_report(db, tmp_path / "rep", fmt="html")
     assert "<h2>Streaming</h2>" in html.read_text() and (tmp_path / "rep" / "streaming.png").stat().st_size > 0
     md = write_report(db, tmp_path / "rep", fmt="md").read_text()
     assert "## Streaming" in md and "µs per step of context" in md
+    assert "| lstm | recurrent state | 8 |" in md and "| kv | kv cache | 16 |" in md  # named after the .keras
     res = CliRunner().invoke(profile, [str(step), "--stream", "--steps", "4", "--runs", "10", "--db", str(db)])
     assert res.exit_code == 0, res.output
 
@@ -314,5 +315,5 @@ def test_stream_compare_for_the_demo(exported, tmp_path):
     model.save(tmp_path / "lstm.keras")
     rows = stream_compare(tmp_path / "lstm.keras", None, tmp_path / "cmp", contexts=(16, 32), runs=20)
     kinds = {(r["kind"], r["context"]) for r in rows}
-    assert kinds == {(k, c) for k in ("recurrent state", "kv cache", "window recompute") for c in (16, 32)}
+    assert kinds == {(k, c) for k in ("recurrent-step", "kv-cache", "window") for c in (16, 32)}
     assert all(r["x_rnn"] for r in rows)

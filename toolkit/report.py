@@ -35,7 +35,7 @@ def write_report(
     only read; `warn` gets one line when damaged rows were skipped."""
     from edgeseq.fsio import atomic_write_text
     from edgeseq.plots import write_plots
-    from edgeseq.stream_profile import streaming_section
+    from edgeseq.stream_report import streaming_section
 
     _check_format(fmt)
     out_dir = Path(out_dir)
@@ -72,7 +72,7 @@ def show_report(
     """What `edgeseq report` does. With `out_dir` (html: ./report when none is given) the report is written there
     (`write_report`) and its path returned; otherwise it is printed to `stream` in `fmt` (the table drawn with rich
     on a terminal, the streaming section after table and md) and None returned."""
-    from edgeseq.stream_profile import streaming_section
+    from edgeseq.stream_report import streaming_section
 
     _check_format(fmt)
     if out_dir is None and fmt == "html":

@@ -1,17 +1,20 @@
-"""Streaming measurements: per-step latency and memory as the context grows, stored and reported.
+"""Streaming measurements: per-step latency and memory as the context grows, stored and read back as rows.
 
     rows = profile_contexts(["gru-step-fp32.tflite", "tf-kv*.tflite", "tf-win*.tflite"], contexts=[16, 64, 256])
     rows = stream_sweep(["runs/gru/model.keras", "runs/tf-causal/model.keras"], contexts=[16, ..., 1024], out_dir=...)
 
-Three ways to serve a stream, told apart by the agent's answer (never by file name):
-- "recurrent state": a step model without a position input: constant work and memory per step, whatever the context;
-- "kv cache": a step model with a `pos` input: attention over a cache of `capacity` slots, exported per context;
-- "window recompute": a plain [1, W, F] model, re-run on the whole window for every new step.
+Three ways to serve a stream (`edgeseq.streamkind.StreamKind`), told apart by the stored run (the agent's
+`stream.kind`, or for older runs its mode and position input), never by file name:
+- recurrent-step ("recurrent state"): a step model without a position input: constant work and memory per step;
+- kv-cache ("kv cache"): a step model with a `pos` input: attention over a cache of `capacity` slots, one export
+  per context;
+- window ("window recompute"): a plain [1, W, F] model, re-run on the whole window for every new step.
 
 Each (model, context) is one agent run (`--stream --steps context`), stored like any profile run (its options say
-stream/steps/hop_ms; the agent's "stream" block holds state bytes and deadline figures). The report's streaming
-section is built from those runs: a table per model and kind, least-squares slopes of per-step latency and of
-state bytes against the context, and one PNG. No TensorFlow here (only the .keras sweep converts, in children).
+stream/steps/hop_ms; the agent's "stream" block holds state bytes and deadline figures). This module measures and
+reads those runs back as rows (`kind` a StreamKind, `model` the source model the manifest names) and fits the
+slopes; `stream_report` renders them (the report's streaming section, the plot). No TensorFlow here (only the
+.keras sweep converts, in children).
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeseq.errors import InputError
+from edgeseq.streamkind import StreamKind
 
 DEFAULT_CONTEXTS = (16, 32, 64, 128, 256, 512, 1024)
-KINDS = ("recurrent state", "kv cache", "window recompute")
 
 
 def parse_contexts(text: str | Sequence[int]) -> list[int]:
@@ -51,21 +54,6 @@ def parse_contexts(text: str | Sequence[int]) -> list[int]:
     return sorted(set(vals))
 
 
-def kind_of(stream: dict) -> str:
-    if stream.get("mode") == "window":
-        return "window recompute"
-    return "kv cache" if stream.get("position_input") else "recurrent state"
-
-
-def _base_name(run: dict) -> str:
-    """The model a streaming export came from: its manifest's source file, else the file stem without suffixes."""
-    name = run.get("model_name") or ""
-    for part in ("-step-", "-kv", "-win"):
-        if part in name:
-            return name.split(part)[0]
-    return name
-
-
 # ------------------------------------------------------------------------------------------ measuring
 def profile_contexts(
     models: Sequence[str | Path],
@@ -80,7 +68,7 @@ def profile_contexts(
     input: str | Path | None = None,
     on_result: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Profile each .tflite in stream mode at each context it can serve; returns streaming rows (see stream_row).
+    """Profile each .tflite in stream mode at each context it can serve; returns streaming rows (see row_from_run).
 
     A recurrent step model is measured at every context; a KV-cache model only at its own capacity, a window model
     only at its own window (export one per context: edgeseq convert --stream --kv-capacity / --window)."""
@@ -100,7 +88,7 @@ def profile_contexts(
         for r in profile_models([m], target=target, runs=max(runs, c), warmup=warmup, threads=threads, db=db,
                                 input=input, stream=True, steps=c, hop_ms=hop_ms):
             with ResultsStore(db) as store:
-                row = _row_from_run(store.get_run(r["run_id"]))
+                row = row_from_run(store.get_run(r["run_id"]))
             rows.append(row)
             if on_result is not None:
                 on_result(row)
@@ -113,9 +101,10 @@ def _serves(path: Path) -> int | None:
 
     manifest = read_manifest(path) or {}
     s = manifest.get("stream") or {}
-    if s.get("kind") == "kv-cache":
+    kind = _manifest_kind(path, s)
+    if kind is StreamKind.KV_CACHE:
         return int(s["kv_capacity"])
-    if s.get("kind") == "window":
+    if kind is StreamKind.WINDOW:
         return int(s["window"])
     if not s:
         inputs = (manifest.get("signature") or {}).get("inputs") or []
@@ -126,39 +115,108 @@ def _serves(path: Path) -> int | None:
     return None
 
 
+def _manifest_kind(path: Path, stream: dict) -> StreamKind | None:
+    """The kind a manifest's stream block names (older names read too); None without one."""
+    if stream.get("kind") is None:
+        return None
+    try:
+        return StreamKind.parse(stream["kind"])
+    except ValueError:
+        raise InputError(f"{path}'s manifest names an unknown stream kind {stream['kind']!r}",
+                         "export it again with edgeseq convert --stream") from None
+
+
+# ------------------------------------------------------------------------------------------ stored runs -> rows
+class UnreadableStreamRun(ValueError):
+    """A stored stream run whose stream block cannot be read (a damaged or foreign row)."""
+
+
+def stream_kind(stream: dict) -> StreamKind:
+    """The kind of a stored stream run: the agent's `stream.kind`; for runs stored before the agent named it, its
+    mode and position input (a window mode, else a KV cache when there is a position input)."""
+    if stream.get("kind") is not None:
+        try:
+            return StreamKind.parse(stream["kind"])
+        except ValueError:
+            raise UnreadableStreamRun(f"stream.kind {str(stream['kind'])[:40]!r} is not a stream kind") from None
+    if stream.get("mode") == "window":
+        return StreamKind.WINDOW
+    return StreamKind.KV_CACHE if stream.get("position_input") else StreamKind.RECURRENT_STEP
+
+
+def source_name(run: dict) -> str:
+    """The model a streaming export came from, named as convert names it: its manifest's source file (so a model's
+    step, KV-cache and window exports share one name); the file stem for a run stored without a manifest."""
+    from edgeseq.quantize.convert import default_name
+
+    source = (run.get("manifest") or {}).get("source")
+    path = source.get("path") if isinstance(source, dict) else None
+    return default_name(path) if isinstance(path, str) and path.strip() else run["model_name"]
+
+
+def _number(block: dict, key: str, name: str, *, integer: bool = False) -> float | int | None:
+    """A finite number (or None) from a stored block; anything else makes the run unreadable."""
+    value = block.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if not ok or isinstance(value, bool) or not np.isfinite(value):
+        raise UnreadableStreamRun(f"{name}.{key} is not {'an integer' if integer else 'a finite number'}")
+    return value
+
+
 def _p50(ns) -> float | None:
+    if ns is None:
+        return None
+    if not isinstance(ns, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in ns):
+        raise UnreadableStreamRun("stream.invoke_ns is not a list of numbers")
     return float(np.percentile(np.asarray(ns, np.float64), 50) / 1e3) if ns else None
 
 
-def _row_from_run(run: dict) -> dict | None:
-    """One stored stream run -> a streaming row; None for a run that was not a streaming one."""
+def row_from_run(run: dict) -> dict | None:
+    """One stored stream run -> a streaming row; None for a run that was not a streaming one. A stream block that
+    cannot be read is UnreadableStreamRun (saying which field)."""
     opts = run.get("options") or {}
     stream = (run.get("agent") or {}).get("stream")
     if not opts.get("stream") or not stream:
         return None
+    if not isinstance(stream, dict):
+        raise UnreadableStreamRun("stream is not an object")
     stats = run.get("stats") or {}
+    p50 = _number(stats, "p50_us", "stats")
+    if p50 is None:
+        raise UnreadableStreamRun("stats.p50_us is missing")
+    context = _number(stream, "steps", "stream", integer=True) or opts.get("steps") or 0
     return {
-        "run_id": run["id"], "model": _base_name(run), "file": run["model_name"], "recipe": run.get("recipe"),
-        "kind": kind_of(stream), "context": int(stream.get("steps") or opts.get("steps") or 0),
-        "p50_us": stats.get("p50_us"), "p99_us": stats.get("p99_us"), "mean_us": stats.get("mean_us"),
-        "invoke_p50_us": _p50(stream.get("invoke_ns")), "state_bytes": stream.get("state_bytes"),
-        "peak_rss_kb": stats.get("peak_rss_kb"), "deadline_met_share": stream.get("deadline_met_share"),
-        "hop_ms": stream.get("hop_ms"), "target": run["target"],
+        "run_id": run["id"], "model": source_name(run), "file": run["model_name"], "recipe": run.get("recipe"),
+        "kind": stream_kind(stream), "context": int(context),
+        "p50_us": p50, "p99_us": _number(stats, "p99_us", "stats"), "mean_us": _number(stats, "mean_us", "stats"),
+        "invoke_p50_us": _p50(stream.get("invoke_ns")), "state_bytes": _number(stream, "state_bytes", "stream"),
+        "peak_rss_kb": _number(stats, "peak_rss_kb", "stats"),
+        "deadline_met_share": _number(stream, "deadline_met_share", "stream"),
+        "hop_ms": _number(stream, "hop_ms", "stream"), "target": run["target"],
     }
 
 
-def rows_from_store(db: str | Path | None, target: str | None = None) -> list[dict]:
-    """Streaming rows of every stream run in the store (the latest per model file, kind and context)."""
+def rows_from_store(db: str | Path | None, target: str | None = None, skipped: list[str] | None = None) -> list[dict]:
+    """Streaming rows of every stream run in the store (the latest per model file, kind and context). A run whose
+    stream block cannot be read is left out; `skipped` (when given) gets one 'run #N: why' per such run."""
     from edgeseq.store import ResultsStore
 
     with ResultsStore(db, create=False) as store:
         runs = store.runs(target=target)
     latest: dict[tuple, dict] = {}
     for run in runs:
-        row = _row_from_run(run)
+        try:
+            row = row_from_run(run)
+        except UnreadableStreamRun as exc:
+            if skipped is not None:
+                skipped.append(f"run #{run['id']}: {exc}")
+            continue
         if row is not None:
             latest[(run["target"], run["model_sha256"], row["kind"], row["context"])] = row
-    return sorted(latest.values(), key=lambda r: (r["target"], r["model"], KINDS.index(r["kind"]), r["context"]))
+    order = list(StreamKind)
+    return sorted(latest.values(), key=lambda r: (r["target"], r["model"], order.index(r["kind"]), r["context"]))
 
 
 # ------------------------------------------------------------------------------------------ slopes
@@ -189,145 +247,6 @@ def fit_slopes(rows: list[dict]) -> list[dict]:
     return out
 
 
-# ------------------------------------------------------------------------------------------ rendering
-def _fmt(v, digits=1) -> str:
-    return "-" if v is None else f"{v:,.{digits}f}"
-
-
-def render_markdown(rows: list[dict]) -> str:
-    """A table per context row plus the slopes; empty string without streaming rows."""
-    if not rows:
-        return ""
-    lines = ["## Streaming", "",
-             "Per-step latency (whole step: set x/pos, invoke, carry state) and memory as the context grows.", "",
-             "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | peak RSS MB |"
-             " deadline met |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        met = "-" if r.get("deadline_met_share") is None else f"{r['deadline_met_share']:.0%} of {r['hop_ms']:g} ms"
-        rss = None if r.get("peak_rss_kb") is None else r["peak_rss_kb"] / 1024
-        lines.append(f"| {r['model']} | {r['kind']} | {r['context']} | {_fmt(r['p50_us'])} | {_fmt(r.get('p99_us'))} "
-                     f"| {_fmt(r.get('invoke_p50_us'), 2)} | {_fmt(r.get('state_bytes'), 0)} | {_fmt(rss)} | {met} |")
-    lines += ["", "Fitted slopes (least squares over the contexts measured):", "",
-              "| model | kind | contexts | µs per step of context | state bytes per step of context | RSS KB per step |",
-              "|---|---|---|---:|---:|---:|"]
-    for s in fit_slopes(rows):
-        ctx = f"{s['contexts'][0]}..{s['contexts'][-1]}" if s["contexts"] else "-"
-        lines.append(f"| {s['model']} | {s['kind']} | {ctx} | {_fmt(s['latency_us_per_step'], 4)} "
-                     f"| {_fmt(s['state_bytes_per_step'], 1)} | {_fmt(s['rss_kb_per_step'], 2)} |")
-    return "\n".join(lines) + "\n"
-
-
-def render_html(rows: list[dict], png: Path | None) -> str:
-    import base64
-    import html
-
-    if not rows:
-        return ""
-    out = ["<h2>Streaming</h2><p class='muted'>Per-step latency (set x/pos, invoke, carry state) and memory as the "
-           "context grows: a recurrent state stays flat, a KV cache grows with its capacity, window recomputation "
-           "re-runs the whole window for every step.</p><table><tr>"]
-    heads = ["model", "kind", "context", "p50 µs/step", "p99 µs/step", "invoke p50 µs", "state bytes", "peak MB",
-             "deadline met"]
-    out += [f"<th>{h}</th>" for h in heads] + ["</tr>"]
-    for r in rows:
-        met = "-" if r.get("deadline_met_share") is None else f"{r['deadline_met_share']:.0%} of {r['hop_ms']:g} ms"
-        rss = None if r.get("peak_rss_kb") is None else r["peak_rss_kb"] / 1024
-        cells = [r["model"], r["kind"], r["context"], _fmt(r["p50_us"]), _fmt(r.get("p99_us")),
-                 _fmt(r.get("invoke_p50_us"), 2), _fmt(r.get("state_bytes"), 0), _fmt(rss), met]
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    out.append("</table><table><tr><th>model</th><th>kind</th><th>µs per step of context</th>"
-               "<th>state bytes per step of context</th><th>RSS KB per step</th></tr>")
-    for s in fit_slopes(rows):
-        cells = [s["model"], s["kind"], _fmt(s["latency_us_per_step"], 4), _fmt(s["state_bytes_per_step"], 1),
-                 _fmt(s["rss_kb_per_step"], 2)]
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
-    if png is not None and Path(png).is_file():
-        data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-        out.append(f"<div><img alt='streaming' src='data:image/png;base64,{data}'></div>")
-    return "\n".join(out)
-
-
-_STYLE = {"recurrent state": ("o", "-"), "kv cache": ("s", "--"), "window recompute": ("^", ":")}
-
-
-def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
-    """Per-step latency and state bytes against the context (log-log), one line per model and kind, slope in
-    the legend. None without streaming rows."""
-    if not rows:
-        return None
-    from edgeseq.plots import DPI, _plt
-
-    plt = _plt()
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6))
-    cmap = plt.get_cmap("tab10")
-    slopes = {(s["target"], s["model"], s["kind"]): s for s in fit_slopes(rows)}
-    keys = sorted({(r.get("target"), r["model"], r["kind"]) for r in rows}, key=lambda k: (k[1], KINDS.index(k[2])))
-    models = sorted({k[1] for k in keys})
-
-    def tag(value, unit, top, span):
-        """The fitted slope; 'flat' when it moves the value by < 5% over the contexts measured."""
-        if value is None:
-            return ""
-        return " (flat)" if abs(value) * span < 0.05 * top else f" ({value:+.3g} {unit}/step)"
-
-    for key in keys:
-        pts = sorted((r for r in rows if (r.get("target"), r["model"], r["kind"]) == key), key=lambda r: r["context"])
-        marker, ls = _STYLE[key[2]]
-        colour = cmap((models.index(key[1]) * 3 + KINDS.index(key[2])) % 10)
-        s = slopes[key]
-        ctx = [r["context"] for r in pts]
-        span = max(ctx) - min(ctx)
-        name = f"{key[1]} {key[2]}"
-        lat = [r["p50_us"] for r in pts]
-        ax1.plot(ctx, lat, marker=marker, ls=ls, color=colour,
-                 label=name + tag(s["latency_us_per_step"], "µs", max(lat), span))
-        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, "peak_rss_kb", "KB", 1024.0)):
-            ys = [r.get(field) for r in pts]
-            if all(y is not None for y in ys):
-                slope = s["state_bytes_per_step" if field == "state_bytes" else "rss_kb_per_step"]
-                ax.plot(ctx, [y / scale for y in ys] if field == "peak_rss_kb" else ys, marker=marker, ls=ls,
-                        color=colour, label=name + tag(slope, unit, max(ys), span))
-    panels = ((ax1, "p50 per-step latency (µs)", "Per-step latency", True),
-              (ax2, "state / KV cache / window bytes", "Memory carried between steps", True),
-              (ax3, "agent peak RSS (MB)", "Process peak memory (VmHWM)", False))
-    for ax, ylabel, title, logy in panels:
-        ax.set_xscale("log", base=2)
-        if logy:
-            ax.set_yscale("log")
-        ax.set_xlabel("context (steps)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
-    wheres = sorted({str(r.get("target")) for r in rows})
-    fig.suptitle(f"Streaming: cost per new step as the context grows ({', '.join(wheres)})", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
-
-
-def streaming_section(db: str | Path | None, out_dir: str | Path | None, fmt: str, target: str | None = None) -> str:
-    """The report's streaming section in `fmt` (html/md/table), writing streaming.png to out_dir; "" without runs."""
-    try:
-        rows = rows_from_store(db, target)
-    except Exception:  # noqa: BLE001 - a report without its streaming section beats no report
-        return ""
-    if not rows:
-        return ""
-    png = plot_streaming(rows, Path(out_dir) / "streaming.png") if out_dir is not None else None
-    if fmt == "html":
-        return render_html(rows, png)
-    if fmt in ("md", "table"):
-        return "\n" + render_markdown(rows)
-    return ""
-
-
 # ------------------------------------------------------------------------------------------ CLI
 def profile_streaming_cli(models, contexts: str, *, target: str, runs: int, warmup: int, threads: int | None,
                           hop_ms: float | None, db, input_path, as_json: bool, live: bool,
@@ -337,6 +256,8 @@ def profile_streaming_cli(models, contexts: str, *, target: str, runs: int, warm
     import json
 
     import click
+
+    from edgeseq.stream_report import render_markdown
 
     ctx = parse_contexts(contexts)
     keras_models = [m for m in models if str(m).endswith(".keras")]
@@ -387,12 +308,13 @@ def stream_sweep(
     files: list[Path] = []
     for m in models:
         kind = streaming_kind(m)
-        if kind == "window":
+        if kind == StreamKind.WINDOW:
             res = convert_stream(m, [recipe], out_dir=out_dir, window=contexts[0], contexts=contexts,
                                  validate=False, raise_on_error=False)
         else:
-            res = convert_stream(m, [recipe], out_dir=out_dir, contexts=contexts if kind == "kv-cache" else None,
-                                 windows=windows and kind == "kv-cache", validate=False, raise_on_error=False)
+            kv = kind == StreamKind.KV_CACHE
+            res = convert_stream(m, [recipe], out_dir=out_dir, contexts=contexts if kv else None,
+                                 windows=windows and kv, validate=False, raise_on_error=False)
         for r in res:
             if r.ok:
                 files.append(r.tflite_path)
