@@ -259,6 +259,51 @@ def add(spec: TargetSpec, path: Path | None = None, replace: bool = False) -> Pa
     return save(specs, path)
 
 
+def add_target(
+    name: str,
+    url: str,
+    *,
+    key_file: str | None = None,
+    known_hosts: str | None = None,
+    python: str = "python3",
+    workdir: str | None = None,
+    runner: str | None = None,
+    benchmark_binary: str | None = None,
+    adb_server_port: int | None = None,
+    replace: bool = False,
+    path: Path | None = None,
+) -> Path:
+    """`edgeseq targets add`: a target from its options, its URL parsed, written to the targets file (returned).
+
+    The runner defaults to benchmark_model when a binary is given, else the agent; the binary's path is stored
+    absolute. Never contacts the device and never trusts a host key."""
+    if runner is None:
+        runner = "benchmark_model" if benchmark_binary else "agent"
+    if url.startswith("ssh://"):
+        from edgeseq.targets.ssh import parse_url
+
+        parse_url(url)
+    elif url.startswith("adb://"):
+        from edgeseq.targets.adb import parse_url as parse_adb
+
+        parse_adb(url)
+        if key_file or known_hosts:
+            raise InputError("--key and --known-hosts are for ssh:// targets", "adb uses its own keys (~/.android)")
+    options = {"adb_server_port": adb_server_port} if adb_server_port is not None else {}  # range: check_fields
+    spec = TargetSpec(
+        name=name,
+        url=url,
+        key_file=key_file,
+        known_hosts=known_hosts,
+        runner=runner,
+        benchmark_binary=str(Path(benchmark_binary).expanduser().resolve()) if benchmark_binary else None,
+        python=python,
+        workdir=workdir,
+        options=options,
+    )
+    return add(spec, path, replace=replace)
+
+
 def remove(name: str, path: Path | None = None) -> Path:
     path = path or default_path()
     specs = load(path)

@@ -17,7 +17,7 @@ from edgeseq.errors import EdgeseqError, ModelError, TargetError
 from edgeseq.targets import device_shell
 from edgeseq.targets.limits import check_deploy_options
 
-__all__ = ["check_deploy_options", "deploy", "killed_by_signal", "with_user_paths"]
+__all__ = ["check_deploy_options", "deploy", "deploy_to", "killed_by_signal", "with_user_paths"]
 
 # A file in a per-run directory: edgeseq-run-XXXX (local, under $TMPDIR) or run-XXXXXXXX (on a device).
 _RUN_FILE_RE = re.compile(
@@ -47,6 +47,17 @@ def deploy(
         return _deploy(target, model, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log)
     except EdgeseqError as exc:
         raise with_user_paths(exc, model) from None
+
+
+def deploy_to(target_name: str, model: Path, runs: int = 10, warmup: int = 2, threads: int | None = 1,
+              timeout: float = 600.0, **options) -> dict:
+    """`edgeseq deploy`: the numeric options checked first, then the target (a name, URL or `local`) opened, then
+    `deploy`. Other keyword arguments are `deploy`'s."""
+    from edgeseq.targets.resolve import open_target
+
+    check_deploy_options(runs, warmup, threads, timeout)
+    target = open_target(target_name)
+    return deploy(target, model, runs=runs, warmup=warmup, threads=threads, timeout=timeout, **options)
 
 
 def _deploy(target, model: Path, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log) -> dict:

@@ -1,8 +1,8 @@
 """Host keys for SSH targets: fetch (ssh-keyscan), fingerprint, and record into known_hosts only when asked.
 
 Nothing here runs implicitly: an SSH target with an unknown or changed key is refused, and the only way a key gets
-into known_hosts is `edgeseq targets trust NAME`, which shows the fingerprints first (and can check one given out of
-band with `--fingerprint`).
+into known_hosts is `edgeseq targets trust NAME` (`trust_target`), which shows the fingerprints first (and can check
+one given out of band with `--fingerprint`) and records only what its caller confirms.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeseq.errors import TargetError
@@ -120,6 +121,62 @@ def record(known_hosts: Path, host: str, port: int, keys: list[HostKey]) -> None
         for key in keys:
             fh.write(f"{pattern} {key.key_type} {key.key_b64}\n")
     os.chmod(known_hosts, 0o600)
+
+
+@dataclass
+class TrustPlan:
+    """What `trust_target` found for one SSH target, and what it did."""
+
+    name: str
+    host: str  # as known_hosts names it: host, or [host]:port
+    known_hosts: Path
+    offered: list[HostKey]  # every key the server offers now
+    keys: list[HostKey] = field(default_factory=list)  # those to record (the one matching --fingerprint, if given)
+    already_trusted: bool = False  # known_hosts holds these keys already: nothing to do
+    replaces: bool = False  # known_hosts holds a DIFFERENT key for this host, which recording replaces
+    recorded: bool = False
+
+
+def trust_target(
+    name: str,
+    fingerprint: str | None = None,
+    path: Path | None = None,
+    *,
+    show: Callable[[TrustPlan], None] = lambda plan: None,
+    confirm: Callable[[TrustPlan], bool] = lambda plan: False,
+) -> TrustPlan:
+    """Fetch NAME's host keys and record them in its known_hosts file, only when `confirm(plan)` says so.
+
+    `show(plan)` is called once the keys are fetched (before any check). With `fingerprint`, only the key that has
+    it is recorded, and none matching is an error. Keys already recorded are left as they are (`already_trusted`)."""
+    from edgeseq.errors import InputError
+    from edgeseq.targets import config
+    from edgeseq.targets.ssh import parse_url
+
+    spec = config.get(name, path)
+    if not spec.url.startswith("ssh://"):
+        raise InputError(f"{name} is not an SSH target ({spec.url})", "host keys apply to ssh:// targets only")
+    _user, host, port = parse_url(spec.url)
+    known_hosts = known_hosts_path(spec.known_hosts)
+    keys = scan(host, port)
+    old = {(k.key_type, k.key_b64) for k in recorded(known_hosts, host, port)}
+    plan = TrustPlan(name, host_pattern(host, port), known_hosts, keys, list(keys))
+    show(plan)
+    if fingerprint:
+        if fingerprint not in {k.fingerprint for k in keys}:
+            raise TargetError(
+                f"{name}: no host key matches {fingerprint} (offered: {fingerprints_text(keys)})",
+                "the device is not the one you expect, or the fingerprint was mistyped; nothing was recorded",
+            )
+        plan.keys = [k for k in keys if k.fingerprint == fingerprint]
+    if old and {(k.key_type, k.key_b64) for k in plan.keys} <= old:
+        plan.already_trusted = True
+        return plan
+    plan.replaces = bool(old)
+    if confirm(plan):
+        record(known_hosts, host, port, plan.keys)
+        plan.recorded = True
+    return plan
 
 
 def _keygen() -> str:

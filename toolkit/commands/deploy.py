@@ -33,14 +33,10 @@ def deploy(
     run, result collected, directory removed (unless --keep). Writes nothing to the results store."""
     from pathlib import Path
 
-    from edgeseq.targets.deploy import check_deploy_options
-    from edgeseq.targets.deploy import deploy as deploy_model
-    from edgeseq.targets.resolve import open_target
+    from edgeseq.targets.deploy import deploy_to
 
-    check_deploy_options(runs, warmup, threads, timeout)
-    target = open_target(target_name)
-    data = deploy_model(
-        target,
+    data = deploy_to(
+        target_name,
         Path(model),
         runs=runs,
         warmup=warmup,
@@ -59,11 +55,12 @@ def deploy(
     stats = summarize(data)
     rt = data.get("runtime") or {}
     dev = data.get("device") or {}
-    where = dev.get("model") or dev.get("board") or dev.get("hostname") or target.spec.name
+    name = data["deploy"]["target"]
+    where = dev.get("board") or dev.get("hostname") or name  # device fields: edgeseq.targets.facts
     mem = stats.get("peak_rss_kb")
     approx = " (approximate)" if stats.get("memory_approximate") else ""
     click.echo(
-        f"deployed {Path(model).name} to {target.spec.name} [{where}, {dev.get('machine') or dev.get('abi') or '?'}]: "
+        f"deployed {Path(model).name} to {name} [{where}, {dev.get('machine') or '?'}]: "
         f"sha256 verified on the device; {rt.get('name')} {rt.get('version') or ''}".rstrip()
     )
     click.echo(

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from edgeseq.errors import InputError, TargetError
-
 
 def _file_option(f):
     return click.option(
@@ -90,35 +88,20 @@ def add(
     Adding never contacts the device and never trusts a host key: run `edgeseq targets trust NAME` for that.
     """
     from edgeseq.targets import config
-    from edgeseq.targets.base import TargetSpec
 
-    if runner is None:
-        runner = "benchmark_model" if benchmark_binary else "agent"
-    if url.startswith("ssh://"):
-        from edgeseq.targets.ssh import parse_url
-
-        parse_url(url)
-    elif url.startswith("adb://"):
-        from edgeseq.targets.adb import parse_url as parse_adb
-
-        parse_adb(url)
-        if key_file or known_hosts:
-            raise InputError(
-                "--key and --known-hosts are for ssh:// targets", "adb uses its own keys (~/.android)"
-            )
-    options = {"adb_server_port": adb_server_port} if adb_server_port is not None else {}  # range: config
-    spec = TargetSpec(
-        name=name,
-        url=url,
+    written = config.add_target(
+        name,
+        url,
         key_file=key_file,
         known_hosts=known_hosts,
-        runner=runner,
-        benchmark_binary=str(Path(benchmark_binary).expanduser().resolve()) if benchmark_binary else None,
         python=python,
         workdir=workdir,
-        options=options,
+        runner=runner,
+        benchmark_binary=benchmark_binary,
+        adb_server_port=adb_server_port,
+        replace=replace,
+        path=path,
     )
-    written = config.add(spec, path, replace=replace)
     click.echo(f"added {name} ({url}) to {written}")
     if url.startswith("ssh://"):
         click.echo(f"next: `edgeseq targets trust {name}` to check and record its host key")
@@ -148,37 +131,25 @@ def trust(name, fingerprint, yes, path):
     The only command that writes a host key. Compare the fingerprint with the one the device prints
     (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on it) before you accept.
     """
-    from edgeseq.targets import config, trust
-    from edgeseq.targets.ssh import parse_url
+    from edgeseq.targets.trust import trust_target
 
-    spec = config.get(name, path)
-    if not spec.url.startswith("ssh://"):
-        raise InputError(
-            f"{name} is not an SSH target ({spec.url})", "host keys apply to ssh:// targets only"
-        )
-    _user, host, port = parse_url(spec.url)
-    known_hosts = trust.known_hosts_path(spec.known_hosts)
-    keys = trust.scan(host, port)
-    old = {(k.key_type, k.key_b64) for k in trust.recorded(known_hosts, host, port)}
-    click.echo(f"{name} ({trust.host_pattern(host, port)}) offers:")
-    for k in keys:
-        click.echo(f"  {k.key_type:<22} {k.fingerprint}")
-    if fingerprint:
-        if fingerprint not in {k.fingerprint for k in keys}:
-            raise TargetError(
-                f"{name}: no host key matches {fingerprint} (offered: {trust.fingerprints_text(keys)})",
-                "the device is not the one you expect, or the fingerprint was mistyped; nothing was recorded",
-            )
-        keys = [k for k in keys if k.fingerprint == fingerprint]
-    if old and {(k.key_type, k.key_b64) for k in keys} <= old:
-        click.echo(f"already trusted in {known_hosts}")
+    def show(plan) -> None:
+        click.echo(f"{name} ({plan.host}) offers:")
+        for k in plan.offered:
+            click.echo(f"  {k.key_type:<22} {k.fingerprint}")
+
+    def confirm(plan) -> bool:
+        if plan.replaces:
+            click.echo(f"WARNING: {plan.known_hosts} holds a DIFFERENT key for this host; it will be replaced.")
+        return yes or bool(fingerprint) or click.confirm(f"Record in {plan.known_hosts}?", default=False)
+
+    plan = trust_target(name, fingerprint, path, show=show, confirm=confirm)
+    if plan.already_trusted:
+        click.echo(f"already trusted in {plan.known_hosts}")
         return
-    if old:
-        click.echo(f"WARNING: {known_hosts} holds a DIFFERENT key for this host; it will be replaced.")
-    if not yes and not fingerprint and not click.confirm(f"Record in {known_hosts}?", default=False):
+    if not plan.recorded:
         raise click.exceptions.Abort()
-    trust.record(known_hosts, host, port, keys)
-    click.echo(f"recorded {len(keys)} key(s) for {trust.host_pattern(host, port)} in {known_hosts}")
+    click.echo(f"recorded {len(plan.keys)} key(s) for {plan.host} in {plan.known_hosts}")
 
 
 @targets.command()
@@ -186,17 +157,10 @@ def trust(name, fingerprint, yes, path):
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def check(name, as_json):
     """Reachable? Python, runtime, CPU, RAM, free disk. NAME is a target name or a URL."""
-    from edgeseq.targets.resolve import open_target
+    from edgeseq.targets.setup import check_target
 
-    target = open_target(name)
-    facts = target.info()
-    runner = target.spec.runner
-    problem = None
-    if runner == "agent" and hasattr(target, "require_runtime"):
-        try:
-            target.require_runtime(facts)
-        except TargetError as exc:
-            problem = exc
+    result = check_target(name)
+    target, facts, problem = result.target, result.facts, result.problem
     if as_json:
         click.echo(json.dumps({**facts, "ok": problem is None}, indent=2, default=str))
     else:
@@ -221,7 +185,7 @@ def check(name, as_json):
         ):
             if facts.get(key) not in (None, ""):
                 click.echo(f"  {key:<17} {facts[key]}")
-        if runner == "benchmark_model":
+        if target.spec.runner == "benchmark_model":
             click.echo(f"  runner            benchmark_model ({target.spec.benchmark_binary})")
     if problem is not None:
         raise problem
@@ -234,7 +198,7 @@ def check(name, as_json):
 @click.option(
     "--venv",
     "venv_dir",
-    default="~/.cache/edgeseq/venv",
+    default="~/.cache/edgeseq/venv",  # edgeseq.targets.setup.DEFAULT_VENV
     show_default=True,
     help="Virtual env on the device.",
 )
@@ -244,56 +208,7 @@ def setup(name, find_links, venv_dir, path):
 
     Runs `python3 -m venv` and pip on the device; it is the one command that installs anything, and only when asked.
     """
-    from dataclasses import replace
+    from edgeseq.targets.setup import setup_target
 
-    from edgeseq.targets import config
-    from edgeseq.targets.resolve import open_spec
-
-    spec = config.get(name, path)
-    if spec.runner != "agent":
-        raise InputError(f"{name} uses the {spec.runner} runner, which needs no Python packages", None)
-    target = open_spec(spec)
-    base_python = spec.python
-    click.echo(f"{name}: creating {venv_dir} with {base_python}")
-    venv = _remote_path(target, venv_dir)
-    r = target.run([base_python, "-m", "venv", venv], timeout=300)
-    if r.returncode != 0:
-        raise TargetError(
-            f"{name}: cannot create a venv on the device ({_tail(r)})",
-            "install python3-venv there (Debian/Raspberry Pi OS: sudo apt install python3-venv)",
-        )
-    pip = [f"{venv}/bin/python", "-m", "pip", "install", "--disable-pip-version-check", "--upgrade"]
-    wd = None
-    if find_links:
-        wd = target.workdir()
-        for wheel in sorted(find_links.glob("*.whl")):
-            target.push(wheel, f"{wd}/{wheel.name}")
-        pip += ["--no-index", "--find-links", wd]
-    click.echo(f"{name}: pip install numpy ai-edge-litert (this can take minutes on a Pi)")
-    try:
-        r = target.run([*pip, "numpy", "ai-edge-litert"], timeout=1800)
-    finally:
-        if wd:
-            target.cleanup(wd)
-    if r.returncode != 0:
-        raise TargetError(
-            f"{name}: pip install failed on the device ({_tail(r)})",
-            "check the device's internet access, or pass --find-links",
-        )
-    new = replace(spec, python=f"{venv}/bin/python")
-    config.add(new, path, replace=True)
-    open_spec(new).require_runtime()
-    click.echo(f"{name}: ready; python = {venv}/bin/python recorded in {path or config.default_path()}")
-
-
-def _remote_path(target, path: str) -> str:
-    if path.startswith("~/"):
-        home = target.run(["sh", "-c", 'printf %s "$HOME"'], timeout=30).stdout.strip()
-        return f"{home}/{path[2:]}"
-    return path
-
-
-def _tail(result) -> str:
-    from edgeseq.targets.device_shell import last_line
-
-    return last_line(result.stderr) or last_line(result.stdout) or f"exit {result.returncode}"
+    python, written = setup_target(name, find_links, venv_dir, path, log=click.echo)
+    click.echo(f"{name}: ready; python = {python} recorded in {written}")
