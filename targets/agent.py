@@ -504,7 +504,7 @@ def measure(args) -> dict:
             if sig is not None and any(int(s) < 0 for s in sig):
                 interp.resize_tensor_input(d["index"], [1 if int(s) < 0 else int(s) for s in sig])
         interp.allocate_tensors()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), rt_name, rt_version, "allocate") from None
     t_alloc = time.perf_counter_ns() - t0
     mem_stages["allocate"] = _proc_status_kb()
@@ -538,7 +538,7 @@ def measure(args) -> dict:
         t0 = clock()
         invoke()
         t_first = clock() - t0
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), rt_name, rt_version, "invoke") from None
 
     deadline = None if not args.max_secs else clock() + int(args.max_secs * 1e9)
@@ -791,7 +791,7 @@ def _stream_sequence(np, args, stepper, rng):
             raise AgentError("input", f"input file not found: {args.input}")
         try:
             seq = np.load(args.input, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
             raise AgentError("input", f"cannot read {args.input} as .npy: {exc}") from None
         if hasattr(seq, "files"):
             seq = seq[seq.files[0]]
@@ -824,7 +824,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
     _stage("first_inference")
     try:
         t_first, _ = stepper.step(seq[0], clock)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), base["runtime"]["name"], base["runtime"]["version"], "invoke") from None
     deadline = None if not args.max_secs else clock() + int(args.max_secs * 1e9)
     _stage("warmup")
@@ -1018,7 +1018,7 @@ def _fail(err: AgentError) -> int:
     error.update(err.extra)
     try:
         facts = device_facts()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the error document must go out even when the facts cannot be read
         facts = None
     _emit(_document(False, error=error, runtime=dict(_RUNTIME_SEEN) or None, device=facts))
     return _EXIT_BY_KIND.get(err.kind, EXIT_INTERNAL)
