@@ -79,17 +79,27 @@ def manifest_path_for(tflite_path: str | os.PathLike) -> Path:
     return Path(tflite_path).with_suffix(".json")
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """A manifest by its own path or its .tflite's; ModelError when missing or not an edgeseq manifest."""
+def read_manifest(path: str | os.PathLike, *, strict: bool = True) -> dict[str, Any] | None:
+    """A manifest by its own path or its .tflite's (the same stem, .json).
+
+    strict (inspect, evaluate, the library): ModelError when it is missing, unreadable or not an edgeseq manifest.
+    strict=False (profile: a model profiles without a manifest): None when it is missing, unreadable or not a JSON
+    object, and any JSON object is taken, hand-written ones too (their reader checks what it uses)."""
     p = Path(path)
     if p.suffix == ".tflite":
         p = manifest_path_for(p)
     if not p.exists():
+        if not strict:
+            return None
         raise ModelError(f"no manifest at {p}", "convert the model with edgeseq convert to get one")
     try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        if not strict:
+            return None
         raise ModelError(f"{p} is not a readable manifest ({type(exc).__name__})") from exc
+    if not strict:
+        return data if isinstance(data, dict) else None
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("edgeseq.manifest/"):
         raise ModelError(f"{p} is not an edgeseq manifest")
     return data

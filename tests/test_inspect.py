@@ -112,6 +112,16 @@ def test_read_manifest_refuses_other_json(tmp_path):
         read_manifest(tmp_path / "absent.tflite")
 
 
+def test_read_manifest_not_strict_is_none_for_missing_or_damaged_and_takes_any_object(tmp_path):
+    """What profile reads next to a model: a model profiles without a manifest, and a hand-written one counts."""
+    assert read_manifest(tmp_path / "absent.tflite", strict=False) is None
+    for text in ("{nope", "[1, 2]", "\udcff", "[" * 100_000):
+        (tmp_path / "bad.json").write_text(text, errors="surrogateescape")
+        assert read_manifest(tmp_path / "bad.tflite", strict=False) is None, text[:8]
+    (tmp_path / "hand.json").write_text('{"recipe": "int8", "accuracy": 0.9}')
+    assert read_manifest(tmp_path / "hand.tflite", strict=False) == {"recipe": "int8", "accuracy": 0.9}
+
+
 def test_cli_inspect_json_and_bad_file_exit_code(files, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(files["dense"]), "--json"],
                           capture_output=True, text=True, timeout=120)

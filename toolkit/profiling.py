@@ -6,13 +6,13 @@ count and accuracy are carried into the store. No TensorFlow import anywhere on 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgeseq.errors import EdgeseqError, InputError, ModelError
 from edgeseq.fsio import sha256_file
+from edgeseq.quantize.manifest import manifest_path_for, read_manifest
 from edgeseq.stats import summarize
 from edgeseq.store import ResultsStore, preflight
 from edgeseq.targets.limits import check_profile_options
@@ -22,18 +22,6 @@ KNOWN_RECIPES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 
 
 # ------------------------------------------------------------------------------------------ manifests
-def read_manifest(model: Path) -> dict | None:
-    """The converter's manifest next to `model` (same stem, .json), or None. Never raises on a bad manifest."""
-    path = Path(model).with_suffix(".json")
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _find(obj, keys: tuple[str, ...], want: type | tuple, depth: int = 4):
     """Breadth-first search for the first value under one of `keys` of type `want` (shallowest wins)."""
     level = [obj]
@@ -301,7 +289,7 @@ def profile_models(
     prepared = []
     for m in models:
         sha = sha256_file(m)
-        manifest = read_manifest(m)
+        manifest = read_manifest(manifest_path_for(m), strict=False)  # a model profiles without one
         prepared.append((m, manifest, manifest_summary(manifest, m, sha)))
     db_path = preflight(db)  # refuses a foreign, newer, damaged or unwritable store; creates nothing
     session = uuid.uuid4().hex[:12]

@@ -97,9 +97,9 @@ def profile_contexts(
 
 def _serves(path: Path) -> int | None:
     """The one context a KV/window export serves (from its manifest), or None for a recurrent step model."""
-    from edgeseq.profiling import read_manifest
+    from edgeseq.quantize.manifest import manifest_path_for, read_manifest
 
-    manifest = read_manifest(path) or {}
+    manifest = read_manifest(manifest_path_for(path), strict=False) or {}
     s = manifest.get("stream") or {}
     kind = _manifest_kind(path, s)
     if kind is StreamKind.KV_CACHE:
