@@ -210,7 +210,7 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
     warnings = []
     try:  # same math, fewer bytes: short names, one empty buffer, shared vectors (see quantize/slim.py)
         data = compact(data)
-    except Exception as exc:  # the re-pack is only about size: keep the converter's bytes
+    except Exception as exc:  # noqa: BLE001 - the re-pack is only about size: keep the converter's bytes
         warnings.append(f"kept the converter's file as written ({type(exc).__name__} while compacting it)")
     convert_s = time.perf_counter() - started
     info = analyze(parse_bytes(data, f"{ctx['name']}-{recipe.slug}.tflite"))
@@ -254,7 +254,7 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         records = {first.scales: first.record()}
         try:
             second = _make_candidate(recipe, ctx, strategy, False, X_cal, looped_fp32_bytes, label, hint)
-        except Exception as exc:  # the per-channel file stands; a failed or crashed alternative only costs time
+        except Exception as exc:  # noqa: BLE001 - the per-channel file stands; a failed alternative only costs time
             why = exc.one_line() if isinstance(exc, EdgeseqError) else f"{type(exc).__name__}: {exc}"
             records["per-tensor"] = {"error": why[:300]}
             granularity["reason"] = "per-tensor conversion failed; kept per-channel"

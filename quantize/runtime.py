@@ -18,10 +18,10 @@ def interpreter_class() -> tuple[Any, str, str]:
         from ai_edge_litert import interpreter as litert
 
         try:
-            from importlib.metadata import version
+            from importlib.metadata import PackageNotFoundError, version
 
             ver = version("ai-edge-litert")
-        except Exception:  # pragma: no cover - metadata missing in odd installs
+        except PackageNotFoundError:  # pragma: no cover - metadata missing in odd installs
             ver = "unknown"
         return litert.Interpreter, "ai-edge-litert", ver
     except ImportError:
