@@ -121,7 +121,7 @@ def verify_model(schema: Any, model: Any, data: bytes, path: str, op_names: list
 
 
 def opcode_names(schema: Any, model: Any, path: str) -> list[str]:
-    """Per operator_codes index: the builtin's name or the custom code (e.g. 'FlexTensorListReserve'), all checked."""
+    """Per operator_codes index: the builtin's name, or a CUSTOM op's code (e.g. 'FlexTensorListReserve'); checked."""
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
     top = max(names)
     out = []
@@ -132,7 +132,7 @@ def opcode_names(schema: Any, model: Any, path: str) -> list[str]:
         custom = _text(code.customCode, path, f"operator code {k}'s custom name")
         if builtin == schema.BuiltinOperator.CUSTOM and not custom:
             raise _fail(path, f"operator code {k} is a custom op without a name")
-        out.append(custom or names[builtin])
+        out.append(custom if builtin == schema.BuiltinOperator.CUSTOM else names[builtin])  # as LiteRT resolves it
     return out
 
 
@@ -164,9 +164,9 @@ def _check_tensor(t: Any, where: str, buffers: list, dtypes: dict[int, str], pat
         raise _fail(path, f"{where} claims shape {shape[:8]}{'...' if len(shape) > 8 else ''} "
                           f"({dtype.lower()}), more than 2**40 bytes")
     buf = buffers[t.buffer] if t.buffer > 0 else None
-    # LiteRT's interpreter builder treats an empty data vector as no data (an activation); so does this check.
-    size = None if buf is None else (buf.size if buf.offset > 1 else (0 if buf.data is None else len(buf.data)))
-    if size and shape is not None and t.sparsity is None:
+    # A data vector, even an empty one, makes a constant for LiteRT: its size must match (found by fuzzing).
+    size = None if buf is None else (buf.size if buf.offset > 1 else (None if buf.data is None else len(buf.data)))
+    if size is not None and shape is not None and t.sparsity is None:
         _check_constant_size(t, where, dtype, shape, size, buf, path)
     if t.quantization is not None:
         _check_quantization(t.quantization, where, shape, path)
@@ -262,6 +262,9 @@ def _check_operators(model: Any, si: int, sg: Any, op_names: list[str], path: st
             if not lo <= len(ins) <= hi or not outs or -1 in ins[:required]:
                 raise _fail(path, f"{where} has inputs {ins} and {len(outs)} output(s); it needs {lo}"
                                   f"{'' if lo == hi else f' to {hi}'} inputs (the first {required} present) and an output")
+        dims = getattr(op.builtinOptions, "newShape" if name == "RESHAPE" else "squeezeDims", None)
+        if name in ("RESHAPE", "SQUEEZE") and dims is not None and len(dims) > 8:
+            raise _fail(path, f"{where} lists {len(dims)} dimensions in its options; LiteRT allows at most 8")
         if name in _NEEDS_OPTIONS:
             opts = op.builtinOptions2 if name.startswith("STABLEHLO") else op.builtinOptions
             if type(opts).__name__ != _NEEDS_OPTIONS[name]:

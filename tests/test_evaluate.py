@@ -88,3 +88,38 @@ def test_cli_json_and_exit_codes(setup):
     proc = subprocess.run([*cli, str(setup["reg"][0]), "--dataset", str(npz)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+def test_load_interpreter_runs_the_checked_reader_first(tmp_path):
+    """LiteRT never sees a file edgeseq's parser refuses (it can abort on some), nor blocks on a FIFO."""
+    import os
+    import signal
+
+    from _tiny_tflite import TFLiteBuilder, while_model
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeseq.quantize.runtime import load_interpreter
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(while_model()), 0)
+    next(op for op in model.subgraphs[0].operators if op.builtinOptions is not None
+         and hasattr(op.builtinOptions, "bodySubgraphIndex")).builtinOptions.bodySubgraphIndex = 7
+    b = TFLiteBuilder()
+    b.model = model
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b.finish())
+    for kwargs in ({"model_path": bad}, {"model_content": bad.read_bytes()}):
+        with pytest.raises(ModelError, match="body subgraph 7"):
+            load_interpreter(**kwargs)
+    fifo = tmp_path / "fifo.tflite"
+    os.mkfifo(fifo)
+    old = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("load_interpreter blocked on a FIFO"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(ModelError, match="FIFO"):
+            load_interpreter(fifo)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    good = tmp_path / "good.tflite"
+    good.write_bytes(while_model())
+    assert load_interpreter(good).get_output_details()[0]["shape"].tolist() == [1, 3]
