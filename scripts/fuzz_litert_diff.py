@@ -80,7 +80,7 @@ def main() -> int:
             for _ in range(rng.choice([1, 1, 1, 2, 3])):
                 try:
                     data, what = fz.mutate(rng, data)
-                except Exception:
+                except Exception:  # noqa: BLE001 - an object edit of a broken file cannot unpack: keep it
                     what = "(edit skipped)"
                 how.append(what)
                 if len(data) < 16:
