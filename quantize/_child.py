@@ -1,10 +1,13 @@
 """The conversion child: `python -m edgeseq.quantize._child JOBDIR`.
 
-The TF converter can kill its process (the int8 calibrator SIGSEGVs on looped RNNs), so every conversion runs here,
-in a fresh interpreter. Input: JOBDIR/job.json (model path, recipe, fixed length, RNN route, trust flag) and
-JOBDIR/calibration.npy; `per_channel` in the job, when present, overrides the recipe's weight-scale choice (the
-parent converts both ways for `--granularity auto`). Output: JOBDIR/model.tflite and JOBDIR/report.json; on a clean refusal report.json carries
-the error and the exit code is 3. Whatever happens, the parent decides what reaches the user's disk.
+The TF converter can kill its process (the int8 calibrator SIGSEGVs on a WHILE loop unless the workaround in
+quantize/while_calibration.py is active), so every conversion runs here, in a fresh interpreter. Input:
+JOBDIR/job.json (model path, recipe, fixed length, RNN route, trust flag) and JOBDIR/calibration.npy; `per_channel`
+in the job, when present, overrides the recipe's weight-scale choice (the parent converts both ways for
+`--granularity auto`). RNN routes (quantize/rnn_routes.py): "none"/"loop" convert the batch-1 model with its own
+loops, "unroll" unrolls every RNN, "fused" swaps each fusable LSTM for the fused op (quantize/fused_lstm.py).
+Output: JOBDIR/model.tflite and JOBDIR/report.json; on a clean refusal report.json carries the error and the exit
+code is 3. Whatever happens, the parent decides what reaches the user's disk.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 # Test hook only: makes this child die the way the calibrator does, so tests can prove the parent survives it.
-# "1" kills every child; "per-tensor" only those asked for per-tensor weight scales.
+# "1" kills every child; "per-tensor" only those asked for per-tensor weight scales; "route:NAME" only those
+# converting RNN route NAME (fused, loop, unroll).
 CRASH_HOOK_ENV = "EDGESEQ_TEST_CHILD_CRASH"
 
 
@@ -53,6 +57,51 @@ def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = Tr
     return conv
 
 
+def _rebuild(model: Any, seq_len: int | None, strategy: str, report: dict) -> Any:
+    from edgeseq.quantize.rebuild import fixed_shape_model
+
+    if strategy == "fused":
+        from edgeseq.quantize.fused_lstm import fused_model
+
+        fixed, report["fused_layers"] = fused_model(model, seq_len)
+        return fixed
+    return fixed_shape_model(model, seq_len, unroll=strategy == "unroll")
+
+
+def _convert(fixed: Any, recipe: Any, calibration: Any, per_channel: bool, strategy: str, report: dict) -> bytes:
+    """Convert; on the loop and fused routes a calibrated recipe goes through the WHILE calibration workaround."""
+    conv = _converter(fixed, recipe, calibration, per_channel)
+    if not (recipe.calibrated and strategy in ("loop", "fused")):
+        return conv.convert()
+    from edgeseq.quantize.while_calibration import patched_calibration
+
+    record: dict = {}
+    with patched_calibration(record):
+        data = conv.convert()
+    if record.get("dropped"):
+        report["while_calibration"] = record
+    return data
+
+
+def _post_process(data: bytes, strategy: str, report: dict) -> bytes:
+    """Route checks and math-preserving edits: every fusable LSTM became one fused op; the loop's zero buffers
+    become FILL ops (quantize/tflite_edit.py splats_to_fill)."""
+    from edgeseq.errors import ConversionError
+    from edgeseq.quantize import tflite_edit
+
+    if strategy == "fused":
+        from edgeseq.quantize.fused_lstm import OP, count_fused_ops
+
+        found = count_fused_ops(data)
+        if found != report["fused_layers"]:
+            raise ConversionError(f"the converter fused {found} of {report['fused_layers']} LSTM layers into {OP}",
+                                  "use --rnn-strategy loop")
+        report["fused_ops"] = found
+    if strategy in ("loop", "fused"):
+        data, report["splat_bytes_to_fill"] = tflite_edit.splats_to_fill(data)
+    return data
+
+
 def _reason(exc: BaseException) -> str:
     """The converter's own one-line reason, out of its multi-line MLIR dump."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -65,7 +114,7 @@ def _reason(exc: BaseException) -> str:
 def run(job_dir: Path) -> int:
     job = json.loads((job_dir / "job.json").read_text())
     hook = os.environ.get(CRASH_HOOK_ENV)
-    if hook == "1" or (hook == "per-tensor" and job.get("per_channel") is False):
+    if hook == "1" or (hook == "per-tensor" and job.get("per_channel") is False) or hook == f"route:{job['strategy']}":
         os.abort()
 
     import numpy as np
@@ -73,7 +122,6 @@ def run(job_dir: Path) -> int:
     from edgeseq import childproc
     from edgeseq.errors import ConversionError, EdgeseqError
     from edgeseq.quantize.loading import load_keras_model
-    from edgeseq.quantize.rebuild import fixed_shape_model
     from edgeseq.quantize.recipes import Recipe
 
     recipe = Recipe.from_dict(job["recipe"])
@@ -86,18 +134,21 @@ def run(job_dir: Path) -> int:
         per_channel = job["per_channel"] if job.get("per_channel") is not None else recipe.per_channel_for(strategy)
         report["weight_scales"] = "per-channel" if per_channel else "per-tensor"
         started = time.perf_counter()
-        fixed = fixed_shape_model(model, job["seq_len"], unroll=strategy == "unroll")
+        fixed = _rebuild(model, job["seq_len"], strategy, report)
         report["rebuild_s"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         try:
-            data = _converter(fixed, recipe, calibration, per_channel).convert()
+            data = _convert(fixed, recipe, calibration, per_channel, strategy, report)
+        except EdgeseqError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the converter raises many types; its reason is the message
-            hint = ("retry with --rnn-strategy unroll" if strategy == "loop"
+            hint = ("retry with --rnn-strategy unroll" if strategy in ("loop", "fused")
                     else "try another recipe (edgeseq models --capabilities lists what each supports)")
             err = ConversionError(f"the converter refused: {_reason(exc)}", hint)
             report["error"] = childproc.error_record(err)
             (job_dir / "report.json").write_text(json.dumps(report))
             return 3
+        data = _post_process(data, strategy, report)
         report["convert_s"] = round(time.perf_counter() - started, 3)
         if job.get("measure_looped_fp32"):
             from edgeseq.quantize.recipes import get_recipe
@@ -105,8 +156,8 @@ def run(job_dir: Path) -> int:
 
             started = time.perf_counter()
             try:  # what the unrolled route costs: the same network as a looped fp32 graph
-                looped = fixed_shape_model(model, job["seq_len"], unroll=False)
-                looped_fp32 = _converter(looped, get_recipe("fp32"), None).convert()
+                looped = _rebuild(model, job["seq_len"], "loop", {})
+                looped_fp32 = _post_process(_converter(looped, get_recipe("fp32"), None).convert(), "loop", {})
                 report["looped_fp32_bytes"] = len(compact(looped_fp32))  # as the parent writes an fp32 file
             except Exception:  # noqa: BLE001 - only the size comparison is lost; the conversion itself stands
                 report["looped_fp32_bytes"] = None

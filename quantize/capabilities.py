@@ -43,9 +43,12 @@ TABLE: tuple[Capability, ...] = (
                "the KV-cache step's int32 position input gets no calibrated 16x8 range on TF 2.21",
                "use int8 or dynamic"),
     Capability("recurrent", "int8", "batch", True,
-               "converted unrolled: the int8 calibrator crashes (SIGSEGV) on the WHILE loop, so the file grows with T"),
+               "size constant in T: each LSTM as one fused UNIDIRECTIONAL_SEQUENCE_LSTM op, other RNNs as a WHILE loop "
+               "(int8 inside; the loop state crosses the WHILE boundary as float32); unrolled (grows with T) only if "
+               "those fail parity"),
     Capability("recurrent", "int16x8", "batch", True,
-               "converted unrolled: the calibrator crashes (SIGSEGV) on the WHILE loop, so the file grows with T"),
+               "converted unrolled, so the file grows with T: TF 2.21's 16x8 quantizer supports neither the fused "
+               "LSTM op nor WHILE loops"),
     Capability("recurrent", "*", StreamKind.RECURRENT_STEP.value, True,
                "one step per invoke through each layer's cell; the state is carried by the runtime"),
     Capability("attention", "*", StreamKind.KV_CACHE.value, True,

@@ -25,6 +25,7 @@ import numpy as np
 from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
 from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir, sha256_file
+from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal
 from edgeseq.quantize.inspect import analyze
@@ -229,17 +230,31 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
                       time.perf_counter() - started, warnings)
 
 
+def _choose_route(recipe: Recipe, ctx: dict, X_cal: np.ndarray | None, looped_fp32_bytes: int | None,
+                  label: str) -> tuple[_Candidate, str, dict]:
+    """The RNN route's candidate: each route of the plan converted in its own child and validated, in order, until
+    one passes (rules: quantize/rnn_routes.py `choose`)."""
+    route_plan = rnn_routes.plan(recipe.mode, recipe.rnn_strategy, ctx["recurrent"], ctx.get("rnn_survey"))
+
+    def attempt(route: str) -> _Candidate:
+        hint = ("retry with --rnn-strategy unroll" if route in ("loop", "fused") and recipe.calibrated
+                else "try another recipe or --rnn-strategy" if ctx["recurrent"] else "try another recipe")
+        suffix = f", route {route}" if len(route_plan.routes) > 1 else ""
+        return _make_candidate(recipe, ctx, route, recipe.per_channel_for(route), X_cal, looped_fp32_bytes,
+                               label + suffix, hint)
+
+    return rnn_routes.choose(route_plan, attempt, label)
+
+
 def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> ConversionResult:
     result = ConversionResult(recipe)
-    strategy = recipe.strategy_for(ctx["recurrent"])
     label = f"{ctx['name']} ({ctx['model_path'].name}) with recipe {recipe.slug}"
-    hint = ("retry with --rnn-strategy unroll" if strategy == "loop" and recipe.calibrated
-            else "try another recipe or --rnn-strategy" if ctx["recurrent"] else "try another recipe")
     calibration = X_cal = None
     if recipe.calibrated:
         X_cal, calibration = ctx["inputs"].calibration(recipe.calibration_samples)
-    first = _make_candidate(recipe, ctx, strategy, recipe.per_channel_for(strategy), X_cal, looped_fp32_bytes,
-                            label, hint)
+    first, strategy, rnn_info = _choose_route(recipe, ctx, X_cal, looped_fp32_bytes, label)
+    hint = ("retry with --rnn-strategy unroll" if strategy in ("loop", "fused") and recipe.calibrated
+            else "try another recipe or --rnn-strategy" if ctx["recurrent"] else "try another recipe")
     kept, candidates = first, [first]
     granularity: dict[str, Any] = {"requested": recipe.granularity}
     if recipe.granularity != "auto":
@@ -272,11 +287,14 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     report, info, validation, data = kept.report, kept.info, kept.validation, kept.data
     looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
     route = {"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "seq_len": ctx["seq_len"],
-             "ops": "builtins+flex" if info["flex_ops"] else "builtins", "rnn": strategy,
+             "ops": "builtins+flex" if info["flex_ops"] else "builtins", **rnn_info,
              "compacted": {"converter_bytes": kept.converted_bytes, "bytes_saved": kept.converted_bytes - len(data)}}
     if recipe.mode != "fp32":
         route["weight_scales"] = report.get("weight_scales")
         route["granularity"] = granularity
+    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill"):
+        if report.get(key):  # what the route needed: fused ops, the calibrator workaround, zero buffers as FILL
+            route[key] = report[key]
     if strategy == "unroll":
         route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
                               round(len(data) / looped, 3) if looped else None,
@@ -294,6 +312,8 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         name=ctx["name"], tflite_path=tflite_path, report=info, recipe=recipe.to_dict(), source=ctx["source"],
         route=route, calibration=calibration, validation=validation,
         timing={"convert_s": round(sum(c.convert_s for c in candidates), 3),
+                "rnn_fallback_s": round(sum(a.get("seconds", 0.0) for a in rnn_info.get("rnn_candidates", [])
+                                            if not a["outcome"].startswith(("kept", "not tried"))), 3),
                 "child": {k: v for k, v in report.items() if k.endswith("_s")},
                 "validate_s": round(sum(c.validate_s for c in candidates), 3), "candidates": len(candidates)},
     )
@@ -324,6 +344,7 @@ def convert_model(
     Every recipe is attempted; with `raise_on_error` the first failure is raised afterwards (its `.results` attribute
     holds all outcomes), otherwise failures are in each result's `error`.
     """
+    from edgeseq.quantize.fused_lstm import survey
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.rebuild import has_recurrent, resolve_seq_len
 
@@ -350,7 +371,7 @@ def convert_model(
     families = families_of(model)
     ctx = {
         "model_path": path.resolve(), "name": name or default_name(path), "seq_len": steps,
-        "recurrent": has_recurrent(model), "trust_model": trust_model, "inputs": inputs, "reference": reference,
+        "recurrent": has_recurrent(model), "rnn_survey": survey(model), "trust_model": trust_model, "inputs": inputs, "reference": reference,
         "keras_metric": keras_metric, "validate": validate, "strict": strict, "out_dir": Path(out_dir),
         "source": {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size,
                    "parameters": int(model.count_params()), "task": inputs.task},
@@ -359,7 +380,7 @@ def convert_model(
     results: list[ConversionResult] = []
     looped_fp32: int | None = None
     # Looped fp32 first: its size is the yardstick for what an unrolled route costs.
-    order = sorted(recipe_list, key=lambda r: r.strategy_for(ctx["recurrent"]) == "unroll")
+    order = sorted(recipe_list, key=lambda r: r.calibrated)
     for recipe in order:
         limit = refusal(families, recipe.mode, "batch")
         if limit is not None:  # declared up front: no child is started for what cannot work

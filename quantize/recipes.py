@@ -14,7 +14,7 @@ from edgeseq.errors import InputError, did_you_mean
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float", "int8")
-RNN_STRATEGIES = ("auto", "loop", "unroll")
+RNN_STRATEGIES = ("auto", "fused", "loop", "unroll")  # routes: quantize/rnn_routes.py
 GRANULARITIES = ("auto", "channel", "tensor")
 DEFAULT_CALIBRATION_SAMPLES = 200
 
@@ -52,7 +52,7 @@ class Recipe:
     mode: str
     io: str = "float"  # int8 mode only: "int8" quantizes the model's input and output tensors too
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES  # representative samples for int8 / int16x8
-    rnn_strategy: str = "auto"  # auto: loop where it converts (smaller), unroll where quantizing needs it
+    rnn_strategy: str = "auto"  # auto: the best route that validates (quantize/rnn_routes.py)
     allow_flex: bool = False  # permit Select-TF (Flex) ops; stock device runtimes cannot run them
     granularity: str = "auto"  # weight scales per channel or per tensor; auto: see compares_granularity
 
@@ -98,16 +98,9 @@ class Recipe:
     def tolerance(self) -> Tolerance:
         return _TOLERANCES[self.mode]
 
-    def strategy_for(self, recurrent: bool) -> str:
-        """The RNN route: 'none' without recurrent layers; auto = loop unless the calibrator needs unrolling."""
-        if not recurrent:
-            return "none"
-        if self.rnn_strategy != "auto":
-            return self.rnn_strategy
-        return "unroll" if self.calibrated else "loop"
-
     def per_channel_for(self, strategy: str) -> bool:
-        """The first (or only) conversion's weight scales. auto: per-channel, except on an unrolled graph, where
+        """The first (or only) conversion's weight scales for RNN route `strategy` (quantize/rnn_routes.py).
+        auto: per-channel, except on an unrolled graph, where
         every time step carries its own int32 bias with one scale per channel; per-tensor scales there halve the file
         (GRU small on JapaneseVowels: 428 -> 218 KB) at no measured accuracy cost. Validation checks the result
         either way; see `compares_granularity` for when auto also tries per-tensor."""
@@ -142,7 +135,7 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
     for part in extra:
         if part == "io8":
             fields["io"] = "int8"
-        elif part in ("loop", "unroll"):
+        elif part in ("fused", "loop", "unroll"):
             fields["rnn_strategy"] = part
         elif part in ("pc", "pt"):
             fields["granularity"] = "channel" if part == "pc" else "tensor"

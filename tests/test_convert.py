@@ -87,11 +87,13 @@ def test_bad_recipe_options_are_input_errors():
 
 
 def test_auto_strategy_loops_floats_and_unrolls_calibrated_recipes():
-    assert get_recipe("fp32").strategy_for(True) == "loop"
-    assert get_recipe("dynamic").strategy_for(True) == "loop"
-    assert get_recipe("int8").strategy_for(True) == "unroll"
-    assert get_recipe("int16x8").strategy_for(True) == "unroll"
-    assert get_recipe("int8").strategy_for(False) == "none"
+    from edgeseq.quantize.rnn_routes import plan  # the int8 routes in detail: tests/test_int8_rnn.py
+
+    assert plan("fp32", "auto", True, {}).routes == ("loop",)
+    assert plan("dynamic", "auto", True, {}).routes == ("loop",)
+    assert plan("int8", "auto", True, {}).routes == ("loop", "unroll")
+    assert plan("int16x8", "auto", True, {}).routes == ("unroll",)
+    assert plan("int8", "auto", False, {}).routes == ("none",)
     assert get_recipe("int8").per_channel_for("unroll") is False
     assert get_recipe("int8").per_channel_for("none") is True
     assert get_recipe("int8-pc").per_channel_for("unroll") is True
@@ -238,8 +240,9 @@ def test_cli_bad_out_name_and_data_exit_2_before_converting(tmp_path):
 def test_gru_fp32_and_int8_convert_validate_and_write_manifests(tmp_path):
     path = zoo_model("gru", tmp_path)
     out = tmp_path / "art"
-    results = convert_model(path, ["fp32", "int8"], out_dir=out, calibration=toy_dataset(), calibration_samples=40)
-    assert [r.tflite_path.name for r in results] == ["gru-toy-fp32.tflite", "gru-toy-int8.tflite"]
+    results = convert_model(path, ["fp32", "int8-unroll"], out_dir=out, calibration=toy_dataset(),
+                            calibration_samples=40)
+    assert [r.tflite_path.name for r in results] == ["gru-toy-fp32.tflite", "gru-toy-int8-unroll.tflite"]
     fp32, int8 = (read_manifest(r.tflite_path) for r in results)
     assert fp32["route"]["rnn"] == "loop" and "WHILE" in fp32["ops"]["by_type"]
     assert int8["route"]["rnn"] == "unroll" and "WHILE" not in int8["ops"]["by_type"]
@@ -510,16 +513,6 @@ def test_user_models_convert_to_fp32_and_int8(kind, tmp_path):
                             calibration=toy_dataset(), calibration_samples=32)
     for res in results:
         assert res.ok and res.validation["passed"], res.validation.get("failures")
-
-
-@pytest.mark.slow
-def test_int8_on_a_looped_rnn_crashes_the_child_not_edgeseq(tmp_path):
-    """The real calibrator SIGSEGV (shared/notes/toolchain.md): one line, the unroll hint, no file."""
-    path = zoo_model("gru", tmp_path)
-    with pytest.raises(ConversionError) as exc:
-        convert_model(path, ["int8-loop"], out_dir=tmp_path / "out", calibration=toy_dataset(), calibration_samples=8)
-    assert "--rnn-strategy unroll" in exc.value.one_line()
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
 def test_cli_failed_parity_exits_4_with_one_line_and_no_file(tmp_path, monkeypatch, capsys):

@@ -43,8 +43,9 @@ def _summary(r) -> str:
               help="Data set name or .npz for calibration and validation [default: random inputs, said so].")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=None, help="Representative samples (default 200).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None, help="Fixed sequence length; required for a variable time axis.")
-@click.option("--rnn-strategy", type=click.Choice(["auto", "loop", "unroll"]), default=None,
-              help="auto: WHILE loop for float recipes, unrolled for int8/int16x8 (the calibrator crashes on loops).")
+@click.option("--rnn-strategy", type=click.Choice(["auto", "fused", "loop", "unroll"]), default=None,
+              help="auto: WHILE loop for float recipes; int8 tries the fused LSTM op, then the loop, then unrolling, "
+                   "and keeps the first that passes parity (manifest: route.rnn, route.rnn_reason); int16x8 unrolls.")
 @click.option("--granularity", type=click.Choice(["auto", "channel", "tensor"]), default=None,
               help="Weight scales per channel or per tensor (one conversion). auto: per tensor on unrolled graphs "
                    "(half the size); int8/int16x8 elsewhere convert both and keep per tensor (smaller) only if it "

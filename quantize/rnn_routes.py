@@ -1,0 +1,139 @@
+"""Which RNN routes a recipe tries, in which order, and the words the manifest uses for the choice.
+
+Routes (how the recurrence reaches the .tflite):
+- fused:  each LSTM becomes one UNIDIRECTIONAL_SEQUENCE_LSTM op (quantize/fused_lstm.py); other RNN layers loop.
+          int8 only: the float kernels keep state across invokes.
+- loop:   the Keras layer's own WHILE loop, batch 1; calibrated recipes go through the calibrator workaround
+          (quantize/while_calibration.py). Size does not depend on T.
+- unroll: one copy of the cell's ops per time step; always quantizes, grows with T.
+
+`auto` tries them best first and keeps the first that converts and passes parity (quantize/convert.py); every
+candidate converts in its own child, so a converter crash costs only that candidate. Routes known not to work are
+skipped with their reason instead of spending a conversion on them. Pure data and rules: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeseq.errors import ConversionError, EdgeseqError
+
+ROUTES = ("fused", "loop", "unroll")
+AUTO_RULE = (
+    "auto: float recipes keep the Keras WHILE loop; int8 tries the fused LSTM op (when an LSTM can be fused), then "
+    "the looped graph, then the unrolled one, and keeps the first that converts and passes parity; int16x8 is "
+    "unrolled (TF 2.21's 16x8 quantizer supports neither the fused LSTM op nor WHILE loops)."
+)
+FLOAT_FUSED_STATE = ("TFLite's float and hybrid fused LSTM kernels carry h/c from one invoke to the next "
+                     "(tensorflow/tensorflow#47813), so a file would answer differently after its first sequence")
+# Declared, measured on TF 2.21 (see the module docstrings named): auto does not spend a conversion on these.
+KNOWN_REFUSALS = {
+    ("fused", "int16x8"): "TF 2.21's quantizer: \"Quantization to 16x8-bit not yet supported for op: "
+                          "'UNIDIRECTIONAL_SEQUENCE_LSTM'\"",
+    ("loop", "int16x8"): "TF 2.21's 16x8 quantizer does not quantize across a WHILE loop (\"Max and min for dynamic "
+                         "tensors should be recorded during calibration ... while_cond_arg0\")",
+}
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    routes: tuple[str, ...]  # to try, in order
+    skipped: dict[str, str] = field(default_factory=dict)  # route -> why auto does not try it
+    forced: bool = False
+
+
+def plan(mode: str, strategy: str, recurrent: bool, survey: dict | None) -> RoutePlan:
+    """The routes for recipe `mode` with --rnn-strategy `strategy`. `survey`: fused_lstm.survey() of the model."""
+    if not recurrent:
+        return RoutePlan(("none",))
+    survey = survey or {}
+    fusable = bool(survey.get("lstm_fusable"))
+    if strategy != "auto":
+        if strategy == "fused" and mode != "int8":
+            raise ConversionError(f"--rnn-strategy fused is int8 only, not {mode}: "
+                                  + KNOWN_REFUSALS.get(("fused", mode), FLOAT_FUSED_STATE),
+                                  "use --rnn-strategy loop (or auto)")
+        if strategy == "fused" and not fusable:
+            why = "; ".join(survey.get("not_fusable", {}).values()) or "the model has no LSTM layer"
+            raise ConversionError(f"--rnn-strategy fused: no LSTM of this model can be fused ({why})",
+                                  "use --rnn-strategy auto, loop or unroll")
+        return RoutePlan((strategy,), forced=True)
+    if mode not in ("int8", "int16x8"):
+        return RoutePlan(("loop",))
+    skipped: dict[str, str] = {}
+    routes = []
+    for route in ROUTES:
+        if route == "fused" and not fusable:
+            skipped[route] = ("; ".join(survey.get("not_fusable", {}).values())
+                              or "no LSTM layer (GRU and SimpleRNN have no fused TFLite op)")
+        elif (route, mode) in KNOWN_REFUSALS:
+            skipped[route] = KNOWN_REFUSALS[(route, mode)]
+        else:
+            routes.append(route)
+    return RoutePlan(tuple(routes), skipped)
+
+
+def reason(route_plan: RoutePlan, chosen: str, attempts: list[dict], validated: bool) -> str:
+    """One sentence for route.rnn_reason: what was kept and why the better routes were not."""
+    if chosen == "none":
+        return "no recurrent layer"
+    if route_plan.forced:
+        return f"--rnn-strategy {chosen}"
+    if route_plan.routes == ("loop",) and not route_plan.skipped:
+        return "auto, float recipe: the Keras WHILE loop (converts directly, size constant in T)"
+    passed = "passed parity" if validated else "converted (not validated)"
+    parts = [f"auto kept {chosen}: it {passed}"]
+    for a in attempts:
+        if a["route"] != chosen and a["outcome"] != "kept":
+            parts.append(f"{a['route']} {a['outcome']} ({a['why'][:200]})")
+    for route, why in route_plan.skipped.items():
+        parts.append(f"{route} not tried ({why})")
+    return "; ".join(parts)
+
+
+def choose(route_plan: RoutePlan, attempt: Callable[[str], Any], label: str) -> tuple[Any, str, dict]:
+    """Run `attempt(route)` (convert + validate one candidate; raises EdgeseqError when it cannot convert) for each
+    route of the plan in order and keep the first that converts and passes parity, or converts when it is not
+    validated. A failed route is recorded with its reason and the next is tried. When all converted candidates
+    fail parity, the first of them is kept (strict mode then refuses it, --no-strict keeps it). A single-route plan
+    raises its own error unchanged; a longer one that converts nothing raises one error naming every route.
+    Returns (candidate, route, manifest fields: rnn, rnn_reason, rnn_candidates)."""
+    attempts: list[dict] = []
+    fallback: tuple[Any, str] | None = None
+    last_error: EdgeseqError | None = None
+    for i, route in enumerate(route_plan.routes):
+        more = i + 1 < len(route_plan.routes)
+        started = time.perf_counter()
+        try:
+            cand = attempt(route)
+        except EdgeseqError as exc:
+            if len(route_plan.routes) == 1:
+                raise
+            attempts.append({"route": route, "outcome": "failed to convert", "why": exc.one_line()[:300],
+                             "seconds": round(time.perf_counter() - started, 3)})
+            last_error = exc
+            continue
+        record = {"route": route, "bytes": len(cand.data), "seconds": round(cand.convert_s + cand.validate_s, 3)}
+        if cand.validation.get("passed") is False and (more or fallback is not None):
+            why = "; ".join(cand.validation.get("failures") or [])[:300]
+            attempts.append(record | {"outcome": "failed parity", "why": why})
+            fallback = fallback or (cand, route)
+            continue
+        attempts.append(record | {"outcome": "kept"})
+        break
+    else:
+        if fallback is None:
+            tried = "; ".join(f"{a['route']}: {a['why']}" for a in attempts)
+            raise ConversionError(f"{label}: no RNN route converted ({tried})",
+                                  getattr(last_error, "hint", None) or "try another recipe")
+        cand, route = fallback
+        attempts = [a | {"outcome": "kept (failed parity)"} if a["route"] == route else a for a in attempts]
+    info: dict[str, Any] = {"rnn": route, "rnn_reason": reason(route_plan, route, attempts,
+                                                                not cand.validation.get("skipped"))}
+    if len(route_plan.routes) > 1 or route_plan.skipped:
+        info["rnn_candidates"] = attempts + [{"route": r, "outcome": "not tried", "why": why}
+                                             for r, why in route_plan.skipped.items()]
+    return cand, route, info
