@@ -99,7 +99,7 @@ def verify_model(schema: Any, model: Any, data: bytes, path: str, op_names: list
             for i in vec if vec is not None else []:
                 if not 0 <= int(i) < n:
                     raise _fail(path, f"subgraph {si} {kind} names tensor {int(i)}, but subgraph {si} has {n} tensors")
-        calls[si] = _check_operators(model, si, sg, op_names, path)
+        calls[si] = _check_operators(model, si, sg, op_names, dtypes, path)
     _check_acyclic(calls, path)
     for k, sig in enumerate(model.signatureDefs or []):
         _text(sig.signatureKey, path, f"signature {k}'s key")
@@ -221,7 +221,8 @@ def _check_quantization(q: Any, where: str, shape: list[int] | None, path: str) 
         raise _fail(path, f"{where} has {scales} quantization scales but {_n(q.zeroPoint)} zero points")
 
 
-def _check_operators(model: Any, si: int, sg: Any, op_names: list[str], path: str) -> set[int]:
+def _check_operators(model: Any, si: int, sg: Any, op_names: list[str], dtypes: dict[int, str],
+                     path: str) -> set[int]:
     """Index, arity and dataflow checks of subgraph `si`'s operators; returns the subgraphs its ops call."""
     subgraphs, buffers = model.subgraphs, model.buffers
     n = len(sg.tensors)
@@ -265,6 +266,10 @@ def _check_operators(model: Any, si: int, sg: Any, op_names: list[str], path: st
         dims = getattr(op.builtinOptions, "newShape" if name == "RESHAPE" else "squeezeDims", None)
         if name in ("RESHAPE", "SQUEEZE") and dims is not None and len(dims) > 8:
             raise _fail(path, f"{where} lists {len(dims)} dimensions in its options; LiteRT allows at most 8")
+        if name in ("RESHAPE", "SQUEEZE", "EXPAND_DIMS") and ins and outs and ins[0] >= 0 \
+                and sg.tensors[ins[0]].type != sg.tensors[outs[0]].type:  # LiteRT copies the bytes as they are
+            raise _fail(path, f"{where} turns {dtypes[sg.tensors[ins[0]].type].lower()} tensor {ins[0]} into "
+                              f"{dtypes[sg.tensors[outs[0]].type].lower()} tensor {outs[0]}; it can only reshape")
         if name in _NEEDS_OPTIONS:
             opts = op.builtinOptions2 if name.startswith("STABLEHLO") else op.builtinOptions
             if type(opts).__name__ != _NEEDS_OPTIONS[name]:

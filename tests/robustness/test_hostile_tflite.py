@@ -170,6 +170,8 @@ def _cases() -> dict[str, tuple]:
             m.subgraphs[0].tensors[2], shape=[1_000_000, 1_000_000, 1_150_000])), "more than 2**40 bytes"),
         "negative-dimension": (lambda: _edit(dense(), lambda m: _set(m.subgraphs[0].tensors[7], shape=[1, -16])),
                                "negative dimension"),
+        "reshape-changes-dtype": (lambda: _edit(dense(), lambda m: _set(m.subgraphs[0].tensors[0], type=11)),
+                                  "turns complex128 tensor 0 into float32"),
         "unknown-tensor-type": (lambda: _edit(dense(), lambda m: _set(m.subgraphs[0].tensors[7], type=99)),
                                 "type 99"),
         "quantization-zero-points": (lambda: _edit(conv_int8_model(), lambda m: _set(
