@@ -53,36 +53,45 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
     return seen
 
 
+# The peak RSS Linux reports for a child (wait4's ru_maxrss) includes the memory of the process it was forked from
+# (a pytest process that imported TensorFlow: ~0.6 GB). So the command runs under this tiny launcher, forked from
+# a fresh small interpreter, which reports its child's own peak (RUSAGE_CHILDREN) and exit status to a file.
+_LAUNCHER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[2:])\n"
+    "kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "open(sys.argv[1], 'w').write(f'{rc} {kb}')\n"
+)
+
+
 def run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float = DEFAULT_TIMEOUT_S,
         stdin: str | None = None) -> Outcome:
-    """Run the CLI; the child's own peak RSS comes from wait4 (so earlier children do not count)."""
+    """Run the CLI; its own peak RSS comes from the launcher (so earlier processes' memory does not count)."""
     tmpdir = Path(cwd) / ".tmp"
     tmpdir.mkdir(exist_ok=True)
     full_env = dict(os.environ, TMPDIR=str(tmpdir), **(env or {}))
-    out_path, err_path = Path(cwd) / ".stdout", Path(cwd) / ".stderr"
+    out_path, err_path, rep_path = Path(cwd) / ".stdout", Path(cwd) / ".stderr", Path(cwd) / ".rusage"
     started = time.monotonic()
+    argv = [sys.executable, "-c", _LAUNCHER, str(rep_path), sys.executable, "-m", "edgeseq.cli", *args]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "edgeseq.cli", *args], cwd=cwd, env=full_env, stdout=out,
-                                stderr=err, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=out, stderr=err,
+                                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 start_new_session=True)
         if stdin is not None:
             proc.stdin.write(stdin.encode())
             proc.stdin.close()
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > timeout:
-                os.killpg(proc.pid, 9)
-                os.wait4(proc.pid, 0)
-                raise AssertionError(f"edgeseq {' '.join(args)} still running after {timeout} s")
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            raise AssertionError(f"edgeseq {' '.join(args)} still running after {timeout} s") from None
     wall = time.monotonic() - started
     stdout, stderr = out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
-    out_path.unlink()
-    err_path.unlink()
-    return Outcome(proc.returncode, stdout, stderr, wall, usage.ru_maxrss / 1024)
+    rc, kb = (int(v) for v in rep_path.read_text().split())
+    for p in (out_path, err_path, rep_path):
+        p.unlink()
+    return Outcome(rc, stdout, stderr, wall, kb / 1024)
 
 
 def run_hostile(args: list[str], *, cwd: Path, code: int | tuple[int, ...], watch: tuple[Path, ...] = (),
