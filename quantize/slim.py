@@ -163,6 +163,11 @@ def _pack(model, size_hint: int, builder_class) -> bytes:
     return bytes(builder.Output())
 
 
+def pack_model(model, size_hint: int = 4096) -> bytes:
+    """A ModelT (object API) as .tflite bytes, weights 16-byte aligned like the converter writes them."""
+    return _pack(model, size_hint, flatbuffers.Builder)
+
+
 def strip_tensor_names(data: bytes) -> bytes:
     """Only the short names of `compact`; `data` unchanged if it uses external buffers."""
     model = _unpack(data)
