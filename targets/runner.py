@@ -41,6 +41,7 @@ class AgentOptions:
     stream: bool = False  # feed a sequence step by step, carrying state (step models; see edgeseq.quantize.stream)
     steps: int | None = None  # --stream: steps per stream (the context)
     hop_ms: float | None = None  # --stream: the input period; the agent reports the share of steps that met it
+    ops: bool = False  # then time every op on its own (the op slices: edgeseq.quantize.op_slices)
 
     def check(self) -> None:
         if self.runs < 1:
@@ -57,6 +58,8 @@ class AgentOptions:
             raise InputError(f"--hop-ms must be positive, got {self.hop_ms}")
         if (self.steps is not None or self.hop_ms is not None) and not self.stream:
             raise InputError("--steps and --hop-ms need --stream")
+        if self.ops and self.stream:
+            raise InputError("--ops times the ops of a plain run, not a stream", "drop --stream or --ops")
         if self.input is not None and not Path(self.input).is_file():
             raise InputError(f"input file not found: {self.input}", "pass a .npy or .npz")
 
@@ -75,7 +78,8 @@ class AgentOptions:
 
 
 def agent_argv(
-    python: str, agent: str, model: str, sha256: str, opts: AgentOptions, input_remote: str | None
+    python: str, agent: str, model: str, sha256: str, opts: AgentOptions, input_remote: str | None,
+    ops_remote: str | None = None,
 ):
     argv = [
         python,
@@ -109,10 +113,14 @@ def agent_argv(
             argv += ["--steps", str(opts.steps)]
         if opts.hop_ms is not None:
             argv += ["--hop-ms", repr(float(opts.hop_ms))]
+    if ops_remote:
+        argv += ["--ops", ops_remote]
     return argv
 
 
-def run_agent(target: Target, model: Path | str, opts: AgentOptions, timeout: float | None = None) -> dict:
+def run_agent(
+    target: Target, model: Path | str, opts: AgentOptions, timeout: float | None = None, ops_pack: Path | None = None
+) -> dict:
     """Measure one model on one target; returns the agent's JSON (schema edgeseq.agent/1) as a dict.
 
     Raises ModelError (missing, corrupt, Flex ops), RuntimeMissing (no runtime, op too new for it), InputError,
@@ -134,7 +142,11 @@ def run_agent(target: Target, model: Path | str, opts: AgentOptions, timeout: fl
             src = Path(opts.input)
             remote_input = str(PurePosixPath(wd) / ("input" + (src.suffix or ".npy")))
             target.push(src, remote_input)
-        argv = agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, remote_input)
+        remote_ops = None
+        if ops_pack is not None:  # the op slices cut from this model (profile --ops)
+            remote_ops = str(PurePosixPath(wd) / "op_slices.zip")
+            target.push(Path(ops_pack), remote_ops)
+        argv = agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, remote_input, remote_ops)
         result = target.run(argv, timeout if timeout is not None else opts.default_timeout())
     finally:
         try:
