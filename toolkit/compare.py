@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeseq.errors import InputError
+from edgeseq.op_profile import compare_op_types, op_fields, render_compare_ops
 from edgeseq.report_rows import Fmt, Warn, accuracy_text, count_text, fixed, warn_damage
 from edgeseq.store import ResultsStore
 
@@ -81,7 +82,15 @@ def compare_runs(db: str | Path | None, a: str, b: str, target: str | None = Non
                 "b_text": fmt(vb),
             }
         )
-    return {"a": _brief(ra), "b": _brief(rb), "rows": rows}
+    out = {"a": _brief(ra), "b": _brief(rb), "rows": rows}
+    fa, fb = (op_fields((r.get("agent") or {}).get("ops"), _metric(r, "p50_us")) for r in (ra, rb))
+    if fa or fb:  # one of them was measured with --ops: op types side by side
+        out["ops"] = {"a": _ops_brief(fa), "b": _ops_brief(fb), "op_types": compare_op_types(fa, fb)}
+    return out
+
+
+def _ops_brief(f: dict) -> dict:
+    return {k: f.get(k) for k in ("ops_route", "ops_reason", "ops_sum_us", "ops_coverage")}
 
 
 def _metric(run: dict, key: str):
@@ -123,7 +132,17 @@ def render_compare_text(result: dict) -> str:
             for row in cells
         )
         + "\n"
+        + _ops_text(result)
     )
+
+
+def _ops_text(result: dict) -> str:
+    ops = result.get("ops")
+    if not ops:
+        return ""
+    notes = "".join(f"{side}: per-op time not measured: {ops[side.lower()]['ops_reason']}\n"
+                    for side in ("A", "B") if ops[side.lower()]["ops_route"] is None)
+    return render_compare_ops(ops["op_types"], ops["a"], ops["b"]) + notes
 
 
 def print_compare(result: dict, stream=None, as_json: bool = False) -> None:
@@ -148,3 +167,4 @@ def print_compare(result: dict, stream=None, as_json: bool = False) -> None:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
         t.add_row(r["metric"], r["a_text"], r["b_text"], ratio)
     Console(file=stream).print(t)
+    stream.write(_ops_text(result))

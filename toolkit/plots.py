@@ -237,13 +237,49 @@ PLOTS = {
 }
 
 
+def op_types(rows: list[dict], path: Path, top: int = 12) -> Path:
+    """Per-op time by op type (profile --ops): µs per invoke, one bar per run measured with --ops, for the op types
+    that cost the most in any of them; the label says what share of its p50 the ops explain."""
+    plt = _plt()
+    runs = [r for r in rows if r.get("ops_route") and r.get("op_types")]
+    if not runs:
+        return _empty(path, "Per-op time by op type", "no run was measured with --ops")
+    worst: dict[str, float] = {}
+    for r in runs:
+        for t in r["op_types"]:
+            worst[t["type"]] = max(worst.get(t["type"], 0.0), t["mean_us"] or 0.0)
+    types = sorted(worst, key=lambda k: -worst[k])[:top][::-1]
+    height = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.32 * len(types) * max(1, len(runs) * 0.6)))
+    cmap = plt.get_cmap("tab10")
+    for i, r in enumerate(runs):
+        by = {t["type"]: t["mean_us"] or 0.0 for t in r["op_types"]}
+        ys = [k + (i - (len(runs) - 1) / 2) * height for k in range(len(types))]
+        cov = r.get("ops_coverage")
+        label = _label(r, runs) + (f" (ops = {100 * cov:.0f}% of p50 {r['p50_us']:.1f} µs)" if cov else "")
+        ax.barh(ys, [by.get(t, 0.0) for t in types], height=height, color=cmap(i % 10), label=label)
+    ax.set_yticks(range(len(types)))
+    ax.set_yticklabels(types, fontsize=8)
+    ax.set_xlabel("µs per invoke (op time x calls)")
+    ax.set_title(f"Per-op time by op type ({_title_where(runs)})")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
-    """All plots; each is drawn to a temporary file and renamed, so a failure never leaves half a PNG."""
+    """All plots (and the per-op one when a run has --ops figures); each is drawn to a temporary file and renamed,
+    so a failure never leaves half a PNG."""
     import os
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, fn in PLOTS.items():
+    plots = dict(PLOTS)
+    if any(r.get("ops_route") for r in rows):
+        plots["op_types.png"] = op_types
+    for name, fn in plots.items():
         final = out_dir / name
         tmp = out_dir / f".{name}.tmp.png"
         try:

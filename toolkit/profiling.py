@@ -6,12 +6,15 @@ count and accuracy are carried into the store. No TensorFlow import anywhere on 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgeseq.errors import EdgeseqError, InputError, ModelError
 from edgeseq.fsio import sha256_file
+from edgeseq.op_profile import op_fields
 from edgeseq.quantize.manifest import manifest_path_for, read_manifest
 from edgeseq.stats import summarize
 from edgeseq.store import ResultsStore, preflight
@@ -179,23 +182,41 @@ def build_record(
     }
 
 
-def _measure(target, model: Path, opts: AgentOptions) -> dict:
+def _measure(target, model: Path, opts: AgentOptions, ops: tuple = (None, None)) -> dict:
     """The Python agent, or LiteRT's native benchmark_model where the target is set up for it (Android). Errors
-    name the user's files, not their copies in the run directory."""
+    name the user's files, not their copies in the run directory. `ops`: (op slices pack, why none) for --ops."""
     from edgeseq.targets.deploy import with_user_paths
 
     try:
-        return _measure_on(target, model, opts)
+        data = _measure_on(target, model, opts, ops[0])
     except EdgeseqError as exc:
         raise with_user_paths(exc, model, opts.input) from None
+    if opts.ops and not isinstance(data.get("ops"), dict):
+        data["ops"] = {"route": None, "reason": ops[1] or "the agent timed no ops"}
+    return data
 
 
-def _measure_on(target, model: Path, opts: AgentOptions) -> dict:
+def _op_slices(model: Path, sha256: str, folder: Path) -> tuple[Path | None, str | None]:
+    """(the op slices pack for `model`, None), or (None, why the sub-model route cannot cut it)."""
+    from edgeseq.quantize.op_slices import cut_ops, write_pack
+
+    try:
+        slices = cut_ops(model)
+    except Exception as exc:  # noqa: BLE001 - a model the slicer trips on still gets its whole-model figures
+        return None, f"cutting it into one-op models failed ({type(exc).__name__}: {exc})"
+    if slices.reason:
+        return None, slices.reason
+    return write_pack(slices, sha256, folder / f"{sha256[:16]}-ops.zip"), None
+
+
+def _measure_on(target, model: Path, opts: AgentOptions, ops_pack: Path | None = None) -> dict:
     spec = getattr(target, "spec", None)
     if getattr(spec, "runner", "agent") != "benchmark_model":
-        return run_agent(target, model, opts)
+        return run_agent(target, model, opts, ops_pack=ops_pack)
     from edgeseq.targets.benchmark_model import BenchmarkOptions, run_benchmark
 
+    if opts.ops:
+        raise InputError("--ops needs the Python agent (it times one-op models); this target runs benchmark_model")
     if opts.input:
         raise InputError("--input needs the Python agent; this target runs benchmark_model")
     if opts.stream:
@@ -237,6 +258,7 @@ def row_from_record(record: dict, run_id: int | None) -> dict:
         "xnnpack": opts.get("xnnpack"),
         "repeat_index": record.get("repeat_index", 0),
         **stats,
+        **op_fields((record.get("agent_json") or {}).get("ops"), stats.get("p50_us")),
     }
 
 
@@ -258,6 +280,7 @@ def profile_models(
     stream: bool = False,
     steps: int | None = None,
     hop_ms: float | None = None,
+    ops: bool = False,
 ) -> list[dict]:
     """Measure every model on every target `repeat` times; store each run as it finishes; return the rows.
 
@@ -277,6 +300,7 @@ def profile_models(
         stream=stream,
         steps=steps,
         hop_ms=hop_ms,
+        ops=ops,
     )
     opts.check()
     models = [Path(p) for p in paths]
@@ -295,11 +319,13 @@ def profile_models(
     session = uuid.uuid4().hex[:12]
     rows = []
     store = None  # opened (and, when new, created) at the first result: a failed run leaves no file behind
+    scratch = Path(tempfile.mkdtemp(prefix="edgeseq-ops-")) if ops else None
     try:
+        packs = {m: _op_slices(m, sha256_file(m), scratch) for m, _, _ in prepared} if scratch else {}
         for name, tgt in targets:
             for m, manifest, summary in prepared:
                 for k in range(repeat):
-                    data = _measure(tgt, m, opts)
+                    data = _measure(tgt, m, opts, packs.get(m, (None, None)))
                     record = build_record(data, name, tgt, m, manifest, summary, opts, session, k)
                     if store is None:
                         store = ResultsStore(db_path)
@@ -312,4 +338,6 @@ def profile_models(
     finally:
         if store is not None:
             store.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return rows

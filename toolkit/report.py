@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgeseq.compare import compare_runs, print_compare
 from edgeseq.errors import EdgeseqError, InputError, StoreError
+from edgeseq.op_profile import ops_report_section
 from edgeseq.report_rows import COLUMNS, Warn, load_groups, load_report, warn_damage
 from edgeseq.report_text import fit_columns, print_table, render_csv, render_json, render_md, render_text
 from edgeseq.store import ResultsStore
@@ -48,6 +49,7 @@ def write_report(
         out_dir.mkdir(parents=True, exist_ok=True)
         pngs = write_plots([r for r in rows if _plottable(r)], out_dir)
         streaming = streaming_section(db, out_dir, fmt, target)  # "" when no streaming runs are stored
+        streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)
         if fmt == "html":
             from edgeseq.report_html import render_html
 
@@ -83,9 +85,9 @@ def show_report(
     rows = load_report(db, target=target, warn=warn)
     if fmt == "table":
         print_table(rows, stream)
-        stream.write(streaming_section(db, None, "table", target))
+        stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target))
     elif fmt == "md":
-        stream.write(render_md(rows) + streaming_section(db, None, "md", target))
+        stream.write(render_md(rows) + ops_report_section(rows, "md") + streaming_section(db, None, "md", target))
     else:
         stream.write(_TEXT_RENDERERS[fmt](rows) + ("\n" if fmt == "json" else ""))
     stream.flush()

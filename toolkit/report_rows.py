@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeseq.op_profile import op_fields
 from edgeseq.stats import cv
 from edgeseq.store import ResultsStore
 
@@ -143,6 +144,7 @@ def load_groups(store: ResultsStore, target: str | None = None, with_samples: bo
             "runs": len(members),
             "p50_cv": _p50_cv(members),
         }
+        row.update(op_fields((last.get("agent") or {}).get("ops"), row.get("p50_us")))  # profile --ops runs
         if with_samples:
             row["samples_us"] = (last["samples"] / 1e3).tolist()
         out.append(row)

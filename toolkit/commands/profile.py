@@ -66,6 +66,9 @@ __all__ = ["profile", "profile_models"]
 @click.option("--stream", is_flag=True, help="Stream mode: one step per invoke, state carried (step/window models).")
 @click.option("--steps", type=int, default=None, help="--stream: steps per stream [the input's length].")
 @click.option("--hop-ms", type=_float_option("hop_ms"), default=None, help="--stream: input period; report the share of steps in time.")
+@click.option("--ops", "ops", is_flag=True,
+              help="Also time every op on its own (one-op models cut from the file, fed real tensors): tables "
+                   "per op and per op type.")
 @click.option("--contexts", default=None, metavar="16,32,...,1024",
               help="--stream: per-step latency and memory at each context; .keras models are exported first.")
 def profile(
@@ -88,6 +91,7 @@ def profile(
     steps=None,
     hop_ms=None,
     contexts=None,
+    ops=False,
 ) -> None:
     """Measure latency and memory of .tflite models on a target.
 
@@ -95,6 +99,7 @@ def profile(
     statistics are computed here and every run is stored with its provenance (model sha256, manifest, device,
     runtime, options).
     """
+    from edgeseq.op_profile import print_ops
     from edgeseq.report import print_table
 
     check_profile_options(runs, warmup, threads, max_secs, cpus, memory_limit, cpu_quota, repeat, steps, hop_ms)
@@ -136,6 +141,7 @@ def profile(
         stream=stream,
         steps=steps,
         hop_ms=hop_ms,
+        ops=ops,
     )
     rows, fleet_error = fleet.rows, fleet.error()
     if as_json:
@@ -155,6 +161,8 @@ def profile(
             }
         )
     print_table(shown)
+    if ops:
+        print_ops(shown, warn=lambda line: click.echo(line, err=True))
     for r in rows:
         if r.get("manifest_stale"):
             click.echo(
