@@ -11,6 +11,7 @@ Contents
 In file order; each section starts with a `# ---- name` line.
     the document    SCHEMA, AgentError, `_document` (the header every answer starts with) and `_measurement`
     device facts    `device_facts()`: the `device` block (fields named in edgeseq.targets.facts)
+    memory          `MemoryMeter`: VmRSS per stage, the model's own peak (VmHWM reset after the runtime's baseline)
     runtime         importing ai_edge_litert / tflite_runtime; runtime errors classified (op, Flex, custom op)
     inputs          random or file inputs, shaped, typed and quantized for the interpreter
     measuring       sha256 check, load, allocate, first inference, warm-up, the timed loop: `measure()`
@@ -44,10 +45,10 @@ Progress: one line `edgeseq-agent: stage=NAME` per stage on stderr, so a host ca
 Exit status: 0 ok; 2 bad input/option; 3 model problem (missing, corrupt, checksum, Flex ops, unsupported op);
 4 no runtime; 5 internal error. Errors are JSON on stdout too (`ok: false`).
 
-JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as named)
+JSON schema "edgeseq.agent/2" (all times in nanoseconds, sizes in bytes or kB as named)
 ---------------------------------------------------------------------------------------
 {
-  "schema": "edgeseq.agent/1", "agent_version": "1.0.0", "ok": true,
+  "schema": "edgeseq.agent/2", "agent_version": "2.0.0", "ok": true,
   "model":   {"path", "size_bytes", "sha256", "sha256_verified": bool | null},
   "runtime": {"name": "ai_edge_litert" | "tflite_runtime", "version", "numpy_version",
               "threads": int | null, "xnnpack": "default" | "off"},
@@ -57,8 +58,18 @@ JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as
   "timings_ns": {"import_runtime", "load", "allocate", "first_inference",
                  "warmup": [int, ...], "invoke": [int, ...]},   # invoke = the timed runs, raw
   "runs_completed": int, "stopped_by": "runs" | "max_secs",
-  "memory": {"vm_hwm_kb", "vm_rss_kb", "stages": {"start"|"import"|"load"|"allocate"|"end": {"vm_rss_kb",
-             "vm_hwm_kb"}}},                                     # null values where /proc is unreadable
+  "memory": {"baseline_kb", "load_kb", "allocate_kb", "first_invoke_kb", "timed_peak_kb",  # VmRSS, kB
+             "model_peak_kb", "process_peak_kb", "method", "vm_hwm_kb", "vm_rss_kb",
+             "stages": {"start"|"import"|"baseline"|"load"|"allocate"|"first_invoke"|"end":
+                        {"vm_rss_kb", "vm_hwm_kb", "rss_anon_kb", "rss_file_kb"}}},
+             # baseline_kb: VmRSS once Python, numpy and the runtime are imported (and the numpy code the agent
+             # runs later paged in: stage "baseline" after "import"), before the model loads;
+             # load/allocate/first_invoke_kb: VmRSS after that stage; timed_peak_kb: VmHWM over the timed loop;
+             # model_peak_kb: the peak from the baseline to the end minus baseline_kb (what this model costs on
+             # this runtime); process_peak_kb (= vm_hwm_kb): the whole process's peak; method: "clear_refs" (VmHWM
+             # reset after the baseline: measured), "hwm-inferred" (no reset; the lifetime VmHWM rose past its
+             # value at the baseline, so the peak is the model's), "rss-sampled" (a lower bound: the largest
+             # sampled VmRSS); null figures where /proc is unreadable. Stage readings are raw (VmHWM after a reset).
   "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
               "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
   "stream":  null | {"mode": "step" | "window", "kind": "recurrent-step" | "kv-cache" | "window",
@@ -74,6 +85,7 @@ JSON schema "edgeseq.agent/1" (all times in nanoseconds, sizes in bytes or kB as
               "ops": [{"index", "subgraph", "type", "dtypes", "output_shape", "calls", "op_ns", "one_ns",
                        "error"?}]}        # only with --ops (an optional key: no schema change); see "per-op time"
 }
+Schema "edgeseq.agent/1" (agent 1.x) had memory {"vm_hwm_kb", "vm_rss_kb", "stages"} only; hosts still read it.
 Errors: {"schema", "agent_version", "ok": false,
          "error": {"kind": "input" | "model" | "checksum" | "flex" | "op_unsupported" | "runtime_missing" |
                            "not_implemented" | "internal",
@@ -93,8 +105,8 @@ import sys
 import time
 
 # --------------------------------------------------------------------------------------------- the document
-SCHEMA = "edgeseq.agent/1"
-AGENT_VERSION = "1.0.0"
+SCHEMA = "edgeseq.agent/2"
+AGENT_VERSION = "2.0.0"
 # stream.kind: the values of edgeseq.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
 # tests/test_agent.py checks they are the enum's)
 KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"
@@ -129,8 +141,8 @@ def _document(ok: bool, **fields) -> dict:
     return {"schema": SCHEMA, "agent_version": AGENT_VERSION, "ok": ok, **fields}
 
 
-def _measurement(model, runtime, options, inputs, outputs, timings, stopped, mem_stages, stream=None) -> dict:
-    """A measurement's document (plain or --stream): the memory figures are those at the `end` stage."""
+def _measurement(model, runtime, options, inputs, outputs, timings, stopped, mem, stream=None) -> dict:
+    """A measurement's document (plain or --stream); `mem` is the run's MemoryMeter."""
     return _document(
         True,
         model=model,
@@ -141,7 +153,7 @@ def _measurement(model, runtime, options, inputs, outputs, timings, stopped, mem
         timings_ns=timings,
         runs_completed=len(timings["invoke"]),
         stopped_by=stopped,
-        memory={**mem_stages["end"], "stages": mem_stages},
+        memory=mem.block(),
         device=device_facts(),
         stream=stream,
     )
@@ -156,14 +168,17 @@ def _read(path: str) -> str | None:
         return None
 
 
+_STATUS_KEYS = {"VmRSS:": "vm_rss_kb", "VmHWM:": "vm_hwm_kb", "RssAnon:": "rss_anon_kb", "RssFile:": "rss_file_kb"}
+
+
 def _proc_status_kb() -> dict:
+    """VmRSS, VmHWM and the anonymous / file-backed parts of the RSS (Linux >= 4.5), kB; None where unreadable."""
     text = _read("/proc/self/status") or ""
-    out = {"vm_rss_kb": None, "vm_hwm_kb": None}
+    out = dict.fromkeys(_STATUS_KEYS.values())
     for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            out["vm_rss_kb"] = int(line.split()[1])
-        elif line.startswith("VmHWM:"):
-            out["vm_hwm_kb"] = int(line.split()[1])
+        key = _STATUS_KEYS.get(line[: line.find(":") + 1])
+        if key:
+            out[key] = int(line.split()[1])
     return out
 
 
@@ -222,6 +237,106 @@ def device_facts() -> dict:
         "python_impl": platform.python_implementation(),
         "libc": " ".join(platform.libc_ver()).strip() or None,
     }
+
+
+# --------------------------------------------------------------------------------------------- memory
+# What a model costs is the process's peak minus what Python, numpy and the runtime hold before it loads (~35 MB on
+# x86_64, most of any figure). Linux keeps one high-water mark per process (VmHWM); writing "5" to
+# /proc/self/clear_refs (Linux >= 4.0) resets it to the current RSS, so the peak after the baseline is measured, not
+# inferred. Where that write fails, the lifetime VmHWM still gives the model's peak when it rose past its value at
+# the baseline ("hwm-inferred"); when it did not, only the sampled stages bound it from below ("rss-sampled").
+METHOD_CLEAR_REFS, METHOD_HWM, METHOD_SAMPLED = "clear_refs", "hwm-inferred", "rss-sampled"
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS; False where the kernel or a sandbox refuses."""
+    try:
+        fd = os.open("/proc/self/clear_refs", os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        return os.write(fd, b"5") == 1
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+class MemoryMeter:
+    """VmRSS after each stage and the peak over the rest of the run, relative to a baseline (`baseline()`).
+
+    `baseline()` once the runtime is imported and numpy warmed up (`warm_numpy`); `mark(stage)` after load, allocate,
+    the first invoke;
+    `start_timed()` right before the timed loop (the peak so far is kept and the mark reset, so the timed loop's own
+    high-water mark is known); `finish()` after it. `block()` is the document's `memory` section."""
+
+    def __init__(self):
+        self.stages = {"start": _proc_status_kb()}
+        self.method = None
+        self.base = None
+        self.hwm_before = None  # the lifetime VmHWM at the baseline
+        self.setup_peak = None  # VmHWM from the baseline to the timed loop (clear_refs only)
+        self.timed_peak = None  # VmHWM over the timed loop (clear_refs only)
+
+    def baseline(self) -> None:
+        snap = _proc_status_kb()
+        self.stages["baseline"] = snap
+        self.base, self.hwm_before = snap["vm_rss_kb"], snap["vm_hwm_kb"]
+        if self.base is None or self.hwm_before is None:
+            return  # no /proc: no figures, method None
+        if reset_peak_rss():
+            after = _proc_status_kb()["vm_hwm_kb"]
+            # it took effect when the mark no longer holds an earlier, higher peak
+            if after is not None and (after < self.hwm_before or self.hwm_before <= self.base + 64):
+                self.method = METHOD_CLEAR_REFS
+                return
+        self.method = METHOD_HWM
+
+    def mark(self, stage: str) -> None:
+        self.stages[stage] = _proc_status_kb()
+
+    def start_timed(self) -> None:
+        if self.method == METHOD_CLEAR_REFS:
+            self.setup_peak = _proc_status_kb()["vm_hwm_kb"]
+            if not reset_peak_rss():
+                self.setup_peak = None
+
+    def finish(self) -> None:
+        end = _proc_status_kb()
+        self.stages["end"] = end
+        if self.method == METHOD_CLEAR_REFS and self.setup_peak is not None:
+            self.timed_peak = end["vm_hwm_kb"]
+
+    def block(self) -> dict:
+        end = self.stages.get("end") or {}
+        rss = {k: (self.stages.get(k) or {}).get("vm_rss_kb") for k in ("load", "allocate", "first_invoke")}
+        peak = model = None
+        method = self.method
+        if method == METHOD_CLEAR_REFS:
+            after = max(v for v in (self.setup_peak, end.get("vm_hwm_kb"), *rss.values()) if v is not None)
+            model = after - self.base
+            peak = max(after, self.hwm_before)
+        elif method == METHOD_HWM and end.get("vm_hwm_kb") is not None:
+            sampled = max(v for v in (*rss.values(), end.get("vm_rss_kb")) if v is not None)
+            peak = max(end["vm_hwm_kb"], sampled)  # the kernel's counters may lag a sample by a few pages
+            if peak > self.hwm_before:  # the lifetime peak came after the baseline: it is the model's
+                model = peak - self.base
+            else:  # an earlier peak hides it; the largest sampled RSS is a lower bound
+                method = METHOD_SAMPLED
+                model = sampled - self.base
+        return {
+            "baseline_kb": self.base,
+            "load_kb": rss["load"],
+            "allocate_kb": rss["allocate"],
+            "first_invoke_kb": rss["first_invoke"],
+            "timed_peak_kb": self.timed_peak,
+            "model_peak_kb": model,
+            "process_peak_kb": peak,
+            "method": method,
+            "vm_hwm_kb": peak if peak is not None else end.get("vm_hwm_kb"),
+            "vm_rss_kb": end.get("vm_rss_kb"),
+            "stages": self.stages,
+        }
 
 
 # --------------------------------------------------------------------------------------------- runtime
@@ -372,12 +487,40 @@ def _random_array(np, rng: random.Random, shape: tuple, dtype, dist: str):
         return (np.frombuffer(rng.randbytes(n), dtype=np.uint8) & 1).astype(np.bool_).reshape(shape)
     if np.issubdtype(dtype, np.integer):
         return np.frombuffer(rng.randbytes(n * dtype.itemsize), dtype=dtype).reshape(shape).copy()
-    u = (np.frombuffer(rng.randbytes(8 * n), dtype=np.uint32).astype(np.float64) + 0.5) / 2.0**32
-    if dist == "uniform":
-        out = u[:n] * 2.0 - 1.0
-    else:
-        out = np.sqrt(-2.0 * np.log(u[:n])) * np.cos(2.0 * np.pi * u[n:])
-    return out.astype(dtype).reshape(shape)
+    out = np.empty(n, dtype)
+    for at in range(0, n, _CHUNK):  # in chunks: float64 temporaries of the whole tensor would be charged to the model
+        k = min(_CHUNK, n - at)
+        u = (np.frombuffer(rng.randbytes(8 * k), dtype=np.uint32).astype(np.float64) + 0.5) / 2.0**32
+        if dist == "uniform":
+            out[at : at + k] = u[:k] * 2.0 - 1.0
+        else:
+            out[at : at + k] = np.sqrt(-2.0 * np.log(u[:k])) * np.cos(2.0 * np.pi * u[k:])
+    return out.reshape(shape)
+
+
+_CHUNK = 4096  # values per chunk of random floats: 64 kB of float64 temporaries, below malloc's mmap threshold
+
+
+def warm_numpy(np) -> None:
+    """Run, on tiny arrays, the numpy code this agent runs after its memory baseline (random inputs, quantizing,
+    stepping a stream), so the pages of numpy's own machine code it touches are in the baseline, not charged to the
+    model (about 1.3 MB: numpy's ufunc loops load lazily, per dtype)."""
+    rng = random.Random(0)
+    for dt in (np.float32, np.float64, np.int8, np.uint8, np.int16, np.int32, np.bool_):
+        for dist in ("normal", "uniform"):
+            _random_array(np, rng, (1, 3), np.dtype(dt), dist)
+    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    for dt in (np.int8, np.uint8, np.int16):
+        info = np.iinfo(dt)
+        q = np.clip(np.round(np.asarray(x, np.float32) / np.float32(0.5) + 1), info.min, info.max).astype(dt)
+        (q.astype(np.float32) - 1) * np.float32(0.5)
+        np.full(q.shape, 1, dtype=dt).copy()
+        np.clip(np.round((q.astype(np.float32) - 1) * np.float32(0.9)) + 2, info.min, info.max).astype(dt)
+    buf = np.zeros([1, 2, 3], np.float32)
+    buf[0, :-1] = buf[0, 1:]
+    np.stack([x[0], x[0]]).reshape(-1).tolist()
+    np.concatenate([x, x])
+    int(np.prod(x.shape))
 
 
 def _fit_array(np, arr, shape, dtype, detail):
@@ -438,7 +581,7 @@ def _tensor_info(d: dict, np) -> dict:
 
 
 def measure(args) -> dict:
-    mem_stages = {"start": _proc_status_kb()}
+    mem = MemoryMeter()
     model_path = args.model
     if not os.path.isfile(model_path):
         raise AgentError("model", f"model file not found: {model_path}", stage="check")
@@ -470,7 +613,9 @@ def measure(args) -> dict:
 
     rt_name, rt_version, rt = import_runtime(args.runtime)
     t_import = time.perf_counter_ns() - t0
-    mem_stages["import"] = _proc_status_kb()
+    mem.mark("import")
+    warm_numpy(np)
+    mem.baseline()
     runtime = {
         "name": rt_name,
         "version": rt_version,
@@ -501,7 +646,7 @@ def measure(args) -> dict:
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), rt_name, rt_version, "load") from None
     t_load = time.perf_counter_ns() - t0
-    mem_stages["load"] = _proc_status_kb()
+    mem.mark("load")
 
     _stage("allocate")
     t0 = time.perf_counter_ns()
@@ -514,7 +659,7 @@ def measure(args) -> dict:
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), rt_name, rt_version, "allocate") from None
     t_alloc = time.perf_counter_ns() - t0
-    mem_stages["allocate"] = _proc_status_kb()
+    mem.mark("allocate")
 
     in_details = interp.get_input_details()
     out_details = interp.get_output_details()
@@ -522,7 +667,7 @@ def measure(args) -> dict:
         model = {"path": model_path, "size_bytes": size, "sha256": digest, "sha256_verified": verified}
         timings = {"import_runtime": t_import, "load": t_load, "allocate": t_alloc}
         return _stream_measure(np, interp, args, {"model": model, "runtime": runtime, "timings": timings,
-                                                  "mem_stages": mem_stages})
+                                                  "mem": mem})
     rng = random.Random(args.seed)
     arrays = make_inputs(np, in_details, args, rng)
     inputs = []
@@ -547,6 +692,7 @@ def measure(args) -> dict:
         t_first = clock() - t0
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), rt_name, rt_version, "invoke") from None
+    mem.mark("first_invoke")
 
     deadline = None if not args.max_secs else clock() + int(args.max_secs * 1e9)
     _stage("warmup")
@@ -563,6 +709,7 @@ def measure(args) -> dict:
     samples = []
     stopped = "runs"
     append = samples.append
+    mem.start_timed()
     for _ in range(args.runs):
         t0 = clock()
         invoke()
@@ -573,7 +720,7 @@ def measure(args) -> dict:
             break
     for d in out_details:  # read outputs once, so a runtime that defers work cannot skip it
         interp.get_tensor(d["index"])
-    mem_stages["end"] = _proc_status_kb()
+    mem.finish()
     _stage("done")
 
     return _measurement(
@@ -600,7 +747,7 @@ def measure(args) -> dict:
             "invoke": samples,
         },
         stopped=stopped,
-        mem_stages=mem_stages,
+        mem=mem,
     )
 
 
@@ -833,6 +980,8 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         t_first, _ = stepper.step(seq[0], clock)
     except Exception as exc:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError with the reason in text
         raise classify_runtime_error(str(exc), base["runtime"]["name"], base["runtime"]["version"], "invoke") from None
+    mem = base["mem"]
+    mem.mark("first_invoke")
     deadline = None if not args.max_secs else clock() + int(args.max_secs * 1e9)
     _stage("warmup")
     warm = []
@@ -842,6 +991,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
             stepper.reset()
     _stage("timed")
     stepper.reset()
+    mem.start_timed()
     step_ns, invoke_ns, final, passes = [], [], None, 0
     stopped = "runs"
     total = max(args.runs, steps)
@@ -859,7 +1009,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         if deadline is not None and clock() >= deadline and final is not None:
             stopped = "max_secs"
             break
-    base["mem_stages"]["end"] = _proc_status_kb()
+    mem.finish()
     _stage("done")
     hop_ns = int(args.hop_ms * 1e6) if args.hop_ms else None
     stream = {
@@ -904,7 +1054,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         outputs=outputs,
         timings={**base["timings"], "first_inference": t_first, "warmup": warm, "invoke": step_ns},
         stopped=stopped,
-        mem_stages=base["mem_stages"],
+        mem=mem,
         stream=stream,
     )
 
@@ -1169,6 +1319,7 @@ def main(argv: list[str] | None = None) -> int:
                 name, version, _ = import_runtime(args.runtime)
                 import numpy as np
 
+                warm_numpy(np)  # so `memory` is the baseline a measurement starts from
                 runtime = {"name": name, "version": version, "numpy_version": np.__version__}
             except AgentError as exc:
                 runtime = {"name": None, "version": None, "error": exc.message}

@@ -1,4 +1,4 @@
-"""The device agent: its imports, its JSON (schema edgeseq.agent/1), its errors, and both runtimes."""
+"""The device agent: its imports, its JSON (schema edgeseq.agent/2), its errors, its memory figures, both runtimes."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_agent_json_has_the_documented_schema(tiny):
         "--model", str(m), "--runs", "25", "--warmup", "4", "--threads", "1", "--expect-sha256", sha
     )
     assert rc == 0
-    assert d["schema"] == "edgeseq.agent/1" and d["ok"] is True and d["agent_version"]
+    assert d["schema"] == "edgeseq.agent/2" and d["ok"] is True and d["agent_version"]
     assert d["model"] == {
         "path": str(m),
         "size_bytes": m.stat().st_size,
@@ -80,8 +80,16 @@ def test_agent_json_has_the_documented_schema(tiny):
     for key in ("import_runtime", "load", "allocate", "first_inference"):
         assert isinstance(t[key], int) and t[key] > 0
     assert d["stopped_by"] == "runs"
-    assert d["memory"]["vm_hwm_kb"] >= d["memory"]["vm_rss_kb"] > 10_000
-    assert set(d["memory"]["stages"]) == {"start", "import", "load", "allocate", "end"}
+    mem = d["memory"]
+    assert mem["vm_hwm_kb"] == mem["process_peak_kb"] >= mem["vm_rss_kb"] > 10_000
+    assert set(mem["stages"]) == {"start", "import", "baseline", "load", "allocate", "first_invoke", "end"}
+    assert mem["method"] in ("clear_refs", "hwm-inferred", "rss-sampled")
+    base = mem["baseline_kb"]
+    assert 10_000 < base <= mem["load_kb"] <= mem["allocate_kb"] + 64 and mem["first_invoke_kb"] > 0
+    # the model's peak covers every stage after the baseline, and the process peak covers the model's
+    assert max(mem["load_kb"], mem["allocate_kb"], mem["first_invoke_kb"], mem["vm_rss_kb"]) - base <= mem["model_peak_kb"]
+    assert base + mem["model_peak_kb"] <= mem["process_peak_kb"]
+    assert 0 < mem["model_peak_kb"] < 20_000  # a 40 kB model: runtime code and records, not Python
     dev = d["device"]
     for key in (
         "hostname",
@@ -263,6 +271,54 @@ def test_agent_adds_little_memory_over_python_numpy_and_the_runtime(tiny):
     assert extra_kb < 2048, f"the agent adds {extra_kb} kB over python + numpy + ai_edge_litert"
 
 
+_METER = """
+import importlib.util, json, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+if sys.argv[2] == "no-reset":
+    agent.reset_peak_rss = lambda: False
+block = np.ones(48 << 20, np.uint8)  # 48 MB, touched: the process's peak before the baseline
+del block
+meter = agent.MemoryMeter()
+meter.baseline()
+after = np.ones(int(sys.argv[3]) << 20, np.uint8) if int(sys.argv[3]) else None  # the "model"
+meter.mark("load")
+del after
+meter.start_timed()
+meter.finish()
+print(json.dumps(meter.block()))
+"""
+
+
+def _meter(mode: str, model_mb: int) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _METER, str(AGENT), mode, str(model_mb)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs a writable /proc/self/clear_refs")
+def test_clear_refs_excludes_a_peak_from_before_the_baseline():
+    # 48 MB allocated and freed before the baseline: the process's peak holds it, the model's must not.
+    m = _meter("reset", 8)
+    assert m["method"] == "clear_refs"
+    assert 8 * 1024 <= m["model_peak_kb"] < 14 * 1024, m  # the 8 MB "model", not the 48 MB before it
+    assert m["process_peak_kb"] >= m["baseline_kb"] + 40 * 1024  # the lifetime peak still includes the 48 MB
+    assert m["load_kb"] - m["baseline_kb"] >= 8 * 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_without_clear_refs_the_method_says_how_the_peak_was_found():
+    # No reset: the lifetime VmHWM still holds the 48 MB, so the model's 8 MB peak is only bounded from below by the
+    # sampled stages ("rss-sampled"); a model larger than that earlier peak shows in the lifetime mark itself.
+    small = _meter("no-reset", 8)
+    assert small["method"] == "rss-sampled" and 8 * 1024 <= small["model_peak_kb"] < 14 * 1024, small
+    big = _meter("no-reset", 96)
+    assert big["method"] == "hwm-inferred" and 96 * 1024 <= big["model_peak_kb"] < 104 * 1024, big
+
+
 def test_agent_run_from_a_folder_with_a_shadowing_module(tiny, tmp_path):
     # The script re-executes itself through `python -c`; its own folder, not the cwd, must lead sys.path.
     (tmp_path / "json.py").write_text("raise SystemExit('the cwd shadowed json')\n")
@@ -324,6 +380,8 @@ def test_agent_runs_under_tflite_runtime(tiny, tflite_runtime_python):
         assert rc == 0, d
         assert d["runtime"]["name"] == "tflite_runtime" and d["runtime"]["version"] == "2.14.0"
         assert d["runtime"]["numpy_version"].startswith("1.")
+        mem = d["memory"]
+        assert mem["method"] == "clear_refs" and 0 < mem["model_peak_kb"] < 20_000, mem
 
 
 @pytest.mark.slow

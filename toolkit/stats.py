@@ -39,8 +39,28 @@ def latency_stats(samples_ns: Sequence[int]) -> dict:
     return out
 
 
+def memory_figures(memory: dict | None) -> dict:
+    """The model's memory from an agent result's `memory` section, kB: `model_peak_kb` (peak minus the runtime's
+    baseline), `baseline_kb`, `memory_method`. Schema edgeseq.agent/2 states them; for an edgeseq.agent/1 result
+    they are inferred from its stages as the agent/2 does without clear_refs: the lifetime VmHWM is the model's when
+    it rose past its value once the runtime was imported ("hwm-inferred"), else unknown (None)."""
+    mem = memory if isinstance(memory, dict) else {}
+    if "model_peak_kb" in mem:
+        return {"model_peak_kb": mem.get("model_peak_kb"), "baseline_kb": mem.get("baseline_kb"),
+                "memory_method": mem.get("method")}
+    out = {"model_peak_kb": None, "baseline_kb": None, "memory_method": None}
+    stages = mem.get("stages") if isinstance(mem.get("stages"), dict) else {}
+    base = stages.get("import") if isinstance(stages.get("import"), dict) else {}
+    rss, hwm0, hwm = base.get("vm_rss_kb"), base.get("vm_hwm_kb"), mem.get("vm_hwm_kb")
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (rss, hwm0, hwm)):
+        out["baseline_kb"] = rss
+        if hwm > hwm0:
+            out["model_peak_kb"], out["memory_method"] = hwm - rss, "hwm-inferred"
+    return out
+
+
 def summarize_agent(data: dict) -> dict:
-    """The flat figures a table shows for one agent result (schema edgeseq.agent/1)."""
+    """The flat figures a table shows for one agent result (schema edgeseq.agent/2, or /1)."""
     t = data["timings_ns"]
     stats = latency_stats(t["invoke"])
     warm = t.get("warmup") or []
@@ -53,6 +73,7 @@ def summarize_agent(data: dict) -> dict:
         "first_inference_ms": t["first_inference"] / 1e6,
         "warmup_mean_us": float(np.mean(warm)) / 1e3 if warm else None,
         "peak_rss_kb": mem.get("vm_hwm_kb"),
+        **memory_figures(mem),
         "model_size_bytes": data["model"]["size_bytes"],
     }
 
@@ -82,6 +103,9 @@ def summarize_aggregate(result: dict) -> dict:
         "first_inference_ms": t["first_inference"] / 1e6,
         "warmup_mean_us": agg["warmup_mean_us"],
         "peak_rss_kb": (result.get("memory") or {}).get("vm_hwm_kb"),
+        "model_peak_kb": None,  # its log gives no baseline to take off
+        "baseline_kb": None,
+        "memory_method": None,
         "memory_approximate": True,
         "model_size_bytes": result["model"]["size_bytes"],
         "runner": result.get("runner"),
@@ -89,7 +113,7 @@ def summarize_aggregate(result: dict) -> dict:
 
 
 def summarize(result: dict) -> dict:
-    """The flat figures of one run (schema edgeseq.agent/1), whichever runner produced it."""
+    """The flat figures of one run (schema edgeseq.agent/2 or /1), whichever runner produced it."""
     if result.get("aggregate_us") is not None:  # benchmark_model: aggregates only, no raw samples
         return summarize_aggregate(result)
     return summarize_agent(result)
