@@ -32,6 +32,9 @@ FIGURES = (
     "max_us",
     "throughput_per_s",
     "peak_rss_kb",
+    "model_peak_kb",
+    "baseline_kb",
+    "memory_method",
     "model_size_bytes",
     "recipe",
     "params",
@@ -80,6 +83,8 @@ def test_profile_json_end_to_end(tiny, tmp_path, capsys):
         assert row["count"] == 40 and row["target"] == "local" and row["threads"] == 1
         assert row["min_us"] <= row["p50_us"] <= row["p90_us"] <= row["p99_us"] <= row["max_us"]
         assert 10_000 < row["peak_rss_kb"] < 400_000
+        # the model's own memory: the process's peak less what Python, numpy and the runtime held before it loaded
+        assert 0 < row["model_peak_kb"] < 30_000 and row["baseline_kb"] + row["model_peak_kb"] <= row["peak_rss_kb"]
     manifest = json.loads(tiny["dense-fp32"].with_suffix(".json").read_text())
     assert (fp32["recipe"], fp32["accuracy"], fp32["params"]) == ("fp32", 0.91, manifest["params"])
     assert int8["recipe"] == "int8" and int8["model_size_bytes"] == tiny["dense-int8"].stat().st_size
@@ -88,7 +93,7 @@ def test_profile_json_end_to_end(tiny, tmp_path, capsys):
     assert [r["id"] for r in runs] == [fp32["run_id"], int8["run_id"]]
     run = runs[0]
     assert run["model_sha256"] == fp32["sha256"] and run["manifest"]["recipe"] == {"slug": "fp32"}
-    assert run["runtime_name"] == "ai_edge_litert" and run["agent_schema"] == "edgeseq.agent/1"
+    assert run["runtime_name"] == "ai_edge_litert" and run["agent_schema"] == "edgeseq.agent/2"
     assert run["options"]["runs"] == 40 and run["device"]["machine"] and run["edgeseq_version"]
     assert len(run["samples"]) == 40 and len(run["warmup"]) == 5
 
@@ -129,7 +134,8 @@ def test_plain_table_when_not_a_tty_and_repeat(tiny, tmp_path, capsys):
         str(tmp_path / "r.db"),
     )
     assert code == 0
-    assert "p50 µs" in out and "p99 µs" in out and "peak MB" in out and "dense-fp32 #1" in out
+    assert "p50 µs" in out and "p99 µs" in out and "model MB" in out and "process MB" in out
+    assert "dense-fp32 #1" in out
     assert "\x1b[" not in out  # no colour codes in a pipe
     with ResultsStore(tmp_path / "r.db") as s:
         assert [r["repeat_index"] for r in s.runs()] == [0, 1]

@@ -131,7 +131,7 @@ def test_a_narrow_terminal_keeps_the_key_columns(db):
     with ResultsStore(db) as s:
         rows = load_groups(s)
     keys = [k for k, _, _ in fit_columns(rows, 80)]
-    assert {"label", "p50_us", "p99_us", "peak_rss_kb"} <= set(keys) and len(keys) < len(COLUMNS)
+    assert {"label", "p50_us", "p99_us", "model_peak_kb"} <= set(keys) and len(keys) < len(COLUMNS)
     assert len(fit_columns(rows, 400)) == len(COLUMNS)
 
 
@@ -176,6 +176,37 @@ def test_compare_with_a_run_id_past_sqlite_integers(db, capsys):
     for digits in (30, 5000):  # int() refuses over 4300 digits
         code, _, err = cli(capsys, "compare", "#" + "9" * digits, "dense-fp32", "--db", str(db))
         assert code == 2 and err.startswith("error: no run with id #999") and err.count("\n") == 1
+
+
+def test_runs_stored_before_agent_2_still_read_and_their_model_memory_is_inferred(tmp_path, capsys):
+    # An edgeseq.agent/1 run: stats without model_peak_kb, memory as VmHWM plus stages (no clear_refs then). Its
+    # model memory is the lifetime peak less the RSS once the runtime was imported, when the peak came later.
+    db = tmp_path / "old.db"
+
+    def old_run(i: int, name: str, hwm: int, import_hwm: int) -> dict:
+        memory = {"vm_hwm_kb": hwm, "vm_rss_kb": hwm - 10, "stages": {
+            "start": {"vm_rss_kb": 14_000, "vm_hwm_kb": 14_000},
+            "import": {"vm_rss_kb": 40_000, "vm_hwm_kb": import_hwm}, "end": {"vm_rss_kb": hwm - 10, "vm_hwm_kb": hwm}}}
+        return {"target": "local", "device_key": "host/x86_64/cpu", "model_path": f"/m/{name}.tflite",
+                "model_name": name, "model_sha256": f"{i:064x}", "options_json": {"runs": 10, "threads": 1},
+                "agent_schema": "edgeseq.agent/1", "agent_version": "1.0.0",
+                "stats_json": {"p50_us": 10.0 * i, "p99_us": 20.0, "peak_rss_kb": float(hwm)}, "p50_us": 10.0 * i,
+                "peak_rss_kb": hwm, "agent_json": {"memory": memory}, "samples": [10_000] * 10}
+
+    with ResultsStore(db) as s:
+        s.add_run(old_run(1, "old-a", 44_096, 40_000))  # peak after the import: 4,096 kB is the model's
+        s.add_run(old_run(2, "old-b", 41_000, 41_500))  # an earlier peak hides it: unknown
+    code, out, err = cli(capsys, "report", "--db", str(db), "--format", "csv")
+    assert code == 0 and not err
+    rows = {r["model"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert rows["old-a"]["model_peak_kb"] == "4096" and rows["old-a"]["memory_method"] == "hwm-inferred"
+    assert rows["old-b"]["model_peak_kb"] == "" and rows["old-b"]["peak_rss_kb"] == "41000.0"
+    code, out, _ = cli(capsys, "report", "--db", str(db))
+    assert code == 0 and "model MB" in out and "4.0" in out.split("old-a")[1].splitlines()[0]
+    res = compare_runs(db, "old-a", "old-b")
+    by = {r["key"]: r for r in res["rows"]}
+    assert by["model_peak_kb"]["a"] == 4096 and by["model_peak_kb"]["b"] is None
+    assert by["peak_rss_kb"]["a"] == 44_096
 
 
 # ----------------------------------------------------------------------------------------------- streaming section

@@ -9,6 +9,7 @@ from pathlib import Path
 from edgeseq.errors import InputError
 from edgeseq.op_profile import compare_op_types, op_fields, render_compare_ops
 from edgeseq.report_rows import Fmt, Warn, accuracy_text, count_text, fixed, warn_damage
+from edgeseq.stats import memory_figures
 from edgeseq.store import ResultsStore
 
 COMPARE_METRICS: list[tuple[str, str, Fmt]] = [
@@ -22,7 +23,8 @@ COMPARE_METRICS: list[tuple[str, str, Fmt]] = [
     ("throughput_per_s", "inferences/s", fixed(0)),
     ("init_ms", "init ms", fixed(2)),
     ("first_inference_ms", "first inference ms", fixed(3)),
-    ("peak_rss_kb", "peak RSS MB", fixed(2, 1 / 1024)),
+    ("model_peak_kb", "model memory MB", fixed(2, 1 / 1024)),  # peak minus the runtime's baseline
+    ("peak_rss_kb", "process peak MB", fixed(2, 1 / 1024)),
     ("model_size_bytes", "model size KiB", fixed(1, 1 / 1024)),
     ("params", "parameters", count_text),
     ("accuracy", "accuracy", accuracy_text),
@@ -98,6 +100,8 @@ def _metric(run: dict, key: str):
         v = run.get(key)
         if v is not None:
             return v
+    if key == "model_peak_kb" and "model_peak_kb" not in (run.get("stats") or {}):  # stored before agent/2
+        return memory_figures((run.get("agent") or {}).get("memory"))["model_peak_kb"]
     return (run.get("stats") or {}).get(key)
 
 

@@ -141,13 +141,16 @@ def latency_vs_size(rows: list[dict], path: Path) -> Path:
 
 
 def memory_per_model(rows: list[dict], path: Path) -> Path:
+    """The model's own memory (peak minus the runtime's baseline); the process's peak in each bar's label. Runs
+    stored without a model figure (older agents, benchmark_model) are left out unless no run has one."""
     plt = _plt()
-    rows = [r for r in rows if r.get("peak_rss_kb")]
+    key = "model_peak_kb" if any(r.get("model_peak_kb") is not None for r in rows) else "peak_rss_kb"
+    rows = [r for r in rows if r.get(key)]
     if not rows:
-        return _empty(path, "Peak memory per model", "no peak memory recorded")
-    rows = sorted(rows, key=lambda r: (r["where"], -r["peak_rss_kb"]))  # top to bottom once inverted
+        return _empty(path, "Memory per model", "no memory figure recorded")
+    rows = sorted(rows, key=lambda r: (r["where"], -r[key]))  # top to bottom once inverted
     colours = _colours(rows)
-    mb = [r["peak_rss_kb"] / 1024 for r in rows]
+    mb = [r[key] / 1024 for r in rows]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.5))
     bars = ax.barh(range(len(rows)), mb, color=[colours[r["where"]] for r in rows], alpha=0.8)
     ax.set_yticks(range(len(rows)), [_label(r, rows) for r in rows], fontsize=8)
@@ -156,13 +159,15 @@ def memory_per_model(rows: list[dict], path: Path) -> Path:
         ax.text(
             bar.get_width(),
             bar.get_y() + bar.get_height() / 2,
-            f" {v:.1f} MB (model {r['model_size_bytes'] / 1024:.0f} KiB)",
+            f" {v:.1f} MB (file {r['model_size_bytes'] / 1024:.0f} KiB"
+            + (f", process peak {r['peak_rss_kb'] / 1024:.1f} MB)" if r.get("peak_rss_kb") else ")"),
             va="center",
             fontsize=7,
         )
-    ax.set_xlim(0, max(mb) * 1.35)
-    ax.set_xlabel("agent process peak resident memory, VmHWM (MB): runtime + numpy + model")
-    ax.set_title(f"Peak memory per model: {_title_where(rows)}")
+    ax.set_xlim(0, max(mb) * 1.6)
+    ax.set_xlabel("model memory (MB): peak resident memory less what Python, numpy and the runtime held before"
+                  if key == "model_peak_kb" else "agent process peak resident memory, VmHWM (MB)")
+    ax.set_title(f"Memory per model: {_title_where(rows)}")
     ax.grid(axis="x", alpha=0.3)
     _legend(ax, colours, loc="lower right")
     fig.savefig(path, dpi=DPI, bbox_inches="tight")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgeseq.op_profile import op_fields
-from edgeseq.stats import cv
+from edgeseq.stats import cv, memory_figures
 from edgeseq.store import ResultsStore
 
 # key, header, formatter
@@ -47,7 +47,8 @@ COLUMNS: list[tuple[str, str, Fmt]] = [
     ("p99_us", "p99 µs", fixed(1)),
     ("max_us", "max µs", fixed(1)),
     ("throughput_per_s", "inf/s", fixed(0)),
-    ("peak_rss_kb", "peak MB", fixed(1, 1 / 1024)),
+    ("model_peak_kb", "model MB", fixed(1, 1 / 1024)),  # what the model adds to the runtime's baseline
+    ("peak_rss_kb", "process MB", fixed(1, 1 / 1024)),
     ("model_size_bytes", "size KiB", fixed(1, 1 / 1024)),
     ("runs", "runs", lambda v: "-" if v is None else str(v)),
 ]
@@ -140,6 +141,7 @@ def load_groups(store: ResultsStore, target: str | None = None, with_samples: bo
             "mean_us": last.get("mean_us"),
             "peak_rss_kb": last.get("peak_rss_kb"),
             "model_size_bytes": last.get("model_size_bytes"),
+            **memory_figures((last.get("agent") or {}).get("memory")),  # runs stored before agent/2: inferred
             **stats,
             "runs": len(members),
             "p50_cv": _p50_cv(members),

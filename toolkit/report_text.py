@@ -32,6 +32,7 @@ DROP_ORDER = (
     "std_us",
     "min_us",
     "max_us",
+    "peak_rss_kb",  # the process's peak: the model's own memory column stays
     "params",
     "first_inference_ms",
     "throughput_per_s",
@@ -133,6 +134,9 @@ CSV_FIELDS = [
     "max_us",
     "cv",
     "throughput_per_s",
+    "model_peak_kb",
+    "baseline_kb",
+    "memory_method",
     "peak_rss_kb",
     "model_size_bytes",
 ]

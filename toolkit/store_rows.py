@@ -133,7 +133,7 @@ _JSON_TYPES = {
 _NUMERIC_STATS = (
     "count", "mean_us", "std_us", "min_us", "max_us", "cv", "throughput_per_s", "p5_us", "p50_us", "p90_us",
     "p95_us", "p99_us", "init_ms", "load_ms", "allocate_ms", "first_inference_ms", "warmup_mean_us",
-    "peak_rss_kb", "model_size_bytes",
+    "peak_rss_kb", "model_peak_kb", "baseline_kb", "model_size_bytes",
 )  # fmt: skip
 _KEY_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
     "stats": {k: _NUM for k in _NUMERIC_STATS},

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseq.errors import InputError
+from edgeseq.stats import memory_figures
 from edgeseq.streamkind import StreamKind
 
 DEFAULT_CONTEXTS = (16, 32, 64, 128, 256, 512, 1024)
@@ -193,6 +194,8 @@ def row_from_run(run: dict) -> dict | None:
         "p50_us": p50, "p99_us": _number(stats, "p99_us", "stats"), "mean_us": _number(stats, "mean_us", "stats"),
         "invoke_p50_us": _p50(stream.get("invoke_ns")), "state_bytes": _number(stream, "state_bytes", "stream"),
         "peak_rss_kb": _number(stats, "peak_rss_kb", "stats"),
+        "model_peak_kb": _number(stats, "model_peak_kb", "stats") if "model_peak_kb" in stats
+        else memory_figures((run.get("agent") or {}).get("memory"))["model_peak_kb"],  # stored before agent/2
         "deadline_met_share": _number(stream, "deadline_met_share", "stream"),
         "hop_ms": _number(stream, "hop_ms", "stream"), "target": run["target"],
     }
@@ -221,7 +224,8 @@ def rows_from_store(db: str | Path | None, target: str | None = None, skipped: l
 
 # ------------------------------------------------------------------------------------------ slopes
 def fit_slopes(rows: list[dict]) -> list[dict]:
-    """Per (model, kind): least-squares slope of p50 µs, state bytes and peak RSS against the context."""
+    """Per (model, kind): least-squares slope of p50 µs, state bytes, model memory and peak RSS against the
+    context."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r.get("target"), r["model"], r["kind"]), []).append(r)
@@ -240,7 +244,7 @@ def fit_slopes(rows: list[dict]) -> list[dict]:
         out.append({
             "target": target, "model": model, "kind": kind, "contexts": [int(c) for c in ctx],
             "latency_us_per_step": slope("p50_us"), "state_bytes_per_step": slope("state_bytes"),
-            "rss_kb_per_step": slope("peak_rss_kb"),
+            "rss_kb_per_step": slope("peak_rss_kb"), "model_kb_per_step": slope("model_peak_kb"),
             "p50_us_first": members[0]["p50_us"], "p50_us_last": members[-1]["p50_us"],
             "state_bytes_first": members[0]["state_bytes"], "state_bytes_last": members[-1]["state_bytes"],
         })

@@ -34,8 +34,13 @@ def _met(r: dict) -> str:
     return f"{share:.0%}" + (f" of {hop:g} ms" if hop is not None else "")
 
 
-def _rss_mb(r: dict) -> float | None:
-    return None if r.get("peak_rss_kb") is None else r["peak_rss_kb"] / 1024
+def _rss_mb(r: dict, key: str = "peak_rss_kb") -> float | None:
+    return None if r.get(key) is None else r[key] / 1024
+
+
+def _model_slope(s: dict) -> float | None:
+    """The model memory's slope; the process peak's for runs stored before the agent measured the model's."""
+    return s["model_kb_per_step"] if s.get("model_kb_per_step") is not None else s.get("rss_kb_per_step")
 
 
 def render_markdown(rows: list[dict], note: str = "") -> str:
@@ -48,20 +53,22 @@ def render_markdown(rows: list[dict], note: str = "") -> str:
     if not rows:
         return "\n".join(lines)
     lines += ["Per-step latency (whole step: set x/pos, invoke, carry state) and memory as the context grows.", "",
-              "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | peak RSS MB |"
-              " deadline met |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | model MB |"
+              " process MB | deadline met |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | {_label(r['kind'])} | {r['context']} | {_fmt(r['p50_us'])} "
                      f"| {_fmt(r.get('p99_us'))} | {_fmt(r.get('invoke_p50_us'), 2)} "
-                     f"| {_fmt(r.get('state_bytes'), 0)} | {_fmt(_rss_mb(r))} | {_met(r)} |")
+                     f"| {_fmt(r.get('state_bytes'), 0)} | {_fmt(_rss_mb(r, 'model_peak_kb'))} | {_fmt(_rss_mb(r))} "
+                     f"| {_met(r)} |")
     lines += ["", "Fitted slopes (least squares over the contexts measured):", "",
-              "| model | kind | contexts | µs per step of context | state bytes per step of context | RSS KB per step |",
+              "| model | kind | contexts | µs per step of context | state bytes per step of context "
+              "| model KB per step |",
               "|---|---|---|---:|---:|---:|"]
     for s in fit_slopes(rows):
         ctx = f"{s['contexts'][0]}..{s['contexts'][-1]}" if s["contexts"] else "-"
         lines.append(f"| {s['model']} | {_label(s['kind'])} | {ctx} | {_fmt(s['latency_us_per_step'], 4)} "
-                     f"| {_fmt(s['state_bytes_per_step'], 1)} | {_fmt(s['rss_kb_per_step'], 2)} |")
+                     f"| {_fmt(s['state_bytes_per_step'], 1)} | {_fmt(_model_slope(s), 2)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -75,18 +82,19 @@ def render_html(rows: list[dict], png: Path | None, note: str = "") -> str:
     out = [head + "<p class='muted'>Per-step latency (set x/pos, invoke, carry state) and memory as the context "
            "grows: a recurrent state stays flat, a KV cache grows with its capacity, window recomputation re-runs the "
            "whole window for every step.</p><table><tr>"]
-    heads = ["model", "kind", "context", "p50 µs/step", "p99 µs/step", "invoke p50 µs", "state bytes", "peak MB",
-             "deadline met"]
+    heads = ["model", "kind", "context", "p50 µs/step", "p99 µs/step", "invoke p50 µs", "state bytes", "model MB",
+             "process MB", "deadline met"]
     out += [f"<th>{h}</th>" for h in heads] + ["</tr>"]
     for r in rows:
         cells = [r["model"], _label(r["kind"]), r["context"], _fmt(r["p50_us"]), _fmt(r.get("p99_us")),
-                 _fmt(r.get("invoke_p50_us"), 2), _fmt(r.get("state_bytes"), 0), _fmt(_rss_mb(r)), _met(r)]
+                 _fmt(r.get("invoke_p50_us"), 2), _fmt(r.get("state_bytes"), 0), _fmt(_rss_mb(r, "model_peak_kb")),
+                 _fmt(_rss_mb(r)), _met(r)]
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table><table><tr><th>model</th><th>kind</th><th>µs per step of context</th>"
-               "<th>state bytes per step of context</th><th>RSS KB per step</th></tr>")
+               "<th>state bytes per step of context</th><th>model KB per step</th></tr>")
     for s in fit_slopes(rows):
         cells = [s["model"], _label(s["kind"]), _fmt(s["latency_us_per_step"], 4),
-                 _fmt(s["state_bytes_per_step"], 1), _fmt(s["rss_kb_per_step"], 2)]
+                 _fmt(s["state_bytes_per_step"], 1), _fmt(_model_slope(s), 2)]
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     if png is not None and Path(png).is_file():
@@ -109,6 +117,7 @@ def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
     keys = sorted({(r.get("target"), r["model"], r["kind"]) for r in rows},
                   key=lambda k: (k[1], _ORDER.index(StreamKind.parse(k[2]))))
     models = sorted({k[1] for k in keys})
+    mem_key = "model_peak_kb" if any(r.get("model_peak_kb") is not None for r in rows) else "peak_rss_kb"
 
     def tag(value, unit, top, span):
         """The fitted slope; 'flat' when it moves the value by < 5% over the contexts measured."""
@@ -128,15 +137,18 @@ def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
         lat = [r["p50_us"] for r in pts]
         ax1.plot(ctx, lat, marker=marker, ls=ls, color=colour,
                  label=name + tag(s["latency_us_per_step"], "µs", max(lat), span))
-        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, "peak_rss_kb", "KB", 1024.0)):
+        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, mem_key, "KB", 1024.0)):
             ys = [r.get(field) for r in pts]
             if all(y is not None for y in ys):
-                slope = s["state_bytes_per_step" if field == "state_bytes" else "rss_kb_per_step"]
-                ax.plot(ctx, [y / scale for y in ys] if field == "peak_rss_kb" else ys, marker=marker, ls=ls,
+                slope = s["state_bytes_per_step" if field == "state_bytes" else
+                          "model_kb_per_step" if field == "model_peak_kb" else "rss_kb_per_step"]
+                ax.plot(ctx, [y / scale for y in ys] if field == mem_key else ys, marker=marker, ls=ls,
                         color=colour, label=name + tag(slope, unit, max(ys), span))
     panels = ((ax1, "p50 per-step latency (µs)", "Per-step latency", True),
               (ax2, "state / KV cache / window bytes", "Memory carried between steps", True),
-              (ax3, "agent peak RSS (MB)", "Process peak memory (VmHWM)", False))
+              (ax3, "model memory (MB)" if mem_key == "model_peak_kb" else "agent peak RSS (MB)",
+               "Model memory (peak less the runtime's baseline)" if mem_key == "model_peak_kb"
+               else "Process peak memory (VmHWM)", False))
     for ax, ylabel, title, logy in panels:
         ax.set_xscale("log", base=2)
         if logy:

@@ -29,10 +29,12 @@ def demo(out_dir, dataset, preset, epochs, runs, fresh, no_stream) -> None:
     print_table(result.rows)
     if result.stream_rows:
         click.echo("\nstreaming, one step at a time (p50 of a whole step; x GRU = ratio to the GRU step):")
-        click.echo(f"{'model':<28}{'kind':>18}{'context':>9}{'p50 µs':>10}{'state bytes':>13}{'x GRU':>8}")
+        click.echo(f"{'model':<28}{'kind':>18}{'context':>9}{'p50 µs':>10}{'state bytes':>13}{'model MB':>10}"
+                   f"{'x GRU':>8}")
         for r in result.stream_rows:
+            mem = "-" if r.get("model_peak_kb") is None else f"{r['model_peak_kb'] / 1024:.1f}"
             click.echo(f"{r['model']:<28}{r['kind'].label:>18}{r['context']:>9}{r['p50_us']:>10.1f}"
-                       f"{r['state_bytes']:>13,}{r['x_rnn']:>8.1f}")
+                       f"{r['state_bytes']:>13,}{mem:>10}{r['x_rnn']:>8.1f}")
     for problem in result.problems:
         click.echo(f"note: {problem}", err=True)
     click.echo(f"\nreport: {result.report}")

@@ -57,8 +57,9 @@ def deploy(
     dev = data.get("device") or {}
     name = data["deploy"]["target"]
     where = dev.get("board") or dev.get("hostname") or name  # device fields: edgeseq.targets.facts
-    mem = stats.get("peak_rss_kb")
+    mem, model_mem = stats.get("peak_rss_kb"), stats.get("model_peak_kb")
     approx = " (approximate)" if stats.get("memory_approximate") else ""
+    model_text = f"model memory {model_mem} kB, " if model_mem is not None else ""
     click.echo(
         f"deployed {Path(model).name} to {name} [{where}, {dev.get('machine') or '?'}]: "
         f"sha256 verified on the device; {rt.get('name')} {rt.get('version') or ''}".rstrip()
@@ -66,7 +67,7 @@ def deploy(
     click.echo(
         f"  {stats['count']} runs: mean {stats['mean_us']:.1f} us, p50 {stats['p50_us']:.1f} us; "
         f"init {stats['init_ms']:.1f} ms; first inference {stats['first_inference_ms']:.2f} ms; "
-        f"peak memory {mem if mem is not None else '?'} kB{approx}"
+        f"{model_text}process peak {mem if mem is not None else '?'} kB{approx}"
     )
     if keep:
         click.echo(f"  kept {data.get('remote_dir')} on the device")
