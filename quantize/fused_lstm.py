@@ -51,11 +51,26 @@ def why_not_fusable(layer: Any) -> str | None:
     return None
 
 
+def _masking_layer(model: Any) -> str | None:
+    """The first layer that attaches a mask (Masking, mask_zero=True), nested models included, or None."""
+    import keras
+
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, keras.layers.Masking) or getattr(layer, "mask_zero", False):
+            return layer.name
+        if isinstance(layer, keras.Model):
+            stack.extend(layer.layers)
+    return None
+
+
 def survey(model: Any) -> dict:
     """Recurrent layers of `model` (nested included): {'lstm_fusable': [...], 'not_fusable': {name: why}}."""
     import keras
 
     fusable, refused = [], {}
+    masked = _masking_layer(model)
     stack = list(model.layers)
     while stack:
         layer = stack.pop(0)
@@ -63,6 +78,8 @@ def survey(model: Any) -> dict:
             refused[layer.name] = f"{layer.name}: a Bidirectional LSTM is not fused"
         elif isinstance(layer, keras.layers.RNN):
             why = why_not_fusable(layer)
+            if why is None and masked:
+                why = f"{layer.name}: {masked} masks the input and the fused op has no mask input"
             if why is None:
                 fusable.append(layer.name)
             elif isinstance(layer, keras.layers.LSTM):
@@ -135,6 +152,10 @@ def fused_model(model: Any, seq_len: int | None) -> tuple[Any, int]:
     from edgeseq.quantize.rebuild import resolve_seq_len
 
     steps, features = resolve_seq_len(model, seq_len)
+    masked = _masking_layer(model)
+    if masked:
+        raise ModelError(f"{masked} masks the input and the fused LSTM op has no mask input",
+                         "use --rnn-strategy loop")
     fused_cls = _fused_layer_class()
     count = 0
 

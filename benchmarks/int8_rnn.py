@@ -1,0 +1,182 @@
+"""int8 RNN routes benchmark (issue 11): size, parity, accuracy, latency and convert time per route and length.
+
+    .venv/bin/python benchmarks/int8_rnn.py [--archs gru,lstm] [--lengths 64,256,1024] [--epochs 40]
+
+Trains each architecture at preset small once on JapaneseVowels pre-padded (zeros before the 29 real steps, as the
+data set itself pads) to T=64, cached under --cache. The same weights are rebuilt at every T, and the data is
+pre-padded to that T, so accuracy is measured at every length. Per (arch, T): fp32 (looped, the yardstick), int8
+with --rnn-strategy auto (what `edgeseq convert --recipe int8` does: its time includes every route it tried and both
+weight-scale conversions), then every other int8 route forced. Latency: LiteRT, one thread, median of 300 invokes
+after 30 warm-ups, in a fresh process. Prints a markdown table and the floors. Not a test: CPU-heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from convert import latency_us  # noqa: E402 - benchmarks/convert.py: the same latency measurement
+
+ROUTES = {"lstm": ("fused", "loop", "unroll"), "gru": ("loop", "unroll")}
+
+
+def padded(ds, length: int):
+    """JapaneseVowels with zeros before the real steps up to `length` (its own padding, extended)."""
+    import numpy as np
+
+    from edgeseq.datasets.base import Dataset
+
+    def pad(X):
+        out = np.zeros((len(X), length, X.shape[2]), np.float32)
+        out[:, length - X.shape[1]:] = X
+        return out
+
+    return Dataset(f"{ds.name}-pad{length}", ds.task, pad(ds.X_train), ds.y_train, pad(ds.X_test), ds.y_test,
+                   num_classes=ds.num_classes, class_names=ds.class_names, meta=dict(ds.meta))
+
+
+def trained(arch: str, ds64, cache: Path, epochs: int) -> Path:
+    run_dir = cache / f"{arch}-small-jv64"
+    if (run_dir / "model.keras").exists():
+        return run_dir / "model.keras"
+    from edgeseq.models.train import TrainOptions, train_model
+
+    started = time.perf_counter()
+    res = train_model(arch, ds64, run_dir, preset="small", options=TrainOptions(epochs=epochs, patience=8),
+                      overwrite=True)
+    print(f"  trained {arch}-small in {time.perf_counter() - started:.0f} s: {res.record['test_metrics']}",
+          file=sys.stderr, flush=True)
+    return res.model_path
+
+
+def at_length(model_path: Path, arch: str, length: int, ds) -> Path:
+    """The trained weights in a model built for `length` steps."""
+    out = model_path.parent / f"T{length}" / "model.keras"
+    if out.exists():
+        return out
+    import keras
+
+    from edgeseq.models.zoo import build_model
+
+    src = keras.models.load_model(model_path)
+    model = build_model(arch, "small", seq_len=length, num_features=ds.num_features, num_outputs=ds.output_dim)
+    model.set_weights(src.get_weights())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    return out
+
+
+def row_of(res, fp32_bytes: int | None) -> dict:
+    if not res.ok:
+        return {"recipe": res.recipe.slug, "error": res.error.one_line()[:200]}
+    m, v = res.manifest, res.validation
+    tm, km = v.get("tflite_metrics") or {}, v.get("keras_metrics") or {}
+    size = m["artifact"]["bytes"]
+    return {"recipe": res.recipe.slug, "route": m["route"]["rnn"], "bytes": size,
+            "ratio": size / fp32_bytes if fp32_bytes else None, "parity": v.get("passed"),
+            "mean_abs_diff": v.get("mean_abs_diff"),
+            "acc_delta_pts": (tm["accuracy"] - km["accuracy"]) * 100 if "accuracy" in tm else None,
+            "convert_validate_s": m["timing"]["convert_s"] + m["timing"]["validate_s"]
+                                  + m["timing"].get("rnn_fallback_s", 0.0),
+            "latency_us": latency_us(res.tflite_path), "reason": m["route"].get("rnn_reason", "")}
+
+
+def bench(arch: str, length: int, model_path: Path, ds, out: Path) -> list[dict]:
+    from edgeseq.quantize.convert import convert_model
+
+    def one(recipe: str):
+        started = time.perf_counter()
+        [res] = convert_model(model_path, [recipe], out_dir=out, calibration=ds, raise_on_error=False)
+        print(f"  {arch} T={length} {recipe}: {time.perf_counter() - started:.0f} s"
+              f"{'' if res.ok else ' FAILED ' + res.error.one_line()[:160]}", file=sys.stderr, flush=True)
+        return res
+
+    fp32 = one("fp32")
+    fp32_bytes = fp32.manifest["artifact"]["bytes"] if fp32.ok else None
+    rows = [row_of(fp32, fp32_bytes)]
+    auto = one("int8")
+    rows.append(row_of(auto, fp32_bytes))
+    for route in ROUTES[arch]:
+        if auto.ok and auto.manifest["route"]["rnn"] == route:
+            continue
+        rows.append(row_of(one(f"int8-{route}"), fp32_bytes))
+    for r in rows:
+        r.update(arch=arch, T=length)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| arch | T | recipe | route | size KB | x fp32 | parity (mean abs diff) | acc delta pts | "
+             "latency p50 us | convert+validate s |", "|---|---:|---|---|---:|---:|---|---:|---:|---:|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['arch']} | {r['T']} | {r['recipe']} | - | - | - | fails: {r['error'][:120]} | - | - "
+                         f"| - |")
+            continue
+        lat = f"{r['latency_us']:.0f}" if r["latency_us"] is not None else "n/a"
+        acc = f"{r['acc_delta_pts']:+.2f}" if r["acc_delta_pts"] is not None else "n/a"
+        parity = {True: "ok", False: "FAIL", None: "n/a"}[r["parity"]]
+        lines.append(f"| {r['arch']} | {r['T']} | {r['recipe']} | {r['route']} | {r['bytes'] / 1024:.1f} | "
+                     f"{r['ratio']:.2f} | {parity} ({r['mean_abs_diff']:.1e}) | {acc} | {lat} | "
+                     f"{r['convert_validate_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def floors(rows: list[dict]) -> str:
+    out = ["Floors: int8 (auto) <= 0.35x fp32 at every T; size flat in T (within 10 % from the shortest to the "
+           "longest T); convert + validate at T=1024 <= 60 s.", ""]
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        auto = [r for r in rows if r["arch"] == arch and r["recipe"] == "int8" and "error" not in r]
+        if not auto:
+            out.append(f"- {arch}: int8 auto did not convert")
+            continue
+        ratios = ", ".join(f"T={r['T']} {r['ratio']:.2f}x" for r in auto)
+        ok_ratio = all(r["ratio"] <= 0.35 for r in auto)
+        lo, hi = min(auto, key=lambda r: r["T"]), max(auto, key=lambda r: r["T"])
+        growth = hi["bytes"] / lo["bytes"] - 1
+        longest = f"{hi['convert_validate_s']:.1f} s at T={hi['T']}"
+        out.append(f"- {arch} (auto kept {', '.join(sorted({r['route'] for r in auto}))}): size {ratios} "
+                   f"({'ok' if ok_ratio else 'MISSED'}); T={lo['T']}->{hi['T']} {growth:+.1%} "
+                   f"({'ok' if abs(growth) <= 0.10 else 'MISSED'}); convert+validate {longest} "
+                   f"({'ok' if hi['convert_validate_s'] <= 60 else 'MISSED'})")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", default="gru,lstm")
+    ap.add_argument("--lengths", default="64,256,1024")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--cache", default="benchmarks/results/int8-rnn-cache")
+    ap.add_argument("--json", dest="json_out", default=None, help="Also write the raw rows here.")
+    ap.add_argument("--from-json", default=None, help="Only print the table of an earlier --json file.")
+    args = ap.parse_args()
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())
+    else:
+        from edgeseq.datasets import load_dataset
+
+        jv = load_dataset("japanese_vowels")
+        cache = Path(args.cache)
+        rows = []
+        for arch in args.archs.split(","):
+            base = trained(arch, padded(jv, 64), cache, args.epochs)
+            for length in (int(t) for t in args.lengths.split(",")):
+                ds = padded(jv, length)
+                rows += bench(arch, length, at_length(base, arch, length, ds), ds, cache / "out" / f"T{length}")
+                if args.json_out:
+                    Path(args.json_out).write_text(json.dumps(rows, indent=1))
+    print(table(rows))
+    print()
+    print(floors(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""int8 recurrent models whose size does not grow with the sequence (issue 11): the fused LSTM, the looped graph,
+the unrolled fallback, and how `--rnn-strategy auto` chooses between them.
+
+Unmarked: the route rules (no TensorFlow) and one auto conversion per architecture. @slow: every route x {LSTM,
+GRU} x recipe at T=16 and T=128, stacked / return_sequences models, and the files on tflite-runtime 2.14.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_convert import CLASSES, F, save, toy_dataset
+
+from edgeseq.errors import ConversionError
+from edgeseq.quantize.convert import convert_model
+from edgeseq.quantize.rnn_routes import KNOWN_REFUSALS, choose, plan
+
+FUSABLE = {"lstm_fusable": ["lstm_0"], "not_fusable": {}}
+GRU_ONLY = {"lstm_fusable": [], "not_fusable": {}}
+
+
+def tiny(arch: str, tmp: Path, *, stacked: bool = False, sequences: bool = False) -> Path:
+    """A tiny model with a free time axis (converted at several T with the same weights)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[arch]
+    inp = keras.Input((None, F))
+    x = inp
+    if stacked:
+        x = layer(12, return_sequences=True, name=f"{arch}_a")(x)
+    x = layer(12, return_sequences=sequences, name=f"{arch}_b")(x)
+    if sequences:
+        x = keras.layers.GlobalAveragePooling1D()(x)
+    out = keras.layers.Dense(CLASSES, activation="softmax")(x)
+    name = f"{arch}{'-stacked' if stacked else ''}{'-seq' if sequences else ''}"
+    return save(keras.Model(inp, out), tmp / name / "model.keras")
+
+
+def convert(path: Path, recipe: str, seq_len: int, out: Path, **kw):
+    [res] = convert_model(path, [recipe], out_dir=out, seq_len=seq_len, calibration=toy_dataset(seq_len=seq_len),
+                          calibration_samples=32, **kw)
+    return res
+
+
+# ---------------------------------------------------------------- the rules (no TensorFlow)
+
+
+def test_auto_plans_fused_then_loop_then_unroll_for_int8_only():
+    assert plan("int8", "auto", True, FUSABLE).routes == ("fused", "loop", "unroll")
+    gru = plan("int8", "auto", True, GRU_ONLY)
+    assert gru.routes == ("loop", "unroll") and "no fused TFLite op" in gru.skipped["fused"]
+    p16 = plan("int16x8", "auto", True, FUSABLE)
+    assert p16.routes == ("unroll",) and set(p16.skipped) == {"fused", "loop"}
+    assert p16.skipped["fused"] == KNOWN_REFUSALS[("fused", "int16x8")]
+    for mode in ("fp32", "fp16", "dynamic"):
+        assert plan(mode, "auto", True, FUSABLE).routes == ("loop",)
+    assert plan("int8", "auto", False, FUSABLE).routes == ("none",)
+    assert plan("int8", "unroll", True, FUSABLE).routes == ("unroll",) and plan("int8", "loop", True, {}).forced
+
+
+def test_forced_fused_is_refused_where_it_cannot_work():
+    with pytest.raises(ConversionError, match="no LSTM of this model can be fused"):
+        plan("int8", "fused", True, {"lstm_fusable": [], "not_fusable": {"l": "l: go_backwards=True is not fused"}})
+    with pytest.raises(ConversionError, match="int8 only"):
+        plan("fp32", "fused", True, FUSABLE)
+    assert plan("int8", "fused", True, FUSABLE).routes == ("fused",)
+
+
+def _cand(passed: bool | None, size: int = 100):
+    validation = {"passed": passed, "failures": [] if passed else ["mean |diff| 0.3 > 0.08"]}
+    if passed is None:
+        validation["skipped"] = True
+    return SimpleNamespace(validation=validation, data=b"x" * size, convert_s=1.0, validate_s=0.5)
+
+
+def test_choose_falls_back_past_a_crash_and_failed_parity_with_reasons():
+    route_plan = plan("int8", "auto", True, FUSABLE)
+    outcomes = {"fused": ConversionError("the converter crashed (SIGSEGV) on m; no file written"),
+                "loop": _cand(False, 80), "unroll": _cand(True, 900)}
+
+    def attempt(route):
+        if isinstance(outcomes[route], Exception):
+            raise outcomes[route]
+        return outcomes[route]
+
+    cand, route, info = choose(route_plan, attempt, "m")
+    assert route == "unroll" and cand is outcomes["unroll"] and info["rnn"] == "unroll"
+    by = {a["route"]: a for a in info["rnn_candidates"]}
+    assert by["fused"]["outcome"] == "failed to convert" and "SIGSEGV" in by["fused"]["why"]
+    assert by["loop"]["outcome"] == "failed parity" and "0.3" in by["loop"]["why"]
+    assert by["unroll"]["outcome"] == "kept"
+    assert "fused failed to convert" in info["rnn_reason"] and "loop failed parity" in info["rnn_reason"]
+
+
+def test_choose_keeps_the_first_converted_when_all_fail_parity_and_names_every_route_when_none_converts():
+    route_plan = plan("int8", "auto", True, GRU_ONLY)
+    first = _cand(False, 50)
+    cand, route, info = choose(route_plan, lambda r: first if r == "loop" else _cand(False, 500), "m")
+    assert (cand, route) == (first, "loop")
+    assert [a["outcome"] for a in info["rnn_candidates"][:2]] == ["kept (failed parity)", "failed parity"]
+
+    def crash(route):
+        raise ConversionError(f"{route} crashed", "retry")
+
+    with pytest.raises(ConversionError, match="no RNN route converted.*loop: loop crashed.*unroll: unroll crashed"):
+        choose(route_plan, crash, "m")
+    with pytest.raises(ConversionError, match="^unroll crashed$"):  # one route: its own error, unchanged
+        choose(plan("int8", "unroll", True, {}), crash, "m")
+    cand, route, info = choose(route_plan, lambda r: _cand(None), "m")  # --no-validate: the first that converts
+    assert route == "loop" and "converted (not validated)" in info["rnn_reason"]
+
+
+# ---------------------------------------------------------------- auto, end to end
+
+
+def test_auto_int8_fuses_an_lstm_and_loops_a_gru(tmp_path):
+    # int8-pt: one conversion per route (auto granularity would convert each twice)
+    lstm = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
+    route = lstm.manifest["route"]
+    assert route["rnn"] == "fused" and route["fused_ops"] == 1 and lstm.validation["passed"]
+    assert route["rnn_reason"].startswith("auto kept fused")
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lstm.manifest["ops"]["by_type"]
+    assert "WHILE" not in lstm.manifest["ops"]["by_type"]
+    gru = convert(tiny("gru", tmp_path), "int8-pt", 16, tmp_path / "o")
+    route = gru.manifest["route"]
+    assert route["rnn"] == "loop" and gru.validation["passed"] and "WHILE" in gru.manifest["ops"]["by_type"]
+    assert route["while_calibration"]["dropped"] == route["while_calibration"]["restored"] >= 1
+    assert "fused not tried (no LSTM layer" in route["rnn_reason"]
+
+
+def test_a_crashed_route_falls_back_to_the_next_with_the_reason_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESEQ_TEST_CHILD_CRASH", "route:fused")
+    res = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
+    route = res.manifest["route"]
+    assert route["rnn"] == "loop" and res.validation["passed"]
+    fused = route["rnn_candidates"][0]
+    assert fused["route"] == "fused" and fused["outcome"] == "failed to convert" and "SIGABRT" in fused["why"]
+    assert res.manifest["timing"]["rnn_fallback_s"] > 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["lstm-int8-pt.json", "lstm-int8-pt.tflite"]
+
+
+@pytest.mark.slow
+def test_a_route_that_fails_parity_falls_back_to_the_next(tmp_path, monkeypatch):
+    from edgeseq.quantize import convert as convert_mod
+
+    real = convert_mod._make_candidate
+
+    def fused_fails_parity(recipe, ctx, strategy, *args):
+        cand = real(recipe, ctx, strategy, *args)
+        if strategy == "fused":
+            cand.validation = dict(cand.validation, passed=False, failures=["forced by the test"])
+        return cand
+
+    monkeypatch.setattr(convert_mod, "_make_candidate", fused_fails_parity)
+    res = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
+    route = res.manifest["route"]
+    assert route["rnn"] == "loop" and res.validation["passed"]
+    fused = route["rnn_candidates"][0]
+    assert (fused["route"], fused["outcome"], fused["why"]) == ("fused", "failed parity", "forced by the test")
+    assert "fused failed parity (forced by the test)" in route["rnn_reason"]
+
+
+# ---------------------------------------------------------------- every route at two lengths (slow)
+
+CASES = [("fused", "lstm", "int8"), ("loop", "lstm", "int8"), ("loop", "gru", "int8"),
+         ("unroll", "lstm", "int8"), ("unroll", "gru", "int8"), ("unroll", "lstm", "int16x8"),
+         ("unroll", "gru", "int16x8")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route,arch,mode", CASES, ids=["-".join(c) for c in CASES])
+def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode, tmp_path):
+    path = tiny(arch, tmp_path)
+    sizes = {}
+    for t in (16, 128):
+        res = convert(path, f"{mode}-{route}", t, tmp_path / f"o{t}")
+        assert res.manifest["route"]["rnn"] == route and res.validation["passed"], res.validation["failures"]
+        sizes[t] = res.manifest["artifact"]["bytes"]
+    if route == "unroll":
+        assert sizes[128] > 3 * sizes[16]  # what the other routes avoid: one copy of the cell per step
+    else:
+        assert abs(sizes[128] - sizes[16]) <= 0.1 * sizes[16], sizes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,expected", [("lstm", "fused"), ("gru", "loop")])
+def test_stacked_return_sequences_models_stay_flat_in_t(arch, expected, tmp_path):
+    path = tiny(arch, tmp_path, stacked=True, sequences=True)
+    sizes = {}
+    for t in (16, 128):
+        res = convert(path, "int8", t, tmp_path / f"o{t}")
+        route = res.manifest["route"]
+        assert route["rnn"] == expected and res.validation["passed"], res.validation["failures"]
+        sizes[t] = res.manifest["artifact"]["bytes"]
+        if expected == "fused":
+            assert route["fused_ops"] == 2
+        elif t == 128:  # the per-step output buffer ([T, 1, units] float zeros) is a FILL op, not T*units*4 bytes
+            assert route["splat_bytes_to_fill"] >= t * 12 * 4
+    assert abs(sizes[128] - sizes[16]) <= 0.1 * sizes[16], sizes
+
+
+@pytest.mark.slow
+def test_int16x8_auto_unrolls_with_the_reasons_recorded(tmp_path):
+    res = convert(tiny("lstm", tmp_path), "int16x8", 16, tmp_path / "o")
+    route = res.manifest["route"]
+    assert route["rnn"] == "unroll" and res.validation["passed"]
+    assert {a["route"]: a["outcome"] for a in route["rnn_candidates"]} == {
+        "unroll": "kept", "fused": "not tried", "loop": "not tried"}
+
+
+@pytest.mark.slow
+def test_a_masked_lstm_is_not_fused_but_still_converts(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, F))
+    x = keras.layers.Masking(0.0)(inp)
+    x = keras.layers.LSTM(8)(x)
+    path = save(keras.Model(inp, keras.layers.Dense(CLASSES, activation="softmax")(x)), tmp_path / "m.keras")
+    with pytest.raises(ConversionError, match="masking.*mask"):
+        convert(path, "int8-fused", 16, tmp_path / "forced")
+    res = convert(path, "int8", 16, tmp_path / "o")
+    assert res.manifest["route"]["rnn"] in ("loop", "unroll") and res.validation["passed"]
+    fused = next(a for a in res.manifest["route"]["rnn_candidates"] if a["route"] == "fused")
+    assert fused["outcome"] == "not tried" and "mask" in fused["why"]
+
+
+# ---------------------------------------------------------------- the files on tflite-runtime 2.14 (slow)
+
+RUNTIME_214 = Path.home() / ".cache" / "edgeseq-tests" / "tflite-runtime-2.14-py311" / "bin" / "python"
+RUN_CODE = """
+import sys, numpy as np
+from tflite_runtime.interpreter import Interpreter
+it = Interpreter(model_path=sys.argv[1]); it.allocate_tensors()
+i, o = it.get_input_details()[0], it.get_output_details()[0]
+X = np.load(sys.argv[2]); out = []
+for x in X:
+    it.set_tensor(i['index'], x[None]); it.invoke(); out.append(it.get_tensor(o['index'])[0])
+np.save(sys.argv[3], np.array(out))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11) or not RUNTIME_214.exists(),
+                    reason="needs the cached tflite-runtime 2.14 venv that tests/test_agent.py builds")
+@pytest.mark.parametrize("arch", ["lstm", "gru"])
+def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, tmp_path):
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.quantize.validate import run_tflite
+
+    res = convert(tiny(arch, tmp_path, stacked=True, sequences=True), "int8", 16, tmp_path / "o")
+    X = toy_dataset(seq_len=16).X_test[:16]
+    np.save(tmp_path / "x.npy", X)
+    proc = subprocess.run([str(RUNTIME_214), "-c", RUN_CODE, str(res.tflite_path), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    litert = run_tflite(load_interpreter(res.tflite_path), X)
+    assert np.abs(np.load(tmp_path / "y.npy") - litert).max() <= 1e-6, json.dumps(res.manifest["route"])[:300]
