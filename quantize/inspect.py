@@ -3,7 +3,9 @@
 Estimates are static: MACs count multiply-accumulates of the matmul-like ops (elementwise ops are not MACs); a WHILE
 loop counts its body times its trip count when the loop bound is a constant in the file. Peak activation memory is a
 simple liveness pass over the main subgraph's execution order (each tensor lives from its producer to its last
-consumer), so it is what a good arena planner could reach, not what a given runtime allocates.
+consumer), so it is what a good arena planner could reach, not what a given runtime allocates. `memory_estimate`
+predicts what the model costs a process on LiteRT (the agent's `memory.model_peak_kb`): weights, graph records, the
+arena as LiteRT plans it, state, XNNPACK's packed copies and runtime code (edgeseq.quantize.memory_estimate).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 from collections import Counter, defaultdict
 from typing import Any
 
+from edgeseq.quantize.memory_estimate import estimate_memory
 from edgeseq.quantize.tflite_file import TFLiteFile, read_tflite
 
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
@@ -242,7 +245,7 @@ def _weights(f: TFLiteFile) -> dict[str, Any]:
     return {"bytes": int(sum(by_dtype.values())), "bytes_by_dtype": dict(by_dtype), "parameters": int(params)}
 
 
-def analyze(f: TFLiteFile) -> dict[str, Any]:
+def analyze(f: TFLiteFile, runtime: str = "ai_edge_litert") -> dict[str, Any]:
     main = f.model.subgraphs[0]
     by_type: dict[str, Counter] = defaultdict(Counter)
     for sg in f.model.subgraphs:
@@ -273,10 +276,12 @@ def analyze(f: TFLiteFile) -> dict[str, Any]:
         "weights": _weights(f),
         "macs": {"total": int(sum(macs.values())), "by_op": dict(macs), "notes": notes},
         "peak_activation_bytes": peak_activation_bytes(f),
+        "memory_estimate": estimate_memory(f, runtime),
         "flex_ops": f.is_flex(),
     }
 
 
-def inspect_tflite(path: str | os.PathLike) -> dict[str, Any]:
-    """The `edgeseq inspect` report for a .tflite file; ModelError for anything that is not a readable model."""
-    return analyze(read_tflite(path))
+def inspect_tflite(path: str | os.PathLike, runtime: str = "ai_edge_litert") -> dict[str, Any]:
+    """The `edgeseq inspect` report for a .tflite file (`memory_estimate` for `runtime`); ModelError for anything
+    that is not a readable model."""
+    return analyze(read_tflite(path), runtime)

@@ -126,10 +126,17 @@ def test_cli_inspect_json_and_bad_file_exit_code(files, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(files["dense"]), "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["macs"]["total"] > 0
+    doc = json.loads(proc.stdout)
+    assert doc["macs"]["total"] > 0
+    est = doc["memory_estimate"]
+    for key in ("weights_kb", "graph_kb", "arena_kb", "state_kb", "xnnpack_kb", "runtime_kb", "xnnpack_packed_kb"):
+        assert est[key] >= 0
+    assert est["total_kb"] == pytest.approx(sum(est[k] for k in ("weights_kb", "graph_kb", "arena_kb", "state_kb",
+                                                                 "xnnpack_kb", "runtime_kb")), abs=0.5)
     text = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(files["gru"])],
                           capture_output=True, text=True, timeout=120)
     assert text.returncode == 0 and "WHILE" in text.stdout
+    assert "memory on ai_edge_litert" in text.stdout and "XNNPACK" in text.stdout and "arena" in text.stdout
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x00" * 3)
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(bad)],

@@ -19,11 +19,13 @@ def _sig(t: dict) -> str:
 @click.command()
 @click.argument("path", type=click.Path())  # the checked reader names a directory, FIFO or device itself
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-def inspect(path: str, as_json: bool) -> None:
-    """Describe a .tflite: inputs/outputs, ops by count and dtype, weights, estimated MACs and peak memory."""
+@click.option("--runtime", type=click.Choice(["ai_edge_litert", "tflite_runtime"]), default="ai_edge_litert",
+              show_default=True, help="The runtime the memory estimate is for.")
+def inspect(path: str, as_json: bool, runtime: str) -> None:
+    """Describe a .tflite: inputs/outputs, ops by count and dtype, weights, estimated MACs and memory."""
     from edgeseq.quantize.inspect import inspect_tflite
 
-    r = inspect_tflite(path)
+    r = inspect_tflite(path, runtime)
     if as_json:
         click.echo(json.dumps(r, indent=2))
         return
@@ -49,6 +51,11 @@ def render(r: dict) -> list[str]:
     for note in macs["notes"]:
         out.append(f"  note: {note}")
     out.append(f"peak activation memory (estimate): {_kb(r['peak_activation_bytes'])}")
+    m = r["memory_estimate"]
+    out.append(f"memory on {m['calibration']} (estimate of what the model adds to a process): {m['total_kb']:,.0f} KB")
+    out.append(f"  weights {m['weights_kb']:,.0f}, graph {m['graph_kb']:,.0f}, arena {m['arena_kb']:,.0f}, "
+               f"state {m['state_kb']:,.1f}, XNNPACK {m['xnnpack_kb']:,.0f} ({m['xnnpack_nodes']} nodes, "
+               f"{m['xnnpack_packed_kb']:,.0f} KB of packed weights), runtime code {m['runtime_kb']:,.0f}")
     if r["flex_ops"]:
         out.append(f"Flex ops: {', '.join(r['flex_ops'])} (stock device runtimes cannot run these)")
     return out
