@@ -206,6 +206,16 @@ def test_memory_limit_through_cgroups_or_a_clear_message(tiny):
     assert "only the agent's process was lost" in exc.value.one_line()
 
 
+def test_memory_limit_below_the_predicted_need_is_refused_before_running(tiny, tmp_path, capsys):
+    # Python + numpy + the runtime alone hold ~40 MB: 8M cannot hold the agent, and profile says so before any
+    # cgroup is made or anything runs (so this holds on machines without a memory controller too).
+    db = tmp_path / "r.db"
+    code, out, err = cli(capsys, "profile", str(tiny["dense-fp32"]), "--memory-limit", "8M", "--db", str(db))
+    assert code == 2 and not out and err.count("\n") == 1, err
+    assert err.startswith("error: dense-fp32.tflite needs about ") and "MB, over --memory-limit 8M" in err
+    assert not db.exists()
+
+
 def test_cpu_quota_through_cgroups_or_a_clear_message(tiny):
     if not _cgroup_or_message("cpu"):
         with pytest.raises(TargetError, match="--cpu-quota cannot be emulated"):

@@ -309,6 +309,10 @@ def profile_models(
     names = [target] if isinstance(target, str) else list(target)
     if not names:
         raise InputError("no target given")
+    if memory_limit is not None:  # before any cgroup is made: what the models need, predicted from the files
+        from edgeseq.memory_need import check_memory_limit
+
+        check_memory_limit(models, memory_limit, names, xnnpack=xnnpack)
     targets = open_targets(names, cpus, memory_limit, cpu_quota)
     prepared = []
     for m in models:
