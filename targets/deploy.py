@@ -13,7 +13,8 @@ import re
 import time
 from pathlib import Path, PurePosixPath
 
-from edgeseq.errors import EdgeseqError, ModelError, TargetError
+from edgeseq.errors import EdgeseqError, TargetError
+from edgeseq.quantize.tflite_file import read_tflite
 from edgeseq.targets import device_shell
 from edgeseq.targets.limits import check_deploy_options
 
@@ -41,8 +42,7 @@ def deploy(
     """Deploy `model` to `target` and run it once; returns the result (schema edgeseq.agent/1) plus `deploy` facts."""
     check_deploy_options(runs, warmup, threads, timeout)
     model = Path(model)
-    if not model.is_file():
-        raise ModelError(f"model not found: {model}")
+    read_tflite(model)  # the same checked reader as inspect/evaluate/profile: a bad file never reaches a device
     try:
         return _deploy(target, model, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log)
     except EdgeseqError as exc:

@@ -28,6 +28,7 @@ VERBS = {
     "inspect": lambda p: ["inspect", p],
     "evaluate": lambda p: ["evaluate", p, "--dataset", "japanese_vowels"],
     "profile": lambda p: ["profile", p, "--target", "local", "--runs", "3", "--warmup", "1"],
+    "deploy": lambda p: ["deploy", p, "--target", "local"],
 }
 
 
