@@ -162,6 +162,18 @@ def available_memory_bytes() -> int | None:
     return found
 
 
+def check_zoo_data(data: Any) -> None:
+    """The zoo's models take float features [N, T, F] and give one output per sequence: refuse token ids and
+    per-time-step labels in one line (such data is for users' own Keras models, converted with edgeseq convert)."""
+    if getattr(data, "token_ids", False):
+        raise InputError(f"data set {data.name} holds token ids [N, T]; the zoo's models take float features "
+                         "[N, T, F]", "build your own Embedding model in Keras and convert it: README 'Your own model'")
+    if getattr(data, "per_step", False):
+        raise InputError(f"data set {data.name} has one label per time step; the zoo's models give one output per "
+                         "sequence", "build your own return_sequences=True model in Keras and convert it: "
+                         "README 'Your own model'")
+
+
 # float32 weights + gradients + Adam's two slots: four copies of every parameter while training.
 TRAIN_BYTES_PER_PARAM = 16
 

@@ -27,6 +27,7 @@ from edgeseq.models.device import precision_policy, select_placement
 from edgeseq.models.run_dir import (
     TrainOptions,
     check_model_fits,
+    check_zoo_data,
     prepare_run_dir,
     publish_run_dir,
     split_validation,
@@ -67,6 +68,7 @@ def train_model(
 
     overrides = dict(overrides or {})
     cfg = get_config(arch, preset, **overrides)  # validates arch, preset and overrides before any work
+    check_zoo_data(dataset)
     check_model_fits(cfg, seq_len=dataset.seq_len, num_features=dataset.num_features, num_outputs=dataset.output_dim)
     keras.utils.set_random_seed(options.seed)
     classification = dataset.task == "classification"

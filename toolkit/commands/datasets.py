@@ -72,9 +72,14 @@ def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> 
     info = {
         "name": ds.name, "task": ds.task, "train_shape": list(ds.X_train.shape), "test_shape": list(ds.X_test.shape),
         "y_train_shape": list(ds.y_train.shape), "y_test_shape": list(ds.y_test.shape),
-        "seq_len": ds.seq_len, "num_features": ds.num_features, "output_dim": ds.output_dim,
+        "seq_len": ds.seq_len, "num_features": None if ds.token_ids else ds.num_features, "output_dim": ds.output_dim,
         "num_classes": ds.num_classes, "class_names": list(ds.class_names) if ds.class_names else None,
+        "input": (f"token ids int32 [N, {ds.seq_len}] (ids 0..{ds.max_token_id}: the model's vocabulary must be "
+                  f"> {ds.max_token_id})" if ds.token_ids else f"features float32 [N, {ds.seq_len}, {ds.num_features}]"),
+        "labels": ("one per time step" if ds.per_step else "one per sequence"),
     }
+    if ds.token_ids:
+        info["max_token_id"] = ds.max_token_id
     if as_json:
         meta = {k: v for k, v in ds.meta.items()}
         pre = dict(meta.get("preprocessing") or {})

@@ -10,7 +10,7 @@ import click
 
 from edgeseq.commands._types import FiniteFloat
 from edgeseq.errors import InputError
-from edgeseq.models.run_dir import TrainOptions, check_model_fits, prepare_run_dir
+from edgeseq.models.run_dir import TrainOptions, check_model_fits, check_zoo_data, prepare_run_dir
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict:
@@ -100,6 +100,7 @@ def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, pat
     data = load_dataset(dataset, data_dir=data_dir)
     out_dir = out_dir or f"runs/{arch}-{_slug(data.name)}"
     prepare_run_dir(out_dir, overwrite)  # checks only; the run directory appears when the model is written
+    check_zoo_data(data)
     check_model_fits(cfg, seq_len=data.seq_len, num_features=data.num_features, num_outputs=data.output_dim)
     from edgeseq.models.train import train_model
 

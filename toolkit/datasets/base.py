@@ -21,9 +21,11 @@ _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """One train/test split of sequences, ready for a model: X is float32 [N, T, F].
+    """One train/test split of sequences, ready for a model: X is float32 [N, T, F], or int32 token ids [N, T] (a
+    user .npz for models whose first layer is an Embedding).
 
-    Classification: y is int64 [N] in [0, num_classes). Regression: y is float32 [N, H] (H = horizon, >= 1).
+    Classification: y is int64 [N] in [0, num_classes), or [N, T] (one label per time step). Regression: y is float32
+    [N, H] (H = horizon, >= 1), or [N, T, H] (one target vector per time step).
     `meta` is JSON-serializable: source, license, citation, preprocessing (and normalization statistics), params.
     """
 
@@ -42,18 +44,36 @@ class Dataset:
         return int(self.X_train.shape[1])
 
     @property
+    def token_ids(self) -> bool:
+        """X holds integer token ids [N, T] (no feature axis)."""
+        return self.X_train.ndim == 2
+
+    @property
     def num_features(self) -> int:
-        return int(self.X_train.shape[2])
+        """F; 1 for token ids (one id per step)."""
+        return 1 if self.token_ids else int(self.X_train.shape[2])
+
+    @property
+    def max_token_id(self) -> int | None:
+        """The largest id in train and test (token data), else None."""
+        if not self.token_ids:
+            return None
+        return int(max(self.X_train.max(), self.X_test.max()))
+
+    @property
+    def per_step(self) -> bool:
+        """y has a time axis: one label ([N, T]) or target vector ([N, T, H]) per time step."""
+        return self.y_train.ndim == (2 if self.task == "classification" else 3)
 
     @property
     def output_dim(self) -> int:
         if self.task == "classification":
             return int(self.num_classes)
-        return int(self.y_train.shape[1])
+        return int(self.y_train.shape[-1])
 
     @property
-    def input_shape(self) -> tuple[int, int]:
-        return (self.seq_len, self.num_features)
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.seq_len,) if self.token_ids else (self.seq_len, self.num_features)
 
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, task={self.task!r}, train={list(self.X_train.shape)}, "

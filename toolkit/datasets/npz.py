@@ -1,7 +1,9 @@
 """Bring your own data: an .npz with X_train, y_train, X_test, y_test, checked key by key (never unpickled).
 
-X: numbers of shape [N, T, F]. y: integers [N] (or [N, 1]) -> classification with num_classes = max(y_train) + 1;
-floats [N] or [N, H] -> regression ([N] becomes [N, 1]). Optional key `class_names`: strings, one per class.
+X: numbers of shape [N, T, F], or integer token ids [N, T] (for models whose first layer is an Embedding; kept as
+int32). y: integers [N] (or [N, 1]) -> classification with num_classes = max(y_train) + 1, or [N, T] -> one label per
+time step; floats [N] or [N, H] -> regression ([N] becomes [N, 1]), or [N, T, H] -> one target vector per time step.
+Optional key `class_names`: strings, one per class.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from edgeseq.errors import DatasetError
 from edgeseq.fsio import sha256_file
 
 REQUIRED = ("X_train", "y_train", "X_test", "y_test")
-FORMAT_HINT = "see README 'Data sets': X_* float [N, T, F], y_* int [N] or float [N, H]"
+FORMAT_HINT = ("see README 'Your own data': X_* float [N, T, F] or int token ids [N, T], y_* int [N] / [N, T] or "
+               "float [N, H] / [N, T, H]")
+MAX_TOKEN_ID = 2**31 - 1  # token ids are fed to the model as int32
 MAX_CLASSES = 100_000  # num_classes = max(y_train) + 1; a stray huge label would otherwise size the model's head
 MAX_HEADER_BYTES = 65_536  # magic + length + header dict; numpy itself refuses headers over 10,000 characters
 CHUNK_BYTES = 1 << 22  # inflate 4 MiB at a time
@@ -208,13 +212,24 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 
 
 def _check_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    """float32 [N, T, F], or int32 [N, T] token ids (an integer X of rank 2)."""
     if x.dtype.kind not in "biuf":
         raise _err(path, f"key '{key}' has dtype {x.dtype}, expected numbers", f"cast '{key}' to float32")
-    if x.ndim != 3:
-        hint = f"reshape '{key}' to [N, T, F]" + (f", e.g. {key}[..., None] for one feature" if x.ndim == 2 else "")
-        raise _err(path, f"key '{key}' has rank {x.ndim} (shape {list(x.shape)}), expected 3: [N, T, F]", hint)
+    tokens = x.ndim == 2 and x.dtype.kind in "iu"
+    if x.ndim != 3 and not tokens:
+        hint = f"reshape '{key}' to [N, T, F]" + (f", e.g. {key}[..., None] for one feature; token ids [N, T] must be "
+                                                 "integers" if x.ndim == 2 else "")
+        raise _err(path, f"key '{key}' has rank {x.ndim} (shape {list(x.shape)}), expected 3: [N, T, F] "
+                         "(or integer token ids [N, T])", hint)
     if 0 in x.shape:
         raise _err(path, f"key '{key}' is empty (shape {list(x.shape)})", "every axis of X needs at least one entry")
+    if tokens:
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high > MAX_TOKEN_ID:
+            bad = low if low < 0 else high
+            raise _err(path, f"key '{key}' holds token id {bad:,}; ids must be 0..{MAX_TOKEN_ID:,} (int32)",
+                       "map the tokens to ids 0..vocabulary-1, e.g. np.unique(X, return_inverse=True)[1]")
+        return x.astype(np.int32, copy=False)
     x = x.astype(np.float32, copy=False)  # the reader's buffer is private: no second copy of float32 data
     bad = x.size - int(np.count_nonzero(np.isfinite(x)))
     if bad:
@@ -223,8 +238,8 @@ def _check_x(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _check_y(path: Path, key: str, y: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
-    """(array, is_classification)."""
+def _check_y(path: Path, key: str, y: np.ndarray, n: int, steps: int) -> tuple[np.ndarray, bool]:
+    """(array, is_classification). `steps`: X's T, the length of per-step labels ([N, T] ints, [N, T, H] floats)."""
     if y.dtype.kind not in "biuf":
         raise _err(path, f"key '{key}' has dtype {y.dtype}, expected integer labels or float targets",
                    f"encode '{key}' as integers 0..C-1 (classification) or floats (regression)")
@@ -237,14 +252,19 @@ def _check_y(path: Path, key: str, y: np.ndarray, n: int) -> tuple[np.ndarray, b
     if y.dtype.kind in "biu":
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        if y.ndim != 1:
-            raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N]",
+        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == steps)):
+            raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N] or one label per "
+                             f"time step [N, {steps}]",
                        f"for one-hot labels use {key}.argmax(-1); for regression targets cast to float32")
         return y.astype(np.int64), True
     if y.ndim == 1:
         y = y[:, None]
-    if y.ndim != 2:
-        raise _err(path, f"key '{key}' has rank {y.ndim}, expected [N] or [N, H] float targets", f"reshape '{key}'")
+    if y.ndim == 3 and y.shape[1] != steps:
+        raise _err(path, f"key '{key}' has per-step targets for {y.shape[1]} steps but X has {steps}",
+                   f"give one target vector per time step: [N, {steps}, H]")
+    if y.ndim not in (2, 3):
+        raise _err(path, f"key '{key}' has rank {y.ndim}, expected [N] or [N, H] float targets (or [N, T, H] per "
+                         "time step)", f"reshape '{key}'")
     y = y.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(y)))
     if bad:
@@ -256,17 +276,24 @@ def load_user_npz(spec: str) -> Dataset:
     path = Path(spec).expanduser()
     raw = _read(path)
     X_train, X_test = _check_x(path, "X_train", raw["X_train"]), _check_x(path, "X_test", raw["X_test"])
-    if X_train.shape[2] != X_test.shape[2]:
+    if X_train.ndim != X_test.ndim:
+        raise _err(path, f"'X_train' has shape {list(X_train.shape)} but 'X_test' has {list(X_test.shape)}: one holds "
+                         "token ids [N, T], the other features [N, T, F]", "give both the same kind of input")
+    if X_train.ndim == 3 and X_train.shape[2] != X_test.shape[2]:
         raise _err(path, f"'X_train' has {X_train.shape[2]} features but 'X_test' has {X_test.shape[2]}",
                    "train and test need the same features, in the same order")
     if X_train.shape[1] != X_test.shape[1]:
         raise _err(path, f"'X_train' has length {X_train.shape[1]} but 'X_test' has {X_test.shape[1]}",
                    "pad or crop both to one length T (models take a fixed-length window)")
-    y_train, cls_train = _check_y(path, "y_train", raw["y_train"], X_train.shape[0])
-    y_test, cls_test = _check_y(path, "y_test", raw["y_test"], X_test.shape[0])
+    steps = X_train.shape[1]
+    y_train, cls_train = _check_y(path, "y_train", raw["y_train"], X_train.shape[0], steps)
+    y_test, cls_test = _check_y(path, "y_test", raw["y_test"], X_test.shape[0], steps)
     if cls_train != cls_test:
         raise _err(path, "'y_train' and 'y_test' disagree: one holds integer labels, the other float targets",
                    "use integers in both (classification) or floats in both (regression)")
+    if y_train.ndim != y_test.ndim:
+        raise _err(path, f"'y_train' has shape {list(y_train.shape)} but 'y_test' has {list(y_test.shape)}: one "
+                         "labels each sequence, the other each time step", "label both the same way")
     num_classes = class_names = None
     if cls_train:
         for key, y in (("y_train", y_train), ("y_test", y_test)):
@@ -289,8 +316,8 @@ def load_user_npz(spec: str) -> Dataset:
                 raise _err(path, f"key 'class_names' has shape {list(names.shape)}, expected [{num_classes}]",
                            "give one name per class, in label order")
             class_names = tuple(str(s) for s in names)
-    elif y_train.shape[1] != y_test.shape[1]:
-        raise _err(path, f"'y_train' has horizon {y_train.shape[1]} but 'y_test' has {y_test.shape[1]}",
+    elif y_train.shape[-1] != y_test.shape[-1]:
+        raise _err(path, f"'y_train' has horizon {y_train.shape[-1]} but 'y_test' has {y_test.shape[-1]}",
                    "give train and test targets the same width H")
     sha = sha256_file(path)
     meta = {"source": str(path.resolve()), "license": "user-supplied", "citation": None, "sha256": sha,
