@@ -87,7 +87,6 @@ CALIBRATIONS = {
                                   xnnpack_code_kb=0.0, xnnpack_int8_code_kb=0.0, xnnpack_node_bytes=0.0,
                                   xnnpack_pack=0.0, xnnpack_int8=False),
 }
-RUNTIMES = tuple(CALIBRATIONS)
 
 
 def _ins(op: Any) -> list[int]:

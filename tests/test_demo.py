@@ -28,6 +28,15 @@ def test_demo_runs_the_whole_line_and_says_where_the_report_is(tmp_path):
     report = out / "report" / "report.html"
     assert report.exists() and "data:image/png;base64" in report.read_text()
     assert f"report: {report}" in proc.stdout
+    # the demo and `edgeseq profile` measure a file alike: the same model memory, within the estimate's promise
+    from edgeseq.profiling import profile_models
+    from edgeseq.report import load_report
+
+    demo = {r["model"]: r for r in load_report(out / "results.db")}
+    for name in ("gru-tiny-fp32", "gru-tiny-int8"):
+        (row,) = profile_models([out / "artifacts" / f"{name}.tflite"], runs=10, warmup=2, db=tmp_path / "p.db")
+        a, b = demo[name]["model_peak_kb"], row["model_peak_kb"]
+        assert a and b and abs(a - b) <= max(0.2 * b, 256), (name, a, b)
 
 
 @pytest.mark.parametrize("args, needle", [(["--preset", "huge"], "huge"), (["--epochs", "0"], "--epochs")])
