@@ -104,7 +104,7 @@ def _recurrent_plan(model: Any) -> list[tuple[str, Any]]:
             plan.append(("step", layer))
         elif isinstance(layer, SequencePooling) and layer.mode == "last":
             plan.append(("skip", layer))
-        elif kind == "Conv1D" and tuple(layer.kernel_size) == (1,) and layer.padding in ("valid", "same", "causal"):
+        elif kind == "Conv1D" and tuple(layer.kernel_size) == (1,) and tuple(layer.strides) == (1,):
             plan.append(("step", layer))
         elif kind == "TimeDistributed" and type(layer.layer).__name__ in PER_STEP:
             plan.append(("inner", layer))

@@ -3,6 +3,7 @@
 A step model consumes one time step and carries everything it needs between calls as explicit tensors:
 
     recurrent:   {"x": (B, F), "state_<layer>_h": (B, units)[, "state_<layer>_c"]}  -> {"y", "state_...": next}
+    conv1d:      {"state_<layer>_buf": (B, (k-1)*dilation, C_in)[, "state_<layer>_fill"]}  (carried like the above)
     transformer: {"x": (B, F), "pos": (B,) int32, "k_cache_<i>", "v_cache_<i>": (B, heads, capacity, head_dim)}
                  -> {"y", "k_cache_<i>_at_pos", "v_cache_<i>_at_pos": (B, heads, 1, head_dim)}
 
@@ -21,6 +22,11 @@ features; `pos` (if present) is the step index from 0; `y` is the model's output
   the new key/value returned for the runtime to write at slot `pos`. Each cached entry is thus quantized once, when
   written: passing the whole cache through the graph every step re-rounded every old int8 entry at every step.
   Positions 0..capacity-1 are served.
+- Users' own functional graphs (edgeseq.models.graph_step) stream node by node, residual connections included: a
+  causal keras MultiHeadAttention becomes the same kind of KV-cache step from the layer's own projections, a Conv1D
+  with kernel k > 1 and stride 1 keeps a ring buffer of its last (k-1)*dilation inputs (padding "causal" exact,
+  "valid" with a delay of (k-1)*dilation steps, `stream_delay`), and learned or constant position tables add row
+  `pos`. Plain chains of RNN cells keep the recurrent path above; the zoo Transformer keeps its own.
 - The sliding-window baseline is the batch model itself at a fixed window W, re-run for every new step.
 
 Keras is imported lazily, in the builders.
@@ -42,7 +48,8 @@ from edgeseq.models.recurrent_step import (  # noqa: F401 - recurrent_state_spec
     _recurrent_plan,
     recurrent_state_specs,
 )
-from edgeseq.models.transformer_step import _make_transformer_step_layer, kv_cache_specs  # noqa: F401
+from edgeseq.models.transformer_step import _make_transformer_step_layer
+from edgeseq.models.transformer_step import kv_cache_specs as _zoo_kv_cache_specs
 from edgeseq.streamkind import StreamKind
 
 NONCAUSAL_WHY = (
@@ -76,6 +83,21 @@ def _find_bidirectional(model: Any) -> Any | None:
             if found is not None:
                 return found
     return None
+
+
+def _stateful_layers(model: Any) -> list:
+    """RNN layers and Conv1D layers with kernel > 1 (nested models included): what a step model carries state for."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.RNN):
+            found.append(layer)
+        elif isinstance(layer, keras.layers.Conv1D) and max(layer.kernel_size) > 1:
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(_stateful_layers(layer))
+    return found
 
 
 def _attention_layers(model: Any) -> list:
@@ -114,14 +136,16 @@ def analyze_streaming(model: Any) -> StreamInfo:
         raise InputError(f"cannot stream {model.name}: layer {bi.name!r} is bidirectional; {BIDIRECTIONAL_WHY}",
                          BIDIRECTIONAL_HINT)
     attention = _attention_layers(model)
-    if attention:
-        from edgeseq.models.layers import MultiHeadSelfAttention
+    from edgeseq.models.layers import MultiHeadSelfAttention
 
+    if attention and not any(isinstance(a, MultiHeadSelfAttention) for a in attention):
+        return _graph_info(model, seq_len, features)  # users' own keras MultiHeadAttention: refused there if not causal
+    if attention:
         foreign = [a for a in attention if not isinstance(a, MultiHeadSelfAttention)]
         if foreign:
             raise ModelError(
-                f"cannot stream {model.name} with a KV cache: layer {foreign[0].name!r} is keras MultiHeadAttention; "
-                "edgeseq builds KV-cache step models for the zoo Transformer (MultiHeadSelfAttention)",
+                f"cannot stream {model.name} with a KV cache: layer {foreign[0].name!r} is keras MultiHeadAttention "
+                "beside the zoo's MultiHeadSelfAttention; edgeseq streams one kind of attention per model",
                 "measure the sliding-window baseline with --window W instead",
             )
         noncausal = [a for a in attention if not a.causal]
@@ -136,14 +160,53 @@ def analyze_streaming(model: Any) -> StreamInfo:
                 "retrain the causal Transformer with pooling='last' (the default for causal=True)",
             )
         return StreamInfo(StreamKind.KV_CACHE, seq_len, features, {"num_layers": len(attention)})
-    recurrent = [ly for ly in _flatten_chain(model) if isinstance(ly, keras.layers.RNN)]
-    if not recurrent:
+    if not _stateful_layers(model):
         raise ModelError(
-            f"cannot stream {model.name}: it has neither recurrent layers nor causal self-attention",
-            "streaming exports RNN/LSTM/GRU models and the causal zoo Transformer",
+            f"cannot stream {model.name}: it has neither recurrent layers, causal convolutions nor causal "
+            "self-attention",
+            "streaming exports RNN/LSTM/GRU models, causal Conv1D front ends and causal attention",
         )
-    _recurrent_plan(model)  # refuses layers that need other time steps
+    try:
+        recurrent = [ly for ly in _flatten_chain(model) if isinstance(ly, keras.layers.RNN)]
+        _recurrent_plan(model)  # refuses layers that need other time steps
+    except InputError:  # not a plain chain of cells and per-step layers: walk the graph (refuses with its reason)
+        return _graph_info(model, seq_len, features)
     return StreamInfo(StreamKind.RECURRENT_STEP, seq_len, features, {"layers": [ly.name for ly in recurrent]})
+
+
+def _graph_info(model: Any, seq_len: int | None, features: int) -> StreamInfo:
+    from edgeseq.models.graph_step import graph_plan
+
+    plan = graph_plan(model)
+    kind = StreamKind.KV_CACHE if plan.needs_pos else StreamKind.RECURRENT_STEP
+    return StreamInfo(kind, seq_len, features, {"builder": "graph", "layers": plan.stateful,
+                                                "num_layers": len(plan.attention), "delay": plan.delay})
+
+
+def _is_graph(info: StreamInfo) -> bool:
+    return info.detail.get("builder") == "graph"
+
+
+def state_specs(model: Any, kv_capacity: int | None = None) -> list[tuple[str, tuple]]:
+    """(input name, shape without batch) of every state input of the step model: carried state, then KV caches."""
+    info = analyze_streaming(model)
+    if _is_graph(info):
+        from edgeseq.models.graph_step import graph_plan
+
+        return graph_plan(model).state_specs(kv_capacity or info.seq_len)
+    if info.kind == StreamKind.KV_CACHE:
+        return list(_zoo_kv_cache_specs(model, kv_capacity or info.seq_len))
+    return [(n, (s,)) for n, s in recurrent_state_specs(model)]
+
+
+def kv_cache_specs(model: Any, capacity: int) -> list[tuple[str, tuple[int, int, int]]]:
+    """(input name, (heads, capacity, head_dim)) of every KV cache, the zoo Transformer's or a user's attention."""
+    return [(n, s) for n, s in state_specs(model, capacity) if n.startswith(("k_cache_", "v_cache_"))]
+
+
+def stream_delay(model: Any) -> int:
+    """Steps by which the step model's y lags the input ("valid" convolutions); 0 for everything else."""
+    return int(analyze_streaming(model).detail.get("delay", 0))
 
 
 def _get(model: Any, name: str) -> Any | None:
@@ -162,7 +225,18 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
     F = info.num_features
     x = keras.Input(batch_shape=(batch_size, F), name="x")
     inputs = {"x": x}
-    if info.kind == StreamKind.RECURRENT_STEP:
+    if _is_graph(info):
+        from edgeseq.models.graph_step import graph_plan, make_graph_step_layer
+
+        plan = graph_plan(model)
+        capacity = (kv_capacity or info.seq_len) if plan.attention else None
+        step = make_graph_step_layer(model, capacity)  # checks the capacity
+        if plan.needs_pos:
+            inputs["pos"] = keras.Input(batch_shape=(batch_size,), dtype="int32", name="pos")
+        for name, shape in plan.state_specs(capacity):
+            inputs[name] = keras.Input(batch_shape=(batch_size, *shape), name=name)
+        name = f"{model.name}_kv{capacity}" if capacity else f"{model.name}_step"
+    elif info.kind == StreamKind.RECURRENT_STEP:
         for name, size in recurrent_state_specs(model):
             inputs[name] = keras.Input(batch_shape=(batch_size, size), name=name)
         step = _make_recurrent_step_layer(model)

@@ -82,9 +82,15 @@ def _masked_attention(attn: Any, q: Any, k: Any, v: Any, valid: Any) -> Any:
     gives it a weight below e^-30 (float parity ~1e-7) while the scores' int8 range grows by 30 at most. One SOFTMAX
     op, no DIV: tflite-runtime 2.14 has no int8 DIV kernel.
     """
+    return scaled_masked_attention(q, k, v, valid, 1.0 / math.sqrt(attn.head_dim))
+
+
+def scaled_masked_attention(q: Any, k: Any, v: Any, valid: Any, scale: float) -> Any:
+    """softmax(q k^T * scale, masked) v with `_masked_attention`'s bounded masking; q (B, H, 1, dk), k (B, H, S, dk),
+    v (B, H, S, dv), valid broadcastable to (B, H, 1, S). Shared by the zoo step and users' MultiHeadAttention."""
     from keras import ops
 
-    scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(attn.head_dim))
+    scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * scale
     low = ops.min(scores, axis=-1, keepdims=True) - MASK_MARGIN
     return ops.matmul(ops.softmax(ops.where(valid, scores, low), axis=-1), v)
 
