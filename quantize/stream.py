@@ -155,22 +155,24 @@ def _reference(model: Any, export: dict, X: np.ndarray, steps: int) -> tuple[np.
 
 
 def _stream_record(model: Any, export: dict, parity_steps: int) -> dict:
-    from edgeseq.models.streaming import kv_cache_specs, recurrent_state_specs
+    from edgeseq.models.streaming import state_specs, stream_delay
 
     rec: dict[str, Any] = {"kind": StreamKind(export["kind"]).value,
                            "contract": "inputs named like outputs are state (fed back each step); x = step features; "
                                        "pos = step index from 0; y = output",
                            "parity_steps": parity_steps}
-    if export["kind"] == StreamKind.RECURRENT_STEP:
-        specs = recurrent_state_specs(model)
-        rec["state"] = [{"name": n, "shape": [1, s]} for n, s in specs]
-        rec["state_floats"] = int(sum(s for _, s in specs))
-    elif export["kind"] == StreamKind.KV_CACHE:
-        specs = kv_cache_specs(model, export["size"])
-        rec["kv_capacity"] = export["size"]
+    if export["kind"] in (StreamKind.RECURRENT_STEP, StreamKind.KV_CACHE):
+        specs = state_specs(model, export["size"])  # carried state (RNN cells, conv buffers), then KV caches
         rec["state"] = [{"name": n, "shape": [1, *s]} for n, s in specs]
         rec["state_floats"] = int(sum(int(np.prod(s)) for _, s in specs))
-        rec["positions"] = f"0..{export['size'] - 1}"
+        if export["kind"] == StreamKind.KV_CACHE:
+            rec["kv_capacity"] = export["size"]
+            rec["positions"] = f"0..{export['size'] - 1}"
+        delay = stream_delay(model)
+        if delay:
+            rec["delay_steps"] = delay
+            rec["delay_note"] = (f"'valid' convolutions: y is meaningful from step {delay} on, and the step at t gives "
+                                 f"the sequence model's output {delay} positions earlier (t - {delay})")
     else:
         rec["window"] = export["size"]
         rec["state_floats"] = int(export["size"] * int(model.inputs[0].shape[-1]))
