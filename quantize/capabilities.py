@@ -17,7 +17,7 @@ from typing import Any
 from edgeseq.quantize.recipes import MODES
 from edgeseq.streamkind import StreamKind
 
-FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional")
+FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional", "conv1d")
 FORMS = ("batch", *(k.value for k in StreamKind))
 
 
@@ -52,8 +52,15 @@ TABLE: tuple[Capability, ...] = (
     Capability("recurrent", "*", StreamKind.RECURRENT_STEP.value, True,
                "one step per invoke through each layer's cell; the state is carried by the runtime"),
     Capability("attention", "*", StreamKind.KV_CACHE.value, True,
-               "the zoo's causal MultiHeadSelfAttention only; a non-causal or keras MultiHeadAttention layer is "
-               "refused when the model is analysed"),
+               "the zoo's causal MultiHeadSelfAttention, and keras MultiHeadAttention called with use_causal_mask=True "
+               "(or a lower-triangular attention_mask) in users' functional graphs, residual blocks and learned or "
+               "constant positions included (from the layer's own query/key/value/output kernels); non-causal "
+               "attention is refused when the model is analysed"),
+    *(Capability("conv1d", "*", form, True,
+                 "Conv1D with kernel k > 1 and stride 1: a ring buffer of the last (k-1)*dilation inputs carried as "
+                 "state (state_<layer>_buf); padding='causal' is exact, 'valid' delays y by (k-1)*dilation steps (the "
+                 "manifest's delay_steps); padding='same' and strides > 1 are refused when the model is analysed")
+      for form in (StreamKind.RECURRENT_STEP.value, StreamKind.KV_CACHE.value)),
     Capability("bidirectional", "*", StreamKind.RECURRENT_STEP.value, False,
                "a bidirectional RNN reads the sequence from its end: no output exists before the whole window",
                "retrain with bidirectional=False, or use the window baseline (--window W)"),
@@ -77,6 +84,8 @@ def families_of(model: Any) -> set[str]:
             found.add("attention")
         if name == "LayerNormalization":
             found.add("layer-norm")
+        if isinstance(layer, keras.layers.Conv1D):
+            found.add("conv1d")
         if isinstance(layer, keras.Model):
             stack.extend(layer.layers)
         elif isinstance(getattr(layer, "layer", None), keras.layers.Layer):
