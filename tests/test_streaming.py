@@ -110,8 +110,8 @@ def test_window_model_is_the_batch_model_on_the_last_w_steps():
         (lambda: _zoo("lstm", head="mean"), "averages"),
         (lambda: keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(4, go_backwards=True), keras.layers.Dense(2)]),
          "backwards"),
-        (lambda: keras.Sequential([keras.Input((T, F)), keras.layers.Conv1D(4, 3), keras.layers.GRU(4)]),
-         "neighbouring"),
+        (lambda: keras.Sequential([keras.Input((T, F)), keras.layers.Conv1D(4, 3, padding="same"), keras.layers.GRU(4)]),
+         "neighbouring future"),
     ],
 )
 def test_models_that_cannot_stream_are_refused_with_the_reason(make, words):
