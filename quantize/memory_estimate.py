@@ -36,9 +36,10 @@ from edgeseq.quantize.tflite_file import TFLiteFile
 
 ALIGNMENT = 64  # LiteRT's kDefaultTensorAlignment and kDefaultArenaAlignment
 NEVER = 1 << 62  # "never deallocated" (kNodeNotAssigned as the last node)
-# The planner is quadratic in the tensors of a subgraph; past this many (an unrolled RNN at T=64 has ~1,300) the arena
-# is the peak of the live bytes instead, the least any planner needs (`arena_method`: "liveness").
-MAX_PLANNED = 8000
+# The planner is quadratic in the tensors of a subgraph (4,000 all alive at once: ~1.4 s); past this many (an unrolled
+# RNN at T=64 has ~1,300) the arena is the peak of the live bytes instead, the least any planner needs
+# (`arena_method`: "liveness"; for an unrolled graph's small short-lived tensors the two are close).
+MAX_PLANNED = 4000
 
 # Ops whose output may take its input's buffer (LiteRT's inplace_operator flags, XNNPACK's in-place elementwise
 # nodes): when the input has no other reader, is not a graph input or output, and has the output's size.
