@@ -36,6 +36,12 @@ def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = Tr
     if recipe.allow_flex:
         ops = [*ops, tf.lite.OpsSet.SELECT_TF_OPS]
     conv.target_spec.supported_ops = ops
+    from edgeseq.quantize.loading import is_saved_model_wrapper
+
+    if is_saved_model_wrapper(model):
+        # A SavedModel's loops were traced with a free batch: their tensor lists have no static element shape, which
+        # the builtin lowering needs. The input is batch 1 here, so the converter may assume it inside them too.
+        conv._experimental_default_to_single_batch_in_tensor_list_ops = True
     if recipe.mode != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         # The converter's only switch for per-tensor weight scales (private, but stable since TF 2.4).

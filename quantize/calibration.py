@@ -29,17 +29,27 @@ class Inputs:
     X_val: np.ndarray
     y_val: np.ndarray | None
     validation_record: dict
+    vocab: int | None = None  # token-id models: ids are 0..vocab-1 (X is int32 [N, T])
+
+    @property
+    def tokens(self) -> bool:
+        return self.X_val.ndim == 2
 
     def calibration(self, samples: int, seed: int = CALIBRATION_SEED) -> tuple[np.ndarray, dict]:
         """`samples` seeded calibration inputs from the training split, and the record that reproduces them."""
         if self.dataset is None:
             rng = np.random.default_rng(seed)
+            if self.tokens:
+                X = random_ids(rng, (samples, *self.X_val.shape[1:]), self.vocab)
+                return X, {"source": "random-ids", "note": f"no calibration data given: uniform ids 0..{self.vocab - 1}; "
+                           "pass --calibration DATASET for a faithful int8 model", "samples": samples, "seed": seed}
             X = rng.standard_normal((samples, *self.X_val.shape[1:])).astype(np.float32)
             return X, {"source": "random-normal", "note": "no calibration data given: N(0,1) inputs; pass "
                        "--calibration DATASET for a faithful int8 model", "samples": samples, "seed": seed}
         X_train = self.dataset.X_train
         idx = select_indices(len(X_train), samples, seed)
-        X, guard = guard_constant_steps(np.ascontiguousarray(X_train[idx], dtype=np.float32), seed)
+        dtype = np.int32 if self.tokens else np.float32
+        X, guard = guard_constant_steps(np.ascontiguousarray(X_train[idx], dtype=dtype), seed, self.vocab)
         return X, {
             "source": "dataset",
             "dataset": self.name,
@@ -52,22 +62,49 @@ class Inputs:
         }
 
 
-def guard_constant_steps(X: np.ndarray, seed: int) -> tuple[np.ndarray, dict | None]:
+def guard_constant_steps(X: np.ndarray, seed: int, vocab: int | None = None) -> tuple[np.ndarray, dict | None]:
     """Append one jittered sample when some time steps are identical in every calibration sample.
 
     Why: pre-padded data (JapaneseVowels) leaves the first steps, and the recurrent state through them, at exactly
     one value in every sample; the calibrator then records zero-width ranges, and LiteRT's XNNPACK delegate aborts
     (double free) while preparing such an int8 graph. A copy of one sample with N(0, 1% of the data's std) added on
-    those steps gives them a tiny, valid range and leaves every real range as it was.
+    those steps gives them a tiny, valid range and leaves every real range as it was. Token ids (int [N, T], padding
+    ids in every row) get random ids 0..vocab-1 on those steps instead.
     """
-    constant = np.all(X == X[:1], axis=(0, 2))
+    tokens = X.ndim == 2
+    constant = np.all(X == X[:1], axis=0 if tokens else (0, 2))
     if len(X) < 2 or not constant.any():
         return X, None
     rng = np.random.default_rng(seed + 7)
     extra = X[:1].copy()
+    if tokens:
+        high = vocab or int(X.max()) + 1
+        extra[:, constant] = random_ids(rng, extra[:, constant].shape, high)
+        return np.concatenate([X, extra]), {"constant_steps": int(constant.sum()), "extra_samples": 1,
+                                            "random_ids_below": high}
     sigma = 0.01 * float(X.std() or 1.0)
     extra[:, constant] += rng.normal(0.0, sigma, extra[:, constant].shape).astype(np.float32)
     return np.concatenate([X, extra]), {"constant_steps": int(constant.sum()), "extra_samples": 1, "sigma": sigma}
+
+
+def random_ids(rng: np.random.Generator, shape: tuple, vocab: int | None) -> np.ndarray:
+    """Uniform int32 token ids 0..vocab-1."""
+    if not vocab:
+        raise InputError("cannot tell this token-id model's vocabulary size (no Embedding layer found)",
+                         "pass --calibration DATA with real ids")
+    return rng.integers(0, vocab, size=shape, dtype=np.int64).astype(np.int32)
+
+
+def check_ids(X: np.ndarray, vocab: int | None, what: str) -> None:
+    """InputError (one line, exit 2) naming the largest id when `X` holds ids outside 0..vocab-1."""
+    if vocab is None or X.size == 0:
+        return
+    top, low = int(X.max()), int(X.min())
+    if top >= vocab:
+        raise InputError(f"{what} has token id {top} but the model's vocabulary has {vocab} ids (0..{vocab - 1})",
+                         f"use the data the model was trained on, or map unknown tokens to an id below {vocab}")
+    if low < 0:
+        raise InputError(f"{what} has a negative token id ({low})", "ids must be 0..vocabulary-1")
 
 
 def select_indices(total: int, samples: int, seed: int = CALIBRATION_SEED) -> np.ndarray:
@@ -88,24 +125,42 @@ def _load(spec: Any) -> Any:
     raise InputError(f"cannot use {type(spec).__name__} as calibration data", "pass a data set name or an .npz path")
 
 
-def prepare_inputs(source: Any, *, seq_len: int, num_features: int, seed: int = CALIBRATION_SEED) -> Inputs:
-    """Load `source` (None: random) and check it fits a model with input [1, seq_len, num_features]."""
+def prepare_inputs(source: Any, *, seq_len: int, num_features: int | None, vocab: int | None = None,
+                   seed: int = CALIBRATION_SEED) -> Inputs:
+    """Load `source` (None: random) and check it fits a model with input [1, seq_len, num_features], or token ids
+    [1, seq_len] when `num_features` is None (ids below `vocab`, when known)."""
+    tokens = num_features is None
     if source is None:
         rng = np.random.default_rng(seed + 1)
-        X = rng.standard_normal((RANDOM_VALIDATION_SAMPLES, seq_len, num_features)).astype(np.float32)
-        record = {"source": "random-normal", "samples": len(X), "seed": seed + 1,
-                  "note": "no data set given: parity checked on N(0,1) inputs, no accuracy"}
-        return Inputs(None, "random", None, X, None, record)
+        if tokens:
+            X = random_ids(rng, (RANDOM_VALIDATION_SAMPLES, seq_len), vocab)
+            record = {"source": "random-ids", "samples": len(X), "seed": seed + 1, "vocab": vocab,
+                      "note": "no data set given: parity checked on uniform random ids, no accuracy"}
+        else:
+            X = rng.standard_normal((RANDOM_VALIDATION_SAMPLES, seq_len, num_features)).astype(np.float32)
+            record = {"source": "random-normal", "samples": len(X), "seed": seed + 1,
+                      "note": "no data set given: parity checked on N(0,1) inputs, no accuracy"}
+        return Inputs(None, "random", None, X, None, record, vocab)
     ds = _load(source)
     name = getattr(ds, "name", str(source))
-    _, t, f = ds.X_test.shape
+    data_tokens = ds.X_test.ndim == 2
+    if data_tokens != tokens:
+        raise InputError(
+            f"data set {name} holds {'token ids [N, T]' if data_tokens else 'features [N, T, F]'} but the model takes "
+            f"{'token ids [batch, time]' if tokens else 'features [batch, time, features]'}",
+            "use the data set the model was trained on")
+    t = ds.X_test.shape[1]
+    f = None if tokens else ds.X_test.shape[2]
     if (t, f) != (seq_len, num_features):
         hint = (f"convert with --seq-len {t}" if f == num_features else "use the data set the model was trained on")
-        raise InputError(
-            f"data set {name} has sequences of shape [{t}, {f}] but the model takes [{seq_len}, {num_features}]", hint
-        )
+        have, want = ([t] if f is None else [t, f]), ([seq_len] if tokens else [seq_len, num_features])
+        raise InputError(f"data set {name} has sequences of shape {have} but the model takes {want}", hint)
+    if tokens:
+        for split in ("X_train", "X_test"):
+            check_ids(getattr(ds, split), vocab, f"data set {name} ({split})")
     n = len(ds.X_test)
     idx = np.arange(n) if n <= VALIDATION_SAMPLES else select_indices(n, VALIDATION_SAMPLES, seed)
     record = {"source": "dataset", "dataset": name, "split": "test", "samples": int(len(idx)),
               "indices_sha256": hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest()}
-    return Inputs(ds, name, ds.task, np.ascontiguousarray(ds.X_test[idx], np.float32), ds.y_test[idx], record)
+    X_val = np.ascontiguousarray(ds.X_test[idx], np.int32 if tokens else np.float32)
+    return Inputs(ds, name, ds.task, X_val, ds.y_test[idx], record, vocab)

@@ -86,6 +86,7 @@ def families_of(model: Any) -> set[str]:
             found.add("layer-norm")
         if isinstance(layer, keras.layers.Conv1D):
             found.add("conv1d")
+        found.update(getattr(layer, "edgeseq_families", None) or ())  # a SavedModel's: read from its graph
         if isinstance(layer, keras.Model):
             stack.extend(layer.layers)
         elif isinstance(getattr(layer, "layer", None), keras.layers.Layer):

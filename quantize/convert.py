@@ -8,6 +8,7 @@ per-tensor weight scales), both validated, and one file kept by GRANULARITY_RULE
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import numpy as np
 
 from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
-from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir, sha256_file
+from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir
 from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal
@@ -70,6 +71,33 @@ def _guess_task(model: Any) -> str | None:
     if type(last).__name__ == "Softmax" or getattr(last, "get_config", dict)().get("activation") == "softmax":
         return "classification"
     return None
+
+
+def model_input_record(model: Any) -> dict:
+    """What the model's input is, for the manifest (`source.input`): features, or token ids with the vocabulary
+    size (what the agent's random ids and evaluate's id check read)."""
+    from edgeseq.quantize.loading import saved_model_vocab
+    from edgeseq.quantize.rebuild import is_token_input, token_vocab
+
+    if not is_token_input(model):
+        return {"kind": "features", "dtype": "float32"}
+    vocab, where = token_vocab(model), "Embedding input_dim"
+    if vocab is None:
+        vocab, where = saved_model_vocab(model), "the SavedModel's embedding variable"
+    return {"kind": "token-ids", "dtype": "int32", "vocab_size": vocab, "vocab_from": where if vocab else None}
+
+
+def source_record(path: Path, model: Any, task: str | None, input_record: dict) -> dict:
+    """The manifest's `source`: path, format, sha256 and bytes (of a SavedModel directory's files), parameters,
+    task, input, and whether the model gives one output per time step."""
+    from edgeseq.quantize.loading import source_fingerprint
+
+    sha, size = source_fingerprint(path)
+    fmt = (getattr(model, "edgeseq_source", None) or {}).get("format", "keras")
+    out_rank = len(model.outputs[0].shape)
+    return {"path": str(path), "format": fmt, "sha256": sha, "bytes": size, "parameters": int(model.count_params()),
+            "task": task, "input": input_record, "per_step_output": out_rank == 3,
+            "output_shape": [None if d is None else int(d) for d in model.outputs[0].shape]}
 
 
 def _run_child(job_dir: Path, label: str, hint: str) -> dict:
@@ -223,6 +251,7 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
     started = time.perf_counter()
     if ctx["validate"] and not info["flex_ops"]:
         validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"])
+        validation["reference"] = ctx["reference_from"]
     else:
         validation = {"skipped": True, "passed": None,
                       "reason": "Flex ops cannot run on LiteRT" if info["flex_ops"] else "--no-validate"}
@@ -286,7 +315,9 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     result.warnings.extend(kept.warnings)
     report, info, validation, data = kept.report, kept.info, kept.validation, kept.data
     looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
-    route = {"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "seq_len": ctx["seq_len"],
+    route = {"converter": ("tf.lite.TFLiteConverter.from_keras_model over the SavedModel's serving signature "
+                           "(keras.layers.TFSMLayer)" if ctx["source"]["format"] == "saved_model"
+                           else "tf.lite.TFLiteConverter.from_keras_model"), "batch": 1, "seq_len": ctx["seq_len"],
              "ops": "builtins+flex" if info["flex_ops"] else "builtins", **rnn_info,
              "compacted": {"converter_bytes": kept.converted_bytes, "bytes_saved": kept.converted_bytes - len(data)}}
     if recipe.mode != "fp32":
@@ -358,9 +389,10 @@ def convert_model(
     steps, features = resolve_seq_len(model, seq_len)
     if len(model.outputs) != 1:
         raise ModelError(f"{path} has {len(model.outputs)} outputs; edgeseq converts single-output models")
-    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features)
+    input_record = model_input_record(model)
+    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features, vocab=input_record.get("vocab_size"))
     if inputs.task is None:
-        inputs = Inputs(None, inputs.name, _guess_task(model), inputs.X_val, None, inputs.validation_record)
+        inputs = dataclasses.replace(inputs, dataset=None, task=_guess_task(model), y_val=None)
     say(f"reference outputs from Keras on {len(inputs.X_val)} {inputs.validation_record['source']} samples")
     reference = np.asarray(model.predict(inputs.X_val, batch_size=64, verbose=0), dtype=np.float32)
     keras_metric = None
@@ -373,8 +405,10 @@ def convert_model(
         "model_path": path.resolve(), "name": name or default_name(path), "seq_len": steps,
         "recurrent": has_recurrent(model), "rnn_survey": survey(model), "trust_model": trust_model, "inputs": inputs, "reference": reference,
         "keras_metric": keras_metric, "validate": validate, "strict": strict, "out_dir": Path(out_dir),
-        "source": {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                   "parameters": int(model.count_params()), "task": inputs.task},
+        "source": source_record(path, model, inputs.task, input_record),
+        "reference_from": ("the SavedModel's serving signature (TensorFlow)"
+                           if (getattr(model, "edgeseq_source", None) or {}).get("format") == "saved_model"
+                           else "the Keras model"),
     }
     del model
     results: list[ConversionResult] = []

@@ -1,5 +1,9 @@
 """Accuracy (or MSE) of any .tflite on a data set, on the LiteRT runtime. No TensorFlow.
 
+Per-time-step models (output [1, T, C] or [1, T, H]) are scored per frame against labels [N, T] / [N, T, H]. Token-id
+models (input int32 [1, T]) are checked against the vocabulary (manifest, else the file's GATHER table) first: an
+out-of-vocabulary id is a one-line error naming the largest id.
+
 The file is read and its signature checked against the data before anything runs, so a wrong data set is a clear
 error; the run itself happens in a throwaway process (see `isolated`), so a runtime abort is one too.
 """
@@ -16,8 +20,10 @@ from edgeseq.quantize.tflite_file import read_tflite
 
 def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | None = None) -> dict[str, Any]:
     """{'model', 'dataset', 'task', metrics..., 'n', 'runtime', 'wall_s'} for `path` on the test split of `dataset`."""
+    from edgeseq.quantize.calibration import check_ids
     from edgeseq.quantize.inspect import analyze
     from edgeseq.quantize.isolated import run_tflite_isolated
+    from edgeseq.quantize.tokens import is_id_input, vocab_of
     from edgeseq.quantize.runtime import interpreter_class
     from edgeseq.quantize.validate import task_metric
 
@@ -31,13 +37,27 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
         raise InputError(f"{path} has {len(info['inputs'])} inputs; evaluate runs single-input sequence models")
     shape = info["inputs"][0]["shape"]
     data_shape = list(dataset.X_test.shape[1:])
-    if len(shape) != 3 or shape[1:] != data_shape:
+    tokens = is_id_input(info["inputs"][0]) and len(shape) == 2
+    if len(shape) != (2 if tokens else 3) or shape[1:] != data_shape:
+        what = "token ids" if getattr(dataset, "token_ids", False) else "features"
         raise InputError(
-            f"{path} takes input {shape[1:] if len(shape) == 3 else shape} per sample but data set {dataset.name} "
-            f"has {data_shape}",
+            f"{path} takes {'token ids' if tokens else 'input'} {shape[1:]} per sample but data set {dataset.name} "
+            f"has {what} {data_shape}",
             "evaluate on the data set the model was converted for (same sequence length and features)",
         )
-    out_dim = info["outputs"][0]["shape"][-1] if info["outputs"][0]["shape"] else 1
+    vocab = vocab_from = None
+    if tokens:
+        vocab, vocab_from = vocab_of(path, f)
+        check_ids(dataset.X_test, vocab, f"data set {dataset.name} (X_test)")
+    out_shape = info["outputs"][0]["shape"]
+    out_dim = out_shape[-1] if out_shape else 1
+    model_per_step = len(out_shape) == 3
+    data_per_step = bool(getattr(dataset, "per_step", False))
+    if model_per_step != data_per_step:
+        raise InputError(
+            f"{path} gives {'one output per time step' if model_per_step else 'one output per sequence'} but data "
+            f"set {dataset.name} has {'one label per time step' if data_per_step else 'one label per sequence'}",
+            "evaluate on the data set the model was trained on (per-step labels: y [N, T] ints or [N, T, H] floats)")
     if dataset.task == "classification" and out_dim < dataset.num_classes:
         raise InputError(f"{path} outputs {out_dim} values but {dataset.name} has {dataset.num_classes} classes",
                          "evaluate on the data set the model was trained on")
@@ -51,6 +71,7 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
         "dataset": dataset.name,
         "task": dataset.task,
         **task_metric(outputs, dataset.y_test, dataset.task),
+        **({"vocab_size": vocab, "vocab_from": vocab_from} if tokens else {}),
         "runtime": runtime,
         "runtime_version": version,
         "wall_s": round(wall_s, 3),

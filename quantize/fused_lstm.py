@@ -149,9 +149,9 @@ def fused_model(model: Any, seq_len: int | None) -> tuple[Any, int]:
     (sharing its weights); other layers are `model`'s own. Returns (model, number of fused layers)."""
     import keras
 
-    from edgeseq.quantize.rebuild import resolve_seq_len
+    from edgeseq.quantize.rebuild import fixed_batch_shape, fixed_input
 
-    steps, features = resolve_seq_len(model, seq_len)
+    shape = fixed_batch_shape(model, seq_len)
     masked = _masking_layer(model)
     if masked:
         raise ModelError(f"{masked} masks the input and the fused LSTM op has no mask input",
@@ -166,7 +166,7 @@ def fused_model(model: Any, seq_len: int | None) -> tuple[Any, int]:
             return fused_cls(layer)
         return layer
 
-    inp = keras.Input(batch_shape=(1, steps, features), dtype=model.inputs[0].dtype, name="input")
+    inp = fixed_input(model, seq_len)
     try:
         clone = keras.models.clone_model(model, input_tensors=inp, clone_function=swap, recursive=True)
     except ModelError:
@@ -176,7 +176,7 @@ def fused_model(model: Any, seq_len: int | None) -> tuple[Any, int]:
             f"cannot rebuild this model with fused LSTMs ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
             "use --rnn-strategy loop, or build the model as a Functional/Sequential model",
         ) from exc
-    if tuple(clone.inputs[0].shape) != (1, steps, features):
+    if tuple(clone.inputs[0].shape) != shape:
         clone = keras.Model(inp, clone(inp), name=f"{model.name}_fused")
     if count == 0:
         raise ModelError("no LSTM layer of this model can be fused", "use --rnn-strategy loop")

@@ -27,7 +27,8 @@ def run_tflite_isolated(data: bytes, X: np.ndarray, label: str) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="edgeseq-run-") as tmp:
         job = Path(tmp)
         (job / "model.tflite").write_bytes(data)
-        np.save(job / "inputs.npy", np.asarray(X, dtype=np.float32))
+        X = np.asarray(X)
+        np.save(job / "inputs.npy", X if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32))
         cmd = [sys.executable, "-m", "edgeseq.quantize.isolated", str(job)]
         try:
             proc = childproc.run(cmd, timeout=RUN_TIMEOUT_S, scratch=job)

@@ -13,26 +13,38 @@ from typing import Any
 from edgeseq.errors import ModelError
 
 
+def is_token_input(model: Any) -> bool:
+    """The single input is integer ids [batch, time] (a model whose first layer is an Embedding)."""
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1 or len(inputs[0].shape) != 2:
+        return False
+    return str(getattr(inputs[0], "dtype", "")).startswith(("int", "uint"))
+
+
 def input_shape(model: Any) -> tuple:
-    """The single input's shape, (batch, time, features) with None for free axes."""
+    """The single input's shape, (batch, time, features), or (batch, time) for token ids; None for free axes."""
     if len(model.inputs) != 1:
         raise ModelError(
             f"the model has {len(model.inputs)} inputs; edgeseq converts single-input sequence models",
-            "export a model with one [batch, time, features] input",
+            "export a model with one [batch, time, features] (or [batch, time] token-id) input",
         )
     shape = tuple(model.inputs[0].shape)
-    if len(shape) != 3:
+    if len(shape) != 3 and not is_token_input(model):
+        what = f"{model.inputs[0].dtype} " if len(shape) == 2 else ""
         raise ModelError(
-            f"the model's input has shape {shape}; edgeseq expects [batch, time, features]",
-            "give the model a 3-D input",
+            f"the model's input is {what}of shape {shape}; edgeseq expects [batch, time, features] or integer token "
+            "ids [batch, time]",
+            "give the model a 3-D input, or an int32 [batch, time] input for token ids",
         )
     return shape
 
 
-def resolve_seq_len(model: Any, seq_len: int | None) -> tuple[int, int]:
-    """(time steps, features) for the fixed-shape rebuild; a variable time axis needs an explicit `seq_len`."""
-    _, t, f = input_shape(model)
-    if f is None:
+def resolve_seq_len(model: Any, seq_len: int | None) -> tuple[int, int | None]:
+    """(time steps, features) for the fixed-shape rebuild (features None for token ids); a variable time axis needs
+    an explicit `seq_len`."""
+    shape = input_shape(model)
+    t, f = shape[1], (shape[2] if len(shape) == 3 else None)
+    if len(shape) == 3 and f is None:
         raise ModelError("the model's feature axis is not fixed", "give the model a fixed number of features")
     if t is None:
         if seq_len is None:
@@ -40,13 +52,45 @@ def resolve_seq_len(model: Any, seq_len: int | None) -> tuple[int, int]:
                 "the model has a variable time axis; a converted model needs a fixed one",
                 "pass --seq-len N (the sequence length the device will see)",
             )
-        return int(seq_len), int(f)
+        return int(seq_len), (int(f) if f is not None else None)
     if seq_len is not None and int(seq_len) != int(t):
         raise ModelError(
             f"--seq-len {seq_len} does not match the model's fixed time axis ({t})",
             f"drop --seq-len or pass --seq-len {t}",
         )
-    return int(t), int(f)
+    return int(t), (int(f) if f is not None else None)
+
+
+def fixed_batch_shape(model: Any, seq_len: int | None) -> tuple:
+    """(1, T, F), or (1, T) for token ids."""
+    steps, features = resolve_seq_len(model, seq_len)
+    return (1, steps) if features is None else (1, steps, features)
+
+
+def fixed_input(model: Any, seq_len: int | None, name: str = "input") -> Any:
+    """A batch-1, fixed-length keras.Input for `model`; token ids are int32 (what the .tflite's input will be)."""
+    import keras
+
+    shape = fixed_batch_shape(model, seq_len)
+    dtype = "int32" if len(shape) == 2 else model.inputs[0].dtype
+    return keras.Input(batch_shape=shape, dtype=dtype, name=name)
+
+
+def token_vocab(model: Any) -> int | None:
+    """The vocabulary size (input_dim of the first Embedding, nested models included) of a token-id model, else
+    None."""
+    import keras
+
+    if not is_token_input(model):
+        return None
+    stack = list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, keras.layers.Embedding):
+            return int(layer.input_dim)
+        if isinstance(layer, keras.Model):
+            stack[:0] = list(layer.layers)
+    return None
 
 
 def has_recurrent(model: Any) -> bool:
@@ -55,6 +99,8 @@ def has_recurrent(model: Any) -> bool:
 
     def walk(layer: Any) -> bool:
         if isinstance(layer, keras.layers.RNN | keras.layers.Bidirectional):
+            return True
+        if "recurrent" in (getattr(layer, "edgeseq_families", None) or ()):  # a SavedModel with a loop
             return True
         return any(walk(sub) for sub in getattr(layer, "layers", []) or [])
 
@@ -86,12 +132,16 @@ def fixed_shape_model(model: Any, seq_len: int | None, *, unroll: bool) -> Any:
     """A batch-1, fixed-length functional model with `model`'s weights; RNNs unrolled when `unroll`."""
     import keras
 
-    steps, features = resolve_seq_len(model, seq_len)
-    dtype = model.inputs[0].dtype
-    inp = keras.Input(batch_shape=(1, steps, features), dtype=dtype, name="input")
+    shape = fixed_batch_shape(model, seq_len)
+    inp = fixed_input(model, seq_len)
     if not unroll:
         # Shares the layers (and weights) of `model`: nothing to copy.
         return keras.Model(inp, model(inp), name=f"{model.name}_fixed")
+    from edgeseq.quantize.loading import is_saved_model_wrapper
+
+    if is_saved_model_wrapper(model):
+        raise ModelError("a SavedModel's loops are traced graph ops, not Keras layers: they cannot be unrolled",
+                         "convert the .keras file for the unrolled route, or use --rnn-strategy loop")
     try:
         clone = keras.models.clone_model(
             model, input_tensors=inp, clone_function=lambda layer: _clone_layer(layer, True), recursive=True
@@ -101,7 +151,7 @@ def fixed_shape_model(model: Any, seq_len: int | None, *, unroll: bool) -> Any:
             f"cannot rebuild this model unrolled ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
             "use --rnn-strategy loop, or build the model as a Functional/Sequential model",
         ) from exc
-    if not isinstance(clone, keras.Model) or tuple(clone.inputs[0].shape) != (1, steps, features):
+    if not isinstance(clone, keras.Model) or tuple(clone.inputs[0].shape) != shape:
         clone = keras.Model(inp, clone(inp), name=f"{model.name}_unrolled")
     src, dst = model.get_weights(), clone.get_weights()
     if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst, strict=True)):

@@ -36,7 +36,8 @@ def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     shape = tuple(int(d) for d in inp["shape"])
-    X = np.asarray(X, dtype=np.float32)
+    ids = np.issubdtype(inp["dtype"], np.integer) and not inp["quantization"][0]
+    X = np.asarray(X, dtype=np.int32 if ids else np.float32)  # token ids stay integers
     if X.ndim != len(shape) or tuple(X.shape[1:]) != shape[1:]:
         raise InputError(
             f"data shape {list(X.shape[1:])} does not match the model's input {list(shape[1:])} (per sample)",
@@ -56,7 +57,8 @@ def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
 
 
 def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
-    """Accuracy for classifiers, MSE and MAE for regression: the same terms training reports."""
+    """Accuracy for classifiers, MSE and MAE for regression: the same terms training reports. Per-time-step outputs
+    ([N, T, C] / [N, T, H] against labels [N, T] / [N, T, H]) are scored per frame (`per_frame`, `frames`)."""
     from edgeseq.metrics import metrics_for
 
     return metrics_for(task, outputs, labels)
@@ -66,7 +68,8 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
     """Diffs against Keras; `passed` with the reasons it did not. Diffs are scaled by max(1, max|reference|).
 
     Top-1 agreement is gated on decisive samples only (Keras's top-two margin above twice the mean-abs tolerance),
-    because on a near-tie any rounding flips the argmax and says nothing about the conversion.
+    because on a near-tie any rounding flips the argmax and says nothing about the conversion. A per-time-step
+    classifier ([N, T, C]) is compared frame by frame (`frames`: every step of every sample).
     """
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     got = outputs.reshape(len(outputs), -1).astype(np.float64)
@@ -86,6 +89,10 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
         failures.append(f"max |diff| {result['max_abs_diff']:.3g} > {tol.max_abs * scale:.3g}")
     if result["mean_abs_diff"] > tol.mean_abs * scale:
         failures.append(f"mean |diff| {result['mean_abs_diff']:.3g} > {tol.mean_abs * scale:.3g}")
+    if task == "classification" and reference.ndim == 3:  # one class vector per time step: compare frames
+        ref = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
+        got = outputs.reshape(ref.shape).astype(np.float64)
+        result["frames"] = len(ref)
     if task == "classification" and ref.shape[1] > 1:
         agree = ref.argmax(1) == got.argmax(1)
         top2 = np.sort(ref, axis=1)[:, -2:]

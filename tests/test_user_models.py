@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from edgeseq.cli import cli
 from edgeseq.datasets import load_dataset
-from edgeseq.errors import DatasetError, InputError
+from edgeseq.errors import DatasetError, InputError, ModelError
 
 T, F, V, E, C = 12, 4, 40, 8, 3
 
@@ -135,3 +135,191 @@ def test_zoo_training_refuses_token_and_per_step_data(tmp_path, capsys):
     code, _, err = run_cli(["train", "--model", "gru", "--dataset", str(tmp_path / "tag.npz"),
                             "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and "one label per time step" in one_line_error(err)
+
+
+# ---------------------------------------------------------------- tiny trained models (built once per module)
+def _fit(model, arrays: dict, epochs: int) -> float:
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(arrays["X_train"], arrays["y_train"], epochs=epochs, batch_size=32, verbose=0)
+    return float(model.evaluate(arrays["X_test"], arrays["y_test"], verbose=0)[1])
+
+
+@pytest.fixture(scope="module")
+def token_model(tmp_path_factory) -> dict:
+    """int32 ids [batch, T] -> Embedding(V) -> LSTM -> softmax; its .keras, SavedModel and data."""
+    import keras
+
+    root = tmp_path_factory.mktemp("token")
+    keras.utils.set_random_seed(0)
+    arrays = token_arrays()
+    inp = keras.Input((T,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(V, E)(inp)
+    x = keras.layers.LSTM(16)(x)
+    model = keras.Model(inp, keras.layers.Dense(C, activation="softmax")(x))
+    accuracy = _fit(model, arrays, 25)
+    model.save(root / "tok.keras")
+    model.export(str(root / "tok_savedmodel"), verbose=False)
+    return {"keras": root / "tok.keras", "saved_model": root / "tok_savedmodel", "accuracy": accuracy,
+            "data": save_npz(root / "tok.npz", arrays), "root": root}
+
+
+@pytest.fixture(scope="module")
+def tagger_model(tmp_path_factory) -> dict:
+    """[batch, T, F] -> GRU(return_sequences=True) -> Dense softmax per step; as .keras, legacy .h5 and SavedModel."""
+    import keras
+
+    root = tmp_path_factory.mktemp("tagger")
+    keras.utils.set_random_seed(0)
+    arrays = tagger_arrays()
+    inp = keras.Input((T, F))
+    x = keras.layers.GRU(16, return_sequences=True)(inp)
+    model = keras.Model(inp, keras.layers.Dense(C, activation="softmax")(x))
+    accuracy = _fit(model, arrays, 20)
+    model.save(root / "tag.keras")
+    model.save(root / "tag.h5")  # Keras 3 still writes the legacy HDF5 format (with a warning)
+    model.export(str(root / "tag_savedmodel"), verbose=False)
+    return {"keras": root / "tag.keras", "h5": root / "tag.h5", "saved_model": root / "tag_savedmodel",
+            "accuracy": accuracy, "data": save_npz(root / "tag.npz", arrays), "root": root}
+
+
+def _converted(results, recipes: list[str]) -> dict:
+    out = {}
+    for res in results:
+        assert res.ok, res.error.one_line()
+        assert res.validation["passed"], res.validation.get("failures")
+        out[res.recipe.slug] = res
+    assert sorted(out) == sorted(recipes)
+    return out
+
+
+# ---------------------------------------------------------------- token ids
+@pytest.mark.slow
+def test_token_classifier_converts_every_recipe_and_evaluates(token_model, tmp_path):
+    from edgeseq.quantize.convert import convert_model
+    from edgeseq.quantize.evaluate import evaluate_tflite
+
+    recipes = ["fp32", "dynamic", "int8"]
+    done = _converted(convert_model(token_model["keras"], recipes, out_dir=tmp_path, calibration=token_model["data"],
+                                    calibration_samples=64), recipes)
+    for slug, res in done.items():
+        m = res.manifest
+        assert m["source"]["input"] == {"kind": "token-ids", "dtype": "int32", "vocab_size": V,
+                                        "vocab_from": "Embedding input_dim"}
+        sig = m["signature"]["inputs"][0]
+        assert sig["dtype"] == "int32" and sig["shape"] == [1, T] and "scale" not in sig  # ids stay int32 in int8
+        assert m["validation"]["data"]["source"] == "dataset"
+        ev = evaluate_tflite(res.tflite_path, token_model["data"])
+        assert ev["vocab_size"] == V and ev["vocab_from"] == "manifest"
+        assert abs(ev["accuracy"] - token_model["accuracy"]) <= (0.0 if slug == "fp32" else 0.05), (slug, ev)
+    from edgeseq.quantize.tflite_file import read_tflite
+    from edgeseq.quantize.tokens import gather_tables
+
+    tables = {slug: gather_tables(read_tflite(res.tflite_path)) for slug, res in done.items()}
+    assert tables["fp32"] == [{"rows": V, "shape": [V, E], "dtype": "float32"}]
+    assert tables["int8"][0]["dtype"] == "int8"  # the Embedding table is quantized like any weight
+
+
+@pytest.mark.slow
+def test_token_ids_out_of_vocabulary_are_one_line_errors(token_model, tmp_path, capsys):
+    from edgeseq.quantize.convert import convert_model
+
+    bad = token_arrays()
+    bad["X_test"][5, 7] = V + 9
+    oov = save_npz(tmp_path / "oov.npz", bad)
+    code, _, err = run_cli(["convert", str(token_model["keras"]), "--calibration", oov, "--out",
+                            str(tmp_path / "a")], capsys)
+    line = one_line_error(err)
+    assert code == 2 and f"token id {V + 9}" in line and f"vocabulary has {V} ids" in line
+    (res,) = convert_model(token_model["keras"], ["fp32"], out_dir=tmp_path / "b")  # random ids 0..V-1
+    assert res.validation["data"]["source"] == "random-ids" and res.validation["passed"]
+    for manifest in (True, False):  # the vocabulary from the manifest, else from the file's GATHER table
+        if not manifest:
+            res.manifest_path.unlink()
+        code, _, err = run_cli(["evaluate", str(res.tflite_path), "--dataset", oov], capsys)
+        assert code == 2 and f"token id {V + 9}" in one_line_error(err)
+    from edgeseq.quantize.tflite_file import read_tflite
+    from edgeseq.quantize.tokens import gather_vocab
+
+    assert gather_vocab(read_tflite(res.tflite_path)) == V
+
+
+# ---------------------------------------------------------------- per-step outputs
+@pytest.mark.slow
+def test_per_frame_tagger_validates_and_evaluates_per_frame(tagger_model, tmp_path, capsys):
+    from edgeseq.quantize.convert import convert_model
+
+    recipes = ["fp32", "int8"]
+    done = _converted(convert_model(tagger_model["keras"], recipes, out_dir=tmp_path,
+                                    calibration=tagger_model["data"], calibration_samples=64), recipes)
+    for slug, res in done.items():
+        v = res.manifest["validation"]
+        assert res.manifest["source"]["per_step_output"] and v["frames"] == 80 * T
+        assert v["tflite_metrics"]["per_frame"] and v["keras_metrics"]["frames"] == 80 * T
+        code, out, _ = run_cli(["evaluate", str(res.tflite_path), "--dataset", tagger_model["data"]], capsys)
+        assert code == 0 and "per-frame accuracy" in out and f"{80 * T} frames" in out
+        acc = float(out.split("per-frame accuracy ")[1].split()[0])
+        assert abs(acc - tagger_model["accuracy"]) <= (1e-4 if slug == "fp32" else 0.03)
+    seq_level = save_npz(tmp_path / "seq.npz", tagger_arrays() | {"y_train": np.arange(240) % C,
+                                                                  "y_test": np.arange(80) % C})
+    code, _, err = run_cli(["evaluate", str(done["fp32"].tflite_path), "--dataset", seq_level], capsys)
+    assert code == 2 and "one output per time step" in one_line_error(err)
+
+
+# ---------------------------------------------------------------- SavedModel directories and legacy .h5
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["saved_model", "h5"])
+def test_saved_model_and_h5_convert_with_parity(tagger_model, token_model, form, tmp_path):
+    from edgeseq.quantize.convert import convert_model
+
+    recipes = ["fp32", "int8"]
+    done = _converted(convert_model(tagger_model[form], recipes, out_dir=tmp_path, calibration=tagger_model["data"],
+                                    calibration_samples=64), recipes)
+    for res in done.values():
+        src, v = res.manifest["source"], res.manifest["validation"]
+        assert src["format"] == form and len(src["sha256"]) == 64 and src["bytes"] > 0
+        assert v["reference"] == ("the SavedModel's serving signature (TensorFlow)" if form == "saved_model"
+                                  else "the Keras model")
+        assert abs(v["tflite_metrics"]["accuracy"] - v["keras_metrics"]["accuracy"]) <= 0.03
+    if form == "saved_model":
+        assert "SavedModel" in done["fp32"].manifest["route"]["converter"]
+        (tok,) = convert_model(token_model["saved_model"], ["fp32"], out_dir=tmp_path, name="tok-sm",
+                               calibration=token_model["data"])
+        assert tok.ok and tok.validation["passed"] and tok.manifest["source"]["input"]["vocab_size"] == V
+
+
+def test_saved_model_without_serving_signature_is_refused(tmp_path, capsys):
+    import tensorflow as tf
+
+    class NoSignature(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(tf.ones([F, C]))
+
+        @tf.function
+        def f(self, x):
+            return tf.matmul(x, self.w)
+
+    module = NoSignature()
+    module.f.get_concrete_function(tf.TensorSpec([None, T, F]))
+    tf.saved_model.save(module, str(tmp_path / "nosig"))
+    code, _, err = run_cli(["convert", str(tmp_path / "nosig"), "--out", str(tmp_path / "a")], capsys)
+    assert code == 2 and "has no serving signature 'serving_default'" in one_line_error(err)
+    code, _, err = run_cli(["convert", str(tmp_path), "--out", str(tmp_path / "a")], capsys)  # a plain folder
+    assert code == 2 and "not a TensorFlow SavedModel" in one_line_error(err)
+    assert not (tmp_path / "a").exists() or not list((tmp_path / "a").iterdir())
+
+
+def test_h5_with_a_lambda_needs_trust(tmp_path):
+    import keras
+
+    from edgeseq.quantize.loading import load_keras_model
+
+    inp = keras.Input((T, F))
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp))
+    model.save(tmp_path / "lam.h5")
+    with pytest.raises(ModelError, match="lambda"):
+        load_keras_model(tmp_path / "lam.h5")
+    assert load_keras_model(tmp_path / "lam.h5", trust_model=True).edgeseq_source == {"format": "h5"}
+    (tmp_path / "weights.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ModelError, match="not an HDF5 file"):
+        load_keras_model(tmp_path / "weights.h5")

@@ -19,7 +19,7 @@ def _summary(r) -> str:
         parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
         if "top1_agreement" in v:
             parity += f" top-1 {v['top1_agreement']:.1%}"
-        if v.get("data", {}).get("source") == "random-normal":
+        if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
             parity += " on random inputs (no --calibration data)"
         parts.append(parity)
         tm, km = v.get("tflite_metrics"), v.get("keras_metrics")
@@ -35,7 +35,7 @@ def _summary(r) -> str:
 
 
 @click.command()
-@click.argument("model_path", type=click.Path(dir_okay=False))
+@click.argument("model_path", type=click.Path())  # a .keras or .h5 file, or a SavedModel directory
 @click.option("--recipe", "recipes", default="fp32", show_default=True,
               help="Comma-separated: fp32, fp16, dynamic, int8, int16x8 (slugs like int8-io8 work too).")
 @click.option("--io", type=click.Choice(["float", "int8"]), default=None, help="int8 recipe: input/output dtype.")
@@ -65,7 +65,8 @@ def _summary(r) -> str:
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
 def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
             out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
-    """Convert a .keras model to TFLite with one or more recipes, validate each on LiteRT, write file + manifest."""
+    """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
+    LiteRT, write file + manifest."""
     from edgeseq.fsio import check_file_name, check_output_dir
     from edgeseq.quantize.recipes import parse_recipes
 

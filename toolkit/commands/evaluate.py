@@ -21,4 +21,6 @@ def evaluate(path: str, dataset: str, data_dir: str | None, as_json: bool) -> No
         click.echo(json.dumps(r, indent=2))
         return
     metric = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "mse", "mae") if k in r)
+    if r.get("per_frame"):
+        metric = f"per-frame {metric} over {r['frames']} frames"
     click.echo(f"{r['model']} on {r['dataset']} ({r['n']} test samples, {r['runtime']} {r['runtime_version']}): {metric}")
