@@ -80,6 +80,10 @@ def row_of(res, fp32_bytes: int | None) -> dict:
     tm, km = v.get("tflite_metrics") or {}, v.get("keras_metrics") or {}
     size = m["artifact"]["bytes"]
     return {"recipe": res.recipe.slug, "route": m["route"]["rnn"], "bytes": size,
+            "scales": {"per-channel": "pc", "per-tensor": "pt"}.get(m["route"].get("weight_scales"), "-"),
+            # both files auto made (route.granularity.candidates): size flatness per weight-scale kind
+            "candidate_bytes": {k: c["bytes"] for k, c in
+                                (m["route"].get("granularity") or {}).get("candidates", {}).items() if "bytes" in c},
             "ratio": size / fp32_bytes if fp32_bytes else None, "parity": v.get("passed"),
             "mean_abs_diff": v.get("mean_abs_diff"),
             "acc_delta_pts": (tm["accuracy"] - km["accuracy"]) * 100 if "accuracy" in tm else None,
@@ -113,39 +117,46 @@ def bench(arch: str, length: int, model_path: Path, ds, out: Path) -> list[dict]
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| arch | T | recipe | route | size KB | x fp32 | parity (mean abs diff) | acc delta pts | "
-             "latency p50 us | convert+validate s |", "|---|---:|---|---|---:|---:|---|---:|---:|---:|"]
+    lines = ["| arch | T | recipe | route | scales | size KB | x fp32 | parity (mean abs diff) | acc delta pts | "
+             "latency p50 us | convert+validate s |", "|---|---:|---|---|---|---:|---:|---|---:|---:|---:|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['arch']} | {r['T']} | {r['recipe']} | - | - | - | fails: {r['error'][:120]} | - | - "
-                         f"| - |")
+            lines.append(f"| {r['arch']} | {r['T']} | {r['recipe']} | - | - | - | - | fails: {r['error'][:120]} | - "
+                         f"| - | - |")
             continue
         lat = f"{r['latency_us']:.0f}" if r["latency_us"] is not None else "n/a"
         acc = f"{r['acc_delta_pts']:+.2f}" if r["acc_delta_pts"] is not None else "n/a"
         parity = {True: "ok", False: "FAIL", None: "n/a"}[r["parity"]]
-        lines.append(f"| {r['arch']} | {r['T']} | {r['recipe']} | {r['route']} | {r['bytes'] / 1024:.1f} | "
+        lines.append(f"| {r['arch']} | {r['T']} | {r['recipe']} | {r['route']} | {r.get('scales', '-')} | "
+                     f"{r['bytes'] / 1024:.1f} | "
                      f"{r['ratio']:.2f} | {parity} ({r['mean_abs_diff']:.1e}) | {acc} | {lat} | "
                      f"{r['convert_validate_s']:.1f} |")
     return "\n".join(lines)
 
 
 def floors(rows: list[dict]) -> str:
-    out = ["Floors: int8 (auto) <= 0.35x fp32 at every T; size flat in T (within 10 % from the shortest to the "
-           "longest T); convert + validate at T=1024 <= 60 s.", ""]
+    out = ["Floors: int8 <= 0.35x fp32 at every T; size flat in T (within 10 % from the shortest to the longest T); "
+           "convert + validate at T=1024 <= 60 s. Per route (auto = what `--recipe int8` kept):", ""]
     for arch in dict.fromkeys(r["arch"] for r in rows):
-        auto = [r for r in rows if r["arch"] == arch and r["recipe"] == "int8" and "error" not in r]
-        if not auto:
-            out.append(f"- {arch}: int8 auto did not convert")
-            continue
-        ratios = ", ".join(f"T={r['T']} {r['ratio']:.2f}x" for r in auto)
-        ok_ratio = all(r["ratio"] <= 0.35 for r in auto)
-        lo, hi = min(auto, key=lambda r: r["T"]), max(auto, key=lambda r: r["T"])
-        growth = hi["bytes"] / lo["bytes"] - 1
-        longest = f"{hi['convert_validate_s']:.1f} s at T={hi['T']}"
-        out.append(f"- {arch} (auto kept {', '.join(sorted({r['route'] for r in auto}))}): size {ratios} "
-                   f"({'ok' if ok_ratio else 'MISSED'}); T={lo['T']}->{hi['T']} {growth:+.1%} "
-                   f"({'ok' if abs(growth) <= 0.10 else 'MISSED'}); convert+validate {longest} "
-                   f"({'ok' if hi['convert_validate_s'] <= 60 else 'MISSED'})")
+        mine = [r for r in rows if r["arch"] == arch and r["recipe"] != "fp32" and "error" not in r]
+        routes = {"auto": [r for r in mine if r["recipe"] == "int8"]}
+        for r in mine:
+            routes.setdefault(r["route"], []).append(r)  # auto's file counts for the route it kept too
+        for name, rs in routes.items():
+            if not rs:
+                continue
+            lo, hi = min(rs, key=lambda r: r["T"]), max(rs, key=lambda r: r["T"])
+            growth = hi["bytes"] / lo["bytes"] - 1
+            scales = sorted({r.get("scales", "-") for r in rs})
+            ratios = ", ".join(f"T={r['T']} {r['ratio']:.3f}x" for r in sorted(rs, key=lambda r: r["T"]))
+            both = [r.get("candidate_bytes") or {} for r in (lo, hi)]
+            same = "; ".join(f"{k} only {both[1][k] / both[0][k] - 1:+.1%}" for k in both[0] if k in both[1])
+            out.append(f"- {arch} {name}: {ratios} ({'ok' if all(r['ratio'] <= 0.35 for r in rs) else 'MISSED'}); "
+                       f"T={lo['T']}->{hi['T']} {growth:+.1%} ({'ok' if abs(growth) <= 0.10 else 'MISSED'}"
+                       f"{'' if len(scales) == 1 else ', weight scales ' + '/'.join(scales) + ' differ by T'}"
+                       f"{'; ' + same if same and len(scales) > 1 else ''}); "
+                       f"convert+validate {hi['convert_validate_s']:.1f} s at T={hi['T']} "
+                       f"({'ok' if hi['convert_validate_s'] <= 60 else 'MISSED'})")
     return "\n".join(out)
 
 

@@ -43,9 +43,9 @@ TABLE: tuple[Capability, ...] = (
                "the KV-cache step's int32 position input gets no calibrated 16x8 range on TF 2.21",
                "use int8 or dynamic"),
     Capability("recurrent", "int8", "batch", True,
-               "size constant in T: each LSTM as one fused UNIDIRECTIONAL_SEQUENCE_LSTM op, other RNNs as a WHILE loop "
-               "(int8 inside; the loop state crosses the WHILE boundary as float32); unrolled (grows with T) only if "
-               "those fail parity"),
+               "size constant in T: a WHILE loop (int8 inside; the loop state crosses the WHILE boundary as float32), "
+               "else each LSTM as one fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM op; unrolled (grows with T) only if "
+               "both fail parity"),
     Capability("recurrent", "int16x8", "batch", True,
                "converted unrolled, so the file grows with T: TF 2.21's 16x8 quantizer supports neither the fused "
                "LSTM op nor WHILE loops"),

@@ -1,14 +1,14 @@
 """Which RNN routes a recipe tries, in which order, and the words the manifest uses for the choice.
 
 Routes (how the recurrence reaches the .tflite):
-- fused:  each LSTM becomes one UNIDIRECTIONAL_SEQUENCE_LSTM op (quantize/fused_lstm.py); other RNN layers loop.
-          int8 only: the float kernels keep state across invokes.
 - loop:   the Keras layer's own WHILE loop, batch 1; calibrated recipes go through the calibrator workaround
           (quantize/while_calibration.py). Size does not depend on T.
+- fused:  each LSTM becomes one UNIDIRECTIONAL_SEQUENCE_LSTM op (quantize/fused_lstm.py); other RNN layers loop.
+          int8 only: the float kernels keep state across invokes. Size does not depend on T.
 - unroll: one copy of the cell's ops per time step; always quantizes, grows with T.
 
-`auto` tries them best first and keeps the first that converts and passes parity (quantize/convert.py); every
-candidate converts in its own child, so a converter crash costs only that candidate. Routes known not to work are
+`auto` tries them in that order (AUTO_RULE says why) and keeps the first that converts and passes parity
+(quantize/convert.py); every candidate converts in its own child, so a converter crash costs only that candidate. Routes known not to work are
 skipped with their reason instead of spending a conversion on them. Pure data and rules: no TensorFlow.
 """
 
@@ -21,11 +21,13 @@ from typing import Any
 
 from edgeseq.errors import ConversionError, EdgeseqError
 
-ROUTES = ("fused", "loop", "unroll")
+ROUTES = ("loop", "fused", "unroll")  # auto's order for int8 (why loop before fused: AUTO_RULE)
 AUTO_RULE = (
-    "auto: float recipes keep the Keras WHILE loop; int8 tries the fused LSTM op (when an LSTM can be fused), then "
-    "the looped graph, then the unrolled one, and keeps the first that converts and passes parity; int16x8 is "
-    "unrolled (TF 2.21's 16x8 quantizer supports neither the fused LSTM op nor WHILE loops)."
+    "auto: float recipes keep the Keras WHILE loop; int8 tries the looped graph, then the fused LSTM op (when an LSTM "
+    "can be fused), then the unrolled graph, and keeps the first that converts and passes parity; int16x8 is "
+    "unrolled (TF 2.21's 16x8 quantizer supports neither the fused LSTM op nor WHILE loops). Loop before fused: "
+    "LSTM small on JapaneseVowels, the fused int8 kernel was 17x slower on LiteRT x86 (1.6 ms vs 94 us at T=64) "
+    "and 2.7-3.5 accuracy points lower, for a file 7 % smaller (benchmarks/int8_rnn.py)."
 )
 FLOAT_FUSED_STATE = ("TFLite's float and hybrid fused LSTM kernels carry h/c from one invoke to the next "
                      "(tensorflow/tensorflow#47813), so a file would answer differently after its first sequence")
@@ -85,7 +87,7 @@ def reason(route_plan: RoutePlan, chosen: str, attempts: list[dict], validated: 
     if route_plan.routes == ("loop",) and not route_plan.skipped:
         return "auto, float recipe: the Keras WHILE loop (converts directly, size constant in T)"
     passed = "passed parity" if validated else "converted (not validated)"
-    parts = [f"auto kept {chosen}: it {passed}"]
+    parts = [f"auto kept {chosen} (order {' > '.join(route_plan.routes)}): it {passed}"]
     for a in attempts:
         if a["route"] != chosen and a["outcome"] != "kept":
             parts.append(f"{a['route']} {a['outcome']} ({a['why'][:200]})")

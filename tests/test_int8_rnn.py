@@ -52,8 +52,8 @@ def convert(path: Path, recipe: str, seq_len: int, out: Path, **kw):
 # ---------------------------------------------------------------- the rules (no TensorFlow)
 
 
-def test_auto_plans_fused_then_loop_then_unroll_for_int8_only():
-    assert plan("int8", "auto", True, FUSABLE).routes == ("fused", "loop", "unroll")
+def test_auto_plans_loop_then_fused_then_unroll_for_int8_only():
+    assert plan("int8", "auto", True, FUSABLE).routes == ("loop", "fused", "unroll")
     gru = plan("int8", "auto", True, GRU_ONLY)
     assert gru.routes == ("loop", "unroll") and "no fused TFLite op" in gru.skipped["fused"]
     p16 = plan("int16x8", "auto", True, FUSABLE)
@@ -82,8 +82,8 @@ def _cand(passed: bool | None, size: int = 100):
 
 def test_choose_falls_back_past_a_crash_and_failed_parity_with_reasons():
     route_plan = plan("int8", "auto", True, FUSABLE)
-    outcomes = {"fused": ConversionError("the converter crashed (SIGSEGV) on m; no file written"),
-                "loop": _cand(False, 80), "unroll": _cand(True, 900)}
+    outcomes = {"loop": ConversionError("the converter crashed (SIGSEGV) on m; no file written"),
+                "fused": _cand(False, 80), "unroll": _cand(True, 900)}
 
     def attempt(route):
         if isinstance(outcomes[route], Exception):
@@ -93,10 +93,11 @@ def test_choose_falls_back_past_a_crash_and_failed_parity_with_reasons():
     cand, route, info = choose(route_plan, attempt, "m")
     assert route == "unroll" and cand is outcomes["unroll"] and info["rnn"] == "unroll"
     by = {a["route"]: a for a in info["rnn_candidates"]}
-    assert by["fused"]["outcome"] == "failed to convert" and "SIGSEGV" in by["fused"]["why"]
-    assert by["loop"]["outcome"] == "failed parity" and "0.3" in by["loop"]["why"]
+    assert by["loop"]["outcome"] == "failed to convert" and "SIGSEGV" in by["loop"]["why"]
+    assert by["fused"]["outcome"] == "failed parity" and "0.3" in by["fused"]["why"]
     assert by["unroll"]["outcome"] == "kept"
-    assert "fused failed to convert" in info["rnn_reason"] and "loop failed parity" in info["rnn_reason"]
+    assert info["rnn_reason"].startswith("auto kept unroll (order loop > fused > unroll)")
+    assert "loop failed to convert" in info["rnn_reason"] and "fused failed parity" in info["rnn_reason"]
 
 
 def test_choose_keeps_the_first_converted_when_all_fail_parity_and_names_every_route_when_none_converts():
@@ -120,30 +121,26 @@ def test_choose_keeps_the_first_converted_when_all_fail_parity_and_names_every_r
 # ---------------------------------------------------------------- auto, end to end
 
 
-def test_auto_int8_fuses_an_lstm_and_loops_a_gru(tmp_path):
+def test_auto_int8_loops_a_gru_and_a_crashed_loop_falls_back_to_the_fused_lstm(tmp_path, monkeypatch):
     # int8-pt: one conversion per route (auto granularity would convert each twice)
-    lstm = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
-    route = lstm.manifest["route"]
-    assert route["rnn"] == "fused" and route["fused_ops"] == 1 and lstm.validation["passed"]
-    assert route["rnn_reason"].startswith("auto kept fused")
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lstm.manifest["ops"]["by_type"]
-    assert "WHILE" not in lstm.manifest["ops"]["by_type"]
     gru = convert(tiny("gru", tmp_path), "int8-pt", 16, tmp_path / "o")
     route = gru.manifest["route"]
     assert route["rnn"] == "loop" and gru.validation["passed"] and "WHILE" in gru.manifest["ops"]["by_type"]
     assert route["while_calibration"]["dropped"] == route["while_calibration"]["restored"] >= 1
+    assert route["rnn_reason"].startswith("auto kept loop (order loop > unroll): it passed parity")
     assert "fused not tried (no LSTM layer" in route["rnn_reason"]
 
-
-def test_a_crashed_route_falls_back_to_the_next_with_the_reason_recorded(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGESEQ_TEST_CHILD_CRASH", "route:fused")
-    res = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
-    route = res.manifest["route"]
-    assert route["rnn"] == "loop" and res.validation["passed"]
-    fused = route["rnn_candidates"][0]
-    assert fused["route"] == "fused" and fused["outcome"] == "failed to convert" and "SIGABRT" in fused["why"]
-    assert res.manifest["timing"]["rnn_fallback_s"] > 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["lstm-int8-pt.json", "lstm-int8-pt.tflite"]
+    monkeypatch.setenv("EDGESEQ_TEST_CHILD_CRASH", "route:loop")
+    lstm = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
+    route = lstm.manifest["route"]
+    assert route["rnn"] == "fused" and route["fused_ops"] == 1 and lstm.validation["passed"]
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in lstm.manifest["ops"]["by_type"]
+    assert "WHILE" not in lstm.manifest["ops"]["by_type"]
+    loop = route["rnn_candidates"][0]
+    assert loop["route"] == "loop" and loop["outcome"] == "failed to convert" and "SIGABRT" in loop["why"]
+    assert "loop failed to convert" in route["rnn_reason"] and lstm.manifest["timing"]["rnn_fallback_s"] > 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "gru-int8-pt.json", "gru-int8-pt.tflite", "lstm-int8-pt.json", "lstm-int8-pt.tflite"]
 
 
 @pytest.mark.slow
@@ -152,19 +149,19 @@ def test_a_route_that_fails_parity_falls_back_to_the_next(tmp_path, monkeypatch)
 
     real = convert_mod._make_candidate
 
-    def fused_fails_parity(recipe, ctx, strategy, *args):
+    def loop_fails_parity(recipe, ctx, strategy, *args):
         cand = real(recipe, ctx, strategy, *args)
-        if strategy == "fused":
+        if strategy == "loop":
             cand.validation = dict(cand.validation, passed=False, failures=["forced by the test"])
         return cand
 
-    monkeypatch.setattr(convert_mod, "_make_candidate", fused_fails_parity)
+    monkeypatch.setattr(convert_mod, "_make_candidate", loop_fails_parity)
     res = convert(tiny("lstm", tmp_path), "int8-pt", 16, tmp_path / "o")
     route = res.manifest["route"]
-    assert route["rnn"] == "loop" and res.validation["passed"]
-    fused = route["rnn_candidates"][0]
-    assert (fused["route"], fused["outcome"], fused["why"]) == ("fused", "failed parity", "forced by the test")
-    assert "fused failed parity (forced by the test)" in route["rnn_reason"]
+    assert route["rnn"] == "fused" and res.validation["passed"]
+    loop = route["rnn_candidates"][0]
+    assert (loop["route"], loop["outcome"], loop["why"]) == ("loop", "failed parity", "forced by the test")
+    assert "loop failed parity (forced by the test)" in route["rnn_reason"]
 
 
 # ---------------------------------------------------------------- every route at two lengths (slow)
@@ -190,12 +187,13 @@ def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch,expected", [("lstm", "fused"), ("gru", "loop")])
-def test_stacked_return_sequences_models_stay_flat_in_t(arch, expected, tmp_path):
+@pytest.mark.parametrize("arch,recipe,expected", [("lstm", "int8", "loop"), ("lstm", "int8-fused", "fused"),
+                                                  ("gru", "int8", "loop")])
+def test_stacked_return_sequences_models_stay_flat_in_t(arch, recipe, expected, tmp_path):
     path = tiny(arch, tmp_path, stacked=True, sequences=True)
     sizes = {}
     for t in (16, 128):
-        res = convert(path, "int8", t, tmp_path / f"o{t}")
+        res = convert(path, recipe, t, tmp_path / f"o{t}")
         route = res.manifest["route"]
         assert route["rnn"] == expected and res.validation["passed"], res.validation["failures"]
         sizes[t] = res.manifest["artifact"]["bytes"]
@@ -250,16 +248,18 @@ np.save(sys.argv[3], np.array(out))
 @pytest.mark.slow
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11) or not RUNTIME_214.exists(),
                     reason="needs the cached tflite-runtime 2.14 venv that tests/test_agent.py builds")
-@pytest.mark.parametrize("arch", ["lstm", "gru"])
-def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, tmp_path):
+@pytest.mark.parametrize("arch,route", [("lstm", "fused"), ("lstm", "loop"), ("gru", "loop")])
+def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, route, tmp_path):
     from edgeseq.quantize.runtime import load_interpreter
     from edgeseq.quantize.validate import run_tflite
 
-    res = convert(tiny(arch, tmp_path, stacked=True, sequences=True), "int8", 16, tmp_path / "o")
+    res = convert(tiny(arch, tmp_path, stacked=True, sequences=True), f"int8-{route}", 16, tmp_path / "o")
     X = toy_dataset(seq_len=16).X_test[:16]
     np.save(tmp_path / "x.npy", X)
     proc = subprocess.run([str(RUNTIME_214), "-c", RUN_CODE, str(res.tflite_path), str(tmp_path / "x.npy"),
                            str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     litert = run_tflite(load_interpreter(res.tflite_path), X)
-    assert np.abs(np.load(tmp_path / "y.npy") - litert).max() <= 1e-6, json.dumps(res.manifest["route"])[:300]
+    diff = np.abs(np.load(tmp_path / "y.npy") - litert)
+    # kernels differ between the two runtimes by an int8 rounding here and there (seen: one output step, 1/256)
+    assert diff.max() <= 2 / 256 + 1e-6 and diff.mean() <= 1e-3, json.dumps(res.manifest["route"])[:300]
