@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import InputError, ModelError
+from edgeseq.errors import EdgeseqError, InputError, ModelError
 from edgeseq.models.recurrent_step import (
     BIDIRECTIONAL_HINT,
     BIDIRECTIONAL_WHY,
@@ -538,8 +538,15 @@ def graph_plan(model: Any) -> GraphPlan:
                          "streaming exports single-input, single-output sequence models")
     w = _Walker(model)
     w.meta[id(fn.inputs[0])] = _Meta(True)
-    w.find_position_ids(fn)
-    w.walk(fn)
+    try:
+        w.find_position_ids(fn)
+        w.walk(fn)
+    except EdgeseqError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a graph form nobody foresaw: a one-line refusal, not a traceback
+        first = " ".join(str(exc).split())[:200]
+        raise ModelError(f"cannot stream {model.name}: edgeseq could not walk its graph ({type(exc).__name__}: "
+                         f"{first})", DEFAULT_HINT) from exc
     out = fn.outputs[0]
     if id(out) not in w.meta:
         raise ModelError(f"cannot stream {model.name}: its output is not connected to its input")
