@@ -148,6 +148,19 @@ def _const_array(value: Any) -> np.ndarray | None:
         return None
 
 
+def _probes(inp: Any, steps: int, batches: tuple) -> list[np.ndarray]:
+    """Random inputs shaped and typed like `inp` (float features, or int token ids >= 1), one per batch size."""
+    rng = np.random.default_rng(0)
+    out = []
+    for b in batches:
+        shape = [b, *[steps if i == 0 and d is None else int(d) for i, d in enumerate(inp.shape[1:])]]
+        if str(inp.dtype).startswith(("int", "uint")):
+            out.append(rng.integers(1, 4, shape).astype(str(inp.dtype)))
+        else:
+            out.append(rng.standard_normal(shape).astype("float32"))
+    return out
+
+
 class _Walker:
     def __init__(self, model: Any):
         self.model = model
@@ -164,14 +177,49 @@ class _Walker:
         self.posids: set = set()  # ids of tensors that are (or only compute) position indices 0..T-1
 
     # ------------------------------------------------------------------------------------------- walk
-    def walk(self, fn: Any) -> None:
+    def walk(self, fn: Any, needed: set | None = None) -> None:
+        """Every node in Keras's own order; with `needed` (the top level), nodes that only compute an attention mask
+        or position indices are left out (the step has its own mask and `pos`)."""
         for depth in sorted(fn._nodes_by_depth, reverse=True):
             for node in fn._nodes_by_depth[depth]:
                 if not node.operation or node.is_input:
                     continue
-                if any(id(t) not in self.meta for t in node.input_tensors):
+                if needed is not None and not any(id(o) in needed for o in node.outputs):
+                    for o in node.outputs:
+                        if id(o) in self.posids:
+                            self.meta[id(o)] = _Meta(True, posids=True)
+                    continue
+                if any(id(t) not in self.meta and (needed is None or id(t) in needed) for t in node.input_tensors):
                     continue  # not reachable from the input (Keras skips it too)
                 self.node(node)
+
+    def needed(self, fn: Any) -> set:
+        """Ids of the tensors the output is computed from, not counting what only feeds an attention mask or an
+        Embedding of position indices."""
+        import keras
+
+        seen, stack = set(), list(fn.outputs)
+        while stack:
+            t = stack.pop()
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            history = getattr(t, "_keras_history", None)
+            if history is None:
+                continue
+            op, node_index, _ = history
+            node = op._inbound_nodes[node_index]
+            parents = list(node.input_tensors)
+            if isinstance(op, keras.layers.MultiHeadAttention):
+                try:
+                    bound = inspect.signature(op.call).bind(*node.arguments.args, **node.arguments.kwargs).arguments
+                    parents = [bound[k] for k in ("query", "value", "key") if bound.get(k) is not None]
+                except TypeError:
+                    pass  # refused with its reason when the node is walked
+            elif isinstance(op, keras.layers.Embedding) and all(id(p) in self.posids for p in parents):
+                parents = []
+            stack.extend(p for p in parents if hasattr(p, "_keras_history"))
+        return seen
 
     def node(self, node: Any) -> None:
         import keras
@@ -190,7 +238,7 @@ class _Walker:
         if len(node.outputs) != 1:
             raise _refuse(self.name, op, "it returns several tensors (return_state or attention scores); edgeseq "
                                          "streams one tensor per layer")
-        ins = [self.meta[id(t)] for t in node.input_tensors]
+        ins = [self.meta[id(t)] for t in node.input_tensors if id(t) in self.meta]  # not: a mask left out
         out = node.outputs[0]
         if id(out) in self.posids:  # computes position indices: the step has `pos` instead
             self.meta[id(out)] = _Meta(True, posids=True)
@@ -371,11 +419,8 @@ class _Walker:
             if id(mask) not in {id(t) for t in self._top_tensors()}:
                 return False
             sub = keras.Model(self.model.inputs[0], mask)
-            shape = [2 if d is None else int(d) for d in self.model.inputs[0].shape]
-            if shape[1] == 2 and self.seq_len is None:
-                shape[1] = 6
-            rng = np.random.default_rng(0)
-            probes = [rng.standard_normal(shape).astype("float32"), np.zeros(shape, "float32")]
+            probes = _probes(self.model.inputs[0], self.seq_len or 6, (2,))
+            probes.append(np.zeros_like(probes[0]))
             values = [np.asarray(sub(p)) for p in probes]
         else:
             values = [_const_array(mask)]
@@ -454,13 +499,11 @@ class _Walker:
                     continue
                 ids = node.input_tensors[0]
                 ancestry = self._ancestry(ids, inp)
-                if ancestry is None:
+                if not ancestry:  # the input itself (token ids), or not computed from it alone
                     continue
                 try:
                     sub = keras.Model(fn.inputs[0], ids)
-                    rng = np.random.default_rng(0)
-                    got = [np.asarray(sub(rng.standard_normal((b, t, int(inp.shape[-1]))).astype("float32")))
-                           for b in (1, 3)]
+                    got = [np.asarray(sub(p)) for p in _probes(inp, t, (1, 3))]
                 except Exception:  # noqa: BLE001 - a tensor that cannot be evaluated alone is not position ids
                     continue
                 if all(g.shape == (len(g), t) and np.array_equal(g, np.broadcast_to(np.arange(t), g.shape))
@@ -540,7 +583,7 @@ def graph_plan(model: Any) -> GraphPlan:
     w.meta[id(fn.inputs[0])] = _Meta(True)
     try:
         w.find_position_ids(fn)
-        w.walk(fn)
+        w.walk(fn, w.needed(fn))
     except EdgeseqError:
         raise
     except Exception as exc:  # noqa: BLE001 - a graph form nobody foresaw: a one-line refusal, not a traceback

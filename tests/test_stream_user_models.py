@@ -116,6 +116,22 @@ def test_explicit_causal_mask_gated_sliding_window_and_cross_inputs():
     _parity(keras.Model(inp, layers.Dense(K)(layers.Add()([h, a])[:, -1])))
 
 
+def _graph_mask_model(causal=True):
+    """The mask computed in the graph from the input's shape (row index >= column index), or a non-causal one."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((T, F))
+    h = layers.Dense(D)(inp)
+    row = ops.cumsum(ops.ones_like(inp[:, :, 0]), axis=1)  # 1..T per sequence
+    mask = (ops.greater_equal(ops.expand_dims(row, 2), ops.expand_dims(row, 1)) if causal
+            else ops.less_equal(ops.expand_dims(row, 2), ops.expand_dims(row, 1)))  # attends to the future
+    a = layers.MultiHeadAttention(2, 8)(h, h, attention_mask=mask)
+    return keras.Model(inp, layers.Dense(K)(layers.Add()([h, a])[:, -1]))
+
+
+def test_a_causal_mask_computed_in_the_graph_streams():
+    _parity(_graph_mask_model())
+
+
 def test_capacity_beyond_the_positional_table_is_refused():
     with pytest.raises(InputError, match="positional table"):
         build_step_model(_transformer("learned"), kv_capacity=T + 5)
@@ -126,6 +142,7 @@ def test_capacity_beyond_the_positional_table_is_refused():
 @pytest.mark.parametrize("make, words", [
     (lambda: _transformer(None, causal=False), "not causal"),
     (lambda: _transformer(None, mask=np.ones((1, T, T), bool)), "causal lower triangle"),
+    (lambda: _graph_mask_model(causal=False), "causal lower triangle"),
 ])
 def test_non_causal_attention_is_refused_with_the_reason(make, words):
     with pytest.raises(InputError, match=words) as info:
