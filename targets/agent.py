@@ -23,7 +23,7 @@ Command line
 ------------
     python3 agent.py --model M.tflite [--expect-sha256 HEX] [--threads N] [--runs N] [--warmup N]
                      [--max-secs S] [--no-xnnpack] [--input X.npy|X.npz] [--input-dist normal|uniform]
-                     [--seed N] [--runtime auto|ai_edge_litert|tflite_runtime]
+                     [--seed N] [--runtime auto|ai_edge_litert|tflite_runtime] [--vocab V]
     python3 agent.py --facts          # device facts and runtime only, no model
     python3 agent.py --version        # prints the agent version and schema
     python3 agent.py --model STEP.tflite --stream [--steps N] [--hop-ms H] [--input SEQ.npy] ...
@@ -36,7 +36,8 @@ push is an error, never a measurement). `--max-secs` bounds the timed loop (and 
 `--runs` becomes an upper limit. `--no-xnnpack` builds the interpreter with
 `OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES` (XNNPACK is a default delegate of both runtimes).
 Random inputs: float tensors N(0, 1) (or U(-1, 1) with `--input-dist uniform`); integer and bool tensors span the
-dtype's full range. `--input` takes a .npy (one input) or a .npz keyed by input name (or arr_0.. in input order); a
+dtype's full range, except token ids: an int32/int64 input without quantization that feeds an Embedding's GATHER gets
+uniform ids 0..V-1, V from `--vocab V` (the host passes the manifest's vocabulary) or else the GATHER table's rows. `--input` takes a .npy (one input) or a .npz keyed by input name (or arr_0.. in input order); a
 missing batch axis is added, a larger batch is cut to its first sample, float data fed to an int8/uint8/int16
 input is quantized with the tensor's scale and zero point.
 
@@ -436,8 +437,9 @@ def _dtype_range(np, dtype):
     return None
 
 
-def make_inputs(np, details, args, rng) -> list:
-    """One array per input, in input order, shaped and typed as the interpreter wants."""
+def make_inputs(np, details, args, rng, interp=None) -> list:
+    """One array per input, in input order, shaped and typed as the interpreter wants (token ids 0..V-1 for an
+    Embedding's input when `interp` is given: see `input_vocab`)."""
     supplied = None
     if args.input:
         if not os.path.isfile(args.input):
@@ -468,11 +470,90 @@ def make_inputs(np, details, args, rng) -> list:
     arrays = []
     for i, d in enumerate(details):
         shape, dtype = tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"])
+        vocab = input_vocab(np, interp, d, args, len(details)) if interp is not None else None
         if supplied is not None:
-            arrays.append(_fit_array(np, supplied[i], shape, dtype, d))
+            arr = _fit_array(np, supplied[i], shape, dtype, d)
+            _check_ids(np, arr, vocab, d["name"])
+            arrays.append(arr)
+            continue
+        if vocab:
+            arrays.append(_random_ids(np, rng, shape, dtype, vocab))
             continue
         arrays.append(_random_array(np, rng, shape, dtype, args.input_dist))
     return arrays
+
+
+# Ops a token id passes through between the model input and its Embedding's GATHER (Keras wraps negative ids with
+# LESS/ADD/SELECT; casts and reshapes). Same rule as the host's edgeseq.quantize.tokens.
+_ID_PASS_THROUGH = {"LESS", "ADD", "SELECT", "SELECT_V2", "CAST", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "STRIDED_SLICE",
+                    "MAXIMUM", "MINIMUM", "NOT_EQUAL"}
+
+
+def is_id_input(np, d) -> bool:
+    """int32/int64 without quantization parameters: a candidate for token ids (an Embedding's input)."""
+    scale = (d.get("quantization") or (0.0, 0))[0]
+    return np.dtype(d["dtype"]) in (np.dtype(np.int32), np.dtype(np.int64)) and not scale
+
+
+def gather_vocab(interp, index: int):
+    """Rows of the GATHER table whose indices come from tensor `index` (through a few pass-through ops), else the
+    smallest 2-D GATHER table of the model (a delegate can hide the path), else None."""
+    try:
+        ops = interp._get_ops_details()
+        tensors = {t["index"]: t for t in interp.get_tensor_details()}
+    except Exception:  # noqa: BLE001 - old runtimes without op details: the caller keeps the full range
+        return None
+    producer = {}
+    for op in ops:
+        for o in op.get("outputs", []):
+            producer[int(o)] = op
+
+    def reaches(t, depth):
+        if t == index:
+            return True
+        op = producer.get(t)
+        if op is None or depth >= 6 or op.get("op_name") not in _ID_PASS_THROUGH:
+            return False
+        return any(reaches(int(i), depth + 1) for i in op.get("inputs", []) if int(i) >= 0)
+
+    fed, any_table = [], []
+    for op in ops:
+        ins = [int(i) for i in op.get("inputs", [])]
+        if op.get("op_name") != "GATHER" or len(ins) < 2 or ins[0] not in tensors:
+            continue
+        shape = [int(v) for v in tensors[ins[0]]["shape"]]
+        if len(shape) >= 2 and shape[0] > 0:
+            any_table.append(shape[0])
+            if reaches(ins[1], 0):
+                fed.append(shape[0])
+    return min(fed) if fed else (min(any_table) if any_table else None)
+
+
+def input_vocab(np, interp, d, args, n_inputs: int):
+    """The id range of input `d`: `--vocab` for a single input (or the step model's "x"), else its GATHER table;
+    None for inputs that are not token ids."""
+    if not is_id_input(np, d):
+        return None
+    name = d["name"].split(":")[0]
+    short = name[len("serving_default_"):] if name.startswith("serving_default_") else name
+    if getattr(args, "vocab", None) and (n_inputs == 1 or short == "x"):
+        return int(args.vocab)
+    return gather_vocab(interp, d["index"])
+
+
+def _random_ids(np, rng: random.Random, shape: tuple, dtype, vocab: int):
+    """Seeded uniform token ids 0..vocab-1 (stdlib random, like `_random_array`)."""
+    n = 1
+    for s in shape:
+        n *= s
+    return np.array([rng.randrange(vocab) for _ in range(n)], dtype=dtype).reshape(shape)
+
+
+def _check_ids(np, arr, vocab, name: str) -> None:
+    if vocab and arr.size and (int(arr.max()) >= vocab or int(arr.min()) < 0):
+        bad = int(arr.max()) if int(arr.max()) >= vocab else int(arr.min())
+        raise AgentError("input", f"input {name!r} holds token id {bad} but the model's vocabulary has {vocab} ids "
+                         f"(0..{vocab - 1})", "feed ids the model was trained with")
 
 
 def _random_array(np, rng: random.Random, shape: tuple, dtype, dist: str):
@@ -669,13 +750,18 @@ def measure(args) -> dict:
         return _stream_measure(np, interp, args, {"model": model, "runtime": runtime, "timings": timings,
                                                   "mem": mem})
     rng = random.Random(args.seed)
-    arrays = make_inputs(np, in_details, args, rng)
+    arrays = make_inputs(np, in_details, args, rng, interp)
     inputs = []
     for i, d in enumerate(in_details):
         arr = arrays[i]
         info = _tensor_info(d, np)
+        vocab = input_vocab(np, interp, d, args, len(in_details))
+        if vocab:
+            info["vocab"] = vocab
         if args.input:
             info["source"] = f"file:{os.path.basename(args.input)}"
+        elif vocab:
+            info["source"] = "random-ids"
         elif np.issubdtype(arr.dtype, np.floating):
             info["source"] = f"random-{args.input_dist}"
         else:
@@ -803,11 +889,13 @@ class StreamStepper:
             self.mode = "window"
             self.x = next(iter(ins.values()))
             self.y = outs.get("y") or next(iter(outs.values()))
-            if len(self.x["shape"]) != 3:
-                raise AgentError("input", f"a window model takes [1, W, F]; this one takes {list(self.x['shape'])}")
+            if len(self.x["shape"]) != (2 if is_id_input(np, self.x) else 3):
+                raise AgentError("input", f"a window model takes [1, W, F] (or token ids [1, W]); this one takes "
+                                 f"{list(self.x['shape'])}")
         self.pos = ins.get("pos")
+        self.ids = is_id_input(np, self.x)  # token ids: one int id per step (x [1], or a window [1, W])
         shape = [int(s) for s in self.x["shape"]]
-        self.features = shape[-1]
+        self.features = 1 if self.ids else shape[-1]
         self.window = shape[1] if self.mode == "window" else None
         # (output index, input index, name, requantize multiplier or None, (zp_out, zp_in, lo, hi, dtype) or None)
         self.links = []
@@ -841,9 +929,9 @@ class StreamStepper:
     def _quantize(self, x, d):
         np = self.np
         dtype = np.dtype(d["dtype"])
-        if not np.issubdtype(dtype, np.integer):
-            return np.asarray(x, dtype=dtype)
         scale, zero = d.get("quantization") or (0.0, 0)
+        if not np.issubdtype(dtype, np.integer) or not scale:  # floats, and integers as they are (token ids)
+            return np.asarray(x).astype(dtype, copy=False)
         info = np.iinfo(dtype)
         return np.clip(np.round(np.asarray(x, np.float32) / scale + zero), info.min, info.max).astype(dtype)
 
@@ -885,7 +973,8 @@ class StreamStepper:
         for name in self.state:
             self.interp.set_tensor(self.ins[name]["index"], self._zero[name])
         if self.mode == "window":
-            self.buffer = self.np.zeros([int(s) for s in self.x["shape"]], self.np.float32)
+            dtype = self.np.dtype(self.x["dtype"]) if self.ids else self.np.float32
+            self.buffer = self.np.zeros([int(s) for s in self.x["shape"]], dtype)
 
     def prepare(self, x_t):
         """The x tensor for the next step (quantized; for a window model, the shifted window)."""
@@ -928,7 +1017,8 @@ class StreamStepper:
         return self.dequantize(self.interp.get_tensor(self.y["index"]), self.y)
 
     def run(self, seq, collect: bool = False):
-        """Feed a whole (T, F) sequence from a fresh state; the last step's output (or every step's)."""
+        """Feed a whole (T, F) sequence (token ids: (T,)) from a fresh state; the last step's output (or, with
+        `collect`, every step's, stacked: what a per-step model's parity compares)."""
         self.reset()
         ys = []
         for x_t in seq:
@@ -939,7 +1029,10 @@ class StreamStepper:
 
 
 def _stream_sequence(np, args, stepper, rng):
-    """(T, F) float32: the --input sequence (.npy [T, F] or [1, T, F]) or seeded random steps."""
+    """(T, F) float32: the --input sequence (.npy [T, F] or [1, T, F]) or seeded random steps; for a token-id step
+    model (T,) ids: the --input ids (.npy [T] or [1, T]) or seeded random ids 0..V-1."""
+    if stepper.ids:
+        return _stream_ids(np, args, stepper, rng)
     if args.input:
         if not os.path.isfile(args.input):
             raise AgentError("input", f"input file not found: {args.input}")
@@ -963,6 +1056,38 @@ def _stream_sequence(np, args, stepper, rng):
         return seq
     steps = args.steps or stepper.capacity or 256
     return _random_array(np, rng, (steps, stepper.features), np.dtype(np.float32), args.input_dist)
+
+
+def _stream_ids(np, args, stepper, rng):
+    n_inputs = len(stepper.ins)
+    vocab = input_vocab(np, stepper.interp, dict(stepper.x, name="x"), args, n_inputs)
+    dtype = np.dtype(stepper.x["dtype"])
+    if args.input:
+        if not os.path.isfile(args.input):
+            raise AgentError("input", f"input file not found: {args.input}")
+        try:
+            seq = np.load(args.input, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
+            raise AgentError("input", f"cannot read {args.input} as .npy: {exc}") from None
+        if hasattr(seq, "files"):
+            seq = seq[seq.files[0]]
+        seq = np.asarray(seq)
+        if seq.ndim == 2 and seq.shape[0] == 1:
+            seq = seq[0]
+        if seq.ndim != 1 or not np.issubdtype(seq.dtype, np.integer):
+            raise AgentError("input", f"--stream on a token-id model wants a [T] array of integer ids, the file has "
+                             f"{seq.dtype} {list(seq.shape)}")
+        _check_ids(np, seq, vocab, "x")
+        if args.steps:
+            if args.steps > len(seq):
+                seq = np.concatenate([seq] * -(-args.steps // len(seq)))
+            seq = seq[: args.steps]
+        return seq.astype(dtype)
+    steps = args.steps or stepper.capacity or 256
+    if not vocab:
+        raise AgentError("input", "cannot tell this token-id model's vocabulary (no Embedding GATHER table found)",
+                         "pass --vocab V or --input ids.npy")
+    return _random_ids(np, rng, (steps,), dtype, vocab)
 
 
 def _stream_measure(np, interp, args, base: dict) -> dict:
@@ -1034,7 +1159,8 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
         info = _tensor_info(d, np)
         info["name"] = name
         info["source"] = ("state" if name in stepper.state else "position" if name == "pos"
-                          else f"file:{os.path.basename(args.input)}" if args.input else f"random-{args.input_dist}")
+                          else f"file:{os.path.basename(args.input)}" if args.input
+                          else "random-ids" if stepper.ids else f"random-{args.input_dist}")
         inputs.append(info)
     outputs = []
     for name, d in sorted(stepper.outs.items()):
@@ -1258,6 +1384,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input")
     p.add_argument("--input-dist", dest="input_dist", choices=["normal", "uniform"], default="normal")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocab", type=int, default=None, help="token-id input: random ids 0..V-1 (default: the GATHER table)")
     p.add_argument("--runtime", choices=["auto", "ai_edge_litert", "tflite_runtime"], default="auto")
     p.add_argument("--facts", action="store_true")
     p.add_argument("--stream", action="store_true", help="feed a sequence step by step, carrying state")
@@ -1294,6 +1421,8 @@ def _validate(args) -> None:
         )
     if args.max_secs is not None and args.max_secs <= 0:
         raise AgentError("input", f"--max-secs must be > 0, got {args.max_secs}")
+    if args.vocab is not None and args.vocab < 1:
+        raise AgentError("input", f"--vocab must be at least 1, got {args.vocab}")
     if args.ops and args.stream:
         raise AgentError("input", "--ops times the ops of a plain model run; drop --stream")
 

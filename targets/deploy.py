@@ -122,6 +122,7 @@ def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log
         _safe_name,
         agent_argv,
         agent_path,
+        manifest_vocab,
         parse_agent_output,
     )
 
@@ -141,7 +142,8 @@ def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log
         log("pushed the agent and the model; verifying sha256 on the device")
         device_shell.verify_sha256(target, remote_model, digest)
         result = target.run(
-            agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, None), timeout
+            agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, None,
+                       vocab=manifest_vocab(model)), timeout
         )
         killed_by_signal(target, result, f"the agent on {model.name}")
         data = parse_agent_output(result, model.name)

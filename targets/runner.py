@@ -79,7 +79,7 @@ class AgentOptions:
 
 def agent_argv(
     python: str, agent: str, model: str, sha256: str, opts: AgentOptions, input_remote: str | None,
-    ops_remote: str | None = None,
+    ops_remote: str | None = None, vocab: int | None = None,
 ):
     argv = [
         python,
@@ -115,7 +115,20 @@ def agent_argv(
             argv += ["--hop-ms", repr(float(opts.hop_ms))]
     if ops_remote:
         argv += ["--ops", ops_remote]
+    if vocab:
+        argv += ["--vocab", str(int(vocab))]
     return argv
+
+
+def manifest_vocab(model: Path) -> int | None:
+    """A token-id model's vocabulary size from its manifest (`source.input.vocab_size`), for the agent's random ids;
+    None without one (the agent then reads the Embedding's GATHER table)."""
+    from edgeseq.quantize.manifest import read_manifest
+
+    source = (read_manifest(model, strict=False) or {}).get("source")
+    record = source.get("input") if isinstance(source, dict) else None
+    vocab = record.get("vocab_size") if isinstance(record, dict) else None
+    return vocab if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab > 0 else None
 
 
 def run_agent(
@@ -146,7 +159,8 @@ def run_agent(
         if ops_pack is not None:  # the op slices cut from this model (profile --ops)
             remote_ops = str(PurePosixPath(wd) / "op_slices.zip")
             target.push(Path(ops_pack), remote_ops)
-        argv = agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, remote_input, remote_ops)
+        argv = agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, remote_input, remote_ops,
+                          manifest_vocab(model))
         result = target.run(argv, timeout if timeout is not None else opts.default_timeout())
     finally:
         try:
