@@ -17,10 +17,11 @@ BIDIRECTIONAL_WHY = (
 )
 BIDIRECTIONAL_HINT = "retrain with bidirectional=False, or measure the sliding-window baseline with --window W"
 
-# Layers that act on each time step on its own (applied to a (B, 1, F) tensor in the step model).
+# Layers that act on each time step on its own (applied to a (B, 1, F) tensor in the step model; an Embedding on
+# token ids to a (B, 1) id).
 PER_STEP = {
     "Dense", "Activation", "Softmax", "ReLU", "ELU", "LeakyReLU", "PReLU", "LayerNormalization",
-    "BatchNormalization", "Normalization", "Rescaling", "UnitNormalization",
+    "BatchNormalization", "Normalization", "Rescaling", "UnitNormalization", "Embedding",
 }
 # Layers that are the identity at inference.
 IDENTITY = {"Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization"}
@@ -43,6 +44,9 @@ def _flatten_chain(model: Any) -> list:
                 f"layer {layer.name!r} is used more than once; edgeseq streams models whose layers form one chain",
                 "build the model as a plain stack of layers",
             ) from exc
+        if (isinstance(inp, (list, tuple)) and len(inp) == 2 and isinstance(layer, keras.layers.RNN)
+                and inp[0] is prev and str(getattr(inp[1], "dtype", "")) == "bool"):
+            inp = inp[0]  # an RNN called with the mask of Embedding(mask_zero=True): the step gates on id 0 itself
         if isinstance(inp, (list, tuple, dict)) or (prev is not None and inp is not prev):
             raise _not_chain(layer)
         if isinstance(layer, keras.Model) and not isinstance(layer, keras.layers.RNN):
@@ -126,6 +130,9 @@ def _make_recurrent_step_layer(model: Any):
     from keras import ops
 
     plan = _recurrent_plan(model)
+    # Embedding(mask_zero=True) first: id 0 is padding, which the sequence model skips (its RNNs carry the state and
+    # repeat the last output). The step does the same: on id 0 every state is carried and each RNN's y is its old h.
+    masked = bool(plan) and type(plan[0][1]).__name__ == "Embedding" and bool(getattr(plan[0][1], "mask_zero", False))
 
     class RecurrentStep(keras.layers.Layer):
         """One time step through the sequence model's layers and cells (weights shared, not copied)."""
@@ -135,7 +142,8 @@ def _make_recurrent_step_layer(model: Any):
             self.steps = [layer for _, layer in plan]
 
         def call(self, inputs):
-            h = inputs["x"]  # (B, F)
+            h = inputs["x"]  # (B, F), or (B,) token ids
+            keep = ops.expand_dims(ops.not_equal(h, 0), -1) if masked else None  # (B, 1): not padding
             out = {}
             for action, layer in plan:
                 if action == "rnn":
@@ -143,6 +151,9 @@ def _make_recurrent_step_layer(model: Any):
                     states = [inputs[n] for n in names]
                     y, new = layer.cell(h, states if len(states) > 1 else states, training=False)
                     new = list(new) if isinstance(new, (list, tuple)) else [new]
+                    if keep is not None:
+                        y = ops.where(keep, y, states[0])
+                        new = [ops.where(keep, s, old) for s, old in zip(new, states, strict=True)]
                     for n, s in zip(names, new, strict=True):
                         out[n] = s
                     h = y

@@ -65,7 +65,7 @@ class StreamInfo:
 
     kind: StreamKind
     seq_len: int | None
-    num_features: int
+    num_features: int | None  # None: token ids (one int id per step; x is an int32 (B,) input)
     detail: dict
 
 
@@ -114,10 +114,20 @@ def _attention_layers(model: Any) -> list:
     return found
 
 
-def _shape(model: Any) -> tuple[int | None, int]:
+def _token_ids(model: Any) -> bool:
+    """One integer [batch, time] input: token ids (an Embedding first)."""
+    inputs = getattr(model, "inputs", None) or []
+    return len(inputs) == 1 and len(inputs[0].shape) == 2 and str(inputs[0].dtype).startswith(("int", "uint"))
+
+
+def _shape(model: Any) -> tuple[int | None, int | None]:
+    """(time steps or None, features; None for token ids)."""
+    if _token_ids(model):
+        t = model.inputs[0].shape[1]
+        return (int(t) if t is not None else None), None
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 3:
         raise ModelError(
-            "a streaming model needs one [batch, time, features] input",
+            "a streaming model needs one [batch, time, features] input (or int token ids [batch, time])",
             "export a single-input sequence model",
         )
     _, t, f = model.inputs[0].shape
@@ -223,7 +233,10 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
 
     info = analyze_streaming(model)
     F = info.num_features
-    x = keras.Input(batch_shape=(batch_size, F), name="x")
+    if F is None:  # token ids: one int32 id per step
+        x = keras.Input(batch_shape=(batch_size,), dtype="int32", name="x")
+    else:
+        x = keras.Input(batch_shape=(batch_size, F), name="x")
     inputs = {"x": x}
     if _is_graph(info):
         from edgeseq.models.graph_step import graph_plan, make_graph_step_layer
@@ -262,10 +275,11 @@ def build_window_model(model: Any, window: int, *, batch_size: int | None = 1) -
     _, features = _shape(model)
     if not isinstance(window, int) or window < 1:
         raise InputError(f"--window must be a positive integer, got {window!r}")
-    inp = keras.Input(batch_shape=(batch_size, window, features), dtype=model.inputs[0].dtype, name="inputs")
+    shape = (batch_size, window) if features is None else (batch_size, window, features)
+    inp = keras.Input(batch_shape=shape, dtype="int32" if features is None else model.inputs[0].dtype, name="inputs")
     try:
         clone = keras.models.clone_model(model, input_tensors=inp)
-        if tuple(clone.inputs[0].shape)[1:] != (window, features):
+        if tuple(clone.inputs[0].shape)[1:] != shape[1:]:
             clone = keras.Model(inp, clone(inp))
         clone.set_weights(model.get_weights())
     except Exception as exc:  # noqa: BLE001 - layers that bake in the length fail here
@@ -288,12 +302,13 @@ def initial_state(step_model: Any, batch: int = 1) -> dict[str, np.ndarray]:
 
 
 def run_steps(step_model: Any, X: np.ndarray, *, collect: bool = False, record_every: int = 0) -> Any:
-    """Feed X (N, T, F) one step at a time through a batch-None step model in Keras.
+    """Feed X (N, T, F), or token ids (N, T), one step at a time through a batch-None step model in Keras.
 
     Returns the last step's y (N, ...), or with `collect` the stacked y of every step (N, T, ...). With
     `record_every` k > 0, also returns the step inputs seen at every k-th step (calibration samples for int8).
     """
-    X = np.asarray(X, np.float32)
+    X = np.asarray(X)
+    X = X.astype(np.int32) if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32, copy=False)
     state = initial_state(step_model, len(X))
     names = [n for n in state if n != "pos"]
     ys, seen = [], []

@@ -17,7 +17,7 @@ from typing import Any
 from edgeseq.quantize.recipes import MODES
 from edgeseq.streamkind import StreamKind
 
-FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional", "conv1d")
+FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional", "conv1d", "token-ids")
 FORMS = ("batch", *(k.value for k in StreamKind))
 
 
@@ -35,6 +35,14 @@ class Capability:
 
 
 TABLE: tuple[Capability, ...] = (
+    Capability("token-ids", "int16x8", "*", False,
+               "TF 2.21's 16x8 quantizer wants a calibrated range for the int32 token-id path into the Embedding's "
+               "GATHER and records none (\"Max and min for dynamic tensors should be recorded during calibration\")",
+               "use int8 (the ids stay int32, the Embedding table becomes int8) or dynamic"),
+    Capability("token-ids", "*", "*", True,
+               "int32 ids in (batch: [1, T]; streaming: one id per step as x) in every other recipe, --io int8 "
+               "included (it quantizes the output only); the Embedding table is a GATHER table quantized like any "
+               "weight; out-of-vocabulary ids in the data are refused before anything runs"),
     Capability("layer-norm", "int16x8", "*", False,
                "TF 2.21 has no 16x8 kernel for NEG, which LayerNormalization lowers to "
                "(and SquaredDifference runs only in float32/int32)",
@@ -87,6 +95,9 @@ def families_of(model: Any) -> set[str]:
         if isinstance(layer, keras.layers.Conv1D):
             found.add("conv1d")
         found.update(getattr(layer, "edgeseq_families", None) or ())  # a SavedModel's: read from its graph
+        if isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 2 and \
+                str(layer.output.dtype).startswith(("int", "uint")):
+            found.add("token-ids")  # int ids [batch, time] into an Embedding
         if isinstance(layer, keras.Model):
             stack.extend(layer.layers)
         elif isinstance(getattr(layer, "layer", None), keras.layers.Layer):

@@ -122,7 +122,8 @@ def run_stream_tflite(items: list[tuple[bytes, dict, np.ndarray]], label: str) -
         job_dir = Path(tmp)
         for i, (data, _, X) in enumerate(items):
             (job_dir / f"m_{i}.tflite").write_bytes(data)
-            np.save(job_dir / f"in_{i}.npy", np.asarray(X, np.float32))
+            X = np.asarray(X)
+            np.save(job_dir / f"in_{i}.npy", X if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32))
         (job_dir / "run.json").write_text(json.dumps({"exports": [e for _, e, _ in items]}))
         proc = _run("run", job_dir, label)
         out: list[np.ndarray | EdgeseqError] = []
@@ -175,7 +176,8 @@ def _stream_record(model: Any, export: dict, parity_steps: int) -> dict:
                                  f"the sequence model's output {delay} positions earlier (t - {delay})")
     else:
         rec["window"] = export["size"]
-        rec["state_floats"] = int(export["size"] * int(model.inputs[0].shape[-1]))
+        per_step_values = 1 if len(model.inputs[0].shape) == 2 else int(model.inputs[0].shape[-1])  # token id: 1
+        rec["state_floats"] = int(export["size"] * per_step_values)
         rec["note"] = "the batch model re-run on the last W steps for every new step"
     return rec
 
@@ -253,7 +255,6 @@ def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
 def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, seq_len, calibration,
           calibration_samples, validate, strict, windows, say, trust_model) -> dict:
     """Load and check the model, decide the exports, prepare calibration, references and provenance."""
-    from edgeseq.fsio import sha256_file
     from edgeseq.models.streaming import analyze_streaming
     from edgeseq.quantize.calibration import prepare_inputs
     from edgeseq.quantize.convert import _guess_task, default_name
@@ -274,6 +275,9 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
         raise InputError(f"contexts must be positive integers, got {contexts!r}")
     path = Path(model_path)
     model = load_keras_model(path, trust_model=trust_model)
+    if (getattr(model, "edgeseq_source", None) or {}).get("format") == "saved_model":
+        raise ModelError(f"{path.name} is a SavedModel: its graph holds no Keras layers to build a step (or window) "
+                         "model from", "stream the .keras or .h5 file of the same model")
     kind = analyze_streaming(model).kind if window is None else StreamKind.WINDOW  # refusals come from here
     t = model.inputs[0].shape[1]
     if t is None and seq_len is None:
@@ -283,15 +287,19 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
                          f"drop --seq-len or pass --seq-len {t}")
     else:
         steps = int(seq_len or t)
-    features = int(model.inputs[0].shape[-1])
+    from edgeseq.quantize.convert import model_input_record, source_record
+    from edgeseq.quantize.rebuild import is_token_input
+
+    input_record = model_input_record(model)
+    features = None if is_token_input(model) else int(model.inputs[0].shape[-1])  # None: one token id per step
     exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows)
-    out_shape = list(model.outputs[0].shape)
-    if len(out_shape) > 2 and any(e["kind"] != StreamKind.WINDOW for e in exports):
-        # The step model would emit one output per step, while parity and metrics compare one per sequence.
-        raise InputError(f"{path.name} outputs one value per time step (shape {out_shape}): per-step outputs are "
-                         "not supported by --stream yet",
-                         "convert it without --stream, or measure the sliding-window baseline with --window W")
-    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features)
+    if len(model.outputs[0].shape) == 3:
+        # One output per time step (return_sequences=True heads): the step model emits y_t at every step, and
+        # parity compares every step's y with the sequence model's output at that step.
+        for e in exports:
+            if e["kind"] != StreamKind.WINDOW:
+                e["collect"] = True
+    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features, vocab=input_record.get("vocab_size"))
     task = inputs.task or _guess_task(model)
     X_val = inputs.X_val[:PARITY_SEQUENCES]
     refs = {}
@@ -307,8 +315,7 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
             "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
             "base_name": name or default_name(path), "out_dir": Path(out_dir), "strict": strict,
             "validate": validate,
-            "source": {"path": str(path), "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                       "parameters": int(model.count_params()), "task": task}}
+            "source": source_record(path, model, task, input_record)}
 
 
 def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str], None]) -> list[Any]:
@@ -358,16 +365,25 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         return result
     else:
         _, runtime, version = interpreter_class()
+        per_step = bool(export.get("collect"))
+        if per_step and output.ndim == ref[1].ndim and output.shape[1] > ref[1].shape[1]:
+            # 'valid' convolutions: the step at t gives the sequence output at t - delay; steps before it are warm-up
+            output = output[:, output.shape[1] - ref[1].shape[1]:]
         validation = parity(ref[1], output, task, recipe.tolerance)
+        how = ("T steps through the .tflite (state carried, int8 state requantized) vs the Keras sequence model"
+               if export["kind"] != StreamKind.WINDOW else "window model vs Keras on windows")
+        if per_step:
+            how += ": every step's y against the sequence model's output at that step"
         validation.update(runtime=runtime, runtime_version=version, data=inputs.validation_record,
-                          sequences=len(output), steps_per_sequence=parity_steps,
-                          how="T steps through the .tflite (state carried, int8 state requantized) vs the Keras "
-                              "sequence model" if export["kind"] != StreamKind.WINDOW else "window model vs Keras on windows")
+                          sequences=len(output), steps_per_sequence=parity_steps, per_step=per_step, how=how)
         full = export["kind"] != StreamKind.WINDOW and parity_steps == steps
-        if inputs.y_val is not None and full and task:
-            y = inputs.y_val[: len(output)]
-            validation["tflite_metrics"] = task_metric(output, y, task)
-            validation["keras_metrics"] = task_metric(ref[1], y, task)
+        y = inputs.y_val[: len(output)] if inputs.y_val is not None else None
+        if y is not None and full and task and (output.shape[:-1] == y.shape or task == "regression"):
+            try:
+                validation["tflite_metrics"] = task_metric(output, y, task)
+                validation["keras_metrics"] = task_metric(ref[1], y, task)
+            except InputError:  # labels of another shape than the outputs (a delayed per-step model): parity only
+                validation.pop("tflite_metrics", None)
         if validation.get("passed") is False:
             err = ValidationError(f"{tflite_path.name} failed streaming parity on {runtime}: "
                                   f"{'; '.join(validation['failures'])}",

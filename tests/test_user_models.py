@@ -323,3 +323,107 @@ def test_h5_with_a_lambda_needs_trust(tmp_path):
     (tmp_path / "weights.h5").write_bytes(b"not hdf5")
     with pytest.raises(ModelError, match="not an HDF5 file"):
         load_keras_model(tmp_path / "weights.h5")
+
+
+# ---------------------------------------------------------------- streaming: per-step outputs and token ids
+AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+
+
+def _agent(*args: str) -> dict:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(AGENT), *args], capture_output=True, text=True, timeout=120)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_per_frame_tagger_streams_with_per_step_parity(tagger_model, tmp_path):
+    from edgeseq.quantize.loading import load_keras_model
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.targets.agent import StreamStepper
+
+    recipes = ["fp32", "int8"]
+    done = _converted(convert_stream(tagger_model["keras"], recipes, out_dir=tmp_path,
+                                     calibration=tagger_model["data"], calibration_samples=64), recipes)
+    X = load_dataset(tagger_model["data"]).X_test[:4]
+    ref = load_keras_model(tagger_model["keras"]).predict(X, verbose=0)
+    for slug, res in done.items():
+        v = res.validation
+        assert v["per_step"] and v["frames"] == 80 * T and "every step's y" in v["how"]
+        assert v["tflite_metrics"]["per_frame"] and abs(v["tflite_metrics"]["accuracy"] - tagger_model["accuracy"]) \
+            <= (1e-4 if slug == "fp32" else 0.03)
+        stepper = StreamStepper(np, load_interpreter(res.tflite_path))
+        got = np.stack([stepper.run(seq, collect=True) for seq in X])  # y_t at every step
+        assert got.shape == (4, T, C)
+        assert np.abs(got - ref).max() <= (1e-5 if slug == "fp32" else 0.15)
+        doc = _agent("--model", str(res.tflite_path), "--stream", "--runs", "24", "--warmup", "2")
+        assert doc["ok"] and doc["stream"]["kind"] == "recurrent-step" and len(doc["stream"]["final_output"]) == C
+
+
+def _token_mask_model(root: Path) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(1)
+    arrays = token_arrays()
+    inp = keras.Input((T,), dtype="int32")
+    x = keras.layers.Embedding(V, E, mask_zero=True)(inp)  # id 0 (the pre-padding) is skipped by the RNNs
+    x = keras.layers.GRU(16, return_sequences=True)(x)
+    x = keras.layers.LSTM(16)(x)
+    model = keras.Model(inp, keras.layers.Dense(C, activation="softmax")(x))
+    _fit(model, arrays, 3)
+    model.save(root / "tokmask.keras")
+    return root / "tokmask.keras"
+
+
+@pytest.mark.slow
+def test_token_classifier_streams_one_id_per_step(token_model, tmp_path, capsys):
+    from edgeseq.quantize.stream import convert_stream
+
+    recipes = ["fp32", "int8"]
+    for path in (token_model["keras"], _token_mask_model(tmp_path)):
+        done = _converted(convert_stream(path, recipes, out_dir=tmp_path, calibration=token_model["data"],
+                                         calibration_samples=64), recipes)
+        for res in done.values():
+            x = next(t for t in res.manifest["signature"]["inputs"] if t["name"].endswith("_x:0"))
+            assert x["dtype"] == "int32" and x["shape"] == [1] and "scale" not in x
+            assert res.manifest["source"]["input"]["vocab_size"] == V and not res.validation["per_step"]
+            assert res.validation["top1_agreement_decisive"] >= 0.9
+    step = done["int8"].tflite_path
+    doc = _agent("--model", str(step), "--stream", "--runs", "24", "--warmup", "2")  # vocab from the GATHER table
+    x = next(i for i in doc["inputs"] if i["name"] == "x")
+    assert doc["ok"] and x["source"] == "random-ids"
+    ids = tmp_path / "ids.npy"
+    np.save(ids, load_dataset(token_model["data"]).X_test[0])
+    assert _agent("--model", str(step), "--stream", "--input", str(ids), "--runs", "12")["ok"]
+    np.save(ids, np.full(T, V + 3, np.int32))
+    bad = _agent("--model", str(step), "--stream", "--input", str(ids), "--runs", "12")
+    assert not bad["ok"] and f"token id {V + 3}" in bad["error"]["message"]
+    code, out, err = run_cli(["profile", str(step), "--stream", "--target", "local", "--runs", "20"], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_token_model_profiles_with_ids_from_the_manifest(token_model, tmp_path):
+    from edgeseq.quantize.convert import convert_model
+    from edgeseq.targets.local import LocalTarget
+    from edgeseq.targets.runner import AgentOptions, agent_argv, manifest_vocab, run_agent
+
+    (res,) = convert_model(token_model["keras"], ["int8"], out_dir=tmp_path, calibration=token_model["data"],
+                           calibration_samples=32)
+    assert manifest_vocab(res.tflite_path) == V
+    assert agent_argv("py", "a", "m", "s", AgentOptions(), None, vocab=V)[-2:] == ["--vocab", str(V)]
+    data = run_agent(LocalTarget(), res.tflite_path, AgentOptions(runs=5, warmup=1))
+    (inp,) = data["inputs"]
+    assert inp["source"] == "random-ids" and inp["vocab"] == V and inp["dtype"] == "int32"
+    res.manifest_path.unlink()  # no manifest: the agent reads the GATHER table's rows
+    data = run_agent(LocalTarget(), res.tflite_path, AgentOptions(runs=5, warmup=1))
+    assert data["inputs"][0]["vocab"] == V
+
+
+def test_saved_model_does_not_stream(tagger_model, tmp_path):
+    from edgeseq.quantize.stream import convert_stream
+
+    with pytest.raises(ModelError, match="SavedModel"):
+        convert_stream(tagger_model["saved_model"], ["fp32"], out_dir=tmp_path)
