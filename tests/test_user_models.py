@@ -427,3 +427,30 @@ def test_saved_model_does_not_stream(tagger_model, tmp_path):
 
     with pytest.raises(ModelError, match="SavedModel"):
         convert_stream(tagger_model["saved_model"], ["fp32"], out_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_per_frame_regression_converts_evaluates_and_streams(tmp_path, capsys):
+    import keras
+
+    from edgeseq.quantize.convert import convert_model
+    from edgeseq.quantize.stream import convert_stream
+
+    keras.utils.set_random_seed(0)
+    arrays = tagger_arrays(regression=True)
+    data = save_npz(tmp_path / "frames.npz", arrays)
+    inp = keras.Input((T, F))
+    x = keras.layers.LSTM(16, return_sequences=True)(inp)
+    model = keras.Model(inp, keras.layers.TimeDistributed(keras.layers.Dense(2))(x))
+    model.compile("adam", "mse")
+    model.fit(arrays["X_train"], arrays["y_train"], epochs=10, verbose=0)
+    model.save(tmp_path / "frames.keras")
+    done = _converted(convert_model(tmp_path / "frames.keras", ["fp32", "int8"], out_dir=tmp_path / "a",
+                                    calibration=data, calibration_samples=64), ["fp32", "int8"])
+    streamed = _converted(convert_stream(tmp_path / "frames.keras", ["fp32", "int8"], out_dir=tmp_path / "s",
+                                         calibration=data, calibration_samples=64), ["fp32", "int8"])
+    for res in [*done.values(), *streamed.values()]:
+        tm, km = res.validation["tflite_metrics"], res.validation["keras_metrics"]
+        assert tm["per_frame"] and tm["frames"] == 80 * T and tm["mse"] <= km["mse"] * 1.2 + 1e-6
+    code, out, _ = run_cli(["evaluate", str(done["int8"].tflite_path), "--dataset", data], capsys)
+    assert code == 0 and "per-frame mse" in out
