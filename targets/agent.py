@@ -1268,7 +1268,7 @@ def _capture(np, rt, args, z, pack) -> tuple:
             full.resize_tensor_input(d["index"], [1 if int(s) < 0 else int(s) for s in sig])
     full.allocate_tensors()
     details = full.get_input_details()
-    arrays = make_inputs(np, details, args, random.Random(args.seed))  # the timed run's inputs, regenerated
+    arrays = make_inputs(np, details, args, random.Random(args.seed), full)  # the timed run's inputs, regenerated
     for i, d in enumerate(details):
         arr = arrays[i]
         full.set_tensor(d["index"], arr)
