@@ -200,8 +200,9 @@ def test_bad_out_and_name_are_refused_before_the_model_is_read(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-def test_stream_export_of_per_step_outputs_is_a_typed_refusal(tmp_path):
-    """GRU(return_sequences=True) -> Dense per step crashed in metrics_for with --calibration; now one InputError."""
+def test_stream_export_of_per_step_outputs_compares_every_step(tmp_path):
+    """GRU(return_sequences=True) -> Dense per step crashed in metrics_for with --calibration, then was refused; now
+    the step model emits y_t and parity compares every step (more in tests/test_user_models.py)."""
     import keras
 
     from edgeseq.quantize.stream import convert_stream
@@ -215,9 +216,10 @@ def test_stream_export_of_per_step_outputs_is_a_typed_refusal(tmp_path):
                    rng.standard_normal((32, T)).astype(np.float32), rng.standard_normal((16, T, F)).astype(np.float32),
                    rng.standard_normal((16, T)).astype(np.float32))
     for calibration in (data, None):
-        with pytest.raises(InputError, match="per-step outputs are not supported by --stream yet"):
-            convert_stream(path, ["fp32"], out_dir=tmp_path / "out", calibration=calibration)
-    assert not (tmp_path / "out").exists()
+        (res,) = convert_stream(path, ["fp32"], out_dir=tmp_path / "out", calibration=calibration)
+        assert res.ok and res.validation["passed"] and res.validation["per_step"]
+        assert res.validation["samples"] == (16 if calibration is data else 64)
+    assert res.validation.get("tflite_metrics") is None  # random inputs: no labels
 
 
 def test_cli_bad_out_name_and_data_exit_2_before_converting(tmp_path):
