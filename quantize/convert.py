@@ -29,6 +29,7 @@ from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name,
 from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal
+from edgeseq.quantize.granularity import GRANULARITY_RULE, granularity_figure, prefer_per_tensor
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
 from edgeseq.quantize.recipes import Recipe, get_recipe
@@ -138,58 +139,6 @@ def _validate(data: bytes, recipe: Recipe, inputs: Inputs, reference: np.ndarray
     return result
 
 
-# --granularity auto on a graph that is not unrolled (int8 / int16x8): both files are made and validated on the same
-# inputs, and the smaller per-tensor one is kept only when it loses nothing against per-channel. State changes here
-# belong in README "Converting and quantizing" too.
-ACCURACY_TOL = 0.001  # 0.1 accuracy point
-MSE_TOL_REL = 0.02  # 2 % relative
-AGREEMENT_TOL = 0.005  # 0.5 point of top-1 agreement with Keras
-DIFF_TOL_REL = 0.02  # 2 % relative mean |diff| against Keras
-GRANULARITY_RULE = (
-    "auto converts per-channel and per-tensor and keeps per-tensor when that file is smaller, passes parity, and "
-    "either per-channel failed parity or per-tensor is no worse on the validation inputs: with labels, accuracy at "
-    "most 0.1 pt lower (classification) or MSE at most 2 % higher (regression); without labels, top-1 agreement "
-    "with Keras at most 0.5 pt lower (classifiers) or mean |diff| against Keras at most 2 % higher. Otherwise "
-    "per-channel."
-)
-
-
-def _granularity_figure(validation: dict) -> tuple[str, float, bool]:
-    """The figure the rule compares: (name, value, higher is better)."""
-    tm = validation.get("tflite_metrics") or {}
-    if "accuracy" in tm:
-        return "accuracy", float(tm["accuracy"]), True
-    if "mse" in tm:
-        return "mse", float(tm["mse"]), False
-    if "top1_agreement" in validation:
-        return "top1_agreement", float(validation["top1_agreement"]), True
-    return "mean_abs_diff", float(validation["mean_abs_diff"]), False
-
-
-def prefer_per_tensor(per_channel: dict, per_tensor: dict, channel_bytes: int, tensor_bytes: int) -> tuple[bool, str]:
-    """GRANULARITY_RULE on two validation results: (keep per-tensor?, why)."""
-    if tensor_bytes >= channel_bytes:
-        return False, f"per-tensor is not smaller ({tensor_bytes} >= {channel_bytes} bytes)"
-    if not per_tensor.get("passed"):
-        return False, f"per-tensor failed parity ({'; '.join(per_tensor.get('failures') or ['not validated'])})"
-    if not per_channel.get("passed"):
-        return True, "per-channel failed parity, per-tensor passed"
-    name, pc, higher = _granularity_figure(per_channel)
-    _, pt, _ = _granularity_figure(per_tensor)
-    if name == "accuracy":
-        limit, ok = pc - ACCURACY_TOL, pt >= pc - ACCURACY_TOL
-    elif name == "top1_agreement":
-        limit, ok = pc - AGREEMENT_TOL, pt >= pc - AGREEMENT_TOL
-    else:
-        rel = MSE_TOL_REL if name == "mse" else DIFF_TOL_REL
-        limit, ok = pc * (1 + rel), pt <= pc * (1 + rel)
-    figures = f"{name} {pt:.4g} per-tensor vs {pc:.4g} per-channel, limit {limit:.4g}"
-    saved = f"{channel_bytes - tensor_bytes} bytes smaller"
-    if ok:
-        return True, f"per-tensor passed parity and is no worse ({figures}); {saved}"
-    return False, f"per-tensor is worse ({figures}) although {saved}"
-
-
 @dataclass
 class _Candidate:
     """One converted and validated file, not yet written anywhere."""
@@ -212,7 +161,7 @@ class _Candidate:
         v = self.validation
         out: dict[str, Any] = {"bytes": len(self.data), "sha256": self.info["sha256"], "passed": v.get("passed")}
         if not v.get("skipped"):
-            name, value, _ = _granularity_figure(v)
+            name, value, _ = granularity_figure(v)
             out |= {"figure": name, "value": value, "mean_abs_diff": v["mean_abs_diff"],
                     "max_abs_diff": v["max_abs_diff"], "failures": v["failures"]}
             for key in ("top1_agreement", "tflite_metrics"):

@@ -110,7 +110,7 @@ class Recipe:
 
     def compares_granularity(self, strategy: str) -> bool:
         """auto on a calibrated recipe and a graph that is not unrolled: convert per-channel and per-tensor, validate
-        both, keep the smaller per-tensor file only when it loses nothing (rule: quantize/convert.py GRANULARITY_RULE)."""
+        both, keep the smaller per-tensor file only when it loses nothing (rule: quantize/granularity.py GRANULARITY_RULE)."""
         return self.granularity == "auto" and self.calibrated and strategy != "unroll"
 
     def to_dict(self) -> dict[str, Any]:
