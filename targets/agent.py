@@ -1034,14 +1034,7 @@ def _stream_sequence(np, args, stepper, rng):
     if stepper.ids:
         return _stream_ids(np, args, stepper, rng)
     if args.input:
-        if not os.path.isfile(args.input):
-            raise AgentError("input", f"input file not found: {args.input}")
-        try:
-            seq = np.load(args.input, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
-            raise AgentError("input", f"cannot read {args.input} as .npy: {exc}") from None
-        if hasattr(seq, "files"):
-            seq = seq[seq.files[0]]
+        seq = _load_sequence(np, args.input)
         seq = np.asarray(seq, np.float32)
         if seq.ndim == 3:
             seq = seq[0]
@@ -1058,19 +1051,23 @@ def _stream_sequence(np, args, stepper, rng):
     return _random_array(np, rng, (steps, stepper.features), np.dtype(np.float32), args.input_dist)
 
 
+def _load_sequence(np, path: str):
+    """The array in a .npy (or the first of an .npz) given to --stream --input; AgentError when unreadable."""
+    if not os.path.isfile(path):
+        raise AgentError("input", f"input file not found: {path}")
+    try:
+        seq = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
+        raise AgentError("input", f"cannot read {path} as .npy: {exc}") from None
+    return seq[seq.files[0]] if hasattr(seq, "files") else seq
+
+
 def _stream_ids(np, args, stepper, rng):
     n_inputs = len(stepper.ins)
     vocab = input_vocab(np, stepper.interp, dict(stepper.x, name="x"), args, n_inputs)
     dtype = np.dtype(stepper.x["dtype"])
     if args.input:
-        if not os.path.isfile(args.input):
-            raise AgentError("input", f"input file not found: {args.input}")
-        try:
-            seq = np.load(args.input, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - numpy raises several types for a bad file
-            raise AgentError("input", f"cannot read {args.input} as .npy: {exc}") from None
-        if hasattr(seq, "files"):
-            seq = seq[seq.files[0]]
+        seq = _load_sequence(np, args.input)
         seq = np.asarray(seq)
         if seq.ndim == 2 and seq.shape[0] == 1:
             seq = seq[0]
