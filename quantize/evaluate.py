@@ -23,8 +23,8 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
     from edgeseq.quantize.calibration import check_ids
     from edgeseq.quantize.inspect import analyze
     from edgeseq.quantize.isolated import run_tflite_isolated
-    from edgeseq.quantize.tokens import is_id_input, vocab_of
     from edgeseq.quantize.runtime import interpreter_class
+    from edgeseq.quantize.tokens import is_id_input, vocab_of
     from edgeseq.quantize.validate import task_metric
 
     f = read_tflite(path)
