@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="keep the exports and the results store here")
     args = p.parse_args(argv)
 
+    from edgeseq.models.streamkind import StreamKind
     from edgeseq.stream_profile import fit_slopes, parse_contexts, stream_sweep
     from edgeseq.stream_report import render_markdown
-    from edgeseq.streamkind import StreamKind
 
     contexts = parse_contexts(args.contexts)
     if args.at not in contexts:

@@ -48,9 +48,9 @@ from edgeseq.models.recurrent_step import (  # noqa: F401 - recurrent_state_spec
     _recurrent_plan,
     recurrent_state_specs,
 )
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.models.transformer_step import _make_transformer_step_layer
 from edgeseq.models.transformer_step import kv_cache_specs as _zoo_kv_cache_specs
-from edgeseq.streamkind import StreamKind
 
 NONCAUSAL_WHY = (
     "its attention is not causal: every output attends to future steps, so a step's output is not final until the "

@@ -125,8 +125,8 @@ def run(job_dir: Path) -> int:
 
     import numpy as np
 
-    from edgeseq import childproc
     from edgeseq.errors import ConversionError, EdgeseqError
+    from edgeseq.fsio import childproc
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.recipes import Recipe
 

@@ -5,7 +5,7 @@ One table, read before any conversion child starts (so a refusal is immediate an
 layers (`families_of`), so the table applies to users' own models as much as to the zoo.
 
 Forms: "batch" (the whole sequence per invoke, `edgeseq convert`) and the three streaming kinds
-(`edgeseq.streamkind.StreamKind`, `edgeseq convert --stream`). "*" matches any recipe or form.
+(`edgeseq.models.streamkind.StreamKind`, `edgeseq convert --stream`). "*" matches any recipe or form.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.recipes import MODES
-from edgeseq.streamkind import StreamKind
 
 FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional", "conv1d", "token-ids")
 FORMS = ("batch", *(k.value for k in StreamKind))

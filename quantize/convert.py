@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
-from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir
+from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir, childproc
 from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal

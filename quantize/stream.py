@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from edgeseq.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.capabilities import families_of, refusal
 from edgeseq.quantize.stream_child import CALIBRATION_SEQUENCES, fit_windows
 from edgeseq.quantize.stream_jobs import _convert_items, run_stream_tflite
-from edgeseq.streamkind import StreamKind
 
 PARITY_SEQUENCES = 256  # validation sequences stepped through each .tflite (accuracy too, where labelled)
 DEFAULT_PARITY_STEPS = 64  # for a variable-length RNN without --seq-len

@@ -10,7 +10,7 @@ edgeseq.models.streaming); int8 calibration feeds (x_t, state) pairs recorded wh
 sequences through Keras. `run` steps every validation sequence through each .tflite with the device agent's own
 StreamStepper (state carried by signature name, int8 state requantized between steps): the one deliberate sideways
 import in the tree (quantize -> targets.agent), so the host's parity check and the device run share one definition.
-Errors come back as edgeseq.childproc error records.
+Errors come back as edgeseq.fsio.childproc error records.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError
-from edgeseq.streamkind import StreamKind
+from edgeseq.fsio import childproc
+from edgeseq.models.streamkind import StreamKind
 
 CALIBRATION_SEQUENCES = 64  # calibration sequences stepped through Keras to record (x_t, state) samples
 

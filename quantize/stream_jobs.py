@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseq import childproc
 from edgeseq.errors import ConversionError, EdgeseqError, ModelError
+from edgeseq.fsio import childproc
 
 CHILD_TIMEOUT_S = 900
 

@@ -79,7 +79,7 @@ JSON schema "edgeseq.agent/2" (all times in nanoseconds, sizes in bytes or kB as
               "state_bytes",
               "invoke_ns": [...], "hop_ms", "deadline_met_share", "real_time_factor", "final_output": [...]}
              # with --stream, timings_ns.invoke holds whole steps (set x/pos + invoke + carry state), raw
-             # kind (edgeseq.streamkind.StreamKind): "recurrent-step" steps with the state carried whole,
+             # kind (edgeseq.models.streamkind.StreamKind): "recurrent-step" steps with the state carried whole,
              # "kv-cache" has a position input / `<name>_at_pos` outputs, "window" re-runs the whole window
   "ops":     {"route": "sub-models" | null, "reason": str | null, "replicas", "capture", "samples",
               "overhead_ns", "seconds",       # overhead_ns: a one-op model's invoke minus its op (median)
@@ -108,7 +108,7 @@ import time
 # --------------------------------------------------------------------------------------------- the document
 SCHEMA = "edgeseq.agent/2"
 AGENT_VERSION = "2.0.0"
-# stream.kind: the values of edgeseq.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
+# stream.kind: the values of edgeseq.models.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
 # tests/test_agent.py checks they are the enum's)
 KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"
 STREAM_KINDS = (KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW)

@@ -6,8 +6,7 @@ any model, target or results store is touched.
 
 from __future__ import annotations
 
-from edgeseq.checks import check_finite, check_int
-from edgeseq.errors import InputError
+from edgeseq.errors import InputError, check_finite, check_int
 
 # option -> (lowest, highest, example)
 INT_LIMITS: dict[str, tuple[int, int, int]] = {

@@ -206,7 +206,7 @@ def test_device_facts_are_exactly_the_schemas_fields(agent_mod):
 
 
 def test_stream_kinds_are_the_enums_values(agent_mod):
-    from edgeseq.streamkind import StreamKind
+    from edgeseq.models.streamkind import StreamKind
 
     values = {k.value for k in StreamKind}
     assert set(agent_mod.STREAM_KINDS) == values and len(agent_mod.STREAM_KINDS) == len(values)

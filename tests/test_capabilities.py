@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.capabilities import FAMILIES, FORMS, TABLE, refusal, rows
 from edgeseq.quantize.recipes import MODES
-from edgeseq.streamkind import StreamKind
 
 keras = pytest.importorskip("keras")
 

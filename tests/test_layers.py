@@ -13,8 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"toolkit": "edgeseq", "models": "edgeseq.models", "quantize": "edgeseq.quantize",
            "targets": "edgeseq.targets"}
 
-FOUNDATION = {"edgeseq", "edgeseq.errors", "edgeseq.fsio", "edgeseq.metrics", "edgeseq.stats", "edgeseq.childproc",
-              "edgeseq.tfquiet", "edgeseq.streamkind", "edgeseq.datasets", "edgeseq.checks"}
+FOUNDATION = {"edgeseq", "edgeseq.errors", "edgeseq.fsio", "edgeseq.metrics", "edgeseq.stats", "edgeseq.datasets"}
 CLI = {"edgeseq.cli", "edgeseq.commands"}
 LAYERS = ["foundation", "models", "quantize", "targets", "orchestration", "cli"]
 # The one deliberate sideways edge: host-side stream parity steps a .tflite with the agent's own stepper, so the

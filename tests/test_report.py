@@ -227,9 +227,9 @@ def _stream_run(i: int, stream: dict, steps: int, model_name: str, source: str |
 
 
 def test_streaming_rows_read_kind_and_model_from_the_stored_run(tmp_path):
+    from edgeseq.models.streamkind import StreamKind
     from edgeseq.stream_profile import rows_from_store
     from edgeseq.stream_report import streaming_section
-    from edgeseq.streamkind import StreamKind
 
     db = tmp_path / "s.db"
     with ResultsStore(db) as s:

@@ -22,7 +22,7 @@ from edgeseq.models.streaming import (  # noqa: E402
     state_specs,
     stream_delay,
 )
-from edgeseq.streamkind import StreamKind  # noqa: E402
+from edgeseq.models.streamkind import StreamKind  # noqa: E402
 
 T, F, D, K = 10, 5, 16, 3
 

@@ -22,8 +22,8 @@ from edgeseq.models.streaming import (  # noqa: E402
     initial_state,
     run_steps,
 )
+from edgeseq.models.streamkind import StreamKind  # noqa: E402
 from edgeseq.models.zoo import build_model  # noqa: E402
-from edgeseq.streamkind import StreamKind  # noqa: E402
 
 T, F, K = 12, 5, 3
 AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"

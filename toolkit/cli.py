@@ -13,8 +13,9 @@ import sys
 
 import click
 
-from edgeseq import __version__, childproc
+from edgeseq import __version__
 from edgeseq.errors import EdgeseqError
+from edgeseq.fsio import childproc
 
 # name -> (module under edgeseq.commands, attribute, one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.stream import convert_stream_many
 from edgeseq.stream_profile import parse_contexts, profile_contexts
-from edgeseq.streamkind import StreamKind
 
 
 def _causal_twin(rnn_path: Path, out_dir: Path, max_len: int) -> Path:

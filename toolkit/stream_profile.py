@@ -3,7 +3,7 @@
     rows = profile_contexts(["gru-step-fp32.tflite", "tf-kv*.tflite", "tf-win*.tflite"], contexts=[16, 64, 256])
     rows = stream_sweep(["runs/gru/model.keras", "runs/tf-causal/model.keras"], contexts=[16, ..., 1024], out_dir=...)
 
-Three ways to serve a stream (`edgeseq.streamkind.StreamKind`), told apart by the stored run (the agent's
+Three ways to serve a stream (`edgeseq.models.streamkind.StreamKind`), told apart by the stored run (the agent's
 `stream.kind`, or for older runs its mode and position input), never by file name:
 - recurrent-step ("recurrent state"): a step model without a position input: constant work and memory per step;
 - kv-cache ("kv cache"): a step model with a `pos` input: attention over a cache of `capacity` slots, one export
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseq.errors import InputError
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.stats import memory_figures
-from edgeseq.streamkind import StreamKind
 
 DEFAULT_CONTEXTS = (16, 32, 64, 128, 256, 512, 1024)
 

@@ -12,8 +12,8 @@ import html
 from pathlib import Path
 
 from edgeseq.errors import StoreError
+from edgeseq.models.streamkind import StreamKind
 from edgeseq.stream_profile import fit_slopes, rows_from_store
-from edgeseq.streamkind import StreamKind
 
 _ORDER = list(StreamKind)
 _STYLE = {StreamKind.RECURRENT_STEP: ("o", "-"), StreamKind.KV_CACHE: ("s", "--"), StreamKind.WINDOW: ("^", ":")}
