@@ -13,6 +13,8 @@ No TensorFlow here: importing a config must stay cheap.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,3 +196,20 @@ def estimate_buffer_bytes(cfg: ModelConfig, *, seq_len: int | None) -> int:
     if isinstance(cfg, TransformerConfig) and cfg.pos_encoding == "sinusoidal":
         return 4 * 8 * max(cfg.max_len, seq_len or 0) * cfg.d_model
     return 0
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """`--set units=64 --set dropout=0.1` -> {"units": 64, "dropout": 0.1}; values are read as JSON when they parse."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set {pair!r} is not KEY=VALUE", "write e.g. --set units=64")
+        try:
+            value = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError):
+            value = raw
+        if isinstance(value, float) and not math.isfinite(value):  # json reads NaN, Infinity, 1e999
+            raise InputError(f"--set {key.strip()}={raw} is not a finite number", f"pass a finite value for {key}")
+        out[key.strip()] = value
+    return out

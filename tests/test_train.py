@@ -191,7 +191,7 @@ def test_a_model_too_big_for_memory_is_refused_before_building():
 
 
 def test_set_values_are_checked_before_any_work():
-    from edgeseq.commands.train import parse_overrides
+    from edgeseq.models.config import parse_overrides
     from edgeseq.models.zoo import get_config
 
     for pair, needle in (("dropout=NaN", "finite"), ("units=Infinity", "finite"), ("units=1e999", "finite")):

@@ -239,6 +239,60 @@ class ResultsStore:
         except sqlite3.Error as exc:
             raise self._read_error(exc) from None
 
+    # ------------------------------------------------------------------ the sweep's ledger
+    def put_cell(self, key: str, sweep: str, status: str, config: dict, *, run_id: int | None = None,
+                 why: str | None = None, result: dict | None = None) -> None:
+        """Record one sweep cell (replacing an earlier record of the same key) in its own transaction."""
+        import datetime
+        import json
+
+        if not self.writable:
+            raise StoreError(f"the results store {self.path} was opened for reading", "open it with create=True")
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        values = (key, sweep, now, status, why, run_id, json.dumps(config, sort_keys=True),
+                  json.dumps(result, sort_keys=True, default=str) if result is not None else None)
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("INSERT OR REPLACE INTO sweep_cells (key, sweep, created_at, status, reason, run_id, "
+                                  "config_json, result_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the results store {self.path}: {reason(exc)}",
+                             "choose a writable path with --db") from None
+
+    def cells(self) -> dict[str, dict]:
+        """Every readable sweep cell by key (none in a store from before sweeps); a damaged row is skipped and
+        counted like a damaged run."""
+        import json
+
+        out: dict[str, dict] = {}
+        cur = None
+        try:
+            if "sweep_cells" not in self._tables():
+                return out
+            cur = self.conn.execute("SELECT key, sweep, created_at, status, reason, run_id, config_json, result_json "
+                                    "FROM sweep_cells")
+            for key, sweep, created, status, why, run_id, config, result in cur:
+                try:
+                    cell = {"key": str(key), "sweep": sweep, "created_at": created, "status": status, "reason": why,
+                            "run_id": run_id, "config": json.loads(config),
+                            "result": json.loads(result) if result else {}}
+                    if status not in ("ok", "failed") or not isinstance(cell["config"], dict):
+                        raise ValueError(f"cell status {status!r}")
+                except (TypeError, ValueError) as exc:
+                    self.damaged[f"cell {key}"] = f"sweep cell {key}: {exc}"
+                    continue
+                out[cell["key"]] = cell
+        except sqlite3.Error as exc:
+            raise self._read_error(exc) from None
+        finally:
+            _close(cur)
+        return out
+
     def damage_note(self) -> str | None:
         """One line for the user when reads skipped damaged rows, else None."""
         if not self.damaged:

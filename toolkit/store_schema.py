@@ -20,7 +20,7 @@ from pathlib import Path
 
 from edgeseq.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -68,8 +68,27 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS runs_target ON runs(target, device_key)")
 
 
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """The sweep's ledger: one row per grid cell (`edgeseq sweep`), keyed by the hash of its whole configuration.
+    A finished cell names its run; a failed one its one-line reason. Runs themselves stay in `runs`."""
+    conn.execute(
+        """
+        CREATE TABLE IF NOT EXISTS sweep_cells (
+            key          TEXT PRIMARY KEY,           -- sha256 of the cell's configuration and tool versions
+            sweep        TEXT NOT NULL,              -- the sweep's folder (its artifacts)
+            created_at   TEXT NOT NULL,              -- ISO 8601, UTC
+            status       TEXT NOT NULL,              -- ok | failed
+            reason       TEXT,                       -- one line, for a failed cell
+            run_id       INTEGER,                    -- runs.id of its measurement (ok cells)
+            config_json  TEXT NOT NULL,              -- the cell's configuration
+            result_json  TEXT                        -- what the build said (accuracy, metric, artifact, times)
+        )
+        """
+    )
+
+
 # MIGRATIONS[i] upgrades a store at user_version i to i+1. Append; never edit a released step.
-MIGRATIONS: list[Migration] = [_v0_to_v1]
+MIGRATIONS: list[Migration] = [_v0_to_v1, _v1_to_v2]
 
 # What a reader needs: the columns of schema 1 (later schemas only add).
 REQUIRED_COLUMNS = frozenset(

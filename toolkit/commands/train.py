@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 import click
 
 from edgeseq.commands._types import FiniteFloat
-from edgeseq.errors import InputError
+from edgeseq.models.config import parse_overrides
 from edgeseq.models.run_dir import TrainOptions, check_model_fits, check_zoo_data, prepare_run_dir
-
-
-def parse_overrides(pairs: tuple[str, ...]) -> dict:
-    """`--set units=64 --set dropout=0.1` -> {"units": 64, "dropout": 0.1}; values are read as JSON when they parse."""
-    out: dict = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set {pair!r} is not KEY=VALUE", "write e.g. --set units=64")
-        try:
-            value = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError):
-            value = raw
-        if isinstance(value, float) and not math.isfinite(value):  # json reads NaN, Infinity, 1e999
-            raise InputError(f"--set {key.strip()}={raw} is not a finite number", f"pass a finite value for {key}")
-        out[key.strip()] = value
-    return out
 
 
 class EpochPrinter:

@@ -50,7 +50,7 @@ ALIASES = {"basicmotions": "basic_motions", "japanesevowels": "japanese_vowels",
            "free_spoken_digits": "fsdd", "adding_problem": "adding"}
 
 
-def _is_path(spec: str) -> bool:
+def is_path(spec: str) -> bool:
     """Paths: anything ending in .npz or holding a path separator, else an existing file that is not a registered name."""
     if spec.lower().endswith(".npz") or os.sep in spec or "/" in spec:
         return True
@@ -115,7 +115,7 @@ def load_dataset(spec: str, *, data_dir: str | None = None) -> Dataset:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise DatasetError("empty data set name", "run `edgeseq datasets` to list them")
-    if _is_path(spec):
+    if is_path(spec):
         from edgeseq.datasets.npz import load_user_npz
 
         return load_user_npz(spec)
