@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "profile": ("profile", "profile", "Measure latency and memory of .tflite models on a target."),
     "report": ("report", "report", "Tables and plots of everything in the results store."),
     "compare": ("report", "compare", "Two models or runs side by side, with ratios."),
+    "recommend": ("recommend", "recommend", "The stored models that meet a latency, memory and accuracy budget."),
     "deploy": ("deploy", "deploy", "Push a .tflite (and the agent) to a target and check it runs."),
     "targets": ("targets", "targets", "Manage named devices: list, add, remove, trust, check, setup."),
     "demo": ("demo", "demo", "Run the whole line on bundled data."),
