@@ -133,3 +133,14 @@ def test_a_missing_store_is_one_store_error(tmp_path, capsys):
         main(["recommend", "--target", "pi4", "--latency-budget-ms", "5", "--db", str(tmp_path / "none.db")])
     err = capsys.readouterr().err
     assert exc.value.code == 7 and err.count("\n") == 1 and "no results store" in err
+
+
+def test_zero_accuracy_has_no_infinite_ratio_in_json(tmp_path):
+    path = tmp_path / "z.db"
+    with ResultsStore(path) as s:
+        s.add_run(run(1, "broken", 1_000.0, accuracy=0.0))
+    res = recommend(path, "pi4", min_accuracy=0.5)
+    (breach,) = res["excluded"][0]["breaches"]
+    assert breach["ratio"] is None and breach["text"] == "accuracy 0.0000 < 0.5000 (-0.5000)"
+    assert res["closest"] is None and res["notes"]
+    json.dumps(res, allow_nan=False)

@@ -110,13 +110,14 @@ def _breach(budget: str, value: float | None, limit: float, unit: str, what: str
     ok = value <= limit if above else value >= limit
     if ok:
         return None
-    ratio = value / limit if above else (limit / value if value > 0 else math.inf)
+    ratio = value / limit if above else (limit / value if value > 0 else None)  # None: no finite ratio (0 accuracy)
     over = value - limit
     sign = "+" if over >= 0 else "-"
     fmt = (lambda v: f"{v:.4f}") if budget == "accuracy" else (lambda v: f"{v:.3g} {unit}")
     cmp = ">" if above else "<"
+    times = "" if ratio is None else f", {ratio:.2f}x"
     return {"budget": budget, "limit": limit, "value": value, "over_by": over, "ratio": ratio,
-            "text": f"{what} {fmt(value)} {cmp} {fmt(limit)} ({sign}{fmt(abs(over))}, {ratio:.2f}x)"}
+            "text": f"{what} {fmt(value)} {cmp} {fmt(limit)} ({sign}{fmt(abs(over))}{times})"}
 
 
 def judge(c: dict, budgets: dict) -> list[dict]:
