@@ -11,7 +11,7 @@ Contents
 In file order; each section starts with a `# ---- name` line.
     the document    SCHEMA, AgentError, `_document` (the header every answer starts with) and `_measurement`
     device facts    `device_facts()`: the `device` block (fields named in edgeseq.targets.facts)
-    memory          `MemoryMeter`: VmRSS per stage, the model's own peak (VmHWM reset after the runtime's baseline)
+    memory          `MemoryMeter`: VmRSS and resident code per stage, the model's own peak without the runtime's code
     runtime         importing ai_edge_litert / tflite_runtime; runtime errors classified (op, Flex, custom op)
     inputs          random or file inputs, shaped, typed and quantized for the interpreter
     measuring       sha256 check, load, allocate, first inference, warm-up, the timed loop: `measure()`
@@ -46,10 +46,10 @@ Progress: one line `edgeseq-agent: stage=NAME` per stage on stderr, so a host ca
 Exit status: 0 ok; 2 bad input/option; 3 model problem (missing, corrupt, checksum, Flex ops, unsupported op);
 4 no runtime; 5 internal error. Errors are JSON on stdout too (`ok: false`).
 
-JSON schema "edgeseq.agent/2" (all times in nanoseconds, sizes in bytes or kB as named)
+JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as named)
 ---------------------------------------------------------------------------------------
 {
-  "schema": "edgeseq.agent/2", "agent_version": "2.0.0", "ok": true,
+  "schema": "edgeseq.agent/3", "agent_version": "3.0.0", "ok": true,
   "model":   {"path", "size_bytes", "sha256", "sha256_verified": bool | null},
   "runtime": {"name": "ai_edge_litert" | "tflite_runtime", "version", "numpy_version",
               "threads": int | null, "xnnpack": "default" | "off"},
@@ -60,17 +60,23 @@ JSON schema "edgeseq.agent/2" (all times in nanoseconds, sizes in bytes or kB as
                  "warmup": [int, ...], "invoke": [int, ...]},   # invoke = the timed runs, raw
   "runs_completed": int, "stopped_by": "runs" | "max_secs",
   "memory": {"baseline_kb", "load_kb", "allocate_kb", "first_invoke_kb", "timed_peak_kb",  # VmRSS, kB
-             "model_peak_kb", "process_peak_kb", "method", "vm_hwm_kb", "vm_rss_kb",
+             "model_peak_kb", "code_kb", "process_peak_kb", "method", "code_method", "vm_hwm_kb", "vm_rss_kb",
              "stages": {"start"|"import"|"baseline"|"load"|"allocate"|"first_invoke"|"end":
-                        {"vm_rss_kb", "vm_hwm_kb", "rss_anon_kb", "rss_file_kb"}}},
+                        {"vm_rss_kb", "vm_hwm_kb", "rss_anon_kb", "rss_file_kb", "code_kb"}}},
              # baseline_kb: VmRSS once Python, numpy and the runtime are imported (and the numpy code the agent
              # runs later paged in: stage "baseline" after "import"), before the model loads;
              # load/allocate/first_invoke_kb: VmRSS after that stage; timed_peak_kb: VmHWM over the timed loop;
-             # model_peak_kb: the peak from the baseline to the end minus baseline_kb (what this model costs on
-             # this runtime); process_peak_kb (= vm_hwm_kb): the whole process's peak; method: "clear_refs" (VmHWM
-             # reset after the baseline: measured), "hwm-inferred" (no reset; the lifetime VmHWM rose past its
-             # value at the baseline, so the peak is the model's), "rss-sampled" (a lower bound: the largest
-             # sampled VmRSS); null figures where /proc is unreadable. Stage readings are raw (VmHWM after a reset).
+             # model_peak_kb: what this model costs on this runtime: the peak of (RSS - resident machine code) from
+             # the baseline to the end, minus its value at the baseline (the model's weights, mapped from its file,
+             # count; the runtime's code pages do not: how many are resident depends on the page cache);
+             # code_kb: the runtime's code paged in since the baseline (file-backed pages of shared objects and
+             # executable mappings); code_method: "smaps" (/proc/self/smaps, the model mapped from its file),
+             # "rss-file" (no smaps: the model loaded from bytes, code = RssFile), null (not separated:
+             # model_peak_kb includes the code, as in agent/2); process_peak_kb (= vm_hwm_kb): the whole process's
+             # peak; method: "clear_refs" (VmHWM reset after the baseline and at every stage: measured),
+             # "hwm-inferred" (no reset; the lifetime VmHWM rose past its value at the baseline, so the peak is the
+             # model's), "rss-sampled" (a lower bound: the largest sampled VmRSS); null figures where /proc is
+             # unreadable. Stage readings are raw (VmHWM since the last reset). See "memory" below.
   "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
               "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
   "stream":  null | {"mode": "step" | "window", "kind": "recurrent-step" | "kv-cache" | "window",
@@ -86,7 +92,9 @@ JSON schema "edgeseq.agent/2" (all times in nanoseconds, sizes in bytes or kB as
               "ops": [{"index", "subgraph", "type", "dtypes", "output_shape", "calls", "op_ns", "one_ns",
                        "error"?}]}        # only with --ops (an optional key: no schema change); see "per-op time"
 }
-Schema "edgeseq.agent/1" (agent 1.x) had memory {"vm_hwm_kb", "vm_rss_kb", "stages"} only; hosts still read it.
+Schema "edgeseq.agent/2" (agent 2.x) had no code_kb / code_method: its model_peak_kb included the runtime's code
+pages paged in after the baseline (~2-4 MB on x86_64, page-cache dependent). "edgeseq.agent/1" (agent 1.x) had memory
+{"vm_hwm_kb", "vm_rss_kb", "stages"} only. Hosts still read both.
 Errors: {"schema", "agent_version", "ok": false,
          "error": {"kind": "input" | "model" | "checksum" | "flex" | "op_unsupported" | "runtime_missing" |
                            "not_implemented" | "internal",
@@ -106,8 +114,8 @@ import sys
 import time
 
 # --------------------------------------------------------------------------------------------- the document
-SCHEMA = "edgeseq.agent/2"
-AGENT_VERSION = "2.0.0"
+SCHEMA = "edgeseq.agent/3"
+AGENT_VERSION = "3.0.0"
 # stream.kind: the values of edgeseq.models.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
 # tests/test_agent.py checks they are the enum's)
 KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"
@@ -246,7 +254,70 @@ def device_facts() -> dict:
 # /proc/self/clear_refs (Linux >= 4.0) resets it to the current RSS, so the peak after the baseline is measured, not
 # inferred. Where that write fails, the lifetime VmHWM still gives the model's peak when it rose past its value at
 # the baseline ("hwm-inferred"); when it did not, only the sampled stages bound it from below ("rss-sampled").
+#
+# Code pages. Loading, allocating and running a first model pages in more of the runtime's shared libraries (~3 MB of
+# machine code on x86_64 LiteRT). Those pages are file-backed and shared, and how many of them are already resident
+# at the baseline depends on the page cache, not on the model: the kernel's fault-around maps up to 16 neighbouring
+# pages per fault when they are cached, so a freshly installed venv showed 30 MB file-backed at the baseline against
+# 22 MB in an old one, and the same tiny model measured 1.9 MB there and 3.3 MB here. So every stage also reads the
+# resident code (`code_rss_kb`: the file-backed pages of every mapping of a shared object or with execute
+# permission, /proc/self/smaps) and `model_peak_kb` is the peak of (RSS - code) over the baseline's (RSS - code).
+# Both runtimes memory-map the .tflite itself (a read-only shared mapping of the model file): those pages are the
+# model's weights, file-backed but not code, and stay in `model_peak_kb`. The peak is taken per interval between
+# stages (the mark is reset at each stage under clear_refs) less the code resident at the interval's end: code only
+# grows, so this is exact at the stage readings and at most the code paged in within one interval low in between.
+# Where smaps is unreadable (kernels without CONFIG_PROC_PAGE_MONITOR, which also lack clear_refs) but
+# /proc/self/status has RssFile (Linux >= 4.5), the agent loads the model from bytes instead of by path, so nothing
+# file-backed is the model's, and the code is RssFile ("rss-file"). With neither, code is not separated
+# (`code_method` null, `code_kb` null, `model_peak_kb` includes it as schema edgeseq.agent/2 did).
 METHOD_CLEAR_REFS, METHOD_HWM, METHOD_SAMPLED = "clear_refs", "hwm-inferred", "rss-sampled"
+CODE_SMAPS, CODE_RSS_FILE = "smaps", "rss-file"
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def _is_code(perms: bytes, path: bytes) -> bool:
+    """A mapping of machine code: a shared object file (name ending .so or .so.N) or any file mapped executable."""
+    if not path.startswith(b"/"):
+        return False  # anonymous, [heap], [stack], [vdso]: not file-backed
+    if path.endswith(b" (deleted)"):
+        path = path[:-10]
+    if b"x" in perms:
+        return True
+    name = path.rsplit(b"/", 1)[-1]
+    head, dot_so, tail = name.partition(b".so")
+    while head and dot_so:
+        if not tail or (tail[:1] == b"." and tail[1:].replace(b".", b"").isdigit()):
+            return True
+        head, dot_so, tail = tail.partition(b".so")
+    return False
+
+
+def code_rss_kb(skip_inode: int | None = None) -> int | None:
+    """kB of machine code resident in this process: the file-backed pages (Rss less the copy-on-write Anonymous
+    ones) of every mapping `_is_code` names, the mapping of inode `skip_inode` (the model file) never; None where
+    /proc/self/smaps is unreadable."""
+    try:
+        fh = open("/proc/self/smaps", "rb")  # noqa: SIM115 - closed below; bytes: no decoding per line
+    except OSError:
+        return None
+    total, code, rss = 0, False, 0
+    try:
+        with fh:
+            for line in fh:
+                if line[0] in _HEX:  # a mapping's header: "start-end perms offset dev inode [path]"
+                    parts = line.split(None, 5)
+                    path = parts[5].strip() if len(parts) > 5 else b""
+                    code = len(parts) > 4 and _is_code(parts[1], path)
+                    if code and skip_inode and parts[4].isdigit() and int(parts[4]) == skip_inode:
+                        code = False
+                elif code and line.startswith(b"Rss:"):
+                    rss = int(line.split()[1])
+                    total += rss
+                elif code and line.startswith(b"Anonymous:"):
+                    total -= min(rss, int(line.split()[1]))
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
 
 
 def reset_peak_rss() -> bool:
@@ -264,25 +335,43 @@ def reset_peak_rss() -> bool:
 
 
 class MemoryMeter:
-    """VmRSS after each stage and the peak over the rest of the run, relative to a baseline (`baseline()`).
+    """VmRSS and resident code after each stage and the peak over the rest of the run, relative to a baseline.
 
     `baseline()` once the runtime is imported and numpy warmed up (`warm_numpy`); `mark(stage)` after load, allocate,
-    the first invoke;
-    `start_timed()` right before the timed loop (the peak so far is kept and the mark reset, so the timed loop's own
-    high-water mark is known); `finish()` after it. `block()` is the document's `memory` section."""
+    the first invoke; `start_timed()` right before the timed loop; `finish()` after it. Under clear_refs each of
+    these closes an interval: its VmHWM is read with the code resident at its end, and the mark is reset for the next.
+    `from_bytes` says the model must be loaded from bytes (code measured as RssFile). `block()` is the document's
+    `memory` section."""
 
-    def __init__(self):
-        self.stages = {"start": _proc_status_kb()}
+    def __init__(self, model_inode: int | None = None):
+        self.model_inode = model_inode
+        self.code_method = None
+        if code_rss_kb(model_inode) is not None:
+            self.code_method = CODE_SMAPS
+        elif _proc_status_kb()["rss_file_kb"] is not None:
+            self.code_method = CODE_RSS_FILE
+        self.from_bytes = self.code_method == CODE_RSS_FILE
+        self.stages = {"start": self._snap()}
         self.method = None
         self.base = None
+        self.base_code = None
         self.hwm_before = None  # the lifetime VmHWM at the baseline
-        self.setup_peak = None  # VmHWM from the baseline to the timed loop (clear_refs only)
+        self.intervals = []  # (VmHWM over the interval, code at its end): clear_refs only
         self.timed_peak = None  # VmHWM over the timed loop (clear_refs only)
 
+    def _snap(self) -> dict:
+        snap = _proc_status_kb()  # VmHWM first: the smaps read below must not count in the interval it closes
+        if self.code_method == CODE_SMAPS:
+            snap["code_kb"] = code_rss_kb(self.model_inode)
+        else:
+            snap["code_kb"] = snap["rss_file_kb"] if self.code_method == CODE_RSS_FILE else None
+        return snap
+
     def baseline(self) -> None:
-        snap = _proc_status_kb()
+        code_rss_kb(self.model_inode)  # once more, so the reader's own buffers are in the baseline
+        snap = self._snap()
         self.stages["baseline"] = snap
-        self.base, self.hwm_before = snap["vm_rss_kb"], snap["vm_hwm_kb"]
+        self.base, self.hwm_before, self.base_code = snap["vm_rss_kb"], snap["vm_hwm_kb"], snap["code_kb"]
         if self.base is None or self.hwm_before is None:
             return  # no /proc: no figures, method None
         if reset_peak_rss():
@@ -293,38 +382,52 @@ class MemoryMeter:
                 return
         self.method = METHOD_HWM
 
+    def _close_interval(self, snap: dict) -> None:
+        if self.method == METHOD_CLEAR_REFS and snap["vm_hwm_kb"] is not None:
+            self.intervals.append((snap["vm_hwm_kb"], snap["code_kb"]))
+            reset_peak_rss()  # if it fails, the next reading covers this interval too: still a peak, code its end
+
     def mark(self, stage: str) -> None:
-        self.stages[stage] = _proc_status_kb()
+        snap = self._snap()
+        self.stages[stage] = snap
+        self._close_interval(snap)
 
     def start_timed(self) -> None:
-        if self.method == METHOD_CLEAR_REFS:
-            self.setup_peak = _proc_status_kb()["vm_hwm_kb"]
-            if not reset_peak_rss():
-                self.setup_peak = None
+        self._close_interval(self._snap())
 
     def finish(self) -> None:
-        end = _proc_status_kb()
+        end = self._snap()
         self.stages["end"] = end
-        if self.method == METHOD_CLEAR_REFS and self.setup_peak is not None:
+        if self.method == METHOD_CLEAR_REFS:
             self.timed_peak = end["vm_hwm_kb"]
+        self._close_interval(end)
 
     def block(self) -> dict:
         end = self.stages.get("end") or {}
+        samples = [self.stages[k] for k in ("load", "allocate", "first_invoke", "end") if k in self.stages]
         rss = {k: (self.stages.get(k) or {}).get("vm_rss_kb") for k in ("load", "allocate", "first_invoke")}
+        code_known = self.base_code is not None and all(s.get("code_kb") is not None for s in samples)
+        code_end = end.get("code_kb") if code_known else None
+        base_rest = self.base - (self.base_code if code_known else 0) if self.base is not None else None
+
+        def rest(kb, code):  # RSS less the code resident then (code not separated: RSS)
+            return kb - (code if code_known else 0)
+
+        sampled = [rest(s["vm_rss_kb"], s.get("code_kb")) for s in samples if s.get("vm_rss_kb") is not None]
         peak = model = None
         method = self.method
-        if method == METHOD_CLEAR_REFS:
-            after = max(v for v in (self.setup_peak, end.get("vm_hwm_kb"), *rss.values()) if v is not None)
-            model = after - self.base
-            peak = max(after, self.hwm_before)
-        elif method == METHOD_HWM and end.get("vm_hwm_kb") is not None:
-            sampled = max(v for v in (*rss.values(), end.get("vm_rss_kb")) if v is not None)
-            peak = max(end["vm_hwm_kb"], sampled)  # the kernel's counters may lag a sample by a few pages
+        if method == METHOD_CLEAR_REFS and self.intervals:
+            peak = max(max(h for h, _ in self.intervals), self.hwm_before)
+            model = max(rest(h, c) for h, c in self.intervals) - base_rest
+        elif method in (METHOD_CLEAR_REFS, METHOD_HWM) and end.get("vm_hwm_kb") is not None and sampled:
+            method = METHOD_HWM
+            top = max(s["vm_rss_kb"] for s in samples if s.get("vm_rss_kb") is not None)
+            peak = max(end["vm_hwm_kb"], top)  # the kernel's counters may lag a sample by a few pages
             if peak > self.hwm_before:  # the lifetime peak came after the baseline: it is the model's
-                model = peak - self.base
+                model = max(rest(peak, code_end), *sampled) - base_rest
             else:  # an earlier peak hides it; the largest sampled RSS is a lower bound
                 method = METHOD_SAMPLED
-                model = sampled - self.base
+                model = max(sampled) - base_rest
         return {
             "baseline_kb": self.base,
             "load_kb": rss["load"],
@@ -332,8 +435,10 @@ class MemoryMeter:
             "first_invoke_kb": rss["first_invoke"],
             "timed_peak_kb": self.timed_peak,
             "model_peak_kb": model,
+            "code_kb": code_end - self.base_code if code_end is not None else None,
             "process_peak_kb": peak,
             "method": method,
+            "code_method": self.code_method if code_known else None,
             "vm_hwm_kb": peak if peak is not None else end.get("vm_hwm_kb"),
             "vm_rss_kb": end.get("vm_rss_kb"),
             "stages": self.stages,
@@ -662,10 +767,10 @@ def _tensor_info(d: dict, np) -> dict:
 
 
 def measure(args) -> dict:
-    mem = MemoryMeter()
     model_path = args.model
     if not os.path.isfile(model_path):
         raise AgentError("model", f"model file not found: {model_path}", stage="check")
+    mem = MemoryMeter(os.stat(model_path).st_ino)
     size = os.path.getsize(model_path)
     digest = sha256_file(model_path)
     verified = None
@@ -707,6 +812,9 @@ def measure(args) -> dict:
     _RUNTIME_SEEN.update(runtime)
 
     kwargs = {"model_path": model_path}
+    if mem.from_bytes:  # no smaps: nothing file-backed may be the model's (see "memory")
+        with open(model_path, "rb") as fh:
+            kwargs = {"model_content": fh.read()}
     if args.threads is not None:
         kwargs["num_threads"] = args.threads
     if args.no_xnnpack:

@@ -16,7 +16,7 @@ from edgeseq.errors import EdgeseqError, InputError, ModelError, RuntimeMissing,
 from edgeseq.fsio import sha256_file
 from edgeseq.targets.base import RunResult, Target
 
-AGENT_SCHEMA_PREFIX = "edgeseq.agent/2"  # what the agent pushed from this edgeseq prints (stored /1 rows stay readable)
+AGENT_SCHEMA_PREFIX = "edgeseq.agent/3"  # what the agent pushed from this edgeseq prints (stored /1, /2 rows stay readable)
 AGENT_REMOTE_NAME = "edgeseq_agent.py"
 
 
@@ -134,7 +134,7 @@ def manifest_vocab(model: Path) -> int | None:
 def run_agent(
     target: Target, model: Path | str, opts: AgentOptions, timeout: float | None = None, ops_pack: Path | None = None
 ) -> dict:
-    """Measure one model on one target; returns the agent's JSON (schema edgeseq.agent/2) as a dict.
+    """Measure one model on one target; returns the agent's JSON (schema edgeseq.agent/3) as a dict.
 
     Raises ModelError (missing, corrupt, Flex ops), RuntimeMissing (no runtime, op too new for it), InputError,
     or TargetError (transport failed, checksum mismatch, the agent crashed or was killed).

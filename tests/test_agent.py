@@ -1,4 +1,4 @@
-"""The device agent: its imports, its JSON (schema edgeseq.agent/2), its errors, its memory figures, both runtimes."""
+"""The device agent: its imports, its JSON (schema edgeseq.agent/3), its errors, its memory figures, both runtimes."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_agent_json_has_the_documented_schema(tiny):
         "--model", str(m), "--runs", "25", "--warmup", "4", "--threads", "1", "--expect-sha256", sha
     )
     assert rc == 0
-    assert d["schema"] == "edgeseq.agent/2" and d["ok"] is True and d["agent_version"]
+    assert d["schema"] == "edgeseq.agent/3" and d["ok"] is True and d["agent_version"]
     assert d["model"] == {
         "path": str(m),
         "size_bytes": m.stat().st_size,
@@ -86,10 +86,14 @@ def test_agent_json_has_the_documented_schema(tiny):
     assert mem["method"] in ("clear_refs", "hwm-inferred", "rss-sampled")
     base = mem["baseline_kb"]
     assert 10_000 < base <= mem["load_kb"] <= mem["allocate_kb"] + 64 and mem["first_invoke_kb"] > 0
-    # the model's peak covers every stage after the baseline, and the process peak covers the model's
-    assert max(mem["load_kb"], mem["allocate_kb"], mem["first_invoke_kb"], mem["vm_rss_kb"]) - base <= mem["model_peak_kb"]
-    assert base + mem["model_peak_kb"] <= mem["process_peak_kb"]
-    assert 0 < mem["model_peak_kb"] < 20_000  # a 40 kB model: runtime code and records, not Python
+    # the model's peak covers every stage after the baseline (RSS less the resident code), and the process peak
+    # covers the model's and the code it paged in
+    assert mem["code_method"] == "smaps" and 0 < mem["code_kb"] < 20_000
+    st = mem["stages"]
+    rest = [st[k]["vm_rss_kb"] - st[k]["code_kb"] for k in ("load", "allocate", "first_invoke", "end")]
+    assert max(rest) - (base - st["baseline"]["code_kb"]) <= mem["model_peak_kb"]
+    assert base + mem["model_peak_kb"] + mem["code_kb"] <= mem["process_peak_kb"] + 64
+    assert 0 < mem["model_peak_kb"] < 5_000  # a 40 kB model: its file, arena and records, not Python or code
     dev = d["device"]
     for key in (
         "hostname",
@@ -307,6 +311,73 @@ def test_clear_refs_excludes_a_peak_from_before_the_baseline():
     assert 8 * 1024 <= m["model_peak_kb"] < 14 * 1024, m  # the 8 MB "model", not the 48 MB before it
     assert m["process_peak_kb"] >= m["baseline_kb"] + 40 * 1024  # the lifetime peak still includes the 48 MB
     assert m["load_kb"] - m["baseline_kb"] >= 8 * 1024
+
+
+_CODE = """
+import importlib.util, json, mmap, os, sys
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+if sys.argv[2] == "no-smaps":
+    agent.code_rss_kb = lambda skip_inode=None: None
+meter = agent.MemoryMeter()
+meter.baseline()
+maps = []
+for name in ("libfake.so.1", "weights.bin"):  # 8 MB of a "shared library", 4 MB of a data file, both read
+    fd = os.open(os.path.join(sys.argv[3], name), os.O_RDONLY)
+    m = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    os.close(fd)
+    sum(m[i] for i in range(0, len(m), 4096))
+    maps.append(m)
+meter.mark("load")
+meter.start_timed()
+meter.finish()
+print(json.dumps(meter.block()))
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs a writable /proc/self/clear_refs")
+@pytest.mark.parametrize("mode", ["smaps", "no-smaps"])
+def test_code_pages_are_not_the_models_memory(tmp_path, mode):
+    # A shared object's pages paged in after the baseline are code (code_kb), never the model's; a mapped data file
+    # (as the runtimes map the .tflite) is the model's. Without smaps, code is RssFile, so the agent loads the model
+    # from bytes instead (checked end to end below).
+    (tmp_path / "libfake.so.1").write_bytes(os.urandom(8 << 20))
+    (tmp_path / "weights.bin").write_bytes(os.urandom(4 << 20))
+    proc = subprocess.run([sys.executable, "-c", _CODE, str(AGENT), mode, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads(proc.stdout)
+    assert m["method"] == "clear_refs"
+    if mode == "smaps":
+        assert m["code_method"] == "smaps"
+        assert 8 * 1024 <= m["code_kb"] < 9 * 1024, m  # the "library", not the data file
+        assert 4 * 1024 <= m["model_peak_kb"] < 5 * 1024, m  # the data file, not the "library"
+    else:  # RssFile: both files are file-backed, so both are "code": why the agent then loads from bytes
+        assert m["code_method"] == "rss-file" and 12 * 1024 <= m["code_kb"] < 13 * 1024, m
+        assert m["model_peak_kb"] < 1024, m
+
+
+_NO_SMAPS = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+agent.code_rss_kb = lambda skip_inode=None: None
+sys.exit(agent.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_without_smaps_the_model_is_loaded_from_bytes(tiny):
+    with_smaps = run_agent("--model", str(tiny["dense-fp32"]), "--runs", "3")[1]["memory"]
+    proc = subprocess.run([sys.executable, "-c", _NO_SMAPS, str(AGENT), "--model", str(tiny["dense-fp32"]),
+                           "--runs", "3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-1000:]
+    mem = json.loads(proc.stdout)["memory"]
+    assert mem["code_method"] == "rss-file" and with_smaps["code_method"] == "smaps"
+    # the same model, the same figure give or take the code's own anonymous pages and the bytes object
+    assert abs(mem["model_peak_kb"] - with_smaps["model_peak_kb"]) < 512, (mem, with_smaps)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")

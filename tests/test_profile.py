@@ -93,7 +93,7 @@ def test_profile_json_end_to_end(tiny, tmp_path, capsys):
     assert [r["id"] for r in runs] == [fp32["run_id"], int8["run_id"]]
     run = runs[0]
     assert run["model_sha256"] == fp32["sha256"] and run["manifest"]["recipe"] == {"slug": "fp32"}
-    assert run["runtime_name"] == "ai_edge_litert" and run["agent_schema"] == "edgeseq.agent/2"
+    assert run["runtime_name"] == "ai_edge_litert" and run["agent_schema"] == "edgeseq.agent/3"
     assert run["options"]["runs"] == 40 and run["device"]["machine"] and run["edgeseq_version"]
     assert len(run["samples"]) == 40 and len(run["warmup"]) == 5
 
