@@ -2,7 +2,7 @@
 
 The limit caps the agent's whole process: Python, numpy and the runtime (the baseline, read from `agent --facts` on
 this machine, ~42 MB on x86_64) plus what the model adds (`edgeseq.quantize.memory_estimate`, the prediction of the
-agent's `memory.model_peak_kb`). Below that sum the kernel would OOM-kill the agent partway; the user gets one line
+agent's `memory.model_peak_kb`) plus the runtime's machine code a first model pages in (its `code_kb`). Below that sum the kernel would OOM-kill the agent partway; the user gets one line
 saying what the model needs instead.
 """
 
@@ -19,12 +19,14 @@ def _mb(kb: float) -> str:
 
 
 def predicted_need_kb(model: Path, baseline_kb: float, runtime: str = "ai_edge_litert", xnnpack: bool = True) -> dict:
-    """{"baseline_kb", "model_kb", "need_kb"}: the agent's predicted peak for `model` on `runtime`."""
+    """{"baseline_kb", "model_kb", "code_kb", "need_kb"}: the agent's predicted peak for `model` on `runtime`: the
+    baseline, the model's own memory and the runtime's code a first model pages in (resident too, under the limit)."""
     from edgeseq.quantize.memory_estimate import CALIBRATIONS, estimate_memory
     from edgeseq.quantize.tflite_file import read_tflite
 
     est = estimate_memory(read_tflite(model), runtime if runtime in CALIBRATIONS else "ai_edge_litert", xnnpack)
-    return {"baseline_kb": baseline_kb, "model_kb": est["total_kb"], "need_kb": baseline_kb + est["total_kb"]}
+    return {"baseline_kb": baseline_kb, "model_kb": est["total_kb"], "code_kb": est["code_kb"],
+            "need_kb": baseline_kb + est["total_kb"] + est["code_kb"]}
 
 
 def runtime_baseline(python: str | None) -> tuple[float, str] | None:
@@ -63,7 +65,8 @@ def check_memory_limit(models: Sequence[Path], memory_limit: str | int, targets:
     if limit_kb < worst["need_kb"]:
         raise InputError(
             f"{worst['model'].name} needs about {_mb(worst['need_kb'])} MB, over --memory-limit {memory_limit}: "
-            f"{_mb(baseline_kb)} MB for Python, numpy and {runtime} plus {_mb(worst['model_kb'])} MB the model "
-            "adds (predicted from the file, see edgeseq inspect)",
+            f"{_mb(baseline_kb)} MB for Python, numpy and {runtime}, {_mb(worst['model_kb'])} MB the model "
+            f"adds and {_mb(worst['code_kb'])} MB of the runtime's code it pages in (predicted from the file, see "
+            "edgeseq inspect)",
             f"raise --memory-limit to at least {int(-(-worst['need_kb'] // 1024))}M",
         )
