@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recommend": ("recommend", "recommend", "The stored models that meet a latency, memory and accuracy budget."),
     "deploy": ("deploy", "deploy", "Push a .tflite (and the agent) to a target and check it runs."),
     "targets": ("targets", "targets", "Manage named devices: list, add, remove, trust, check, setup."),
+    "sweep": ("sweep", "sweep", "Build, convert and profile a grid of models, lengths, recipes and targets."),
     "demo": ("demo", "demo", "Run the whole line on bundled data."),
 }
 

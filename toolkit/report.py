@@ -37,6 +37,7 @@ def write_report(
     from edgeseq.fsio import atomic_write_text
     from edgeseq.plots import write_plots
     from edgeseq.stream_report import streaming_section
+    from edgeseq.sweep_report import sweep_section
 
     _check_format(fmt)
     out_dir = Path(out_dir)
@@ -50,6 +51,7 @@ def write_report(
         pngs = write_plots([r for r in rows if _plottable(r)], out_dir)
         streaming = streaming_section(db, out_dir, fmt, target)  # "" when no streaming runs are stored
         streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)
+        streaming += sweep_section(db, out_dir, fmt, target)  # scaling and the textbook claims ("" without sweeps)
         if fmt == "html":
             from edgeseq.report_html import render_html
 
@@ -75,6 +77,7 @@ def show_report(
     (`write_report`) and its path returned; otherwise it is printed to `stream` in `fmt` (the table drawn with rich
     on a terminal, the streaming section after table and md) and None returned."""
     from edgeseq.stream_report import streaming_section
+    from edgeseq.sweep_report import sweep_section
 
     _check_format(fmt)
     if out_dir is None and fmt == "html":
@@ -85,9 +88,11 @@ def show_report(
     rows = load_report(db, target=target, warn=warn)
     if fmt == "table":
         print_table(rows, stream)
-        stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target))
+        stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target)
+                     + sweep_section(db, None, "table", target))
     elif fmt == "md":
-        stream.write(render_md(rows) + ops_report_section(rows, "md") + streaming_section(db, None, "md", target))
+        stream.write(render_md(rows) + ops_report_section(rows, "md") + streaming_section(db, None, "md", target)
+                     + sweep_section(db, None, "md", target))
     else:
         stream.write(_TEXT_RENDERERS[fmt](rows) + ("\n" if fmt == "json" else ""))
     stream.flush()
