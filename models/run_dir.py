@@ -50,6 +50,19 @@ class TrainOptions:
             raise InputError(f"--seed must be in [0, 2**32), got {self.seed}", "use e.g. --seed 0")
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished run: where it was written and its training.json record (train.py in-process, or a backend child)."""
+
+    out_dir: Path
+    model_path: Path
+    record: dict
+
+    @property
+    def test_metrics(self) -> dict:
+        return self.record["test_metrics"]
+
+
 def split_validation(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic train/validation indices; stratified for classifiers so every class is seen in both."""
     rng = np.random.default_rng(seed)

@@ -13,19 +13,19 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
 from edgeseq.errors import InputError
-from edgeseq.fsio import atomic_write_json
+from edgeseq.fsio import atomic_write_json, sha256_file
 from edgeseq.metrics import metrics_for
-from edgeseq.models.device import precision_policy, select_placement
+from edgeseq.models.backend import backend_record, backend_version, placement_for
+from edgeseq.models.device import precision_policy
 from edgeseq.models.run_dir import (
     TrainOptions,
+    TrainResult,
     check_model_fits,
     check_zoo_data,
     prepare_run_dir,
@@ -34,17 +34,10 @@ from edgeseq.models.run_dir import (
 )
 
 TRAINING_SCHEMA = "edgeseq.training/1"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    out_dir: Path
-    model_path: Path
-    record: dict
-
-    @property
-    def test_metrics(self) -> dict:
-        return self.record["test_metrics"]
+# Test samples whose inputs and outputs (computed on the backend that trained the model) are stored in the run
+# directory as reference.npz: `convert` checks the .tflite against them (quantize/training_reference.py).
+REFERENCE_SAMPLES = 64
+REFERENCE_FILE = "reference.npz"
 
 
 def train_model(
@@ -73,11 +66,16 @@ def train_model(
     keras.utils.set_random_seed(options.seed)
     classification = dataset.task == "classification"
     tr_idx, va_idx = split_validation(dataset.y_train, options.validation_split, options.seed, classification)
+    backend = keras.backend.backend()
+    placement = placement_for(backend, mixed_precision=options.mixed_precision, devices=gpus)
+    split = placement.batch_multiple  # JAX's DataParallel splits every batch evenly over its devices
+    if options.batch_size % split:
+        raise InputError(f"--batch-size {options.batch_size} does not split over the {split} devices JAX trains on",
+                         f"pass a multiple of {split}, e.g. --batch-size {split * max(1, options.batch_size // split)}")
+    tr_idx, va_idx = tr_idx[: len(tr_idx) - len(tr_idx) % split], va_idx[: len(va_idx) - len(va_idx) % split]
     x_tr, y_tr = dataset.X_train[tr_idx], dataset.y_train[tr_idx]
     val = (dataset.X_train[va_idx], dataset.y_train[va_idx]) if len(va_idx) else None
-
-    placement = select_placement(mixed_precision=options.mixed_precision, gpus=gpus)
-    with placement.strategy.scope(), precision_policy(options.mixed_precision):
+    with placement.scope(), precision_policy(options.mixed_precision):
         model = build_model(
             arch,
             preset,
@@ -124,7 +122,9 @@ def train_model(
         raise InputError(
             "training diverged (loss became NaN or inf)", "lower --lr, or check the data set for extreme values"
         )
-    test_metrics = evaluate_keras(model, dataset)
+    test_metrics = evaluate_keras(model, dataset, multiple=split)
+    ref_inputs = np.asarray(dataset.X_test[:REFERENCE_SAMPLES])
+    ref_outputs = predict(model, ref_inputs, REFERENCE_SAMPLES, split)
 
     record = {
         "schema": TRAINING_SCHEMA,
@@ -149,19 +149,33 @@ def train_model(
         "parameters": int(model.count_params()),
         "wall_time_s": round(wall_s, 3),
         "device": placement.describe(),
-        "versions": _versions(),
+        "backend": backend_record(backend, placement),
+        "versions": _versions(backend),
         "host": {"machine": platform.machine(), "python": sys.version.split()[0], "cpus": os.cpu_count()},
     }
     with publish_run_dir(out, overwrite) as stage:
         model.save(stage / "model.keras")
+        np.savez(stage / REFERENCE_FILE, inputs=ref_inputs, outputs=ref_outputs)
+        record["reference"] = {"file": REFERENCE_FILE, "samples": int(len(ref_inputs)), "backend": backend,
+                               "from": f"the first {len(ref_inputs)} test samples, evaluated on {backend}",
+                               "model_sha256": sha256_file(stage / "model.keras")}
         atomic_write_json(stage / "training.json", record)
     return TrainResult(out_dir=out, model_path=out / "model.keras", record=record)
 
 
-def evaluate_keras(model: Any, dataset: Any, batch_size: int = 256) -> dict:
+def evaluate_keras(model: Any, dataset: Any, batch_size: int = 256, multiple: int = 1) -> dict:
     """Test-set metrics of a Keras model, in the same terms `edgeseq evaluate` reports for a .tflite."""
-    pred = np.asarray(model.predict(dataset.X_test, batch_size=batch_size, verbose=0), dtype=np.float32)
-    return metrics_for(dataset.task, pred, dataset.y_test)
+    return metrics_for(dataset.task, predict(model, dataset.X_test, batch_size, multiple), dataset.y_test)
+
+
+def predict(model: Any, X: np.ndarray, batch_size: int, multiple: int = 1) -> np.ndarray:
+    """float32 outputs for every row of X; rows padded (then dropped) to a multiple of `multiple`, the device count
+    a data-parallel batch is split over."""
+    pad = -len(X) % multiple
+    padded = np.concatenate([X, np.repeat(X[-1:], pad, axis=0)]) if pad else X
+    batch = max(multiple, batch_size - batch_size % multiple)
+    out = np.asarray(model.predict(padded, batch_size=batch, verbose=0), dtype=np.float32)
+    return out[: len(X)]
 
 
 def _best_epoch(hist: dict, monitor: str) -> int | None:
@@ -169,12 +183,12 @@ def _best_epoch(hist: dict, monitor: str) -> int | None:
     return int(np.argmin(values)) + 1 if values else None
 
 
-def _versions() -> dict:
-    import tensorflow as tf
-
+def _versions(backend: str) -> dict:
+    """Versions of what trained the model; TensorFlow's only when it trained it (JAX/PyTorch runs never import it)."""
     from edgeseq import __version__
 
-    return {"edgeseq": __version__, "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+    return {"edgeseq": __version__, backend: backend_version(backend), "keras": keras.__version__,
+            "numpy": np.__version__}
 
 
 class _EpochSink(keras.callbacks.Callback):

@@ -34,6 +34,7 @@ from edgeseq.quantize.manifest import build_manifest, manifest_path_for
 from edgeseq.quantize.recipes import Recipe, get_recipe
 from edgeseq.quantize.slim import compact
 from edgeseq.quantize.tflite_file import parse_bytes
+from edgeseq.quantize.training_reference import check_reference, load_reference
 
 CHILD_TIMEOUT_S = 900
 _GENERIC_STEMS = {"model", "best", "final", "last", "checkpoint"}
@@ -200,6 +201,7 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
     if ctx["validate"] and not info["flex_ops"]:
         validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"])
         validation["reference"] = ctx["reference_from"]
+        check_reference(validation, data, recipe, ctx["inputs"].task, ctx["training_reference"])
     else:
         validation = {"skipped": True, "passed": None,
                       "reason": "Flex ops cannot run on LiteRT" if info["flex_ops"] else "--no-validate"}
@@ -358,6 +360,8 @@ def convert_model(
                            if (getattr(model, "edgeseq_source", None) or {}).get("format") == "saved_model"
                            else "the Keras model"),
     }
+    # A training run's own file is also checked against the outputs of the backend that trained it.
+    ctx["training_reference"] = load_reference(path, steps, features, model) if validate else None
     del model
     results: list[ConversionResult] = []
     looped_fp32: int | None = None

@@ -59,17 +59,23 @@ class EpochPrinter:
               show_default=True, help="Share of the training split held out for early stopping, in [0, 0.9).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (worth it on GPUs with tensor cores).")
+@click.option("--backend", default=None, metavar="tensorflow|jax|torch",
+              help="Keras backend that trains (and its GPU when present) [default: $KERAS_BACKEND, else tensorflow]; "
+                   "the .keras file converts the same way whichever trained it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. units=64.")
 @click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
 @click.option("--overwrite", is_flag=True, help="Replace a model already in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print training.json to stdout.")
 def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, patience, validation_split, seed,
-          mixed_precision, overrides, data_dir, overwrite, as_json) -> None:
+          mixed_precision, backend, overrides, data_dir, overwrite, as_json) -> None:
     """Train a zoo model; writes model.keras and training.json to the run directory."""
     from edgeseq.datasets import load_dataset
+    from edgeseq.models.backend import require_installed, resolve_backend
     from edgeseq.models.zoo import get_config
 
     # Every cheap check runs before TensorFlow is imported, so a typo costs milliseconds, not seconds.
+    backend = resolve_backend(backend)
+    require_installed(backend)
     extra = parse_overrides(overrides)
     cfg = get_config(arch, preset, **extra)
     options = TrainOptions(
@@ -84,11 +90,11 @@ def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, pat
     prepare_run_dir(out_dir, overwrite)  # checks only; the run directory appears when the model is written
     check_zoo_data(data)
     check_model_fits(cfg, seq_len=data.seq_len, num_features=data.num_features, num_outputs=data.output_dim)
-    from edgeseq.models.train import train_model
+    from edgeseq.models.backend_run import train_on_backend
 
     with EpochPrinter(f"{arch}-{preset}", epochs) as printer:
-        result = train_model(arch, data, out_dir, preset=preset, options=options, overrides=extra,
-                             overwrite=overwrite, progress=printer)
+        result = train_on_backend(arch, data, out_dir, backend=backend, preset=preset, options=options,
+                                  overrides=extra, overwrite=overwrite, progress=printer)
     rec = result.record
     if as_json:
         click.echo(json.dumps(rec, indent=2))
@@ -96,9 +102,16 @@ def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, pat
     metric = ", ".join(f"{k} {v:.4f}" for k, v in rec["test_metrics"].items() if k != "n")
     click.echo(
         f"{arch}-{preset} on {data.name}: test {metric}; {rec['parameters']:,} parameters; "
-        f"{rec['epochs_run']} epochs in {rec['wall_time_s']:.1f} s on {rec['device']['kind']}"
+        f"{rec['epochs_run']} epochs in {rec['wall_time_s']:.1f} s on {_where(rec)}"
     )
     click.echo(f"wrote {result.model_path} and {result.out_dir / 'training.json'}")
+
+
+def _where(rec: dict) -> str:
+    """'tensorflow cpu', 'jax gpu (DataParallel over 2 devices)', 'torch cpu (one device: ...)'."""
+    b = rec.get("backend") or {}
+    where = f"{b.get('name', 'tensorflow')} {rec['device']['kind']}"
+    return f"{where} ({b['note']})" if b.get("note") else where
 
 
 def _slug(name: str) -> str:
