@@ -117,7 +117,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ executors
-def _job_for(out: Path, cells: list[Cell]) -> dict:
+def _job_for(out: Path, cells: list[Cell], data_dir: str | None = None) -> dict:
     first = cells[0]
     model = {k: v for k, v in first.config.items()
              if k not in ("recipe", "form", "target", "runs", "warmup", "threads", "hop_ms")}
@@ -127,7 +127,7 @@ def _job_for(out: Path, cells: list[Cell]) -> dict:
             seen.add(c.artifact_key)
             wanted.append({"artifact_key": c.artifact_key, "recipe": c.recipe, "form": c.form})
     existing = model_dir(out, first.model_key) / "model"
-    job = {"model_key": first.model_key, "model": model, "artifacts": wanted}
+    job = {"model_key": first.model_key, "model": model, "artifacts": wanted, "data_dir": data_dir}
     if (existing / "model.keras").is_file():
         job["model_path"] = str((existing / "model.keras").resolve())
         try:
@@ -291,7 +291,7 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
         else:
             by_model.setdefault(c.model_key, []).append(c)
     try:
-        futures = {pool.submit(out, _job_for(out, group)): group for group in by_model.values()}
+        futures = {pool.submit(out, _job_for(out, group, spec.data_dir)): group for group in by_model.values()}
         while futures:
             finished, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:

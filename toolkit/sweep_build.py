@@ -22,12 +22,12 @@ from edgeseq.fsio import atomic_write_text
 from edgeseq.fsio.childproc import error_record
 
 
-def _data(model: dict):
+def _data(model: dict, data_dir: str | None):
     if not model.get("dataset"):
         return None
     from edgeseq.datasets.lengths import at_length
 
-    return at_length(model["dataset"], model["seq_len"])
+    return at_length(model["dataset"], model["seq_len"], data_dir=data_dir)
 
 
 def _build_untrained(model: dict, path: Path, data) -> dict:
@@ -93,7 +93,7 @@ def build(job: dict, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     out: dict = {"model_key": job["model_key"], "model": {}, "artifacts": {}}
     try:
-        data = _data(model)
+        data = _data(model, job.get("data_dir"))
         existing = job.get("model_path")
         if existing:
             model_path = Path(existing)

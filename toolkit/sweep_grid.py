@@ -42,6 +42,7 @@ class SweepSpec:
     targets: tuple[str, ...] = ("local",)
     mode: str = "cost"
     dataset: str | None = None  # full mode: trained on it; cost mode: its shape (features, classes) when given
+    data_dir: str | None = None  # a local copy of a downloadable data set (not part of any key)
     features: int = 16  # cost mode without a data set
     classes: int = 10
     epochs: int = 10
@@ -75,6 +76,13 @@ class SweepSpec:
             raise InputError(f"unknown sweep mode {self.mode!r}", "choose --mode full (train) or cost (untrained)")
         if self.mode == "full" and not self.dataset:
             raise InputError("--mode full trains every model and needs a data set", "pass --dataset NAME")
+        if self.dataset:
+            from edgeseq.datasets import is_path, parse_spec
+
+            if not is_path(self.dataset):
+                parse_spec(self.dataset)  # an unknown name or parameter is one line, before anything is built
+            elif not Path(self.dataset).is_file():
+                raise InputError(f"no data set file at {self.dataset}", "pass a registered name or an .npz path")
         if not (self.archs and self.presets and self.seq_lens and self.recipes and self.targets):
             raise InputError("the sweep grid is empty", "give at least one --arch, --seq-len, --recipe and --target")
         if any(n < 2 or n > 65536 for n in self.seq_lens):
@@ -227,7 +235,8 @@ _FIELDS = {
     "target": ("targets", lambda v: tuple(str(t) for t in _split(v))),
     "stream": ("stream", bool),
     **{k: (k, None) for k in ("mode", "dataset", "features", "classes", "epochs", "seed", "runs", "warmup",
-                              "threads", "hop_ms", "out", "db", "jobs", "executor", "ray_address", "retry_failed")},
+                              "threads", "hop_ms", "out", "db", "jobs", "executor", "ray_address", "retry_failed",
+                              "data_dir")},
 }
 
 

@@ -112,9 +112,15 @@ def plot_scaling(rows: list[dict], path: Path) -> Path | None:
                 fx = [n for n in xs if n >= min(fit["lengths"])]
                 ax.plot(fx, [fit["coefficient"] * n ** fit["exponent"] / scale for n in fx], color=colour, ls="--",
                         lw=0.8)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
     for ax, title, unit in ((axes[0], "latency per invoke", "p50 µs"), (axes[1], "model memory", "MB")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("sequence length n (stream: context)")
         ax.set_ylabel(unit)
         ax.set_title(f"Scaling: {title} (dashed: fitted power law)")

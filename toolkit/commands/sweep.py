@@ -16,6 +16,7 @@ from edgeseq.commands._types import FiniteFloat
                    "[cost].")
 @click.option("--dataset", default=None, help="Data set, resampled to each length (full mode: trained on it; "
                                               "cost mode: its shape).")
+@click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
 @click.option("--arch", default=None, metavar="gru,lstm,transformer",
               help="Architectures: rnn, lstm, gru, transformer, transformer-causal [gru,transformer].")
 @click.option("--preset", default=None, metavar="tiny,small", help="Size presets [small].")
