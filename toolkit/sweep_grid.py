@@ -252,6 +252,9 @@ def spec_from_options(options: dict, base: SweepSpec | None = None) -> SweepSpec
                              f"settings: {', '.join(_FIELDS)}")
         field_name, convert = _FIELDS[name]
         changes[field_name] = convert(value) if convert else value
+    for name in ("archs", "presets", "recipes", "targets", "seq_lens"):
+        if name in changes:
+            changes[name] = tuple(dict.fromkeys(changes[name]))  # a value given twice is one value
     return replace(base or SweepSpec(), **changes)
 
 
