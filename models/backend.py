@@ -17,7 +17,6 @@ Mixed precision is Keras's `mixed_float16` policy on every backend (Keras wraps 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import os
 import sys
@@ -69,20 +68,16 @@ def keras_backend_here() -> str:
     return resolve_backend(os.environ.get(ENV) or "tensorflow")
 
 
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    """Makes `import tensorflow` fail as on a machine without it (Keras then takes its TF-free paths)."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ImportError("tensorflow is not used by a training run on another backend")
-        return None
-
-
 def block_tensorflow() -> None:
     """Training on JAX or PyTorch runs exactly as on a GPU machine without TensorFlow: Keras imports TF lazily when it
-    is installed (saving probes `tf.io.gfile`), which would cost seconds and ~600 MB for nothing."""
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _NoTensorFlow) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoTensorFlow())
+    is installed (saving probes `tf.io.gfile`), which would cost seconds and ~600 MB for nothing. A None entry in
+    sys.modules is Python's own "absent" marker: `import tensorflow` raises ImportError and
+    `importlib.util.find_spec("tensorflow")` answers None (PyTorch's dynamo asks that way)."""
+    sys.modules.setdefault("tensorflow", None)
+
+
+def tensorflow_loaded() -> bool:
+    return sys.modules.get("tensorflow") is not None
 
 
 def backend_version(backend: str) -> str:
@@ -121,7 +116,7 @@ def placement_for(backend: str, *, mixed_precision: bool = False, devices: list[
         kind, name, count = "gpu", "mps", 1
     else:
         kind, name, count = "cpu", "cpu", 1
-    note = "PyTorch trains on one device (Keras 3 has no multi-device training for PyTorch)"
+    note = "one device: Keras 3 has no multi-device training for PyTorch"
     if count > 1:
         note += f"; {count} CUDA devices seen, cuda:0 used"
     return Placement(strategy=None, kind=kind, devices=(name,), mixed_precision=mixed_precision, backend="torch",
@@ -133,4 +128,4 @@ def backend_record(backend: str, placement: Any) -> dict:
     TensorFlow was loaded in the training process at all."""
     return {"name": backend, "version": backend_version(backend), "devices": list(placement.devices),
             "kind": placement.kind, "strategy": placement.strategy_name, "mixed_precision": placement.mixed_precision,
-            "note": placement.note, "tensorflow_loaded": "tensorflow" in sys.modules}
+            "note": placement.note, "tensorflow_loaded": tensorflow_loaded()}
