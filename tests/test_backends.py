@@ -137,12 +137,14 @@ def test_every_zoo_model_trains_on_jax_and_converts_with_parity_against_jax(tmp_
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is not in the dev extra: the only Linux wheel the package index "
                                            "serves pulls CUDA (5.4 GB installed), see README 'Training on a GPU'")
-def test_a_zoo_model_trains_on_torch_and_converts_with_parity_against_torch(tmp_path):
-    result = _train(tmp_path, "gru", "torch", env={"CUDA_VISIBLE_DEVICES": ""})
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_zoo_model_trains_on_torch_and_converts_with_parity_against_torch(tmp_path, arch):
+    result = _train(tmp_path, arch, "torch", env={"CUDA_VISIBLE_DEVICES": ""})
     _check_record(result.record, "torch")
     assert result.record["backend"]["note"].startswith("one device")
     validation = _convert_fp32(result, tmp_path)
-    assert validation["passed"] and validation["training_reference"]["passed"]
+    ref = validation["training_reference"]
+    assert validation["passed"] and ref["passed"] and ref["backend"] == "torch" and ref["max_abs_diff"] < 1e-4
 
 
 @pytest.mark.slow
