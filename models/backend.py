@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from edgeseq.errors import InputError, did_you_mean
+from edgeseq.errors import InputError, ModelError, did_you_mean
 
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 # The module each backend needs, and the extra that installs its CPU build.
@@ -78,6 +78,19 @@ def block_tensorflow() -> None:
 
 def tensorflow_loaded() -> bool:
     return sys.modules.get("tensorflow") is not None
+
+
+def use_tensorflow_keras(purpose: str) -> None:
+    """Conversion runs Keras on TensorFlow whatever `KERAS_BACKEND` says (the converter takes TensorFlow graphs):
+    pins this process and its children to it before Keras loads; a process whose Keras already runs on another
+    backend gets a one-line ModelError instead of a converter failure deep inside."""
+    keras = sys.modules.get("keras")
+    if keras is None:
+        os.environ[ENV] = "tensorflow"
+        return
+    if keras.backend.backend() != "tensorflow":
+        raise ModelError(f"{purpose} needs Keras on TensorFlow, but Keras in this process runs on "
+                         f"{keras.backend.backend()}", "run it in a fresh process, e.g. with KERAS_BACKEND=tensorflow")
 
 
 def backend_version(backend: str) -> str:

@@ -223,6 +223,9 @@ def register_edgeseq_layers() -> None:
 def load_keras_model(path: str | os.PathLike, *, trust_model: bool = False) -> Any:
     """A keras.Model from a .keras or .h5 file (a Lambda-holding file is refused unless `trust_model`), or from a
     SavedModel directory (see `load_saved_model`)."""
+    from edgeseq.models.backend import use_tensorflow_keras
+
+    use_tensorflow_keras(f"loading {Path(path).name} for conversion")  # whichever backend trained it
     fmt = model_format(path)
     if fmt == "saved_model":
         return load_saved_model(path, trust_model=trust_model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,22 @@ def test_cli_backend_not_installed_names_the_extra(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "pip install 'edgeseq[torch]'" in proc.stderr
 
 
+def test_conversion_pins_keras_to_tensorflow_or_refuses_in_one_line(monkeypatch):
+    import types
+
+    from edgeseq.errors import ModelError
+    from edgeseq.models.backend import use_tensorflow_keras
+
+    fake = types.SimpleNamespace(backend=types.SimpleNamespace(backend=lambda: "jax"))
+    monkeypatch.setitem(sys.modules, "keras", fake)  # a process whose Keras already runs on JAX
+    with pytest.raises(ModelError, match="needs Keras on TensorFlow, but Keras in this process runs on jax"):
+        use_tensorflow_keras("converting x.keras")
+    monkeypatch.delitem(sys.modules, "keras")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    use_tensorflow_keras("converting x.keras")  # Keras not loaded yet: this process and its children get TF
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+
+
 # -- every zoo architecture on JAX, converted by TensorFlow, checked against JAX's outputs --------------------------
 def _train(tmp_path: Path, arch: str, backend: str, *, options: TrainOptions = FEW_STEPS, env: dict | None = None):
     from edgeseq.models.backend_run import train_on_backend
@@ -145,6 +162,16 @@ def test_every_zoo_model_trains_on_torch_and_converts_with_parity_against_torch(
     validation = _convert_fp32(result, tmp_path)
     ref = validation["training_reference"]
     assert validation["passed"] and ref["passed"] and ref["backend"] == "torch" and ref["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.slow
+def test_cli_convert_runs_on_tensorflow_even_with_keras_backend_jax_set(tmp_path, jax_gru):
+    result = jax_gru[0]
+    proc = subprocess.run([*EDGESEQ, "convert", str(result.model_path), "--recipe", "fp32", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, KERAS_BACKEND="jax"))
+    assert proc.returncode == 0, proc.stderr
+    assert "parity ok" in proc.stdout and "vs the jax-trained reference: ok" in proc.stdout
 
 
 @pytest.mark.slow

@@ -55,7 +55,10 @@ def check_options(opts: DemoOptions) -> object:
 
 def train_stage(data: object, opts: DemoOptions, say: Callable[[str], None]) -> dict[str, Path]:
     """Train (or reuse) one model per architecture; returns arch -> model.keras."""
+    from edgeseq.models.backend import use_tensorflow_keras
     from edgeseq.models.run_dir import TrainOptions, read_training_record
+
+    use_tensorflow_keras("the demo (it trains and converts in one process)")  # whatever KERAS_BACKEND says
     from edgeseq.models.train import train_model
 
     models = {}
