@@ -49,6 +49,7 @@ def run(job_dir: Path) -> int:
     from edgeseq.fsio import childproc
     from edgeseq.models.backend import block_tensorflow
 
+    childproc.install_signal_handlers()  # SIGTERM from the host: unwind, so a half-written run is removed
     if job["backend"] != "tensorflow":
         block_tensorflow()
     report: dict = {"ok": False}

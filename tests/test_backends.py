@@ -263,3 +263,37 @@ def test_gpu_train_benchmark_runs_on_cpu_with_jax_and_never_loads_tensorflow(tmp
     (row,) = summary["rows"]
     assert row["device"] == "cpu" and row["samples_per_s"] > 0 and Path(row["model"]).exists()
     assert "| gru-tiny | jax cpu (cpu:0) |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_while_training_on_jax_stops_the_child_and_leaves_nothing(tmp_path):
+    import signal
+    import time
+
+    tmpdir, run_dir, err = tmp_path / ".tmp", tmp_path / "runs" / "gru", tmp_path / ".stderr"
+    tmpdir.mkdir()
+    with open(err, "wb") as sink:
+        proc = subprocess.Popen([*EDGESEQ, "train", "--model", "gru", "--preset", "tiny", "--dataset",
+                                 "japanese_vowels", "--epochs", "500", "--patience", "500", "--backend", "jax",
+                                 "--out", str(run_dir)], stdout=subprocess.DEVNULL, stderr=sink,
+                                stdin=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=str(tmpdir)))
+    deadline = time.monotonic() + 120
+    while b" epoch " not in err.read_bytes() and time.monotonic() < deadline:  # epochs are shown as they end
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    lines = [ln for ln in err.read_text().splitlines() if ln.strip() and " epoch " not in ln]
+    assert proc.returncode == 143 and len(lines) == 1 and lines[0].startswith("error: terminated"), lines
+    assert _processes_mentioning(str(tmpdir)) == [] and sorted(os.listdir(tmpdir)) == []  # child and job folder gone
+    assert not run_dir.exists()
+
+
+def _processes_mentioning(needle: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if needle.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:  # it ended while we looked
+            continue
+    return found
