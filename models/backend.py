@@ -17,7 +17,7 @@ Mixed precision is Keras's `mixed_float16` policy on every backend (Keras wraps 
 from __future__ import annotations
 
 import importlib
-import importlib.util
+import importlib.machinery
 import os
 import sys
 from typing import Any
@@ -51,7 +51,9 @@ def require_installed(backend: str) -> None:
     """A one-line InputError naming the extra to install when the backend's package is missing."""
     module = MODULES[backend]
     try:
-        found = importlib.util.find_spec(module) is not None
+        # PathFinder, not importlib.util.find_spec: the latter would consume edgeseq.fsio.tfquiet's one-shot import
+        # hook for tensorflow without importing it, and TF's start-up lines would then reach the terminal.
+        found = sys.modules.get(module) is not None or importlib.machinery.PathFinder.find_spec(module) is not None
     except (ImportError, ValueError):  # a broken or half-removed install counts as missing
         found = False
     if not found:

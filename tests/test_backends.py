@@ -4,6 +4,7 @@ conversion of what they train: the .tflite is checked against the outputs of the
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import json
@@ -59,8 +60,9 @@ def test_backend_defaults_to_keras_backend_variable_else_tensorflow(monkeypatch)
 
 
 def test_missing_backend_names_the_extra_to_install(monkeypatch):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
+    real = importlib.machinery.PathFinder.find_spec
+    monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec",
+                        lambda name, *a: None if name == "jax" else real(name, *a))
     with pytest.raises(InputError) as info:
         require_installed("jax")
     assert "pip install 'edgeseq[jax]'" in info.value.one_line() and "jax[cuda12]" in info.value.one_line()
