@@ -129,10 +129,10 @@ def test_cli_inspect_json_and_bad_file_exit_code(files, tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["macs"]["total"] > 0
     est = doc["memory_estimate"]
-    for key in ("weights_kb", "graph_kb", "arena_kb", "state_kb", "xnnpack_kb", "code_kb", "xnnpack_packed_kb"):
+    parts = ("weights_kb", "graph_kb", "arena_kb", "state_kb", "inputs_kb", "xnnpack_kb")
+    for key in (*parts, "code_kb", "xnnpack_packed_kb"):
         assert est[key] >= 0
-    assert est["total_kb"] == pytest.approx(sum(est[k] for k in ("weights_kb", "graph_kb", "arena_kb", "state_kb",
-                                                                 "xnnpack_kb")), abs=0.5)  # code_kb: not the model's
+    assert est["total_kb"] == pytest.approx(sum(est[k] for k in parts), abs=0.5)  # code_kb: not the model's
     text = subprocess.run([sys.executable, "-m", "edgeseq.cli", "inspect", str(files["gru"])],
                           capture_output=True, text=True, timeout=120)
     assert text.returncode == 0 and "WHILE" in text.stdout
