@@ -91,7 +91,8 @@ def _convert(fixed: Any, recipe: Any, calibration: Any, per_channel: bool, strat
 
 def _post_process(data: bytes, strategy: str, report: dict) -> bytes:
     """Route checks and math-preserving edits: every fusable LSTM became one fused op; the loop's zero buffers
-    become FILL ops (quantize/tflite_edit.py splats_to_fill)."""
+    become FILL ops (quantize/tflite_edit.py splats_to_fill); an int8 loop's input is quantized once, outside the loop
+    (quantize/loop_hoist.py)."""
     from edgeseq.errors import ConversionError
     from edgeseq.quantize import tflite_edit
 
@@ -105,6 +106,10 @@ def _post_process(data: bytes, strategy: str, report: dict) -> bytes:
         report["fused_ops"] = found
     if strategy in ("loop", "fused"):
         data, report["splat_bytes_to_fill"] = tflite_edit.splats_to_fill(data)
+    if strategy == "loop":
+        from edgeseq.quantize.loop_hoist import hoist_quantize
+
+        data, report["loop_quantize_hoisted"] = hoist_quantize(data)  # int8: the input quantized once, not per step
     return data
 
 

@@ -273,8 +273,9 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     if recipe.mode != "fp32":
         route["weight_scales"] = report.get("weight_scales")
         route["granularity"] = granularity
-    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill"):
-        if report.get(key):  # what the route needed: fused ops, the calibrator workaround, zero buffers as FILL
+    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill", "loop_quantize_hoisted"):
+        if report.get(key):  # what the route needed: fused ops, the calibrator workaround, zero buffers as FILL,
+            # the int8 loop's input quantized once outside the loop
             route[key] = report[key]
     if strategy == "unroll":
         route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":

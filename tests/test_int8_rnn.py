@@ -190,6 +190,24 @@ CASES = [("fused", "lstm", "int8"), ("loop", "lstm", "int8"), ("loop", "gru", "i
          ("unroll", "gru", "int16x8")]
 
 
+def loop_inputs_quantized(path: Path) -> bool:
+    """No WHILE body quantizes a pass-through float input: every invariant input the body reads as int8 comes in
+    as int8."""
+    from edgeseq.quantize import tflite_edit
+    from edgeseq.quantize.loop_hoist import _code, _readers
+
+    model = tflite_edit.load(path.read_bytes())
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            if _code(model, op) != "WHILE":
+                continue
+            body = model.subgraphs[op.builtinOptions.bodySubgraphIndex]
+            for k, b_in in enumerate(int(i) for i in body.inputs):
+                if int(body.outputs[k]) == b_in and any(_code(model, r) == "QUANTIZE" for r in _readers(body, b_in)):
+                    return False
+    return True
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("route,arch,mode", CASES, ids=["-".join(c) for c in CASES])
 def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode, tmp_path):
@@ -199,6 +217,9 @@ def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode
         res = convert(path, f"{mode}-{route}", t, tmp_path / f"o{t}")
         assert res.manifest["route"]["rnn"] == route and res.validation["passed"], res.validation["failures"]
         sizes[t] = res.manifest["artifact"]["bytes"]
+        if route == "loop" and mode == "int8":  # the sequence is quantized once, before the loop, not per step
+            assert res.manifest["route"].get("loop_quantize_hoisted", 0) >= 1, res.manifest["route"]
+            assert loop_inputs_quantized(res.tflite_path)
     if route == "unroll":
         assert sizes[128] > 3 * sizes[16]  # what the other routes avoid: one copy of the cell per step
     else:
