@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -38,6 +39,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--hop-ms", type=float, default=10.0)
+    ap.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
     args = ap.parse_args()
 
     from edgeseq.scaling import crossovers, scaling_fits, streaming_costs
@@ -51,13 +53,13 @@ def main() -> int:
     spec = spec_from_options({"mode": "cost", "arch": args.archs, "preset": "small", "seq_len": args.lengths,
                               "recipe": args.recipes, "stream": True, "target": "local", "runs": args.runs,
                               "warmup": 5, "jobs": args.jobs, "hop_ms": args.hop_ms, "out": str(out / "sweep"),
-                              "db": str(db)})
+                              "db": str(db), "retry_failed": args.retry_failed or None})
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
     first = run_sweep(spec, say=say)
     sweep_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    again = run_sweep(spec, say=say)
+    again = run_sweep(replace(spec, retry_failed=False), say=say)  # nothing left: the resume overhead
     resume_s = time.perf_counter() - t0
 
     rows = sweep_rows(db)

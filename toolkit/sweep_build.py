@@ -69,13 +69,16 @@ def _convert(model_path: Path, want: dict, model: dict, out: Path, data) -> dict
     from edgeseq.quantize.stream import convert_stream
 
     name = f"{model['arch']}-{model['size']}-n{model['seq_len']}".replace("+", "_").replace("=", "")
+    # cost mode: untrained weights on random inputs give near-uniform outputs whose top-1 flips at the least
+    # rounding, so parity is recorded but does not stop the file; full mode keeps it strict
+    strict = model["mode"] == "full"
     if want["form"] == "whole":
         results = convert_model(model_path, [want["recipe"]], out_dir=out, name=name, calibration=data,
-                                raise_on_error=False)
+                                strict=strict, raise_on_error=False)
     else:
         kv = model["arch"] == "transformer-causal"
         results = convert_stream(model_path, [want["recipe"]], out_dir=out, name=name, calibration=data,
-                                 contexts=[model["seq_len"]] if kv else None, raise_on_error=False)
+                                 contexts=[model["seq_len"]] if kv else None, strict=strict, raise_on_error=False)
     res = results[0]
     if not res.ok:
         return {"ok": False, "reason": res.error.one_line(), "error": error_record(res.error)}

@@ -38,7 +38,7 @@ def row_of(cell: dict, run: dict) -> dict:
         "model_size_bytes": run.get("model_size_bytes"),
         "accuracy": _num(run.get("accuracy")) if cfg["mode"] == "full" else None,
         "metric_name": metric_name, "metric": _num(metrics.get(metric_name)) if metric_name else None,
-        "hop_ms": cfg.get("hop_ms"),
+        "hop_ms": cfg.get("hop_ms"), "parity_passed": built.get("parity_passed"),
     }
 
 
