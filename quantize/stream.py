@@ -226,6 +226,9 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
     if validate:
         say(f"Keras references on {len(X_val)} sequences")
         refs = {j: _reference(model, e, X_val, steps) for j, e in enumerate(exports)}
+    from edgeseq.quantize.training_reference import load_reference
+
+    train_ref = load_reference(path, steps, features, model) if validate else None  # a training run's own file
     calibrated = [r for r in recipe_list if r.calibrated]
     X_cal, cal_record = (None, None)
     if calibrated:
@@ -234,7 +237,7 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
             "families": families_of(model),
             "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
             "base_name": name or default_name(path), "out_dir": Path(out_dir), "strict": strict,
-            "validate": validate,
+            "validate": validate, "training_reference": train_ref,
             "source": source_record(path, model, task, input_record)}
 
 
@@ -258,12 +261,12 @@ def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str]
     return [_finish(recipe, export, converted[j], outputs.get(j), refs.get(j % len(exports)), plan["inputs"],
                     plan["task"], plan["model"], plan["steps"], plan["base_name"], plan["source"],
                     plan["cal_record"] if recipe.calibrated else None, plan["out_dir"], plan["strict"], timing,
-                    ConversionResult)
+                    ConversionResult, plan["training_reference"])
             for j, (recipe, export) in enumerate(items)]
 
 
 def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_name, source, cal_record, out_dir,
-            strict, timing, ConversionResult) -> Any:
+            strict, timing, ConversionResult, train_ref=None) -> Any:
     from edgeseq.fsio import atomic_write_bytes, atomic_write_json
     from edgeseq.quantize.inspect import analyze
     from edgeseq.quantize.manifest import build_manifest, manifest_path_for
@@ -304,6 +307,9 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
                 validation["keras_metrics"] = task_metric(ref[1], y, task)
             except InputError:  # labels of another shape than the outputs (a delayed per-step model): parity only
                 validation.pop("tflite_metrics", None)
+        from edgeseq.quantize.training_reference import check_keras_reference
+
+        check_keras_reference(validation, train_ref)
         if validation.get("passed") is False:
             err = ValidationError(f"{tflite_path.name} failed streaming parity on {runtime}: "
                                   f"{'; '.join(validation['failures'])}",

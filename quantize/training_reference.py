@@ -46,13 +46,21 @@ def load_reference(model_path: Path, steps: int | None, features: int | None, mo
     if inputs.ndim != 3 or (steps, features) != tuple(inputs.shape[1:]) or len(outputs) != len(inputs):
         return base | {"skipped": f"stored inputs {list(inputs.shape[1:])} do not match the converted input "
                                   f"[{steps}, {features}] (another --seq-len)"}
-    # What TensorFlow's Keras makes of the same file on the same inputs: separates a backend difference in Keras
-    # itself from one the conversion introduced.
+    # What TensorFlow's Keras makes of the same file on the same inputs, held to the fp32 tolerance whatever the
+    # recipe (both are float32 Keras): separates a backend difference in Keras itself from one the conversion made.
+    from edgeseq.quantize.recipes import get_recipe
+    from edgeseq.quantize.validate import parity
+
     tf_keras = np.asarray(model.predict(inputs, batch_size=64, verbose=0), dtype=np.float32)
-    diff = np.abs(tf_keras.astype(np.float64) - outputs)
+    keras_level = parity(outputs, tf_keras, None, get_recipe("fp32").tolerance)
     return base | {"inputs": inputs, "outputs": outputs, "samples": int(len(inputs)),
-                   "keras_tensorflow_vs_training": {"max_abs_diff": float(diff.max()) if diff.size else 0.0,
-                                                    "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}}
+                   "keras_tensorflow_vs_training": {k: keras_level[k] for k in
+                                                    ("max_abs_diff", "mean_abs_diff", "passed", "failures")}}
+
+
+def _keras_failures(ref: dict) -> list[str]:
+    return [f"TensorFlow's Keras against the {ref['backend']}-trained reference: {f}"
+            for f in ref["keras_tensorflow_vs_training"]["failures"]]
 
 
 def check_reference(validation: dict, data: bytes, recipe: Any, task: str | None, ref: dict | None) -> None:
@@ -73,8 +81,27 @@ def check_reference(validation: dict, data: bytes, recipe: Any, task: str | None
     else:
         result = parity(ref["outputs"], got, task, recipe.tolerance)
         validation["training_reference"] = public | {k: v for k, v in result.items() if k != "tolerance"}
-    failures = validation["training_reference"]["failures"]
+    failures = [*validation["training_reference"]["failures"], *_keras_failures(ref)]
     if failures:
         validation["passed"] = False
         validation["failures"] = [*validation.get("failures", []),
-                                  *(f"against the {ref['backend']}-trained reference: {f}" for f in failures)]
+                                  *(f if f.startswith("TensorFlow's") else
+                                    f"against the {ref['backend']}-trained reference: {f}" for f in failures)]
+
+
+def check_keras_reference(validation: dict, ref: dict | None) -> None:
+    """Streaming exports (`convert --stream`): their parity steps the .tflite against TensorFlow's Keras, so here
+    TensorFlow's Keras is checked against the training backend's stored outputs (fp32 tolerance); the two checks
+    chain the .tflite to the backend that trained the model."""
+    if ref is None:
+        return
+    public = {k: v for k, v in ref.items() if k not in ("inputs", "outputs")}
+    if "skipped" not in ref:
+        public["how"] = ("TensorFlow's Keras (which streaming parity compares the .tflite with) against the stored "
+                         f"outputs of the {ref['backend']}-trained model")
+        public["passed"] = ref["keras_tensorflow_vs_training"]["passed"]
+    validation["training_reference"] = public
+    failures = _keras_failures(ref) if "skipped" not in ref else []
+    if failures:
+        validation["passed"] = False
+        validation["failures"] = [*validation.get("failures", []), *failures]

@@ -177,13 +177,23 @@ def test_cli_convert_runs_on_tensorflow_even_with_keras_backend_jax_set(tmp_path
 
 
 @pytest.mark.slow
+def test_streaming_export_of_a_jax_model_checks_tensorflow_keras_against_jax(tmp_path, jax_gru):
+    from edgeseq.quantize.stream import convert_stream
+
+    (res,) = convert_stream(jax_gru[0].model_path, ["fp32"], out_dir=tmp_path / "stream")
+    ref = res.manifest["validation"]["training_reference"]
+    assert res.manifest["validation"]["passed"] and ref["passed"] and ref["backend"] == "jax"
+    assert ref["keras_tensorflow_vs_training"]["max_abs_diff"] < 1e-5 and "streaming parity" in ref["how"]
+
+
+@pytest.mark.slow
 def test_a_backend_difference_fails_parity_and_names_the_backend(tmp_path, jax_gru):
     """The stored JAX outputs nudged by 0.05 stand for a backend that computes differently: TensorFlow's own Keras
     output would not notice, the stored reference does."""
     import keras
 
     from edgeseq.quantize.recipes import get_recipe
-    from edgeseq.quantize.training_reference import check_reference, load_reference
+    from edgeseq.quantize.training_reference import check_keras_reference, check_reference, load_reference
 
     result, _, tflite = jax_gru
     run = tmp_path / "run"
@@ -197,6 +207,11 @@ def test_a_backend_difference_fails_parity_and_names_the_backend(tmp_path, jax_g
     check_reference(validation, tflite.read_bytes(), get_recipe("fp32"), "classification", ref)
     assert validation["passed"] is False and validation["training_reference"]["passed"] is False
     assert validation["failures"][0].startswith("against the jax-trained reference: max |diff| 0.05")
+    assert any(f.startswith("TensorFlow's Keras against the jax-trained reference") for f in validation["failures"])
+    # --stream compares its .tflite with TensorFlow's Keras; TF's Keras is then held to the stored outputs.
+    streamed = {"passed": True, "failures": []}
+    check_keras_reference(streamed, ref)
+    assert streamed["passed"] is False and streamed["training_reference"]["passed"] is False
     # A model file that is not the one training wrote: the reference is not used, and the record says why.
     with open(run / "model.keras", "ab") as fh:
         fh.write(b"\0")  # same zip contents, another sha256
