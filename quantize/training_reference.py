@@ -27,7 +27,9 @@ def load_reference(model_path: Path, steps: int | None, features: int | None, mo
     if not model_path.is_file() or not record_path.is_file():
         return None
     try:
-        ref = json.loads(record_path.read_text()).get("reference")
+        record = json.loads(record_path.read_text())
+        ref = record.get("reference")
+        mixed = bool((record.get("options") or {}).get("mixed_precision"))
     except (OSError, ValueError, AttributeError):
         return None
     if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
@@ -47,15 +49,17 @@ def load_reference(model_path: Path, steps: int | None, features: int | None, mo
         return base | {"skipped": f"stored inputs {list(inputs.shape[1:])} do not match the converted input "
                                   f"[{steps}, {features}] (another --seq-len)"}
     # What TensorFlow's Keras makes of the same file on the same inputs, held to the fp32 tolerance whatever the
-    # recipe (both are float32 Keras): separates a backend difference in Keras itself from one the conversion made.
+    # recipe (both are float32 Keras; fp16's for a mixed-precision model, whose float16 rounding differs between
+    # backends): separates a backend difference in Keras itself from one the conversion made.
     from edgeseq.quantize.recipes import get_recipe
     from edgeseq.quantize.validate import parity
 
     tf_keras = np.asarray(model.predict(inputs, batch_size=64, verbose=0), dtype=np.float32)
-    keras_level = parity(outputs, tf_keras, None, get_recipe("fp32").tolerance)
+    keras_level = parity(outputs, tf_keras, None, get_recipe("fp16" if mixed else "fp32").tolerance)
     return base | {"inputs": inputs, "outputs": outputs, "samples": int(len(inputs)),
                    "keras_tensorflow_vs_training": {k: keras_level[k] for k in
-                                                    ("max_abs_diff", "mean_abs_diff", "passed", "failures")}}
+                                                    ("max_abs_diff", "mean_abs_diff", "passed", "failures")}
+                   | {"tolerance": "fp16 (mixed precision)" if mixed else "fp32"}}
 
 
 def _keras_failures(ref: dict) -> list[str]:

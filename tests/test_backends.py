@@ -237,8 +237,12 @@ def test_jax_data_parallel_over_two_devices_with_mixed_precision(tmp_path):
     with np.load(result.out_dir / "reference.npz") as npz:
         inputs, outputs = npz["inputs"], npz["outputs"]
     assert outputs.dtype == np.float32 and len(outputs) == 32  # predict padded to the devices, then cut back
-    tf_out = keras.saving.load_model(result.model_path, safe_mode=True, compile=False).predict(inputs, verbose=0)
-    assert np.abs(tf_out - outputs).max() < 1e-2
+    model = keras.saving.load_model(result.model_path, safe_mode=True, compile=False)
+    assert np.abs(model.predict(inputs, verbose=0) - outputs).max() < 1e-2
+    from edgeseq.quantize.training_reference import load_reference
+
+    keras_level = load_reference(result.model_path, 12, 4, model)["keras_tensorflow_vs_training"]
+    assert keras_level["passed"] and keras_level["tolerance"] == "fp16 (mixed precision)"
     with pytest.raises(InputError, match="does not split over the 2 devices"):
         _train(tmp_path / "odd", "gru", "jax", options=TrainOptions(epochs=1, batch_size=15), env=env)
 
