@@ -60,7 +60,8 @@ JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as
                  "warmup": [int, ...], "invoke": [int, ...]},   # invoke = the timed runs, raw
   "runs_completed": int, "stopped_by": "runs" | "max_secs",
   "memory": {"baseline_kb", "load_kb", "allocate_kb", "first_invoke_kb", "timed_peak_kb",  # VmRSS, kB
-             "model_peak_kb", "code_kb", "process_peak_kb", "method", "code_method", "vm_hwm_kb", "vm_rss_kb",
+             "model_peak_kb", "code_kb", "harness_kb", "process_peak_kb", "method", "code_method", "vm_hwm_kb",
+             "vm_rss_kb",
              "stages": {"start"|"import"|"baseline"|"load"|"allocate"|"first_invoke"|"end":
                         {"vm_rss_kb", "vm_hwm_kb", "rss_anon_kb", "rss_file_kb", "code_kb"}}},
              # baseline_kb: VmRSS once Python, numpy and the runtime are imported (and the numpy code the agent
@@ -69,6 +70,8 @@ JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as
              # model_peak_kb: what this model costs on this runtime: the peak of (RSS - resident machine code) from
              # the baseline to the end, minus its value at the baseline (the model's weights, mapped from its file,
              # count; the runtime's code pages do not: how many are resident depends on the page cache);
+             # harness_kb: the agent's own buffers sized by the run, left out of model_peak_kb (--stream: the input
+             # sequence, a ring of at most 64 random steps or the --input file, and the per-step records);
              # code_kb: the runtime's code paged in since the baseline (file-backed pages of shared objects and
              # executable mappings); code_method: "smaps" (/proc/self/smaps, the model mapped from its file),
              # "rss-file" (no smaps: the model loaded from bytes, code = RssFile), null (not separated:
@@ -358,6 +361,7 @@ class MemoryMeter:
         self.hwm_before = None  # the lifetime VmHWM at the baseline
         self.intervals = []  # (VmHWM over the interval, code at its end): clear_refs only
         self.timed_peak = None  # VmHWM over the timed loop (clear_refs only)
+        self.harness_kb = 0  # the agent's own buffers sized by the run (a stream's input and records)
 
     def _snap(self) -> dict:
         snap = _proc_status_kb()  # VmHWM first: the smaps read below must not count in the interval it closes
@@ -434,7 +438,8 @@ class MemoryMeter:
             "allocate_kb": rss["allocate"],
             "first_invoke_kb": rss["first_invoke"],
             "timed_peak_kb": self.timed_peak,
-            "model_peak_kb": model,
+            "model_peak_kb": max(model - self.harness_kb, 0) if model is not None else None,
+            "harness_kb": self.harness_kb,
             "code_kb": code_end - self.base_code if code_end is not None else None,
             "process_peak_kb": peak,
             "method": method,
@@ -1136,6 +1141,9 @@ class StreamStepper:
         return self.np.stack(ys) if collect else self.output()[0].copy()
 
 
+STREAM_RING = 64  # distinct random steps a stream cycles through (--stream without --input)
+
+
 def _stream_sequence(np, args, stepper, rng):
     """(T, F) float32: the --input sequence (.npy [T, F] or [1, T, F]) or seeded random steps; for a token-id step
     model (T,) ids: the --input ids (.npy [T] or [1, T]) or seeded random ids 0..V-1."""
@@ -1156,7 +1164,9 @@ def _stream_sequence(np, args, stepper, rng):
             seq = seq[: args.steps]
         return seq
     steps = args.steps or stepper.capacity or 256
-    return _random_array(np, rng, (steps, stepper.features), np.dtype(np.float32), args.input_dist)
+    # a ring of distinct random steps, read modulo its length: what the device holds of a live stream is the step
+    # at hand, so the agent's own input must not grow with the stream (a 2048-step stream would add 128 KB here)
+    return _random_array(np, rng, (min(steps, STREAM_RING), stepper.features), np.dtype(np.float32), args.input_dist)
 
 
 def _load_sequence(np, path: str):
@@ -1189,6 +1199,7 @@ def _stream_ids(np, args, stepper, rng):
             seq = seq[: args.steps]
         return seq.astype(dtype)
     steps = args.steps or stepper.capacity or 256
+    steps = min(steps, STREAM_RING)  # a ring, as for random features
     if not vocab:
         raise AgentError("input", "cannot tell this token-id model's vocabulary (no Embedding GATHER table found)",
                          "pass --vocab V or --input ids.npy")
@@ -1200,7 +1211,8 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
     _stage("stream_setup")
     stepper = StreamStepper(np, interp)
     seq = _stream_sequence(np, args, stepper, random.Random(args.seed))
-    steps = len(seq)
+    ring = len(seq)
+    steps = ring if args.input or not (args.steps or stepper.capacity) else (args.steps or stepper.capacity)
     if stepper.pos is not None and stepper.capacity and steps > stepper.capacity:
         raise AgentError("input", f"{steps} steps exceed the KV cache's capacity of {stepper.capacity} positions",
                          "pass --steps <= the capacity, or export with a larger --kv-capacity")
@@ -1216,22 +1228,24 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
     _stage("warmup")
     warm = []
     for i in range(1, args.warmup + 1):
-        warm.append(stepper.step(seq[i % steps], clock)[0])
+        warm.append(stepper.step(seq[i % steps % ring], clock)[0])
         if (i + 1) % steps == 0:
             stepper.reset()
     _stage("timed")
     stepper.reset()
-    mem.start_timed()
-    step_ns, invoke_ns, final, passes = [], [], None, 0
-    stopped = "runs"
     total = max(args.runs, steps)
+    # the records are preallocated and, with the input sequence, left out of the model's memory (harness_kb)
+    step_ns, invoke_ns = np.zeros(total, np.int64), np.zeros(total, np.int64)
+    mem.harness_kb = (seq.nbytes + step_ns.nbytes + invoke_ns.nbytes) // 1024
+    mem.start_timed()
+    final, passes, done = None, 0, 0
+    stopped = "runs"
     for i in range(total):
         t = i % steps
         if t == 0 and i:
             stepper.reset()
-        s, v = stepper.step(seq[t], clock)
-        step_ns.append(s)
-        invoke_ns.append(v)
+        step_ns[i], invoke_ns[i] = stepper.step(seq[t % ring], clock)
+        done = i + 1
         if t == steps - 1:
             passes += 1
             if final is None:
@@ -1241,6 +1255,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
             break
     mem.finish()
     _stage("done")
+    step_ns, invoke_ns = step_ns[:done].tolist(), invoke_ns[:done].tolist()
     hop_ns = int(args.hop_ms * 1e6) if args.hop_ms else None
     stream = {
         "mode": stepper.mode,

@@ -202,6 +202,22 @@ def test_agent_carries_state_across_invokes(exported, key, tmp_path):
         assert s["position_input"] and s["capacity"] == 16
 
 
+def test_a_recurrent_stream_costs_the_same_memory_at_any_length(exported):
+    """The step model's memory does not depend on how long the stream runs: the agent cycles a ring of random
+    steps and leaves its own per-step records out of the model's figure (memory.harness_kb)."""
+    figures = {}
+    for steps in (32, 8192):
+        rc, d = _agent("--model", exported["lstm"][1].tflite_path, "--stream", "--steps", steps, "--runs", 10,
+                       "--warmup", 2)
+        assert rc == 0 and d["ok"] and d["stream"]["steps"] == steps and len(d["stream"]["invoke_ns"]) == steps, d
+        figures[steps] = d["memory"]
+    if figures[32]["model_peak_kb"] is None:
+        pytest.skip("this kernel gives no memory figures (no /proc/self/status)")
+    assert figures[8192]["harness_kb"] >= 8192 * 16 // 1024  # two int64 records per step, at least
+    # before the ring and the records were left out, 8192 steps added 1.2 MB (464 -> 1688 KB on an LSTM step model)
+    assert abs(figures[8192]["model_peak_kb"] - figures[32]["model_peak_kb"]) <= 160, figures
+
+
 def test_agent_refuses_more_steps_than_the_kv_capacity(exported):
     rc, d = _agent("--model", exported["kv"][1].tflite_path, "--stream", "--steps", 40)
     assert rc == 2 and "capacity" in d["error"]["message"]
