@@ -146,8 +146,10 @@ def _run_local(out: Path, job: dict) -> dict:
     try:
         job = {**job, "work": str(work.resolve())}
         atomic_write_text(work / "job.json", json.dumps(job))
+        # the sweep builds and converts on TensorFlow, whatever KERAS_BACKEND the user's shell sets
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
         proc = childproc.run([sys.executable, "-m", "edgeseq.sweep_build", str(work / "job.json"),
-                              str(work / "result.json")], timeout=BUILD_TIMEOUT_S, scratch=work)
+                              str(work / "result.json")], timeout=BUILD_TIMEOUT_S, scratch=work, env=env)
         try:
             result = json.loads((work / "result.json").read_text())
         except (OSError, ValueError):

@@ -67,7 +67,8 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise InputError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}",
                              "start one with `ray start --head` and pass its address to --ray-address") from None
-        self.task = ray.remote(num_cpus=1, max_retries=0)(_remote_build)
+        self.task = ray.remote(num_cpus=1, max_retries=0,
+                               runtime_env={"env_vars": {"KERAS_BACKEND": "tensorflow"}})(_remote_build)
         self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="sweep-ray")
 
     def submit(self, out: Path, job: dict) -> Future:
