@@ -43,7 +43,8 @@ def row_of(cell: dict, run: dict) -> dict:
 
 
 def sweep_rows(db: str | Path | None, target: str | None = None) -> list[dict]:
-    """Every finished cell's row (cells whose run is gone or damaged are left out), oldest run first."""
+    """The latest finished cell's row per measured point (cells whose run is gone or damaged are left out), oldest
+    run first."""
     from edgeseq.store import ResultsStore
 
     with ResultsStore(db, create=False) as store:
@@ -52,7 +53,10 @@ def sweep_rows(db: str | Path | None, target: str | None = None) -> list[dict]:
             return []
         runs = {r["id"]: r for r in store.runs(target=target)}
     rows = [row_of(c, runs[c["run_id"]]) for c in cells.values() if c["status"] == "ok" and c["run_id"] in runs]
-    return sorted(rows, key=lambda r: r["run_id"])
+    latest: dict[tuple, dict] = {}  # one row per measured point: a later sweep of the same point (more runs, another
+    for r in sorted(rows, key=lambda r: r["run_id"]):  # toolchain) supersedes an earlier one
+        latest[tuple(r[k] for k in ("target", "arch", "size", "recipe", "form", "seq_len", "mode", "dataset"))] = r
+    return sorted(latest.values(), key=lambda r: r["run_id"])
 
 
 def failed_cells(db: str | Path | None) -> list[dict]:
