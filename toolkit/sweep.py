@@ -186,11 +186,14 @@ def _profile_cell(cell: Cell, tflite: Path, db: Path) -> dict:
 
 
 class TargetWorker(threading.Thread):
-    """Profiles the cells of one target, one at a time, as their files arrive."""
+    """Profiles the cells of one target, one at a time, as their files arrive. A target on this machine waits for
+    `quiet` (no build or conversion running here) before each measurement: they would share its cores."""
 
-    def __init__(self, target: str, db: Path, out: Path, record: Callable, stop: threading.Event):
+    def __init__(self, target: str, db: Path, out: Path, record: Callable, stop: threading.Event,
+                 quiet: threading.Event | None = None):
         super().__init__(name=f"sweep-profile-{target}", daemon=True)
         self.target, self.db, self.out, self.record, self.stop = target, db, out, record, stop
+        self.quiet = quiet
         self.queue: queue.Queue = queue.Queue()
         self.dropped: str | None = None
         self.error: BaseException | None = None
@@ -206,6 +209,9 @@ class TargetWorker(threading.Thread):
                     self.record(cell, "failed", why=f"target {self.target} dropped earlier in this sweep: "
                                 f"{self.dropped}")
                     continue
+                while self.quiet is not None and not self.quiet.wait(0.5):
+                    if self.stop.is_set():
+                        return
                 started = time.perf_counter()
                 try:
                     folder = model_dir(self.out, cell.model_key) / cell.artifact_key
@@ -240,11 +246,10 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
     check_out(spec)
     out = Path(spec.out)
     db = preflight(spec.db)
-    if spec.targets:
-        from edgeseq.targets.resolve import open_target
+    from edgeseq.targets.local import LocalTarget
+    from edgeseq.targets.resolve import open_target
 
-        for t in spec.targets:
-            open_target(t)  # an unknown target name is refused before anything is built
+    here = {t for t in spec.targets if isinstance(open_target(t), LocalTarget)}  # an unknown name is refused here
     started = time.monotonic()
     recorded = {}
     if db.exists():
@@ -278,7 +283,11 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
         progress.cell(cell, outcome)
 
     stop = threading.Event()
-    workers = {t: TargetWorker(t, db, out, record, stop) for t in spec.targets}
+    quiet = threading.Event()  # set once nothing is being built on this machine
+    if spec.executor == "ray" and not str(spec.ray_address).replace("ray://", "").startswith(
+            ("127.", "localhost", "[::1]")):
+        quiet.set()  # a remote cluster builds on other machines
+    workers = {t: TargetWorker(t, db, out, record, stop, quiet if t in here else None) for t in spec.targets}
     for w in workers.values():
         w.start()
 
@@ -294,6 +303,8 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
             by_model.setdefault(c.model_key, []).append(c)
     try:
         futures = {pool.submit(out, _job_for(out, group, spec.data_dir)): group for group in by_model.values()}
+        if not futures:
+            quiet.set()
         while futures:
             finished, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -307,6 +318,8 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
                         record(c, "failed", why=(art or {}).get("reason") or "the worker made no file")
                     else:
                         ready(c, {**art, "model": built.get("model") or {}})
+            if not futures:
+                quiet.set()
             _raise_from(workers)
         for w in workers.values():
             w.queue.put(None)
