@@ -309,7 +309,11 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
             finished, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in finished:
                 group = futures.pop(fut)
-                built = fut.result()
+                try:
+                    built = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a worker or Ray task that dies fails its cells, not the sweep
+                    why = exc.one_line() if isinstance(exc, EdgeseqError) else f"{type(exc).__name__}: {exc}"
+                    built = {"error": {"reason": f"building failed: {str(why).splitlines()[0][:300]}"}}
                 for c in group:
                     art = (built.get("artifacts") or {}).get(c.artifact_key)
                     if "error" in built:
