@@ -63,6 +63,7 @@ def test_missing_backend_names_the_extra_to_install(monkeypatch):
     real = importlib.machinery.PathFinder.find_spec
     monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec",
                         lambda name, *a: None if name == "jax" else real(name, *a))
+    monkeypatch.delitem(sys.modules, "jax", raising=False)  # an earlier test in this process may have imported it
     with pytest.raises(InputError) as info:
         require_installed("jax")
     assert "pip install 'edgeseq[jax]'" in info.value.one_line() and "jax[cuda12]" in info.value.one_line()
