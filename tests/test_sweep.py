@@ -140,14 +140,14 @@ def test_resampling_keeps_labels_and_interpolates_features():
 @pytest.mark.slow
 def test_a_killed_sweep_keeps_its_cells_and_a_rerun_finishes_the_rest(tmp_path):
     args = ["sweep", "--arch", "gru", "--preset", "tiny", "--seq-len", "8,12,16,20", "--runs", "10", "--warmup", "2",
-            "--db", "r.db", "--out", "sw"]
+            "--db", "r.db", "--out", "sw", "--jobs", "2"]
     db = tmp_path / "r.db"
     proc = subprocess.Popen([*EDGESEQ, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
         if db.exists() and any(s == "ok" for s, _, _ in _cells(db).values()):
             break
-        time.sleep(0.2)
+        time.sleep(0.05)  # a local target is measured once the builds are done: the cells then finish within seconds
     assert proc.poll() is None, "the sweep ended before it could be killed"
     proc.send_signal(signal.SIGKILL)  # no cleanup of any kind runs
     proc.communicate()
@@ -177,7 +177,7 @@ def test_a_killed_sweep_keeps_its_cells_and_a_rerun_finishes_the_rest(tmp_path):
 @pytest.mark.slow
 def test_a_refused_cell_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path):
     args = ["sweep", "--arch", "gru,transformer", "--preset", "tiny", "--seq-len", "8", "--recipe", "int16x8",
-            "--runs", "10", "--warmup", "2", "--db", "r.db", "--out", "sw"]
+            "--runs", "10", "--warmup", "2", "--db", "r.db", "--out", "sw", "--jobs", "2"]
     res = _cli(*args, cwd=tmp_path, env={"KERAS_BACKEND": "jax"})  # the sweep converts on TensorFlow regardless
     assert res.returncode == 0, res.stderr
     cells = _cells(tmp_path / "r.db")
@@ -198,7 +198,7 @@ def test_full_mode_trains_on_the_data_resampled_to_each_length(tmp_path):
 
     res = _cli("sweep", "--mode", "full", "--dataset", "japanese_vowels", "--arch", "gru", "--preset", "tiny",
                "--seq-len", "16,40", "--epochs", "2", "--runs", "10", "--warmup", "2", "--db", "r.db", "--out", "sw",
-               cwd=tmp_path)
+               "--jobs", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     rows = sweep_rows(tmp_path / "r.db")
     assert sorted(r["seq_len"] for r in rows) == [16, 40]
@@ -225,13 +225,13 @@ def test_the_ray_executor_builds_on_a_real_local_head(tmp_path):
                             f"--temp-dir={temp}"], capture_output=True, text=True, timeout=180, env=env)
     try:
         assert start.returncode == 0, start.stderr[-2000:]
-        res = _cli("sweep", "--arch", "gru", "--preset", "tiny", "--seq-len", "8,12", "--runs", "10", "--warmup", "2",
+        res = _cli("sweep", "--arch", "gru", "--preset", "tiny", "--seq-len", "8", "--runs", "10", "--warmup", "2",
                    "--db", "r.db", "--out", "sw", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
                    cwd=tmp_path)
         assert res.returncode == 0, res.stderr[-3000:]
         cells = _cells(tmp_path / "r.db")
-        assert len(cells) == 2 and all(s == "ok" for s, _, _ in cells.values()), cells
-        assert len(list((tmp_path / "sw" / "models").glob("*/*/artifact.json"))) == 2  # files came back whole
+        assert len(cells) == 1 and all(s == "ok" for s, _, _ in cells.values()), cells
+        assert len(list((tmp_path / "sw" / "models").glob("*/*/artifact.json"))) == 1  # files came back whole
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, timeout=120, env=env)
         shutil.rmtree(temp, ignore_errors=True)
