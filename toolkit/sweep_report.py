@@ -93,9 +93,10 @@ def plot_scaling(rows: list[dict], path: Path) -> Path | None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     cmap = plt.get_cmap("tab10")
-    for i, f in enumerate(fits):
+    pairs = sorted({(f["arch"], f["recipe"]) for f in fits})  # one colour per model and recipe; the form is the line
+    for f in fits:
         pts = sorted(f["points"], key=lambda p: p["n"])
-        colour = cmap(i % 10)
+        colour = cmap(pairs.index((f["arch"], f["recipe"])) % 10)
         form = "stream" if f["form"] == "stream" else "whole"
         name = f"{f['arch']} {f['recipe']} {form}" + (f" @{f['target']}" if len({r['target'] for r in rows}) > 1
                                                        else "")
@@ -119,7 +120,8 @@ def plot_scaling(rows: list[dict], path: Path) -> Path | None:
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}".lstrip("0.")[:1] in ("2", "5")
+                                                   else ""))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("sequence length n (stream: context)")
         ax.set_ylabel(unit)
