@@ -1144,6 +1144,11 @@ class StreamStepper:
 STREAM_RING = 64  # distinct random steps a stream cycles through (--stream without --input)
 
 
+def _stream_steps(args, stepper) -> int:
+    """How long a stream of random steps runs: --steps, else the KV cache's capacity, else 256."""
+    return args.steps or stepper.capacity or 256
+
+
 def _stream_sequence(np, args, stepper, rng):
     """(T, F) float32: the --input sequence (.npy [T, F] or [1, T, F]) or seeded random steps; for a token-id step
     model (T,) ids: the --input ids (.npy [T] or [1, T]) or seeded random ids 0..V-1."""
@@ -1163,7 +1168,7 @@ def _stream_sequence(np, args, stepper, rng):
                 seq = np.concatenate([seq] * reps)
             seq = seq[: args.steps]
         return seq
-    steps = args.steps or stepper.capacity or 256
+    steps = _stream_steps(args, stepper)
     # a ring of distinct random steps, read modulo its length: what the device holds of a live stream is the step
     # at hand, so the agent's own input must not grow with the stream (a 2048-step stream would add 128 KB here)
     return _random_array(np, rng, (min(steps, STREAM_RING), stepper.features), np.dtype(np.float32), args.input_dist)
@@ -1198,8 +1203,7 @@ def _stream_ids(np, args, stepper, rng):
                 seq = np.concatenate([seq] * -(-args.steps // len(seq)))
             seq = seq[: args.steps]
         return seq.astype(dtype)
-    steps = args.steps or stepper.capacity or 256
-    steps = min(steps, STREAM_RING)  # a ring, as for random features
+    steps = min(_stream_steps(args, stepper), STREAM_RING)  # a ring, as for random features
     if not vocab:
         raise AgentError("input", "cannot tell this token-id model's vocabulary (no Embedding GATHER table found)",
                          "pass --vocab V or --input ids.npy")
@@ -1212,7 +1216,7 @@ def _stream_measure(np, interp, args, base: dict) -> dict:
     stepper = StreamStepper(np, interp)
     seq = _stream_sequence(np, args, stepper, random.Random(args.seed))
     ring = len(seq)
-    steps = ring if args.input or not (args.steps or stepper.capacity) else (args.steps or stepper.capacity)
+    steps = len(seq) if args.input else _stream_steps(args, stepper)
     if stepper.pos is not None and stepper.capacity and steps > stepper.capacity:
         raise AgentError("input", f"{steps} steps exceed the KV cache's capacity of {stepper.capacity} positions",
                          "pass --steps <= the capacity, or export with a larger --kv-capacity")

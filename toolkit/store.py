@@ -15,6 +15,8 @@ file and the fix.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import sqlite3
 from collections.abc import Callable
@@ -243,9 +245,6 @@ class ResultsStore:
     def put_cell(self, key: str, sweep: str, status: str, config: dict, *, run_id: int | None = None,
                  why: str | None = None, result: dict | None = None) -> None:
         """Record one sweep cell (replacing an earlier record of the same key) in its own transaction."""
-        import datetime
-        import json
-
         if not self.writable:
             raise StoreError(f"the results store {self.path} was opened for reading", "open it with create=True")
         now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -267,8 +266,6 @@ class ResultsStore:
     def cells(self) -> dict[str, dict]:
         """Every readable sweep cell by key (none in a store from before sweeps); a damaged row is skipped and
         counted like a damaged run."""
-        import json
-
         out: dict[str, dict] = {}
         cur = None
         try:

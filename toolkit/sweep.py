@@ -264,44 +264,44 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
         result.wall_s = time.monotonic() - started
         return result
     pool = executor or (_ray_executor(spec) if spec.executor == "ray" else LocalExecutor(spec.jobs))
-    say(f"{len(todo)} cells to run ({result.skipped} recorded earlier)")
-    out.mkdir(parents=True, exist_ok=True)
-    clear_stale_work(out)
-    progress = Progress(len(todo), say, tty)
-    lock = threading.Lock()
-
-    def record(cell: Cell, status: str, *, run_id=None, why=None, info=None) -> None:
-        with lock, ResultsStore(db) as st:
-            st.put_cell(cell.key, str(out), status, cell.config, run_id=run_id, why=why, result=info)
-        if status == "ok":
-            outcome = f"p50 {info.get('p50_us') or 0:.0f} us"
-            result.ok += 1
-        else:
-            outcome = f"failed: {why}"
-            result.failed += 1
-            result.failures.append(f"{cell.label}: {why}")
-        progress.cell(cell, outcome)
-
-    stop = threading.Event()
-    quiet = threading.Event()  # set once nothing is being built on this machine
-    if spec.executor == "ray" and not str(spec.ray_address).replace("ray://", "").startswith(
-            ("127.", "localhost", "[::1]")):
-        quiet.set()  # a remote cluster builds on other machines
-    workers = {t: TargetWorker(t, db, out, record, stop, quiet if t in here else None) for t in spec.targets}
-    for w in workers.values():
-        w.start()
-
-    def ready(cell: Cell, info: dict) -> None:
-        workers[cell.target].queue.put((cell, info))
-
-    by_model: dict[str, list[Cell]] = {}
-    for c in todo:
-        info = finished_artifact(out, c)
-        if info is not None:
-            ready(c, info)  # made by an earlier run: only its measurement is missing
-        else:
-            by_model.setdefault(c.model_key, []).append(c)
+    stop = threading.Event()  # tells the profiling threads to end
     try:
+        say(f"{len(todo)} cells to run ({result.skipped} recorded earlier)")
+        out.mkdir(parents=True, exist_ok=True)
+        clear_stale_work(out)
+        progress = Progress(len(todo), say, tty)
+        lock = threading.Lock()
+
+        def record(cell: Cell, status: str, *, run_id=None, why=None, info=None) -> None:
+            with lock, ResultsStore(db) as st:
+                st.put_cell(cell.key, str(out), status, cell.config, run_id=run_id, why=why, result=info)
+            if status == "ok":
+                outcome = f"p50 {info.get('p50_us') or 0:.0f} us"
+                result.ok += 1
+            else:
+                outcome = f"failed: {why}"
+                result.failed += 1
+                result.failures.append(f"{cell.label}: {why}")
+            progress.cell(cell, outcome)
+
+        quiet = threading.Event()  # set once nothing is being built on this machine
+        if spec.executor == "ray" and not str(spec.ray_address).replace("ray://", "").startswith(
+                ("127.", "localhost", "[::1]")):
+            quiet.set()  # a remote cluster builds on other machines
+        workers = {t: TargetWorker(t, db, out, record, stop, quiet if t in here else None) for t in spec.targets}
+        for w in workers.values():
+            w.start()
+
+        def ready(cell: Cell, info: dict) -> None:
+            workers[cell.target].queue.put((cell, info))
+
+        by_model: dict[str, list[Cell]] = {}
+        for c in todo:
+            info = finished_artifact(out, c)
+            if info is not None:
+                ready(c, info)  # made by an earlier run: only its measurement is missing
+            else:
+                by_model.setdefault(c.model_key, []).append(c)
         futures = {pool.submit(out, _job_for(out, group, spec.data_dir)): group for group in by_model.values()}
         if not futures:
             quiet.set()

@@ -20,6 +20,8 @@ from pathlib import Path
 from edgeseq.errors import EdgeseqError
 from edgeseq.fsio import atomic_write_text
 from edgeseq.fsio.childproc import error_record
+from edgeseq.models.streamkind import StreamKind
+from edgeseq.sweep_grid import stream_kind, zoo_model
 
 
 def _data(model: dict, data_dir: str | None):
@@ -35,17 +37,13 @@ def _build_untrained(model: dict, path: Path, data) -> dict:
 
     from edgeseq.models.zoo import build_model
 
-    arch = model["arch"]
-    causal = arch == "transformer-causal"
-    extra = dict(model.get("set") or {})
-    if arch.startswith("transformer"):
-        extra.update(causal=causal, max_len=model["seq_len"])
+    arch, overrides = zoo_model(model)
     features = data.num_features if data is not None else model["features"]
     outputs = data.output_dim if data is not None else model["classes"]
     task = data.task if data is not None else "classification"
     keras.utils.set_random_seed(int(model["seed"]))
-    net = build_model(arch.split("-")[0], model["preset"], seq_len=model["seq_len"], num_features=features,
-                      task=task, num_outputs=outputs, name=f"{arch}-{model['size']}", **extra)
+    net = build_model(arch, model["preset"], seq_len=model["seq_len"], num_features=features, task=task,
+                      num_outputs=outputs, name=f"{model['arch']}-{model['size']}", **overrides)
     net.save(path)
     return {"params": int(net.count_params()), "trained": False}
 
@@ -54,11 +52,8 @@ def _train(model: dict, folder: Path, data) -> dict:
     from edgeseq.models.run_dir import TrainOptions
     from edgeseq.models.train import train_model
 
-    arch = model["arch"]
-    extra = dict(model.get("set") or {})
-    if arch.startswith("transformer"):
-        extra.update(causal=arch == "transformer-causal", max_len=model["seq_len"])
-    res = train_model(arch.split("-")[0], data, folder, preset=model["preset"], overrides=extra, overwrite=True,
+    arch, overrides = zoo_model(model)
+    res = train_model(arch, data, folder, preset=model["preset"], overrides=overrides, overwrite=True,
                       options=TrainOptions(epochs=int(model["epochs"]), seed=int(model["seed"]), patience=5))
     metrics = dict(res.record.get("test_metrics") or {})
     return {"params": res.record.get("parameters"), "trained": True, "test_metrics": metrics}
@@ -76,7 +71,7 @@ def _convert(model_path: Path, want: dict, model: dict, out: Path, data) -> dict
         results = convert_model(model_path, [want["recipe"]], out_dir=out, name=name, calibration=data,
                                 strict=strict, raise_on_error=False)
     else:
-        kv = model["arch"] == "transformer-causal"
+        kv = stream_kind(model["arch"]) is StreamKind.KV_CACHE
         results = convert_stream(model_path, [want["recipe"]], out_dir=out, name=name, calibration=data,
                                  contexts=[model["seq_len"]] if kv else None, strict=strict, raise_on_error=False)
     res = results[0]

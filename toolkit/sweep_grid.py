@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeseq.errors import InputError, did_you_mean
+from edgeseq.models.streamkind import StreamKind
 
 MODES = ("cost", "full")
 FORMS = ("whole", "stream")
@@ -57,7 +58,6 @@ class SweepSpec:
     executor: str = "local"  # local | ray
     ray_address: str | None = None
     retry_failed: bool = False
-    extra: dict = field(default_factory=dict)
 
     def check(self) -> SweepSpec:
         from edgeseq.models.zoo import PRESETS
@@ -72,6 +72,10 @@ class SweepSpec:
                 raise InputError(f"unknown preset {p!r}{did_you_mean(p, PRESETS)}", f"choose from {', '.join(PRESETS)}")
         for r in self.recipes:
             get_recipe(r)
+        for name in ("mode", "dataset", "data_dir", "out", "db", "executor", "ray_address"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value.strip()):
+                raise InputError(f"sweep setting {name} must be a non-empty string, got {value!r}")
         if self.mode not in MODES:
             raise InputError(f"unknown sweep mode {self.mode!r}", "choose --mode full (train) or cost (untrained)")
         if self.mode == "full" and not self.dataset:
@@ -158,10 +162,22 @@ def _hash(obj: dict) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20]
 
 
-def streams(arch: str) -> bool:
-    """Does the architecture have a step-wise stream form (a recurrent state or a KV cache)? A non-causal Transformer
-    streams only by re-running its window: its per-step cost is its whole-sequence cell's."""
-    return arch in RECURRENT or arch == "transformer-causal"
+def stream_kind(arch: str) -> StreamKind | None:
+    """The step-wise stream form of a sweep architecture (a recurrent state or a KV cache), None without one: a
+    non-causal Transformer streams only by re-running its window, whose per-step cost is its whole-sequence cell's."""
+    if arch in RECURRENT:
+        return StreamKind.RECURRENT_STEP
+    return StreamKind.KV_CACHE if arch == "transformer-causal" else None
+
+
+def zoo_model(model: dict) -> tuple[str, dict]:
+    """(zoo architecture, config overrides) of a cell's model: `--set` values, and for a Transformer its causal
+    mask and a positional table as long as the cell."""
+    arch = model["arch"]
+    overrides = dict(model.get("set") or {})
+    if arch.startswith("transformer"):
+        overrides.update(causal=stream_kind(arch) is StreamKind.KV_CACHE, max_len=model["seq_len"])
+    return arch.split("-")[0], overrides
 
 
 def expand(spec: SweepSpec, versions: dict | None = None) -> list[Cell]:
@@ -179,7 +195,7 @@ def expand(spec: SweepSpec, versions: dict | None = None) -> list[Cell]:
                          "classes": None if spec.dataset else spec.classes, "versions": versions}
                 model_key = _hash(model)
                 for recipe in spec.recipes:
-                    for form in ("whole", "stream") if spec.stream and streams(arch) else ("whole",):
+                    for form in ("whole", "stream") if spec.stream and stream_kind(arch) else ("whole",):
                         artifact = {**model, "recipe": recipe, "form": form}
                         artifact_key = _hash(artifact)
                         for target in spec.targets:
@@ -214,6 +230,12 @@ def _lengths(value) -> tuple[int, ...]:
     return tuple(parse_contexts(str(value)))
 
 
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"sweep setting {name} must be true or false, got {value!r}", f"write {name} = true")
+    return value
+
+
 def _sets(value) -> tuple[tuple[str, str], ...]:
     if isinstance(value, dict):
         return tuple((str(k), str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items())
@@ -233,10 +255,10 @@ _FIELDS = {
     "seq_len": ("seq_lens", _lengths),
     "recipe": ("recipes", lambda v: tuple(str(r) for r in _split(v))),
     "target": ("targets", lambda v: tuple(str(t) for t in _split(v))),
-    "stream": ("stream", bool),
+    "stream": ("stream", lambda v: _flag("stream", v)),
+    "retry_failed": ("retry_failed", lambda v: _flag("retry_failed", v)),
     **{k: (k, None) for k in ("mode", "dataset", "features", "classes", "epochs", "seed", "runs", "warmup",
-                              "threads", "hop_ms", "out", "db", "jobs", "executor", "ray_address", "retry_failed",
-                              "data_dir")},
+                              "threads", "hop_ms", "out", "db", "jobs", "executor", "ray_address", "data_dir")},
 }
 
 
@@ -293,6 +315,3 @@ def describe(spec: SweepSpec, cells: list[Cell]) -> str:
                      "that cost); use transformer-causal for a KV cache")
     return "\n".join(lines)
 
-
-def spec_dict(spec: SweepSpec) -> dict:
-    return asdict(spec)

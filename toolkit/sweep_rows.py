@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseq.stats import memory_figures
+from edgeseq.sweep_grid import stream_kind
 
 
 def _num(v):
@@ -26,9 +27,7 @@ def row_of(cell: dict, run: dict) -> dict:
     built = cell.get("result") or {}
     metrics = built.get("model", {}).get("test_metrics") or {}
     metric_name = next((k for k in ("accuracy", "mse", "mae") if k in metrics), None)
-    kind = None
-    if cfg["form"] == "stream":
-        kind = "kv-cache" if cfg["arch"] == "transformer-causal" else "recurrent-step"
+    kind = stream_kind(cfg["arch"]).value if cfg["form"] == "stream" else None
     return {
         "key": cell["key"], "run_id": run["id"], "target": run["target"], "device": run.get("device_key"),
         "arch": cfg["arch"], "size": cfg["size"], "recipe": cfg["recipe"], "form": cfg["form"], "kind": kind,

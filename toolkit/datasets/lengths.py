@@ -55,12 +55,10 @@ def resampled(ds: Dataset, length: int) -> Dataset:
 def at_length(spec: str, length: int, *, data_dir: str | None = None) -> Dataset:
     """Load `spec` at `length` steps: generated at that length when the data set has a length parameter, else
     resampled."""
-    from edgeseq.datasets import is_path, load_dataset, parse_spec
+    from edgeseq.datasets import canonical_name, is_path, load_dataset, parse_spec
 
     if not is_path(spec):
         entry, params = parse_spec(spec)
         if "length" in entry.params:
-            head = spec.split(":", 1)[0]
-            rest = [f"{k}={v}" for k, v in params.items() if k != "length" and v != entry.params[k]]
-            return load_dataset(f"{head}:" + ",".join([f"length={length}", *rest]), data_dir=data_dir)
+            return load_dataset(canonical_name(entry, {**params, "length": length}), data_dir=data_dir)
     return resampled(load_dataset(spec, data_dir=data_dir), length)
