@@ -14,7 +14,6 @@ that has already imported the runtime. The parts, in kB:
 - `state_kb`    what a step model carries between steps (inputs that are also outputs, `<name>_at_pos` KV caches,
                 variables). It lives in the arena (counted there) and once more in the runner's own copy (counted
                 in the total).
-- `inputs_kb`   the runner's own copy of the inputs it feeds (a [1, T, F] sequence grows with T), state aside.
 - `xnnpack_kb`  the XNNPACK delegate (a default delegate of both runtimes) packs the weights of every node it takes
                 into its own layout, one copy per node even when nodes share one buffer: an unrolled RNN holds one
                 packed copy per time step, which is why it costs 6-16 MB more than its looped twin. Plus its
@@ -152,7 +151,14 @@ class _Arena:
         return best
 
 
-def plan_arena(f: TFLiteFile, index: int) -> dict[str, int]:
+def while_conds(f: TFLiteFile) -> set[int]:
+    """The subgraphs some WHILE op calls as its condition."""
+    return {int(op.builtinOptions.condSubgraphIndex) for sg in f.model.subgraphs for op in sg.operators or []
+            if f.op_names[op.opcodeIndex] == "WHILE" and isinstance(getattr(op.builtinOptions, "condSubgraphIndex",
+                                                                               None), int)}
+
+
+def plan_arena(f: TFLiteFile, index: int, cond: bool = False) -> dict[str, int]:
     """One subgraph's arena as LiteRT plans it: {"arena_bytes", "persistent_bytes", "tensors", "method"}.
 
     Lifetimes over the execution order: graph inputs and variables from the first node, outputs never freed, every
@@ -162,8 +168,8 @@ def plan_arena(f: TFLiteFile, index: int) -> dict[str, int]:
     (`_Arena`). Constants stay in the mapped file; variables and dequantized constants go to the persistent arena.
     A subgraph called by control flow is planned the same way: LiteRT's WHILE copies the loop's values into the
     cond's and the body's own input tensors and back from the body's outputs on every trip, so a sequence a loop
-    passes through is held by the caller and once more by each of its subgraphs (a looped GRU at T=1024 measured
-    ~0.3 KB per step, as planned this way: its [T, 1, F] input in the caller, the cond and the body)."""
+    passes through is held by the caller and once more by the body. A loop's cond (`cond`) gets only the values it
+    reads: LiteRT's WHILE drops the others from it (Subgraph::RemoveUnusedInputs) and never copies them."""
     sg = f.model.subgraphs[index]
     tensors, ops = sg.tensors or [], list(sg.operators or [])
     g_in = {int(i) for i in (sg.inputs if sg.inputs is not None else []) if int(i) >= 0}
@@ -175,6 +181,8 @@ def plan_arena(f: TFLiteFile, index: int) -> dict[str, int]:
         for t in _ins(op):
             if t >= 0:
                 readers[t] = readers.get(t, 0) + 1
+    if cond:
+        g_in = {t for t in g_in if readers.get(t) or t in g_out}
     root: dict[int, int] = {}
 
     def find(t: int) -> int:
@@ -290,14 +298,6 @@ def state_bytes(f: TFLiteFile) -> int:
     return total
 
 
-def input_bytes(f: TFLiteFile) -> int:
-    """Bytes of the runner's own copy of the inputs it feeds (the agent's arrays), state inputs aside (`state_bytes`
-    counts those)."""
-    ins, outs = _signature(f)
-    sg = f.model.subgraphs[0]
-    return sum(f.tensor_bytes(sg.tensors[i]) for n, i in ins.items() if n not in outs and f"{n}_at_pos" not in outs)
-
-
 def _op_dtype(f: TFLiteFile, sg: Any, op: Any, const: set[int]) -> str:
     for i in _ins(op):
         if i >= 0 and i not in const:
@@ -350,9 +350,9 @@ def estimate_memory(f: TFLiteFile, runtime: str = "ai_edge_litert", xnnpack: boo
     prediction of the agent's `memory.model_peak_kb` on `runtime` (a key of CALIBRATIONS), XNNPACK on or off."""
     cal = CALIBRATIONS[runtime]
     subgraphs, _ = reachable_subgraphs(f)
-    arena, method = 0, "planner"
+    arena, method, conds = 0, "planner", while_conds(f)
     for si in subgraphs:
-        plan = plan_arena(f, si)
+        plan = plan_arena(f, si, cond=si in conds)
         arena += plan["arena_bytes"] + plan["persistent_bytes"]
         if plan["method"] != "planner":
             method = plan["method"]
@@ -367,7 +367,6 @@ def estimate_memory(f: TFLiteFile, runtime: str = "ai_edge_litert", xnnpack: boo
         "graph_kb": cal.fixed_kb + (len(f.data) - weights + n_tensors * cal.tensor_bytes) / 1024,
         "arena_kb": arena / 1024,
         "state_kb": state_bytes(f) / 1024,
-        "inputs_kb": input_bytes(f) / 1024,
         "xnnpack_kb": delegate,
     }
     return {

@@ -129,7 +129,7 @@ def test_cli_inspect_json_and_bad_file_exit_code(files, tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["macs"]["total"] > 0
     est = doc["memory_estimate"]
-    parts = ("weights_kb", "graph_kb", "arena_kb", "state_kb", "inputs_kb", "xnnpack_kb")
+    parts = ("weights_kb", "graph_kb", "arena_kb", "state_kb", "xnnpack_kb")
     for key in (*parts, "code_kb", "xnnpack_packed_kb"):
         assert est[key] >= 0
     assert est["total_kb"] == pytest.approx(sum(est[k] for k in parts), abs=0.5)  # code_kb: not the model's

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from _tiny_tflite import TFLiteBuilder, _fc_options, chain_model, dense_model
 
-from edgeseq.quantize.memory_estimate import ALIGNMENT, estimate_memory, plan_arena, state_bytes
+from edgeseq.quantize.memory_estimate import ALIGNMENT, estimate_memory, plan_arena, state_bytes, while_conds
 from edgeseq.quantize.tflite_file import parse_bytes, read_tflite
 
 AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
@@ -106,16 +106,21 @@ def test_the_arena_is_planned_like_litert():
     assert one + 2 * 512 * 16 * 4 <= plan["arena_bytes"] <= one + 2 * 512 * 16 * 4 + 4 * ALIGNMENT
     # a chain reuses two buffers, whatever its length
     assert plan_arena(parse_bytes(chain_model(400, 64)), 0)["arena_bytes"] <= 3 * _aligned(64 * 4)
-    # a WHILE loop's cond and body hold their own copies of the loop's values (LiteRT copies them in every trip):
-    # each plans its inputs like a graph's, live throughout, plus its own activations
+    # a WHILE loop's body holds its own copies of the loop's values (LiteRT copies them in every trip), planned
+    # like a graph's inputs, live throughout, plus its own activations; its cond only the values it reads (LiteRT
+    # drops the others from it): here the counter, not the [T, 1, F] sequence
     from _tiny_tflite import while_model
 
     f = parse_bytes(while_model(steps=6, features=4, hidden=8))
+    assert while_conds(f) == {1}
     for si in (1, 2):
         sg = f.model.subgraphs[si]
-        held = sum(_aligned(f.tensor_bytes(sg.tensors[i])) for i in sg.inputs)
-        own = plan_arena(f, si)["arena_bytes"]
+        read = {int(i) for op in sg.operators for i in op.inputs}
+        held = sum(_aligned(f.tensor_bytes(sg.tensors[i])) for i in sg.inputs if si == 2 or int(i) in read)
+        own = plan_arena(f, si, cond=si == 1)["arena_bytes"]
         assert held <= own <= held + 6 * ALIGNMENT, (si, held, own)  # cond: its bool output; body: five small
+    every = sum(_aligned(f.tensor_bytes(f.model.subgraphs[1].tensors[i])) for i in f.model.subgraphs[1].inputs)
+    assert plan_arena(f, 1, cond=True)["arena_bytes"] < every <= plan_arena(f, 1)["arena_bytes"]
 
 
 def _aligned(n: int) -> int:

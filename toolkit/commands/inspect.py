@@ -54,7 +54,7 @@ def render(r: dict) -> list[str]:
     m = r["memory_estimate"]
     out.append(f"memory on {m['calibration']} (estimate of what the model adds to a process): {m['total_kb']:,.0f} KB")
     out.append(f"  weights {m['weights_kb']:,.0f}, graph {m['graph_kb']:,.0f}, arena {m['arena_kb']:,.0f}, "
-               f"state {m['state_kb']:,.1f}, inputs {m['inputs_kb']:,.1f}, XNNPACK {m['xnnpack_kb']:,.0f} ({m['xnnpack_nodes']} nodes, "
+               f"state {m['state_kb']:,.1f}, XNNPACK {m['xnnpack_kb']:,.0f} ({m['xnnpack_nodes']} nodes, "
                f"{m['xnnpack_packed_kb']:,.0f} KB of packed weights); plus ~{m['code_kb']:,.0f} KB of the runtime's "
                "machine code paged in (shared, not the model's)")
     if r["flex_ops"]:
