@@ -181,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {e['total_kb'] / r['measured_kb']:.3f} | {e['arena_kb']:,.0f} | {r['measured_kb'] - rest:,.0f} |")
         fits.append((arch, _exponent(ts, arena_pred), _exponent(ts[-2:], arena_pred[-2:]), _exponent(ts, arena_meas),
                      _exponent(ts[-2:], arena_meas[-2:])))
-    print()
-    for arch, pred, pred_tail, meas, meas_tail in fits:
-        print(f"- {arch}: arena ~ T^{pred:.2f} predicted over T = {args.lengths} (T^{pred_tail:.2f} between the two "
-              f"longest); measured (model memory less the predicted non-arena parts) T^{meas:.2f} "
-              f"(T^{meas_tail:.2f} between the two longest)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2, default=str))
+    print()
+
+    def exp(v: float | None) -> str:  # None: a measured arena at or below zero (the non-arena parts over-predicted)
+        return "n/a" if v is None else f"{v:.2f}"
+
+    for arch, pred, pred_tail, meas, meas_tail in fits:
+        print(f"- {arch}: arena ~ T^{exp(pred)} predicted over T = {args.lengths} (T^{exp(pred_tail)} between the "
+              f"two longest); measured (model memory less the predicted non-arena parts) T^{exp(meas)} "
+              f"(T^{exp(meas_tail)} between the two longest)")
     return 0
 
 

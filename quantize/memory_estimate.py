@@ -83,14 +83,17 @@ class Calibration:
 
 
 CALIBRATIONS = {
-    # all 50 models within 20 % or 256 kB (the Transformer at T=1024, 18 MB, within 3 %; the GRU at T=1024 5 %)
-    "ai_edge_litert": Calibration("ai_edge_litert 2.3, x86_64", fixed_kb=128.0, tensor_bytes=1699.0,
+    # all 50 models within 20 % or 256 kB (the Transformer at T=1024, 18 MB, within 3 %; the GRU at T=1024 5 %).
+    # fixed_kb lowered by 80 with agent 3.1, which stopped charging the model ~80-200 kB of its own input buffers
+    # (benchmarks/memory.py, 17 models: median |error| 19 % -> 4 %, worst 41 % -> 13 %)
+    "ai_edge_litert": Calibration("ai_edge_litert 2.3, x86_64", fixed_kb=48.0, tensor_bytes=1699.0,
                                   xnnpack_node_bytes=1531.0, xnnpack_pack=1.0, xnnpack_int8=True,
                                   code_kb=3260.0, int8_code_kb=224.0),
     # rougher (44 of 49 within 20 % or 256 kB): its XNNPACK takes float nodes only, packs less inside WHILE bodies
     # than counted here (base-preset loops ~1 MB high), and it plans attention differently (a T x T score tensor
     # costs it ~4 copies; the Transformer at T=1024, 54 MB measured, is left out of the fit and predicted far too low)
-    "tflite_runtime": Calibration("tflite_runtime 2.14, x86_64", fixed_kb=192.0, tensor_bytes=1185.0,
+    # (fixed_kb lowered by 80 with agent 3.1: median |error| 27 % -> 12 % over benchmarks/memory.py's 17 models)
+    "tflite_runtime": Calibration("tflite_runtime 2.14, x86_64", fixed_kb=112.0, tensor_bytes=1185.0,
                                   xnnpack_node_bytes=4958.0, xnnpack_pack=1.0, xnnpack_int8=False,
                                   code_kb=3086.0, int8_code_kb=-270.0),  # int8: its XNNPACK code stays out
 }
