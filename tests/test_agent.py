@@ -461,3 +461,45 @@ def test_dynamic_range_model_on_tflite_runtime_names_the_op(tiny, tflite_runtime
     assert rc == 3 and d["error"]["kind"] == "op_unsupported"
     assert d["error"]["op"] == "FULLY_CONNECTED" and d["error"]["op_version"] >= 10
     assert "pip install ai-edge-litert" in d["error"]["hint"]
+
+
+def _mean_model(steps: int, features: int = 16) -> bytes:
+    """[1, steps, features] -> MEAN over time -> [1, features]: nothing but its input grows with `steps`."""
+    from _tiny_tflite import TFLiteBuilder
+
+    b = TFLiteBuilder()
+    sg = b.subgraph()
+    x = b.tensor(sg, "serving_default_input:0", [1, steps, features])
+    axis = b.tensor(sg, "mean/axis", [1], "INT32", np.array([1], np.int32))
+    out = b.tensor(sg, "StatefulPartitionedCall:0", [1, features])
+    opts = b.s.ReducerOptionsT()
+    opts.keepDims = False
+    b.op(sg, "MEAN", [x, axis], [out], opts)
+    sg.inputs, sg.outputs = [x], [out]
+    return b.finish()
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs a writable /proc/self/clear_refs")
+def test_the_runs_own_input_is_not_the_models_memory(tmp_path):
+    # A whole-sequence model holds its input tensor: 4 MB here. Agent 3.0 also charged the model its own copy of the
+    # random input and the freed float64 temporaries that made it (~2.5x the tensor); 3.1 writes random floats
+    # straight into the tensor, and an --input file's array is reported apart (harness_kb).
+    steps, features = 65536, 16
+    tensor_kb = steps * features * 4 // 1024
+    figures = {}
+    for n in (16, steps):
+        path = tmp_path / f"mean-{n}.tflite"
+        path.write_bytes(_mean_model(n, features))
+        rc, d, err = run_agent("--model", str(path), "--runs", "3", "--threads", "1")
+        assert rc == 0, err[-2000:]
+        figures[n] = d["memory"]
+    grew = figures[steps]["model_peak_kb"] - figures[16]["model_peak_kb"]
+    assert figures[steps]["harness_kb"] == 0
+    assert 0.9 * tensor_kb <= grew <= 1.25 * tensor_kb, (grew, tensor_kb)
+    supplied = tmp_path / "x.npy"
+    np.save(supplied, np.ones((1, steps, features), np.float32))
+    rc, d, err = run_agent("--model", str(tmp_path / f"mean-{steps}.tflite"), "--runs", "3", "--threads", "1",
+                           "--input", str(supplied))
+    assert rc == 0, err[-2000:]
+    assert d["memory"]["harness_kb"] == tensor_kb
+    assert d["memory"]["model_peak_kb"] <= figures[steps]["model_peak_kb"] + 0.25 * tensor_kb
