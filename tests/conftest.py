@@ -24,3 +24,12 @@ def fsdd_dir() -> Path:
 def edgeseq_cache(tmp_path_factory) -> Path:
     """A session-wide private edgeseq cache folder (set EDGESEQ_CACHE_DIR to it with monkeypatch where needed)."""
     return tmp_path_factory.mktemp("edgeseq-cache")
+
+
+@pytest.fixture(scope="session")
+def conversions(tmp_path_factory):
+    """The session's cache of built and converted models (tests/_zoo_cache.py): each distinct conversion is made once
+    and shared read-only; copy a file before changing it."""
+    from _zoo_cache import ConversionCache
+
+    return ConversionCache(tmp_path_factory.mktemp("conversions"))

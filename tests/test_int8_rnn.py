@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _zoo_cache import params, selected
 from test_convert import CLASSES, F, save, toy_dataset
 
 from edgeseq.errors import ConversionError
@@ -47,6 +48,48 @@ def convert(path: Path, recipe: str, seq_len: int, out: Path, **kw):
     [res] = convert_model(path, [recipe], out_dir=out, seq_len=seq_len, calibration=toy_dataset(seq_len=seq_len),
                           calibration_samples=32, **kw)
     return res
+
+
+# One conversion per distinct (model, recipe, length) in the session cache (tests/_zoo_cache.py): the slow route
+# tests below read them; the first of them makes every one the selected tests need, two at a time. A key:
+# (arch, stacked, sequences, recipe, seq_len); the model is tiny(arch, stacked=, sequences=) built once.
+
+
+def _cached_keys(item) -> list[tuple]:
+    p = params(item)
+    if item.originalname == "test_each_route_converts_and_passes_parity_at_t16_and_t128":
+        return [(p["arch"], False, False, f"{p['mode']}-{p['route']}", t) for t in (16, 128)]
+    if item.originalname == "test_stacked_return_sequences_models_stay_flat_in_t":
+        return [(p["arch"], True, True, p["recipe"], t) for t in (16, 128)]
+    if item.originalname == "test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214":
+        return [(p["arch"], True, True, f"int8-{p['route']}", 16)]
+    if item.originalname == "test_int16x8_auto_unrolls_with_the_reasons_recorded":
+        return [("lstm", False, False, "int16x8", 16)]
+    return []
+
+
+def _job(cache, key: tuple):
+    arch, stacked, sequences, recipe, seq_len = key
+    path = cache.get(("int8_rnn.tiny", arch, stacked, sequences),
+                     lambda folder: tiny(arch, folder, stacked=stacked, sequences=sequences))
+    return ("int8_rnn.convert", *key), lambda folder: convert(path, recipe, seq_len, folder / f"o{seq_len}")
+
+
+@pytest.fixture
+def converted(conversions, request):
+    """converted(arch, recipe, seq_len, stacked=False, sequences=False): `convert(tiny(arch, ...), recipe, seq_len,
+    ...)`, made once per session (shared: read its files, do not change them)."""
+    names = {"test_each_route_converts_and_passes_parity_at_t16_and_t128",
+             "test_stacked_return_sequences_models_stay_flat_in_t",
+             "test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214",
+             "test_int16x8_auto_unrolls_with_the_reasons_recorded"}
+    keys = dict.fromkeys(k for item in selected(request, __name__, names) for k in _cached_keys(item))
+    conversions.prefetch(dict(_job(conversions, k) for k in keys))
+
+    def get(arch: str, recipe: str, seq_len: int, *, stacked: bool = False, sequences: bool = False):
+        return conversions.get(*_job(conversions, (arch, stacked, sequences, recipe, seq_len)))
+
+    return get
 
 
 # ---------------------------------------------------------------- the rules (no TensorFlow)
@@ -210,11 +253,10 @@ def loop_inputs_quantized(path: Path) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("route,arch,mode", CASES, ids=["-".join(c) for c in CASES])
-def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode, tmp_path):
-    path = tiny(arch, tmp_path)
+def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode, converted):
     sizes = {}
     for t in (16, 128):
-        res = convert(path, f"{mode}-{route}", t, tmp_path / f"o{t}")
+        res = converted(arch, f"{mode}-{route}", t)  # convert(tiny(arch), f"{mode}-{route}", t, ...)
         assert res.manifest["route"]["rnn"] == route and res.validation["passed"], res.validation["failures"]
         sizes[t] = res.manifest["artifact"]["bytes"]
         if route == "loop" and mode == "int8":  # the sequence is quantized once, before the loop, not per step
@@ -229,11 +271,10 @@ def test_each_route_converts_and_passes_parity_at_t16_and_t128(route, arch, mode
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,recipe,expected", [("lstm", "int8", "loop"), ("lstm", "int8-fused", "fused"),
                                                   ("gru", "int8", "loop")])
-def test_stacked_return_sequences_models_stay_flat_in_t(arch, recipe, expected, tmp_path):
-    path = tiny(arch, tmp_path, stacked=True, sequences=True)
+def test_stacked_return_sequences_models_stay_flat_in_t(arch, recipe, expected, converted):
     sizes = {}
     for t in (16, 128):
-        res = convert(path, recipe, t, tmp_path / f"o{t}")
+        res = converted(arch, recipe, t, stacked=True, sequences=True)
         route = res.manifest["route"]
         assert route["rnn"] == expected and res.validation["passed"], res.validation["failures"]
         sizes[t] = res.manifest["artifact"]["bytes"]
@@ -245,8 +286,8 @@ def test_stacked_return_sequences_models_stay_flat_in_t(arch, recipe, expected, 
 
 
 @pytest.mark.slow
-def test_int16x8_auto_unrolls_with_the_reasons_recorded(tmp_path):
-    res = convert(tiny("lstm", tmp_path), "int16x8", 16, tmp_path / "o")
+def test_int16x8_auto_unrolls_with_the_reasons_recorded(converted):
+    res = converted("lstm", "int16x8", 16)  # convert(tiny("lstm"), "int16x8", 16, ...)
     route = res.manifest["route"]
     assert route["rnn"] == "unroll" and res.validation["passed"]
     assert {a["route"]: a["outcome"] for a in route["rnn_candidates"]} == {
@@ -289,11 +330,12 @@ np.save(sys.argv[3], np.array(out))
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11) or not RUNTIME_214.exists(),
                     reason="needs the cached tflite-runtime 2.14 venv that tests/test_agent.py builds")
 @pytest.mark.parametrize("arch,route", [("lstm", "fused"), ("lstm", "loop"), ("gru", "loop")])
-def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, route, tmp_path):
+def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, route, converted, tmp_path):
     from edgeseq.quantize.runtime import load_interpreter
     from edgeseq.quantize.validate import run_tflite
 
-    res = convert(tiny(arch, tmp_path, stacked=True, sequences=True), f"int8-{route}", 16, tmp_path / "o")
+    # the lstm int8-fused file at T=16 is the one test_stacked_return_sequences_models_stay_flat_in_t checks
+    res = converted(arch, f"int8-{route}", 16, stacked=True, sequences=True)
     X = toy_dataset(seq_len=16).X_test[:16]
     np.save(tmp_path / "x.npy", X)
     proc = subprocess.run([str(RUNTIME_214), "-c", RUN_CODE, str(res.tflite_path), str(tmp_path / "x.npy"),

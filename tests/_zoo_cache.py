@@ -1,0 +1,132 @@
+"""One session-wide cache of built and converted models, shared read-only between tests (the `conversions` fixture
+in tests/conftest.py).
+
+Several tests convert the very same model with the very same recipes, and every conversion costs child processes
+(a TensorFlow import, the converter, LiteRT for parity). An entry here is keyed by everything that decides its
+files (which model: architecture, preset, lengths, seed; recipes, calibration, options) and made once per session by
+the same call the test made itself before (`convert_model`, `convert_stream`), into a folder of its own that no test
+writes to. Tests only read what an entry holds; a test that would change a file must copy it first. Tests whose
+point is a monkeypatched or crashing conversion, or that count conversion children, still convert for themselves.
+
+`prefetch` makes the entries the selected tests will need two at a time (blocking until all are done, so nothing
+else runs meanwhile): each conversion spends its time in child processes, so two keep both cores of a CI machine
+busy while their parent threads wait. Models are built (seeded) in the calling thread only: Keras keeps its seed
+and name state per thread, so a model built in a pool thread would get other weights. Conversions only load the
+built file, predict and start children, which is safe on two threads (each has its own output folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+WORKERS = 2
+
+
+class ConversionCache:
+    def __init__(self, root: Path, workers: int = WORKERS):
+        self.root = root
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._entries: dict[Hashable, Future] = {}
+        self._made = 0
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    def _folder(self, key: Hashable) -> Path:
+        with self._lock:
+            self._made += 1
+            n = self._made
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(map(str, key if isinstance(key, tuple) else (key,))))
+        folder = self.root / f"{n:03d}-{slug.strip('-')[:80]}"
+        folder.mkdir(parents=True)
+        return folder
+
+    def get(self, key: Hashable, make: Callable[[Path], Any]) -> Any:
+        """`make(folder)` once per key and session (in a new empty folder); every call returns what that one call
+        returned, or raises what it raised (so each test that needs a failed entry fails with its error)."""
+        with self._lock:
+            fut = self._entries.get(key)
+            owner = fut is None
+            if owner:
+                fut = self._entries[key] = Future()
+        if owner:
+            try:
+                fut.set_result(make(self._folder(key)))
+            except Exception as exc:  # noqa: BLE001 - kept for every test that asks for this entry
+                fut.set_exception(exc)
+            except BaseException:  # Ctrl-C: nothing is cached, the next run makes it again
+                with self._lock:
+                    del self._entries[key]
+                fut.cancel()
+                raise
+        return fut.result()
+
+    def prefetch(self, jobs: dict[Hashable, Callable[[Path], Any]]) -> None:
+        """Make every job not made yet, `workers` at a time; returns when all are done (errors stay with their
+        entry and surface in `get`)."""
+        todo = {k: m for k, m in jobs.items() if k not in self._entries}
+        if len(todo) <= 1 or self.workers <= 1:
+            for key, make in todo.items():
+                self.get(key, make)
+            return
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zoo-cache") as pool:
+            futures = [pool.submit(self.get, key, make) for key, make in todo.items()]
+            for f in futures:
+                f.exception()
+
+
+def selected(request, module_name: str, names: set[str]) -> list:
+    """The tests of `module_name` named in `names` that this session will run (after -k / -m deselection)."""
+    return [item for item in request.session.items
+            if getattr(item, "originalname", None) in names and getattr(item.module, "__name__", None) == module_name]
+
+
+def params(item) -> dict:
+    callspec = getattr(item, "callspec", None)
+    return dict(callspec.params) if callspec else {}
+
+
+# ------------------------------------------------------------------------------------------ the small zoo
+SMALL_ZOO_ARCHS = ("rnn", "lstm", "gru", "transformer")
+
+
+def small_zoo(cache: ConversionCache) -> list[Path]:
+    """The zoo at preset small (T=64, F=16, 10 classes) as `edgeseq convert --no-validate --name ARCH` writes fp32
+    and int8 (RNNs: fp32 a WHILE loop, int8 a fused LSTM or an int8 loop) and the RNNs' unrolled int8 route, plus
+    the GRU's streaming step model in fp32 and int8: 13 files in one folder, in that order. Used by
+    tests/test_memory_estimate.py (all of them) and tests/test_ops.py (transformer and GRU, fp32 and int8)."""
+    return cache.get(("small-zoo",), lambda folder: _make_small_zoo(cache, folder))
+
+
+def _make_small_zoo(cache: ConversionCache, out: Path) -> list[Path]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from edgeseq.models.zoo import build_model
+    from edgeseq.quantize.convert import convert_model
+    from edgeseq.quantize.stream import convert_stream
+
+    for arch in SMALL_ZOO_ARCHS:  # built here, one after the other, each right after its seed
+        keras.utils.set_random_seed(0)
+        build_model(arch, "small", seq_len=64, num_features=16, num_outputs=10).save(out / f"{arch}.keras")
+
+    def batch(arch: str) -> Callable[[Path], list[Path]]:
+        recipes = ["fp32", "int8"] + (["int8-unroll"] if arch != "transformer" else [])
+        return lambda _: [r.tflite_path for r in convert_model(out / f"{arch}.keras", recipes, out_dir=out, name=arch,
+                                                               validate=False)]
+
+    def step(_: Path) -> list[Path]:
+        return [r.tflite_path for r in convert_stream(out / "gru.keras", ["fp32", "int8"], out_dir=out, name="gru",
+                                                      validate=False)]
+
+    jobs = {("small-zoo", arch): batch(arch) for arch in SMALL_ZOO_ARCHS} | {("small-zoo", "gru-step"): step}
+    cache.prefetch(jobs)
+    return [path for key, make in jobs.items() for path in cache.get(key, make)]
