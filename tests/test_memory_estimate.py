@@ -4,7 +4,6 @@ against what the agent measures (memory.model_peak_kb): hand-built models here, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,27 +157,14 @@ def test_xnnpack_off_is_predicted_too(built):
 
 # ------------------------------------------------------------------------------------------ the zoo, converted
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory) -> list[Path]:
+def zoo(conversions) -> list[Path]:
     """The zoo at preset small (T=64, F=16, 10 classes) as `edgeseq convert` writes fp32 and int8 (RNNs: fp32 a
     WHILE loop, int8 a fused LSTM or an int8 loop) and the RNNs' unrolled int8 route (XNNPACK packs the cell's
-    weights once per time step), plus the GRU's streaming step model in fp32 and int8."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    weights once per time step), plus the GRU's streaming step model in fp32 and int8 (made once per session in
+    tests/_zoo_cache.py; tests/test_ops.py profiles some of the same files)."""
+    from _zoo_cache import small_zoo
 
-    from edgeseq.models.zoo import build_model
-    from edgeseq.quantize.convert import convert_model
-    from edgeseq.quantize.stream import convert_stream
-
-    out = tmp_path_factory.mktemp("zoo")
-    files = []
-    for arch in ("rnn", "lstm", "gru", "transformer"):
-        keras.utils.set_random_seed(0)
-        src = out / f"{arch}.keras"
-        build_model(arch, "small", seq_len=64, num_features=16, num_outputs=10).save(src)
-        recipes = ["fp32", "int8"] + (["int8-unroll"] if arch != "transformer" else [])
-        files += [r.tflite_path for r in convert_model(src, recipes, out_dir=out, name=arch, validate=False)]
-    step = convert_stream(out / "gru.keras", ["fp32", "int8"], out_dir=out, name="gru", validate=False)
-    return files + [r.tflite_path for r in step]
+    return small_zoo(conversions)
 
 
 @pytest.mark.slow

@@ -195,22 +195,14 @@ def test_op_fields_shares_are_of_the_p50_and_calls_multiply():
 
 # ------------------------------------------------------------------------------------------ the zoo (slow)
 @pytest.mark.slow
-def test_the_ops_explain_the_invoke_on_the_zoo_models(tmp_path, capsys):
-    """Transformer and GRU at preset small, fp32 and int8 as `edgeseq convert` writes them (the GRU: a WHILE loop):
-    the per-op times sum to within 25 % of the whole invoke's p50."""
-    import keras
+def test_the_ops_explain_the_invoke_on_the_zoo_models(conversions, tmp_path, capsys):
+    """Transformer and GRU at preset small, fp32 and int8 as `edgeseq convert --no-validate` writes them (the GRU: a
+    WHILE loop; the files tests/test_memory_estimate.py measures, made once per session in tests/_zoo_cache.py): the
+    per-op times sum to within 25 % of the whole invoke's p50."""
+    from _zoo_cache import small_zoo
 
-    from edgeseq.models.zoo import build_model
-
-    paths = []
-    for arch in ("transformer", "gru"):
-        keras.utils.set_random_seed(0)
-        model = build_model(arch, "small", seq_len=29, num_features=12, num_outputs=9)
-        model.save(tmp_path / f"{arch}.keras")
-        code, out, err = cli(capsys, "convert", str(tmp_path / f"{arch}.keras"), "--recipe", "fp32,int8",
-                             "--out", str(tmp_path / "art"), "--name", arch, "--no-validate")
-        assert code in (0, None), err
-        paths += [tmp_path / "art" / f"{arch}-{r}.tflite" for r in ("fp32", "int8")]
+    files = {p.name: p for p in small_zoo(conversions)}
+    paths = [files[f"{arch}-{r}.tflite"] for arch in ("transformer", "gru") for r in ("fp32", "int8")]
     code, out, err = cli(capsys, "profile", *map(str, paths), "--ops", "--json", "--runs", "300", "--warmup", "30",
                          "--db", str(tmp_path / "r.db"))
     assert code in (0, None), err
