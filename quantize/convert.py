@@ -96,9 +96,11 @@ def source_record(path: Path, model: Any, task: str | None, input_record: dict) 
     sha, size = source_fingerprint(path)
     fmt = (getattr(model, "edgeseq_source", None) or {}).get("format", "keras")
     out_rank = len(model.outputs[0].shape)
+    policy = (getattr(model, "edgeseq_source", None) or {}).get("trained_dtype_policy")
     return {"path": str(path), "format": fmt, "sha256": sha, "bytes": size, "parameters": int(model.count_params()),
             "task": task, "input": input_record, "per_step_output": out_rank == 3,
-            "output_shape": [None if d is None else int(d) for d in model.outputs[0].shape]}
+            "output_shape": [None if d is None else int(d) for d in model.outputs[0].shape],
+            **({"trained_dtype_policy": policy, "converted_compute": "float32"} if policy else {})}
 
 
 def _run_child(job_dir: Path, label: str, hint: str) -> dict:

@@ -245,5 +245,43 @@ def load_keras_model(path: str | os.PathLike, *, trust_model: bool = False) -> A
         raise ModelError(f"cannot load {path}: {text[:200]}", f"is it {what}?") from exc
     if not isinstance(model, keras.Model):
         raise ModelError(f"{path} does not hold a keras.Model")
-    model.edgeseq_source = {"format": fmt}
+    model, policy = float32_compute(model)
+    model.edgeseq_source = {"format": fmt, **({"trained_dtype_policy": policy} if policy else {})}
     return model
+
+
+def _mixed_policy(layer: Any) -> str | None:
+    policy = getattr(layer, "dtype_policy", None)
+    name = getattr(policy, "name", None)
+    return name if isinstance(name, str) and name.startswith("mixed_") else None
+
+
+def float32_compute(model: Any) -> tuple[Any, str | None]:
+    """(`model` with every layer computing in float32, the mixed policy it was trained with or None).
+
+    A model trained with `--mixed-precision` (Keras's mixed_float16 / mixed_bfloat16) keeps float32 weights but
+    computes in float16, and TF's converter refuses its float16 casts inside a recurrent loop ("the converter
+    refused: ... transpose"). The same weights computing in float32 is what the device runs for every recipe (fp16
+    stores float16 weights, not float16 math), and it is also the Keras reference the converted file is checked
+    against."""
+    import keras
+
+    policies = sorted({p for layer in model._flatten_layers(include_self=False) if (p := _mixed_policy(layer))})
+    if not policies:
+        return model, None
+
+    def clone(layer: Any) -> Any:
+        if _mixed_policy(layer) is None:
+            return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    try:
+        rebuilt = keras.models.clone_model(model, clone_function=clone, recursive=True)
+        rebuilt.set_weights([w.astype("float32") if w.dtype.kind == "f" else w for w in model.get_weights()])
+    except Exception as exc:  # a subclassed model cannot be cloned layer by layer
+        raise ModelError(
+            f"the model was trained with the {policies[0]} policy and cannot be rebuilt to compute in float32 "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})",
+            "save it from a float32 copy: keras.mixed_precision.set_global_policy('float32'), rebuild, set_weights",
+        ) from exc
+    return rebuilt, policies[0]
