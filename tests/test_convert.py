@@ -11,9 +11,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _zoo_cache import params, selected
 
 from edgeseq.datasets.base import Dataset
 from edgeseq.errors import ConversionError, InputError, ModelError, ValidationError
@@ -48,6 +50,91 @@ def zoo_model(arch: str, tmp: Path, seq_len: int | None = T) -> Path:
     keras.utils.set_random_seed(0)
     model = build_model(arch, "tiny", seq_len=seq_len, num_features=F, num_outputs=CLASSES)
     return save(model, tmp / f"{arch}-toy" / "model.keras")
+
+
+# ---------------------------------------------------------------- conversions shared in the session
+# The zoo x recipe matrix, the user-style models and the GRU fp32 + int8-unroll pair are each converted once per
+# session (tests/_zoo_cache.py), two at a time: the tests below read the results and files, never change them.
+# test_transformer_files_are_compacted_with_the_same_math reads the matrix's transformer fp32 and int8 (the same
+# call: same model, calibration and sample count) when the matrix runs in the session.
+
+ZOO = ("rnn", "lstm", "gru", "transformer")
+USER_KINDS = ("stacked_gru", "bilstm_varlen", "conv_gru", "mha")
+
+
+def matrix_recipes(arch: str) -> list[str]:
+    return ["fp32", "fp16", "dynamic", "int8", "int16x8"] + (["int8-io8"] if arch == "gru" else [])
+
+
+def _zoo_path(cache, arch: str) -> Path:
+    return cache.get(("convert.zoo_model", arch), lambda folder: zoo_model(arch, folder))
+
+
+def _matrix_job(cache, arch: str):
+    path = _zoo_path(cache, arch)
+
+    def make(folder: Path):
+        results = convert_model(path, matrix_recipes(arch), out_dir=folder / "art", calibration=toy_dataset(),
+                                calibration_samples=32, raise_on_error=False)
+        return path, folder / "art", results
+
+    return ("convert.matrix", arch), make
+
+
+def _pair_job(cache, arch: str, recipes: tuple[str, ...], samples: int):
+    path = _zoo_path(cache, arch)
+
+    def make(folder: Path):
+        return path, convert_model(path, list(recipes), out_dir=folder / "art", calibration=toy_dataset(),
+                                   calibration_samples=samples)
+
+    return ("convert.zoo", arch, recipes, samples), make
+
+
+def _user_job(cache, kind: str):
+    path, seq_len = cache.get(("convert.user_models",), user_models)[kind]  # all four built at once: seed 1, in order
+
+    def make(folder: Path):
+        return convert_model(path, ["fp32", "int8"], out_dir=folder / "art", seq_len=seq_len,
+                             calibration=toy_dataset(), calibration_samples=32)
+
+    return ("convert.user", kind), make
+
+
+GRU_PAIR = ("gru", ("fp32", "int8-unroll"), 40)
+TRANSFORMER_PAIR = ("transformer", ("fp32", "int8"), 32)
+
+
+@pytest.fixture
+def shared(conversions, request):
+    """The session's conversions of this file (see above); the first use makes all that the selected tests need."""
+    names = {"test_every_zoo_arch_converts_with_every_recipe", "test_user_models_convert_to_fp32_and_int8",
+             "test_gru_fp32_and_int8_convert_validate_and_write_manifests",
+             "test_transformer_files_are_compacted_with_the_same_math"}
+    items = selected(request, __name__, names)
+    matrix = {params(i)["arch"] for i in items if i.originalname == "test_every_zoo_arch_converts_with_every_recipe"}
+    jobs = dict(_matrix_job(conversions, arch) for arch in ZOO if arch in matrix)
+    jobs |= dict(_user_job(conversions, params(i)["kind"]) for i in items
+                 if i.originalname == "test_user_models_convert_to_fp32_and_int8")
+    if any(i.originalname == "test_gru_fp32_and_int8_convert_validate_and_write_manifests" for i in items):
+        jobs.update([_pair_job(conversions, *GRU_PAIR)])
+    compacted = any(i.originalname == "test_transformer_files_are_compacted_with_the_same_math" for i in items)
+    if compacted and "transformer" not in matrix:
+        jobs.update([_pair_job(conversions, *TRANSFORMER_PAIR)])
+    conversions.prefetch(jobs)
+
+    def transformer_pair():
+        """(model path, [fp32, int8]) of transformer-toy, calibration toy_dataset(), 32 samples."""
+        if "transformer" in matrix or ("convert.matrix", "transformer") in conversions:
+            path, _, results = conversions.get(*_matrix_job(conversions, "transformer"))
+            by_slug = {r.recipe.slug: r for r in results}
+            return path, [by_slug["fp32"], by_slug["int8"]]
+        return conversions.get(*_pair_job(conversions, *TRANSFORMER_PAIR))
+
+    return SimpleNamespace(matrix=lambda arch: conversions.get(*_matrix_job(conversions, arch)),
+                           user=lambda kind: conversions.get(*_user_job(conversions, kind)),
+                           gru_pair=lambda: conversions.get(*_pair_job(conversions, *GRU_PAIR)),
+                           transformer_pair=transformer_pair)
 
 
 # ---------------------------------------------------------------- recipes (no TensorFlow)
@@ -239,11 +326,9 @@ def test_cli_bad_out_name_and_data_exit_2_before_converting(tmp_path):
 # ---------------------------------------------------------------- conversions (children)
 
 
-def test_gru_fp32_and_int8_convert_validate_and_write_manifests(tmp_path):
-    path = zoo_model("gru", tmp_path)
-    out = tmp_path / "art"
-    results = convert_model(path, ["fp32", "int8-unroll"], out_dir=out, calibration=toy_dataset(),
-                            calibration_samples=40)
+def test_gru_fp32_and_int8_convert_validate_and_write_manifests(shared):
+    # convert_model(zoo_model("gru"), ["fp32", "int8-unroll"], calibration=toy_dataset(), calibration_samples=40)
+    _, results = shared.gru_pair()
     assert [r.tflite_path.name for r in results] == ["gru-toy-fp32.tflite", "gru-toy-int8-unroll.tflite"]
     fp32, int8 = (read_manifest(r.tflite_path) for r in results)
     assert fp32["route"]["rnn"] == "loop" and "WHILE" in fp32["ops"]["by_type"]
@@ -266,7 +351,7 @@ def test_gru_fp32_and_int8_convert_validate_and_write_manifests(tmp_path):
     assert int8["dtype_coverage"]["quantized_share"] > 0.9
 
 
-def test_transformer_files_are_compacted_with_the_same_math(tmp_path, monkeypatch):
+def test_transformer_files_are_compacted_with_the_same_math(shared, tmp_path, monkeypatch):
     """Issue 3: every converted graph (not only unrolled ones) is re-packed smaller, and runs bit-identically."""
     import re
 
@@ -277,12 +362,12 @@ def test_transformer_files_are_compacted_with_the_same_math(tmp_path, monkeypatc
     from edgeseq.quantize.slim import compact, strip_tensor_names
     from edgeseq.quantize.validate import run_tflite
 
-    path = zoo_model("transformer", tmp_path)
+    # convert_model(zoo_model("transformer"), ["fp32", "int8"], calibration=toy_dataset(), calibration_samples=32)
+    path, results = shared.transformer_pair()
     data = toy_dataset()
-    results = convert_model(path, ["fp32", "int8"], out_dir=tmp_path / "art", calibration=data, calibration_samples=32)
     for res in results:
         m = res.manifest
-        assert res.validation["passed"] is True
+        assert res.ok and res.validation["passed"] is True
         saved = m["route"]["compacted"]
         assert saved["bytes_saved"] > 0 and m["artifact"]["bytes"] == saved["converter_bytes"] - saved["bytes_saved"]
         blob = res.tflite_path.read_bytes()
@@ -449,16 +534,13 @@ def test_cli_child_crash_exits_3_with_one_line(tmp_path):
 
 # ---------------------------------------------------------------- the matrix (slow)
 
-ZOO = ("rnn", "lstm", "gru", "transformer")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ZOO)
-def test_every_zoo_arch_converts_with_every_recipe(arch, tmp_path):
-    path = zoo_model(arch, tmp_path)
-    recipes = ["fp32", "fp16", "dynamic", "int8", "int16x8"] + (["int8-io8"] if arch == "gru" else [])
-    results = convert_model(path, recipes, out_dir=tmp_path / "art", calibration=toy_dataset(),
-                            calibration_samples=32, raise_on_error=False)
+def test_every_zoo_arch_converts_with_every_recipe(arch, shared):
+    # convert_model(zoo_model(arch), matrix_recipes(arch), out_dir=art, calibration=toy_dataset(),
+    #               calibration_samples=32, raise_on_error=False)
+    path, art, results = shared.matrix(arch)
+    assert [r.recipe.slug for r in results] == matrix_recipes(arch)
     from edgeseq.quantize.capabilities import families_of, refusal
     from edgeseq.quantize.loading import load_keras_model
 
@@ -467,7 +549,7 @@ def test_every_zoo_arch_converts_with_every_recipe(arch, tmp_path):
         expected = refusal(families, res.recipe.mode, "batch")  # the refusals come from the declared table
         if expected:
             assert isinstance(res.error, ConversionError) and expected.why in res.error.one_line()
-            assert not (tmp_path / "art" / f"{arch}-toy-{res.recipe.slug}.tflite").exists()
+            assert not (art / f"{arch}-toy-{res.recipe.slug}.tflite").exists()
             continue
         assert res.ok, res.error and res.error.one_line()
         assert res.validation["passed"], res.validation["failures"]
@@ -508,11 +590,11 @@ def user_models(tmp: Path) -> dict[str, tuple[Path, int | None]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["stacked_gru", "bilstm_varlen", "conv_gru", "mha"])
-def test_user_models_convert_to_fp32_and_int8(kind, tmp_path):
-    path, seq_len = user_models(tmp_path)[kind]
-    results = convert_model(path, ["fp32", "int8"], out_dir=tmp_path / "art", seq_len=seq_len,
-                            calibration=toy_dataset(), calibration_samples=32)
+@pytest.mark.parametrize("kind", USER_KINDS)
+def test_user_models_convert_to_fp32_and_int8(kind, shared):
+    # convert_model(user_models()[kind], ["fp32", "int8"], seq_len=, calibration=toy_dataset(), calibration_samples=32)
+    results = shared.user(kind)
+    assert [r.recipe.slug for r in results] == ["fp32", "int8"]
     for res in results:
         assert res.ok and res.validation["passed"], res.validation.get("failures")
 
