@@ -79,7 +79,7 @@ def at_length(model_path: Path, arch: str, length: int, ds) -> Path:
 
 def model_memory_kb(path: Path) -> float | None:
     """The agent's model memory (memory.model_peak_kb: peak less the baseline and the runtime's code), LiteRT, one
-    thread, the median of three fresh processes."""
+    thread, the median of five fresh processes (one run to the next varies by a few 4 kB pages)."""
     import statistics
 
     from edgeseq.errors import EdgeseqError
@@ -88,10 +88,20 @@ def model_memory_kb(path: Path) -> float | None:
 
     try:
         runs = [run_agent(LocalTarget(), path, AgentOptions(runs=30, warmup=3, threads=1))["memory"]["model_peak_kb"]
-                for _ in range(3)]
+                for _ in range(5)]
     except EdgeseqError:
         return None
     return statistics.median(runs)
+
+
+def input_kb(path: Path) -> float:
+    """The model's input tensors (a whole-sequence model holds its [1, T, F] input in its arena: 4 bytes per value in
+    float, on every route)."""
+    from edgeseq.quantize.tflite_file import read_tflite
+
+    f = read_tflite(path)
+    sg = f.model.subgraphs[0]
+    return sum(f.tensor_bytes(sg.tensors[int(i)]) for i in sg.inputs) / 1024
 
 
 def row_of(res, fp32_bytes: int | None) -> dict:
@@ -111,6 +121,7 @@ def row_of(res, fp32_bytes: int | None) -> dict:
             "convert_validate_s": m["timing"]["convert_s"] + m["timing"]["validate_s"]
                                   + m["timing"].get("rnn_fallback_s", 0.0),
             "latency_us": latency_us(res.tflite_path), "model_kb": model_memory_kb(res.tflite_path),
+            "input_kb": input_kb(res.tflite_path),
             "path": str(res.tflite_path), "reason": m["route"].get("rnn_reason", "")}
 
 
@@ -158,6 +169,21 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def memory_growth(lo: dict, hi: dict) -> str:
+    """Model memory from the shortest to the longest T: as measured, then less the input tensor (which any
+    whole-sequence model holds, fp32 too), and what each added time step costs."""
+    if not (lo.get("model_kb") and hi.get("model_kb")):
+        return ""
+    grew = hi["model_kb"] / lo["model_kb"] - 1
+    text = f"; model memory T={lo['T']}->{hi['T']} {lo['model_kb']:.0f}->{hi['model_kb']:.0f} KB {grew:+.1%} "
+    text += f"({'ok' if abs(grew) <= 0.10 else 'MISSED'})"
+    if lo.get("input_kb") is not None and hi.get("input_kb") is not None:
+        a, b = lo["model_kb"] - lo["input_kb"], hi["model_kb"] - hi["input_kb"]
+        per_step = (hi["model_kb"] - lo["model_kb"]) * 1024 / (hi["T"] - lo["T"])
+        text += f", less the input tensor {a:.0f}->{b:.0f} KB {b / a - 1:+.1%}, {per_step:.0f} B per added step"
+    return text
+
+
 def floors(rows: list[dict]) -> str:
     out = ["Floors: int8 <= 0.35x fp32 at every T; size flat in T (within 10 % from the shortest to the longest T); "
            "convert + validate at T=1024 <= 60 s; int8 (auto) accuracy within 1.0 pt of float on every data set. "
@@ -179,9 +205,7 @@ def floors(rows: list[dict]) -> str:
                 continue
             lo, hi = min(rs, key=lambda r: r["T"]), max(rs, key=lambda r: r["T"])
             growth = hi["bytes"] / lo["bytes"] - 1
-            mems = [r["model_kb"] for r in (lo, hi) if r.get("model_kb")]
-            mem = (f"; model memory T={lo['T']}->{hi['T']} {mems[1] / mems[0] - 1:+.1%} "
-                   f"({'ok' if abs(mems[1] / mems[0] - 1) <= 0.10 else 'MISSED'})" if len(mems) == 2 else "")
+            mem = memory_growth(lo, hi)
             scales = sorted({r.get("scales", "-") for r in rs})
             ratios = ", ".join(f"T={r['T']} {r['ratio']:.3f}x" for r in sorted(rs, key=lambda r: r["T"]))
             both = [r.get("candidate_bytes") or {} for r in (lo, hi)]
@@ -207,15 +231,19 @@ def main() -> None:
     ap.add_argument("--skip-jv", action="store_true", help="Only the FSDD part (with --fsdd).")
     ap.add_argument("--add-memory", action="store_true",
                     help="With --from-json: measure the model memory of rows that lack it (their files must exist).")
+    ap.add_argument("--remeasure-memory", action="store_true",
+                    help="With --from-json: measure the model memory of every row again (e.g. after an agent change).")
     ap.add_argument("--json", dest="json_out", default=None, help="Also write the raw rows here.")
     ap.add_argument("--from-json", default=None, help="Only print the table of an earlier --json file.")
     args = ap.parse_args()
     if args.from_json:
         rows = json.loads(Path(args.from_json).read_text())
-        if args.add_memory:  # rows written before the model memory column: measure their files now
+        if args.add_memory or args.remeasure_memory:  # rows written before the column, or before an agent change
             for r in rows:
-                if "error" not in r and r.get("model_kb") is None and r.get("path") and Path(r["path"]).exists():
+                if ("error" not in r and (args.remeasure_memory or r.get("model_kb") is None) and r.get("path")
+                        and Path(r["path"]).exists()):
                     r["model_kb"] = model_memory_kb(Path(r["path"]))
+                    r["input_kb"] = input_kb(Path(r["path"]))
             Path(args.from_json).write_text(json.dumps(rows, indent=1))
     else:
         from edgeseq.datasets import load_dataset
