@@ -68,6 +68,9 @@ def test_grid_expands_every_combination_with_stable_shared_keys():
     more_runs = expand(spec_from_options({"runs": 99}, spec), VERSIONS)
     assert {c.model_key for c in more_runs} == {c.model_key for c in cells}  # ... but reuses the models
     assert not {c.key for c in more_runs} & {c.key for c in cells}
+    new_agent = expand(spec, VERSIONS, agent="99.0.0")  # a new agent measures again, with the same models and files
+    assert not {c.key for c in new_agent} & {c.key for c in cells}
+    assert [(c.model_key, c.artifact_key) for c in new_agent] == [(c.model_key, c.artifact_key) for c in cells]
 
 
 def test_lengths_with_an_ellipsis_and_the_file_form_match_the_flags(tmp_path):

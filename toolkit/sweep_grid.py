@@ -21,6 +21,7 @@ from pathlib import Path
 
 from edgeseq.errors import InputError, did_you_mean
 from edgeseq.models.streamkind import StreamKind
+from edgeseq.targets.agent import AGENT_VERSION
 
 MODES = ("cost", "full")
 FORMS = ("whole", "stream")
@@ -180,8 +181,9 @@ def zoo_model(model: dict) -> tuple[str, dict]:
     return arch.split("-")[0], overrides
 
 
-def expand(spec: SweepSpec, versions: dict | None = None) -> list[Cell]:
-    """Every cell of the grid, in a stable order (model by model, so a model's cells finish together)."""
+def expand(spec: SweepSpec, versions: dict | None = None, agent: str = AGENT_VERSION) -> list[Cell]:
+    """Every cell of the grid, in a stable order (model by model, so a model's cells finish together). The agent's
+    version keys the measurement only: a new agent measures again, with the same models and files."""
     versions = versions if versions is not None else tool_versions()
     overrides = spec.overrides
     cells = []
@@ -200,7 +202,7 @@ def expand(spec: SweepSpec, versions: dict | None = None) -> list[Cell]:
                         artifact_key = _hash(artifact)
                         for target in spec.targets:
                             config = {**artifact, "target": target, "runs": spec.runs, "warmup": spec.warmup,
-                                      "threads": spec.threads, "hop_ms": spec.hop_ms}
+                                      "threads": spec.threads, "hop_ms": spec.hop_ms, "agent": agent}
                             cells.append(Cell(_hash(config), model_key, artifact_key, config))
                             if len(cells) > MAX_CELLS:
                                 raise InputError(f"the grid has more than {MAX_CELLS:,} cells",
