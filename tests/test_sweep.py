@@ -246,3 +246,25 @@ def test_an_unreachable_ray_head_is_one_line(tmp_path):
                f"127.0.0.1:{_free_port()}", cwd=tmp_path, timeout=120)
     assert res.returncode == 2 and "no Ray head answers" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "r.db").exists()
+
+
+def test_a_failure_measured_since_is_not_listed_as_failed(tmp_path):
+    """A cell that failed and was measured later under a new key (another agent, toolchain or --runs) is no longer a
+    failure of the sweep; of several failures of one point only the latest is listed."""
+    from edgeseq.store import ResultsStore
+    from edgeseq.sweep_rows import failed_cells
+
+    spec = spec_from_options({"arch": "gru", "seq_len": "16,32,64", "recipe": "int8"}).check()
+    old = {c.seq_len: c for c in expand(spec, VERSIONS, agent="3.0.0")}
+    new = {c.seq_len: c for c in expand(spec, VERSIONS)}
+    db = tmp_path / "results.db"
+    with ResultsStore(db, create=True) as store:
+        store.put_cell(old[16].key, "s", "failed", old[16].config, why="parity 0.6 < 0.9")
+        store.put_cell(old[32].key, "s", "failed", old[32].config, why="first try")
+        store.put_cell(new[32].key, "s", "failed", new[32].config, why="second try")
+        store.put_cell(old[64].key, "s", "failed", old[64].config, why="still failing")
+    assert sorted((c["config"]["seq_len"], c["reason"]) for c in failed_cells(db)) == [
+        (16, "parity 0.6 < 0.9"), (32, "second try"), (64, "still failing")]
+    with ResultsStore(db, create=True) as store:  # n=16 measured since: no longer a failure
+        store.put_cell(new[16].key, "s", "ok", new[16].config, run_id=1)
+    assert sorted(c["config"]["seq_len"] for c in failed_cells(db)) == [32, 64]

@@ -12,6 +12,9 @@ from edgeseq.stats import memory_figures
 from edgeseq.sweep_grid import stream_kind
 
 
+_POINT = ("target", "arch", "size", "recipe", "form", "seq_len", "mode", "dataset")  # what one measurement is of
+
+
 def _num(v):
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -54,12 +57,18 @@ def sweep_rows(db: str | Path | None, target: str | None = None) -> list[dict]:
     rows = [row_of(c, runs[c["run_id"]]) for c in cells.values() if c["status"] == "ok" and c["run_id"] in runs]
     latest: dict[tuple, dict] = {}  # one row per measured point: a later sweep of the same point (more runs, another
     for r in sorted(rows, key=lambda r: r["run_id"]):  # toolchain) supersedes an earlier one
-        latest[tuple(r[k] for k in ("target", "arch", "size", "recipe", "form", "seq_len", "mode", "dataset"))] = r
+        latest[tuple(r[k] for k in _POINT)] = r
     return sorted(latest.values(), key=lambda r: r["run_id"])
 
 
 def failed_cells(db: str | Path | None) -> list[dict]:
+    """The failed cells whose point has not been measured since: the latest failure per point, unless a cell of the
+    same point (another agent, toolchain or number of runs) finished at or after it."""
     from edgeseq.store import ResultsStore
 
     with ResultsStore(db, create=False) as store:
-        return [c for c in store.cells().values() if c["status"] == "failed"]
+        cells = sorted(store.cells().values(), key=lambda c: (c["created_at"], c["status"] == "ok"))
+    latest: dict[tuple, dict] = {}
+    for c in cells:
+        latest[tuple(c["config"].get(k) for k in _POINT)] = c
+    return [c for c in latest.values() if c["status"] == "failed"]
