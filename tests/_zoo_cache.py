@@ -83,9 +83,34 @@ class ConversionCache:
                 f.exception()
 
 
-def selected(request, module_name: str, names: set[str]) -> list:
+# ------------------------------------------------------------------------------------------ the session's plan
+# Each test module that reads the cache registers a planner: planner(cache, items) -> {key: make} for the entries
+# its selected tests (items: the session's, after -k / -m) will need, building their models in the calling thread.
+# The first test that asks for the cache makes every planned entry of the session in one pool, longest first (a
+# `make` may carry a `cost` attribute, in rough seconds), so both cores stay busy to the end.
+_PLANNERS: dict[str, Callable[[ConversionCache, list], dict]] = {}
+
+
+def planner(fn: Callable[[ConversionCache, list], dict]) -> Callable[[ConversionCache, list], dict]:
+    _PLANNERS[f"{fn.__module__}.{fn.__qualname__}"] = fn
+    return fn
+
+
+def prefetch_session(cache: ConversionCache, request) -> None:
+    """Once per session: make every entry the registered planners ask for (see above)."""
+    if getattr(cache, "planned", False):
+        return
+    cache.planned = True
+    jobs: dict = {}
+    for plan in list(_PLANNERS.values()):
+        jobs |= plan(cache, request.session.items)
+    cache.prefetch(dict(sorted(jobs.items(), key=lambda kv: -getattr(kv[1], "cost", 10))))
+
+
+def selected(items_or_request, module_name: str, names: set[str]) -> list:
     """The tests of `module_name` named in `names` that this session will run (after -k / -m deselection)."""
-    return [item for item in request.session.items
+    items = getattr(getattr(items_or_request, "session", None), "items", items_or_request)
+    return [item for item in items
             if getattr(item, "originalname", None) in names and getattr(item.module, "__name__", None) == module_name]
 
 
@@ -103,20 +128,17 @@ def small_zoo(cache: ConversionCache) -> list[Path]:
     and int8 (RNNs: fp32 a WHILE loop, int8 a fused LSTM or an int8 loop) and the RNNs' unrolled int8 route, plus
     the GRU's streaming step model in fp32 and int8: 13 files in one folder, in that order. Used by
     tests/test_memory_estimate.py (all of them) and tests/test_ops.py (transformer and GRU, fp32 and int8)."""
-    return cache.get(("small-zoo",), lambda folder: _make_small_zoo(cache, folder))
+    jobs = small_zoo_jobs(cache)
+    cache.prefetch(jobs)
+    return [path for key, make in jobs.items() for path in cache.get(key, make)]
 
 
-def _make_small_zoo(cache: ConversionCache, out: Path) -> list[Path]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    from edgeseq.models.zoo import build_model
+def small_zoo_jobs(cache: ConversionCache) -> dict[Hashable, Callable[[Path], list[Path]]]:
+    """The small zoo's five conversion calls (its models built here, in the calling thread)."""
     from edgeseq.quantize.convert import convert_model
     from edgeseq.quantize.stream import convert_stream
 
-    for arch in SMALL_ZOO_ARCHS:  # built here, one after the other, each right after its seed
-        keras.utils.set_random_seed(0)
-        build_model(arch, "small", seq_len=64, num_features=16, num_outputs=10).save(out / f"{arch}.keras")
+    out = cache.get(("small-zoo", "models"), _build_small_zoo)
 
     def batch(arch: str) -> Callable[[Path], list[Path]]:
         recipes = ["fp32", "int8"] + (["int8-unroll"] if arch != "transformer" else [])
@@ -127,6 +149,16 @@ def _make_small_zoo(cache: ConversionCache, out: Path) -> list[Path]:
         return [r.tflite_path for r in convert_stream(out / "gru.keras", ["fp32", "int8"], out_dir=out, name="gru",
                                                       validate=False)]
 
-    jobs = {("small-zoo", arch): batch(arch) for arch in SMALL_ZOO_ARCHS} | {("small-zoo", "gru-step"): step}
-    cache.prefetch(jobs)
-    return [path for key, make in jobs.items() for path in cache.get(key, make)]
+    return {("small-zoo", arch): batch(arch) for arch in SMALL_ZOO_ARCHS} | {("small-zoo", "gru-step"): step}
+
+
+def _build_small_zoo(out: Path) -> Path:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from edgeseq.models.zoo import build_model
+
+    for arch in SMALL_ZOO_ARCHS:  # one after the other, each right after its seed
+        keras.utils.set_random_seed(0)
+        build_model(arch, "small", seq_len=64, num_features=16, num_outputs=10).save(out / f"{arch}.keras")
+    return out

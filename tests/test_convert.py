@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _zoo_cache import params, selected
+from _zoo_cache import params, planner, prefetch_session, selected
 
 from edgeseq.datasets.base import Dataset
 from edgeseq.errors import ConversionError, InputError, ModelError, ValidationError
@@ -105,23 +105,34 @@ GRU_PAIR = ("gru", ("fp32", "int8-unroll"), 40)
 TRANSFORMER_PAIR = ("transformer", ("fp32", "int8"), 32)
 
 
+def _selected_matrix(items) -> set[str]:
+    return {params(i)["arch"] for i in selected(items, __name__, {"test_every_zoo_arch_converts_with_every_recipe"})}
+
+
+@planner
+def _plan(cache, items) -> dict:
+    names = {"test_user_models_convert_to_fp32_and_int8", "test_gru_fp32_and_int8_convert_validate_and_write_manifests",
+             "test_transformer_files_are_compacted_with_the_same_math"}
+    picked = selected(items, __name__, names)
+    matrix = _selected_matrix(items)
+    jobs = dict(_matrix_job(cache, arch) for arch in ZOO if arch in matrix)
+    jobs |= dict(_user_job(cache, params(i)["kind"]) for i in picked
+                 if i.originalname == "test_user_models_convert_to_fp32_and_int8")
+    if any(i.originalname == "test_gru_fp32_and_int8_convert_validate_and_write_manifests" for i in picked):
+        jobs.update([_pair_job(cache, *GRU_PAIR)])
+    compacted = any(i.originalname == "test_transformer_files_are_compacted_with_the_same_math" for i in picked)
+    if compacted and "transformer" not in matrix:
+        jobs.update([_pair_job(cache, *TRANSFORMER_PAIR)])
+    for key, make in jobs.items():
+        make.cost = 25 if key[0] == "convert.matrix" else 12
+    return jobs
+
+
 @pytest.fixture
 def shared(conversions, request):
     """The session's conversions of this file (see above); the first use makes all that the selected tests need."""
-    names = {"test_every_zoo_arch_converts_with_every_recipe", "test_user_models_convert_to_fp32_and_int8",
-             "test_gru_fp32_and_int8_convert_validate_and_write_manifests",
-             "test_transformer_files_are_compacted_with_the_same_math"}
-    items = selected(request, __name__, names)
-    matrix = {params(i)["arch"] for i in items if i.originalname == "test_every_zoo_arch_converts_with_every_recipe"}
-    jobs = dict(_matrix_job(conversions, arch) for arch in ZOO if arch in matrix)
-    jobs |= dict(_user_job(conversions, params(i)["kind"]) for i in items
-                 if i.originalname == "test_user_models_convert_to_fp32_and_int8")
-    if any(i.originalname == "test_gru_fp32_and_int8_convert_validate_and_write_manifests" for i in items):
-        jobs.update([_pair_job(conversions, *GRU_PAIR)])
-    compacted = any(i.originalname == "test_transformer_files_are_compacted_with_the_same_math" for i in items)
-    if compacted and "transformer" not in matrix:
-        jobs.update([_pair_job(conversions, *TRANSFORMER_PAIR)])
-    conversions.prefetch(jobs)
+    prefetch_session(conversions, request)
+    matrix = _selected_matrix(request.session.items)
 
     def transformer_pair():
         """(model path, [fp32, int8]) of transformer-toy, calibration toy_dataset(), 32 samples."""

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from _zoo_cache import params, selected
+from _zoo_cache import params, planner, prefetch_session, selected
 from test_convert import CLASSES, F, save, toy_dataset
 
 from edgeseq.errors import ConversionError
@@ -62,7 +62,7 @@ def _cached_keys(item) -> list[tuple]:
     if item.originalname == "test_stacked_return_sequences_models_stay_flat_in_t":
         return [(p["arch"], True, True, p["recipe"], t) for t in (16, 128)]
     if item.originalname == "test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214":
-        return [(p["arch"], True, True, f"int8-{p['route']}", 16)]
+        return [(p["arch"], True, True, f"int8-{p['route']}", 16)] if HAS_214 else []  # else skipped
     if item.originalname == "test_int16x8_auto_unrolls_with_the_reasons_recorded":
         return [("lstm", False, False, "int16x8", 16)]
     return []
@@ -72,19 +72,29 @@ def _job(cache, key: tuple):
     arch, stacked, sequences, recipe, seq_len = key
     path = cache.get(("int8_rnn.tiny", arch, stacked, sequences),
                      lambda folder: tiny(arch, folder, stacked=stacked, sequences=sequences))
-    return ("int8_rnn.convert", *key), lambda folder: convert(path, recipe, seq_len, folder / f"o{seq_len}")
+
+    def make(folder: Path):
+        return convert(path, recipe, seq_len, folder / f"o{seq_len}")
+
+    make.cost = 12 if seq_len > 16 else 6
+    return ("int8_rnn.convert", *key), make
+
+
+@planner
+def _plan(cache, items) -> dict:
+    names = {"test_each_route_converts_and_passes_parity_at_t16_and_t128",
+             "test_stacked_return_sequences_models_stay_flat_in_t",
+             "test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214",
+             "test_int16x8_auto_unrolls_with_the_reasons_recorded"}
+    keys = dict.fromkeys(k for item in selected(items, __name__, names) for k in _cached_keys(item))
+    return dict(_job(cache, k) for k in keys)
 
 
 @pytest.fixture
 def converted(conversions, request):
     """converted(arch, recipe, seq_len, stacked=False, sequences=False): `convert(tiny(arch, ...), recipe, seq_len,
     ...)`, made once per session (shared: read its files, do not change them)."""
-    names = {"test_each_route_converts_and_passes_parity_at_t16_and_t128",
-             "test_stacked_return_sequences_models_stay_flat_in_t",
-             "test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214",
-             "test_int16x8_auto_unrolls_with_the_reasons_recorded"}
-    keys = dict.fromkeys(k for item in selected(request, __name__, names) for k in _cached_keys(item))
-    conversions.prefetch(dict(_job(conversions, k) for k in keys))
+    prefetch_session(conversions, request)
 
     def get(arch: str, recipe: str, seq_len: int, *, stacked: bool = False, sequences: bool = False):
         return conversions.get(*_job(conversions, (arch, stacked, sequences, recipe, seq_len)))
@@ -314,6 +324,7 @@ def test_a_masked_lstm_is_not_fused_but_still_converts(tmp_path):
 # ---------------------------------------------------------------- the files on tflite-runtime 2.14 (slow)
 
 RUNTIME_214 = Path.home() / ".cache" / "edgeseq-tests" / "tflite-runtime-2.14-py311" / "bin" / "python"
+HAS_214 = sys.version_info[:2] == (3, 11) and RUNTIME_214.exists()
 RUN_CODE = """
 import sys, numpy as np
 from tflite_runtime.interpreter import Interpreter
@@ -327,8 +338,7 @@ np.save(sys.argv[3], np.array(out))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11) or not RUNTIME_214.exists(),
-                    reason="needs the cached tflite-runtime 2.14 venv that tests/test_agent.py builds")
+@pytest.mark.skipif(not HAS_214, reason="needs the cached tflite-runtime 2.14 venv that tests/test_agent.py builds")
 @pytest.mark.parametrize("arch,route", [("lstm", "fused"), ("lstm", "loop"), ("gru", "loop")])
 def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, route, converted, tmp_path):
     from edgeseq.quantize.runtime import load_interpreter

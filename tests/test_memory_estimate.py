@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _tiny_tflite import TFLiteBuilder, _fc_options, chain_model, dense_model
+from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo_jobs
 
 from edgeseq.quantize.memory_estimate import ALIGNMENT, estimate_memory, plan_arena, state_bytes, while_conds
 from edgeseq.quantize.tflite_file import parse_bytes, read_tflite
@@ -156,14 +157,19 @@ def test_xnnpack_off_is_predicted_too(built):
 
 
 # ------------------------------------------------------------------------------------------ the zoo, converted
+@planner
+def _plan_zoo(cache, items) -> dict:
+    wanted = selected(items, __name__, {"test_every_zoo_model_and_recipe_is_predicted_within_20_percent"})
+    return small_zoo_jobs(cache) if wanted else {}
+
+
 @pytest.fixture(scope="module")
-def zoo(conversions) -> list[Path]:
+def zoo(conversions, request) -> list[Path]:
     """The zoo at preset small (T=64, F=16, 10 classes) as `edgeseq convert` writes fp32 and int8 (RNNs: fp32 a
     WHILE loop, int8 a fused LSTM or an int8 loop) and the RNNs' unrolled int8 route (XNNPACK packs the cell's
     weights once per time step), plus the GRU's streaming step model in fp32 and int8 (made once per session in
     tests/_zoo_cache.py; tests/test_ops.py profiles some of the same files)."""
-    from _zoo_cache import small_zoo
-
+    prefetch_session(conversions, request)
     return small_zoo(conversions)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import test_agent
 from _tiny_tflite import TFLiteBuilder, dense_model, while_model
+from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo_jobs
 
 from edgeseq.cli import main
 from edgeseq.errors import InputError
@@ -194,13 +195,18 @@ def test_op_fields_shares_are_of_the_p50_and_calls_multiply():
 
 
 # ------------------------------------------------------------------------------------------ the zoo (slow)
+@planner
+def _plan_zoo(cache, items) -> dict:
+    wanted = selected(items, __name__, {"test_the_ops_explain_the_invoke_on_the_zoo_models"})
+    return small_zoo_jobs(cache) if wanted else {}
+
+
 @pytest.mark.slow
-def test_the_ops_explain_the_invoke_on_the_zoo_models(conversions, tmp_path, capsys):
+def test_the_ops_explain_the_invoke_on_the_zoo_models(conversions, request, tmp_path, capsys):
     """Transformer and GRU at preset small, fp32 and int8 as `edgeseq convert --no-validate` writes them (the GRU: a
     WHILE loop; the files tests/test_memory_estimate.py measures, made once per session in tests/_zoo_cache.py): the
     per-op times sum to within 25 % of the whole invoke's p50."""
-    from _zoo_cache import small_zoo
-
+    prefetch_session(conversions, request)
     files = {p.name: p for p in small_zoo(conversions)}
     paths = [files[f"{arch}-{r}.tflite"] for arch in ("transformer", "gru") for r in ("fp32", "int8")]
     code, out, err = cli(capsys, "profile", *map(str, paths), "--ops", "--json", "--runs", "300", "--warmup", "30",
