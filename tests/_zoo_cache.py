@@ -8,11 +8,12 @@ the same call the test made itself before (`convert_model`, `convert_stream`), i
 writes to. Tests only read what an entry holds; a test that would change a file must copy it first. Tests whose
 point is a monkeypatched or crashing conversion, or that count conversion children, still convert for themselves.
 
-`prefetch` makes the entries the selected tests will need two at a time (blocking until all are done, so nothing
-else runs meanwhile): each conversion spends its time in child processes, so two keep both cores of a CI machine
-busy while their parent threads wait. Models are built (seeded) in the calling thread only: Keras keeps its seed
-and name state per thread, so a model built in a pool thread would get other weights. Conversions only load the
-built file, predict and start children, which is safe on two threads (each has its own output folder).
+`prefetch` makes entries two at a time (blocking until all are done, so no test runs meanwhile): each conversion
+spends its time in child processes, so two keep both cores of a CI machine busy while their parent threads wait.
+The first test that reads the cache makes every entry the session's selected tests will need (`planner`,
+`prefetch_session` below), so one pool covers them all. Models are built (seeded) in the calling thread only: Keras
+keeps its seed and name state per thread, so a model built in a pool thread would get other weights. Conversions
+only load the built file, predict and start children, which is safe on two threads (each has its own output folder).
 """
 
 from __future__ import annotations
@@ -77,10 +78,17 @@ class ConversionCache:
                 self.get(key, make)
             return
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zoo-cache") as pool:
-            futures = [pool.submit(self.get, key, make) for key, make in todo.items()]
-            for f in futures:
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zoo-cache")
+        try:
+            for f in [pool.submit(self.get, key, make) for key, make in todo.items()]:
                 f.exception()
+        except BaseException:  # Ctrl-C: start nothing more, and take the running conversions' children down
+            from edgeseq.fsio import childproc
+
+            pool.shutdown(wait=False, cancel_futures=True)
+            childproc.kill_all()
+            raise
+        pool.shutdown()
 
 
 # ------------------------------------------------------------------------------------------ the session's plan
@@ -103,7 +111,10 @@ def prefetch_session(cache: ConversionCache, request) -> None:
     cache.planned = True
     jobs: dict = {}
     for plan in list(_PLANNERS.values()):
-        jobs |= plan(cache, request.session.items)
+        try:
+            jobs |= plan(cache, request.session.items)
+        except Exception:  # noqa: BLE001 - its tests make their entries themselves and fail with the error there
+            continue
     cache.prefetch(dict(sorted(jobs.items(), key=lambda kv: -getattr(kv[1], "cost", 10))))
 
 
