@@ -882,7 +882,7 @@ def measure(args) -> dict:
     # random floats go straight into the input tensors (None here); any other array is the agent's own copy, so it
     # is left out of the model's memory (harness_kb), as its input is under --stream
     arrays = make_inputs(np, in_details, args, rng, interp, in_place=True)
-    inputs, harness = [], 0
+    inputs, harness, arr = [], 0, None
     for i, d in enumerate(in_details):
         arr = arrays[i]
         info = _tensor_info(d, np)
