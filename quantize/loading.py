@@ -256,6 +256,22 @@ def _mixed_policy(layer: Any) -> str | None:
     return name if isinstance(name, str) and name.startswith("mixed_") else None
 
 
+def _is_mixed(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith("mixed_")
+    name = ((value.get("config") or {}).get("name") if isinstance(value, dict) else None)
+    return isinstance(name, str) and name.startswith("mixed_")
+
+
+def _float32_config(config: Any) -> Any:
+    """A layer config with every mixed `dtype` policy in it, nested layer configs included, made float32."""
+    if isinstance(config, dict):
+        return {k: "float32" if k == "dtype" and _is_mixed(v) else _float32_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    return config
+
+
 def float32_compute(model: Any) -> tuple[Any, str | None]:
     """(`model` with every layer computing in float32, the mixed policy it was trained with or None).
 
@@ -270,10 +286,8 @@ def float32_compute(model: Any) -> tuple[Any, str | None]:
     if not policies:
         return model, None
 
-    def clone(layer: Any) -> Any:
-        if _mixed_policy(layer) is None:
-            return layer.__class__.from_config(layer.get_config())
-        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    def clone(layer: Any) -> Any:  # wrapped layers too (Bidirectional's, TimeDistributed's, an RNN's cell)
+        return layer.__class__.from_config(_float32_config(layer.get_config()))
 
     try:
         rebuilt = keras.models.clone_model(model, clone_function=clone, recursive=True)

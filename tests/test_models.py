@@ -203,6 +203,33 @@ def test_mixed_precision_keeps_float32_outputs():
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_a_mixed_precision_model_is_rebuilt_to_compute_in_float32_with_its_weights():
+    """What `convert` does with a --mixed-precision model (quantize.loading.float32_compute): every layer, the
+    layers a Bidirectional wraps included, computes in float32 with the same weights; a float32 model is untouched."""
+    from edgeseq.quantize.loading import float32_compute
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        mixed = keras.Sequential([keras.Input((T, F)), keras.layers.Bidirectional(keras.layers.LSTM(8)),
+                                  keras.layers.Dense(K), keras.layers.Activation("softmax", dtype="float32")])
+        zoo = build_model("gru", "tiny", seq_len=T, num_features=F, num_outputs=K)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(0).normal(size=(4, T, F)).astype("float32")
+    for model in (mixed, zoo):
+        rebuilt, policy = float32_compute(model)
+        assert policy == "mixed_float16"
+        layers = list(rebuilt._flatten_layers(include_self=False))
+        assert len(layers) == len(list(model._flatten_layers(include_self=False)))
+        assert all(layer.dtype_policy.name == "float32" for layer in layers), [
+            (layer.name, layer.dtype_policy.name) for layer in layers]
+        for a, b in zip(model.get_weights(), rebuilt.get_weights(), strict=True):
+            assert np.array_equal(a, b)
+        assert np.abs(np.asarray(rebuilt(x)) - np.asarray(model(x), dtype="float32")).max() < 2e-2  # fp16 rounding
+    same, policy = float32_compute(rebuilt)
+    assert same is rebuilt and policy is None
+
+
 def test_zoo_table_and_models_command_list_every_architecture():
     from click.testing import CliRunner
 
