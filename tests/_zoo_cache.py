@@ -173,3 +173,20 @@ def _build_small_zoo(out: Path) -> Path:
         keras.utils.set_random_seed(0)
         build_model(arch, "small", seq_len=64, num_features=16, num_outputs=10).save(out / f"{arch}.keras")
     return out
+
+
+def plan_table(cache: ConversionCache, items: list, module_name: str, table: dict[str, Callable]) -> dict:
+    """A planner's body for a module whose tests each read a few entries: `table` maps a test's name to
+    `jobs(cache, params) -> [(key, make), ...]` (its models built in the calling thread); the jobs of the
+    selected tests, each `make` keeping its own `cost`."""
+    jobs: dict = {}
+    for item in selected(items, module_name, set(table)):
+        jobs.update(table[item.originalname](cache, params(item)))
+    return jobs
+
+
+def costs(seconds: float, *jobs: tuple[Hashable, Callable]) -> list[tuple[Hashable, Callable]]:
+    """The jobs, each `make` marked with a rough cost in seconds (the pool starts the longest first)."""
+    for _, make in jobs:
+        make.cost = seconds
+    return list(jobs)

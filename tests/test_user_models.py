@@ -8,10 +8,12 @@ Tiny models are built and trained in the tests (a few seconds each); conversions
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _zoo_cache import costs, plan_table, planner, prefetch_session
 from click.testing import CliRunner
 
 from edgeseq.cli import cli
@@ -144,12 +146,10 @@ def _fit(model, arrays: dict, epochs: int) -> float:
     return float(model.evaluate(arrays["X_test"], arrays["y_test"], verbose=0)[1])
 
 
-@pytest.fixture(scope="module")
-def token_model(tmp_path_factory) -> dict:
+def _build_token_model(root: Path) -> dict:
     """int32 ids [batch, T] -> Embedding(V) -> LSTM -> softmax; its .keras, SavedModel and data."""
     import keras
 
-    root = tmp_path_factory.mktemp("token")
     keras.utils.set_random_seed(0)
     arrays = token_arrays()
     inp = keras.Input((T,), dtype="int32", name="ids")
@@ -163,12 +163,10 @@ def token_model(tmp_path_factory) -> dict:
             "data": save_npz(root / "tok.npz", arrays), "root": root}
 
 
-@pytest.fixture(scope="module")
-def tagger_model(tmp_path_factory) -> dict:
+def _build_tagger_model(root: Path) -> dict:
     """[batch, T, F] -> GRU(return_sequences=True) -> Dense softmax per step; as .keras, legacy .h5 and SavedModel."""
     import keras
 
-    root = tmp_path_factory.mktemp("tagger")
     keras.utils.set_random_seed(0)
     arrays = tagger_arrays()
     inp = keras.Input((T, F))
@@ -182,6 +180,26 @@ def tagger_model(tmp_path_factory) -> dict:
             "accuracy": accuracy, "data": save_npz(root / "tag.npz", arrays), "root": root}
 
 
+# The tiny models are built (and trained) once per session in the session's conversion cache (tests/_zoo_cache.py),
+# always in the main thread; the tests only read their files.
+def _token(cache) -> dict:
+    return cache.get(("user_models.token",), _build_token_model)
+
+
+def _tagger(cache) -> dict:
+    return cache.get(("user_models.tagger",), _build_tagger_model)
+
+
+@pytest.fixture(scope="module")
+def token_model(conversions) -> dict:
+    return _token(conversions)
+
+
+@pytest.fixture(scope="module")
+def tagger_model(conversions) -> dict:
+    return _tagger(conversions)
+
+
 def _converted(results, recipes: list[str]) -> dict:
     out = {}
     for res in results:
@@ -192,15 +210,108 @@ def _converted(results, recipes: list[str]) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- conversions shared in the session
+# Each conversion below is the very call its test made itself, made once per session into a folder of its own, two at
+# a time with the session's other conversions (tests/_zoo_cache.py); the tests read the results and files and copy a
+# file before changing it. Models are built in the main thread when the session plans (cache entries of their own).
+def _convert_job(key: tuple, model: Path, recipes: list[str], **kw):
+    from edgeseq.quantize.convert import convert_model
+
+    return ("user_models.convert", *key), lambda folder: convert_model(model, recipes, out_dir=folder, **kw)
+
+
+def _stream_job(key: tuple, model: Path, recipes: list[str], **kw):
+    from edgeseq.quantize.stream import convert_stream
+
+    return ("user_models.stream", *key), lambda folder: convert_stream(model, recipes, out_dir=folder, **kw)
+
+
+def _token_recipes(cache):
+    tok = _token(cache)
+    return _convert_job(("tok",), tok["keras"], ["fp32", "dynamic", "int8"], calibration=tok["data"],
+                        calibration_samples=64)
+
+
+def _token_random_ids(cache):
+    return _convert_job(("tok", "random-ids"), _token(cache)["keras"], ["fp32"])
+
+
+def _token_int8_32(cache):
+    tok = _token(cache)
+    return _convert_job(("tok", "int8-32"), tok["keras"], ["int8"], calibration=tok["data"], calibration_samples=32)
+
+
+def _token_saved_model(cache):
+    tok = _token(cache)
+    return _convert_job(("tok-sm",), tok["saved_model"], ["fp32"], name="tok-sm", calibration=tok["data"])
+
+
+def _tagger_form(cache, form: str):
+    tag = _tagger(cache)
+    return _convert_job(("tag", form), tag[form], ["fp32", "int8"], calibration=tag["data"], calibration_samples=64)
+
+
+def _tagger_stream(cache):
+    tag = _tagger(cache)
+    return _stream_job(("tag",), tag["keras"], ["fp32", "int8"], calibration=tag["data"], calibration_samples=64)
+
+
+def _token_stream(cache, which: str):
+    """which: "tok" (the token model) or "tokmask" (_token_mask_model)."""
+    tok = _token(cache)
+    path = tok["keras"] if which == "tok" else cache.get(("user_models.tokmask",), _token_mask_model)
+    return _stream_job((which,), path, ["fp32", "int8"], calibration=tok["data"], calibration_samples=64)
+
+
+def _frames(cache, how: str):
+    """how: "convert" (convert_model) or "stream" (convert_stream) of _frames_model."""
+    path, data = cache.get(("user_models.frames",), _frames_model)
+    job = _convert_job if how == "convert" else _stream_job
+    return job(("frames",), path, ["fp32", "int8"], calibration=data, calibration_samples=64)
+
+
+_JOBS = {
+    "test_token_classifier_converts_every_recipe_and_evaluates": lambda c, p: costs(18, _token_recipes(c)),
+    "test_token_ids_out_of_vocabulary_are_one_line_errors": lambda c, p: costs(6, _token_random_ids(c)),
+    "test_per_frame_tagger_validates_and_evaluates_per_frame": lambda c, p: costs(12, _tagger_form(c, "keras")),
+    "test_saved_model_and_h5_convert_with_parity": lambda c, p: costs(14, _tagger_form(c, p["form"]))
+    + (costs(8, _token_saved_model(c)) if p["form"] == "saved_model" else []),
+    "test_per_frame_tagger_streams_with_per_step_parity": lambda c, p: costs(10, _tagger_stream(c)),
+    "test_token_classifier_streams_one_id_per_step": lambda c, p: costs(10, _token_stream(c, "tok"),
+                                                                         _token_stream(c, "tokmask")),
+    "test_token_model_profiles_with_ids_from_the_manifest": lambda c, p: costs(8, _token_int8_32(c)),
+    "test_per_frame_regression_converts_evaluates_and_streams": lambda c, p: costs(10, _frames(c, "convert"),
+                                                                                    _frames(c, "stream")),
+}
+
+
+@planner
+def _plan(cache, items) -> dict:
+    return plan_table(cache, items, __name__, _JOBS)
+
+
+@pytest.fixture
+def shared(conversions, request):
+    """shared(job, *args): the session's result of that conversion (see above); the first use makes all that the
+    session's selected tests need."""
+    prefetch_session(conversions, request)
+    return lambda job, *args: conversions.get(*job(conversions, *args))
+
+
+def _own_copy(res, folder: Path) -> Path:
+    """A copy of a shared result's .tflite and manifest in the test's own folder (for a test that deletes one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(res.manifest_path, folder / res.manifest_path.name)
+    return Path(shutil.copy2(res.tflite_path, folder / res.tflite_path.name))
+
+
 # ---------------------------------------------------------------- token ids
 @pytest.mark.slow
-def test_token_classifier_converts_every_recipe_and_evaluates(token_model, tmp_path):
-    from edgeseq.quantize.convert import convert_model
+def test_token_classifier_converts_every_recipe_and_evaluates(token_model, shared):
     from edgeseq.quantize.evaluate import evaluate_tflite
 
     recipes = ["fp32", "dynamic", "int8"]
-    done = _converted(convert_model(token_model["keras"], recipes, out_dir=tmp_path, calibration=token_model["data"],
-                                    calibration_samples=64), recipes)
+    done = _converted(shared(_token_recipes), recipes)
     for slug, res in done.items():
         m = res.manifest
         assert m["source"]["input"] == {"kind": "token-ids", "dtype": "int32", "vocab_size": V,
@@ -220,8 +331,8 @@ def test_token_classifier_converts_every_recipe_and_evaluates(token_model, tmp_p
 
 
 @pytest.mark.slow
-def test_token_ids_out_of_vocabulary_are_one_line_errors(token_model, tmp_path, capsys):
-    from edgeseq.quantize.convert import convert_model
+def test_token_ids_out_of_vocabulary_are_one_line_errors(token_model, shared, tmp_path, capsys):
+    from edgeseq.quantize.manifest import manifest_path_for
 
     bad = token_arrays()
     bad["X_test"][5, 7] = V + 9
@@ -230,27 +341,25 @@ def test_token_ids_out_of_vocabulary_are_one_line_errors(token_model, tmp_path, 
                             str(tmp_path / "a")], capsys)
     line = one_line_error(err)
     assert code == 2 and f"token id {V + 9}" in line and f"vocabulary has {V} ids" in line
-    (res,) = convert_model(token_model["keras"], ["fp32"], out_dir=tmp_path / "b")  # random ids 0..V-1
+    (res,) = shared(_token_random_ids)  # random ids 0..V-1
     assert res.validation["data"]["source"] == "random-ids" and res.validation["passed"]
+    tflite = _own_copy(res, tmp_path / "b")
     for manifest in (True, False):  # the vocabulary from the manifest, else from the file's GATHER table
         if not manifest:
-            res.manifest_path.unlink()
-        code, _, err = run_cli(["evaluate", str(res.tflite_path), "--dataset", oov], capsys)
+            manifest_path_for(tflite).unlink()
+        code, _, err = run_cli(["evaluate", str(tflite), "--dataset", oov], capsys)
         assert code == 2 and f"token id {V + 9}" in one_line_error(err)
     from edgeseq.quantize.tflite_file import read_tflite
     from edgeseq.quantize.tokens import gather_vocab
 
-    assert gather_vocab(read_tflite(res.tflite_path)) == V
+    assert gather_vocab(read_tflite(tflite)) == V
 
 
 # ---------------------------------------------------------------- per-step outputs
 @pytest.mark.slow
-def test_per_frame_tagger_validates_and_evaluates_per_frame(tagger_model, tmp_path, capsys):
-    from edgeseq.quantize.convert import convert_model
-
+def test_per_frame_tagger_validates_and_evaluates_per_frame(tagger_model, shared, tmp_path, capsys):
     recipes = ["fp32", "int8"]
-    done = _converted(convert_model(tagger_model["keras"], recipes, out_dir=tmp_path,
-                                    calibration=tagger_model["data"], calibration_samples=64), recipes)
+    done = _converted(shared(_tagger_form, "keras"), recipes)
     for slug, res in done.items():
         v = res.manifest["validation"]
         assert res.manifest["source"]["per_step_output"] and v["frames"] == 80 * T
@@ -268,12 +377,9 @@ def test_per_frame_tagger_validates_and_evaluates_per_frame(tagger_model, tmp_pa
 # ---------------------------------------------------------------- SavedModel directories and legacy .h5
 @pytest.mark.slow
 @pytest.mark.parametrize("form", ["saved_model", "h5"])
-def test_saved_model_and_h5_convert_with_parity(tagger_model, token_model, form, tmp_path):
-    from edgeseq.quantize.convert import convert_model
-
+def test_saved_model_and_h5_convert_with_parity(tagger_model, token_model, form, shared):
     recipes = ["fp32", "int8"]
-    done = _converted(convert_model(tagger_model[form], recipes, out_dir=tmp_path, calibration=tagger_model["data"],
-                                    calibration_samples=64), recipes)
+    done = _converted(shared(_tagger_form, form), recipes)
     for res in done.values():
         src, v = res.manifest["source"], res.manifest["validation"]
         assert src["format"] == form and len(src["sha256"]) == 64 and src["bytes"] > 0
@@ -282,8 +388,7 @@ def test_saved_model_and_h5_convert_with_parity(tagger_model, token_model, form,
         assert abs(v["tflite_metrics"]["accuracy"] - v["keras_metrics"]["accuracy"]) <= 0.03
     if form == "saved_model":
         assert "SavedModel" in done["fp32"].manifest["route"]["converter"]
-        (tok,) = convert_model(token_model["saved_model"], ["fp32"], out_dir=tmp_path, name="tok-sm",
-                               calibration=token_model["data"])
+        (tok,) = shared(_token_saved_model)
         assert tok.ok and tok.validation["passed"] and tok.manifest["source"]["input"]["vocab_size"] == V
 
 
@@ -338,15 +443,13 @@ def _agent(*args: str) -> dict:
 
 
 @pytest.mark.slow
-def test_per_frame_tagger_streams_with_per_step_parity(tagger_model, tmp_path):
+def test_per_frame_tagger_streams_with_per_step_parity(tagger_model, shared):
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.runtime import load_interpreter
-    from edgeseq.quantize.stream import convert_stream
     from edgeseq.targets.agent import StreamStepper
 
     recipes = ["fp32", "int8"]
-    done = _converted(convert_stream(tagger_model["keras"], recipes, out_dir=tmp_path,
-                                     calibration=tagger_model["data"], calibration_samples=64), recipes)
+    done = _converted(shared(_tagger_stream), recipes)
     X = load_dataset(tagger_model["data"]).X_test[:4]
     ref = load_keras_model(tagger_model["keras"]).predict(X, verbose=0)
     for slug, res in done.items():
@@ -378,13 +481,10 @@ def _token_mask_model(root: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_token_classifier_streams_one_id_per_step(token_model, tmp_path, capsys):
-    from edgeseq.quantize.stream import convert_stream
-
+def test_token_classifier_streams_one_id_per_step(token_model, shared, tmp_path, capsys):
     recipes = ["fp32", "int8"]
-    for path in (token_model["keras"], _token_mask_model(tmp_path)):
-        done = _converted(convert_stream(path, recipes, out_dir=tmp_path, calibration=token_model["data"],
-                                         calibration_samples=64), recipes)
+    for which in ("tok", "tokmask"):  # the token model, then _token_mask_model's
+        done = _converted(shared(_token_stream, which), recipes)
         for res in done.values():
             x = next(t for t in res.manifest["signature"]["inputs"] if t["name"].endswith("_x:0"))
             assert x["dtype"] == "int32" and x["shape"] == [1] and "scale" not in x
@@ -405,20 +505,19 @@ def test_token_classifier_streams_one_id_per_step(token_model, tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_token_model_profiles_with_ids_from_the_manifest(token_model, tmp_path):
-    from edgeseq.quantize.convert import convert_model
+def test_token_model_profiles_with_ids_from_the_manifest(token_model, shared, tmp_path):
+    from edgeseq.quantize.manifest import manifest_path_for
     from edgeseq.targets.local import LocalTarget
     from edgeseq.targets.runner import AgentOptions, agent_argv, manifest_vocab, run_agent
 
-    (res,) = convert_model(token_model["keras"], ["int8"], out_dir=tmp_path, calibration=token_model["data"],
-                           calibration_samples=32)
-    assert manifest_vocab(res.tflite_path) == V
+    tflite = _own_copy(shared(_token_int8_32)[0], tmp_path)  # its manifest is deleted below
+    assert manifest_vocab(tflite) == V
     assert agent_argv("py", "a", "m", "s", AgentOptions(), None, vocab=V)[-2:] == ["--vocab", str(V)]
-    data = run_agent(LocalTarget(), res.tflite_path, AgentOptions(runs=5, warmup=1))
+    data = run_agent(LocalTarget(), tflite, AgentOptions(runs=5, warmup=1))
     (inp,) = data["inputs"]
     assert inp["source"] == "random-ids" and inp["vocab"] == V and inp["dtype"] == "int32"
-    res.manifest_path.unlink()  # no manifest: the agent reads the GATHER table's rows
-    data = run_agent(LocalTarget(), res.tflite_path, AgentOptions(runs=5, warmup=1))
+    manifest_path_for(tflite).unlink()  # no manifest: the agent reads the GATHER table's rows
+    data = run_agent(LocalTarget(), tflite, AgentOptions(runs=5, warmup=1))
     assert data["inputs"][0]["vocab"] == V
 
 
@@ -429,26 +528,27 @@ def test_saved_model_does_not_stream(tagger_model, tmp_path):
         convert_stream(tagger_model["saved_model"], ["fp32"], out_dir=tmp_path)
 
 
-@pytest.mark.slow
-def test_per_frame_regression_converts_evaluates_and_streams(tmp_path, capsys):
+def _frames_model(root: Path) -> tuple[Path, str]:
+    """[batch, T, F] -> LSTM(return_sequences=True) -> TimeDistributed Dense(2): per-frame regression; and its data."""
     import keras
-
-    from edgeseq.quantize.convert import convert_model
-    from edgeseq.quantize.stream import convert_stream
 
     keras.utils.set_random_seed(0)
     arrays = tagger_arrays(regression=True)
-    data = save_npz(tmp_path / "frames.npz", arrays)
+    data = save_npz(root / "frames.npz", arrays)
     inp = keras.Input((T, F))
     x = keras.layers.LSTM(16, return_sequences=True)(inp)
     model = keras.Model(inp, keras.layers.TimeDistributed(keras.layers.Dense(2))(x))
     model.compile("adam", "mse")
     model.fit(arrays["X_train"], arrays["y_train"], epochs=10, verbose=0)
-    model.save(tmp_path / "frames.keras")
-    done = _converted(convert_model(tmp_path / "frames.keras", ["fp32", "int8"], out_dir=tmp_path / "a",
-                                    calibration=data, calibration_samples=64), ["fp32", "int8"])
-    streamed = _converted(convert_stream(tmp_path / "frames.keras", ["fp32", "int8"], out_dir=tmp_path / "s",
-                                         calibration=data, calibration_samples=64), ["fp32", "int8"])
+    model.save(root / "frames.keras")
+    return root / "frames.keras", data
+
+
+@pytest.mark.slow
+def test_per_frame_regression_converts_evaluates_and_streams(shared, conversions, capsys):
+    _, data = conversions.get(("user_models.frames",), _frames_model)
+    done = _converted(shared(_frames, "convert"), ["fp32", "int8"])
+    streamed = _converted(shared(_frames, "stream"), ["fp32", "int8"])
     for res in [*done.values(), *streamed.values()]:
         tm, km = res.validation["tflite_metrics"], res.validation["keras_metrics"]
         assert tm["per_frame"] and tm["frames"] == 80 * T and tm["mse"] <= km["mse"] * 1.2 + 1e-6
