@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _zoo_cache import costs, plan_table, planner, prefetch_session
 
 keras = pytest.importorskip("keras")
 
@@ -215,14 +216,57 @@ def test_convolutions_that_cannot_stream_are_refused_with_the_reason(make, words
 
 
 # ----------------------------------------------------------------------------------------------- .tflite (slow)
-def _convert(model, tmp_path, recipes, **kw):
+# Each conversion is made once per session (tests/_zoo_cache.py), two at a time with the session's other conversions:
+# the model is built and saved in the main thread when the session plans, then converted by the very call the test
+# made itself, into a folder of its own; the tests only read the results.
+_MODELS = {"transformer-learned": lambda: _transformer("learned"), "transformer-ids": lambda: _transformer("ids"),
+           "crnn-causal-d2": lambda: _crnn("causal", dilation=2), "crnn-valid": lambda: _crnn("valid")}
+
+
+def _saved(cache, which: str):
+    def build(folder):
+        model = _MODELS[which]()
+        path = folder / f"{model.name}.keras"
+        model.save(path)
+        return path
+
+    return cache.get(("stream_user_models.model", which), build)
+
+
+def _convert(cache, which, recipes, **kw):
     from edgeseq.quantize.stream import convert_stream
 
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / f"{model.name}.keras"
-    model.save(path)
-    return {r.recipe.slug: r for r in convert_stream(path, recipes, out_dir=tmp_path / "out", raise_on_error=False,
-                                                      strict=False, **kw)}
+    path = _saved(cache, which)
+
+    def make(folder):
+        return {r.recipe.slug: r for r in convert_stream(path, recipes, out_dir=folder / "out", raise_on_error=False,
+                                                          strict=False, **kw)}
+
+    return ("stream_user_models.convert", which, *recipes, *(f"{k}={v}" for k, v in kw.items())), make
+
+
+MHA = ("transformer-learned", ["fp32", "fp16", "dynamic", "int8"])
+MHA_WINDOW = ("transformer-ids", ["fp32", "int8"], {"window": T})  # the baseline: batch model
+CRNN = ("crnn-causal-d2", ["fp32", "fp16", "dynamic", "int8"])
+CRNN_VALID = ("crnn-valid", ["fp32", "int8"])
+
+
+@planner
+def _plan(cache, items) -> dict:
+    return plan_table(cache, items, __name__, {
+        "test_users_causal_mha_converts_and_passes_stream_parity": lambda c, p: costs(
+            12, _convert(c, *MHA[:2]), _convert(c, *MHA_WINDOW[:2], **MHA_WINDOW[2])),
+        "test_crnn_converts_and_passes_stream_parity": lambda c, p: costs(8, _convert(c, *CRNN),
+                                                                          _convert(c, *CRNN_VALID)),
+    })
+
+
+@pytest.fixture
+def shared(conversions, request):
+    """shared(which, recipes, **kw): the session's conversion (see above); the first use makes all that the session's
+    selected tests need."""
+    prefetch_session(conversions, request)
+    return lambda which, recipes, **kw: conversions.get(*_convert(conversions, which, recipes, **kw))
 
 
 def _report(results):
@@ -231,8 +275,8 @@ def _report(results):
 
 
 @pytest.mark.slow
-def test_users_causal_mha_converts_and_passes_stream_parity(tmp_path):
-    results = _convert(_transformer("learned"), tmp_path, ["fp32", "fp16", "dynamic", "int8"])
+def test_users_causal_mha_converts_and_passes_stream_parity(shared):
+    results = shared(*MHA)
     print(_report(results))
     for slug, r in results.items():
         assert r.ok and r.validation["passed"], (slug, _report(results))
@@ -240,7 +284,7 @@ def test_users_causal_mha_converts_and_passes_stream_parity(tmp_path):
     assert m["stream"]["kind"] == "kv-cache" and m["stream"]["kv_capacity"] == T
     assert {s["name"] for s in m["stream"]["state"]} == {"k_cache_0", "v_cache_0", "k_cache_1", "v_cache_1"}
     assert results["fp32"].validation["max_abs_diff"] < 1e-4
-    win = _convert(_transformer("ids"), tmp_path / "w", ["fp32", "int8"], window=T)  # the baseline: batch model
+    win = shared(*MHA_WINDOW[:2], **MHA_WINDOW[2])  # the baseline: batch model
     print(_report(win))
     assert win["fp32"].ok and win["fp32"].validation["passed"], _report(win)
     # The batch int8 attention converts and runs, but its causal mask constant costs it parity (the KV step's bounded
@@ -249,9 +293,9 @@ def test_users_causal_mha_converts_and_passes_stream_parity(tmp_path):
 
 
 @pytest.mark.slow
-def test_crnn_converts_and_passes_stream_parity(tmp_path):
-    results = _convert(_crnn("causal", dilation=2), tmp_path, ["fp32", "fp16", "dynamic", "int8"])
-    valid = _convert(_crnn("valid"), tmp_path / "v", ["fp32", "int8"])
+def test_crnn_converts_and_passes_stream_parity(shared):
+    results = shared(*CRNN)
+    valid = shared(*CRNN_VALID)
     print(_report(results), _report(valid))
     for r in [*results.values(), *valid.values()]:
         assert r.ok and r.validation["passed"], (_report(results), _report(valid))
