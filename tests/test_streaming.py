@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _zoo_cache import costs, params, planner, prefetch_session
 
 keras = pytest.importorskip("keras")
 
@@ -146,22 +147,88 @@ def test_cli_refuses_bidirectional_and_noncausal_in_one_line(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- .tflite
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """fp32 step models of a stacked LSTM and a causal Transformer (KV cache); GRU and RNN are in the slow matrix."""
+# Every .tflite of this file is made once per session (tests/_zoo_cache.py), two at a time with the session's other
+# conversions: each model is built (seeded) and saved in the main thread when the session plans, then converted by the
+# very call its test (or the `exported` fixture) made, into a folder of its own. The tests only read the results.
+RECIPES = ["fp32", "fp16", "dynamic", "int8", "int8-io8", "int16x8"]
+_MODELS = {  # name: (how it is built, the file it is saved as)
+    "lstm": (lambda: _zoo("lstm", num_layers=2), "lstm.keras"),
+    "kv": (lambda: _zoo("transformer", causal=True), "kv.keras"),
+    **{f"every-{arch}": (lambda arch=arch: _zoo(arch, num_layers=2), "m.keras") for arch in ("rnn", "lstm", "gru")},
+    "every-kv": (lambda: _zoo("transformer", causal=True), "m.keras"),
+}
+
+
+def _model(cache, which: str):
+    """(the Keras model, its saved file)."""
+    def build(folder):
+        make, file = _MODELS[which]
+        model = make()
+        model.save(folder / file)
+        return model, folder / file
+
+    return cache.get(("streaming.model", which), build)
+
+
+def _job(cache, key: tuple, path, recipes, out: str = "", **kw):
     from edgeseq.quantize.stream import convert_stream
 
-    root = tmp_path_factory.mktemp("stream")
+    return ("streaming", *key), lambda folder: convert_stream(path, recipes, out_dir=folder / out, **kw)
+
+
+def _exported(cache, which: str):
+    """fp32 step models of a stacked LSTM and a causal Transformer (KV cache); GRU and RNN are in the slow matrix."""
+    extra = {"kv_capacity": 16} if which == "kv" else {}
+    return _job(cache, ("exported", which), _model(cache, which)[1], ["fp32"], "out", **extra)
+
+
+def _window(cache):
+    """The KV test model saved as tf.keras, exported as the window baseline."""
+    def build(folder):
+        _model(cache, "kv")[0].save(folder / "tf.keras")
+        return folder / "tf.keras"
+
+    return _job(cache, ("window",), cache.get(("streaming.model", "tf.keras"), build), ["fp32"], window=T)
+
+
+def _every(cache, arch: str):
+    """Every recipe on a 2-layer recurrent zoo model (arch rnn, lstm, gru) or the KV-cache Transformer (arch kv)."""
+    kw = {"strict": False} if arch == "kv" else {}
+    return _job(cache, ("every", arch), _model(cache, f"every-{arch}")[1], RECIPES, raise_on_error=False, **kw)
+
+
+@planner
+def _plan(cache, items) -> dict:
+    mine = [item for item in items if getattr(getattr(item, "module", None), "__name__", None) == __name__]
+    jobs = []
+    if any("exported" in item.fixturenames for item in mine):
+        jobs += costs(8, _exported(cache, "lstm"), _exported(cache, "kv"))
+    for item in mine:
+        if item.originalname == "test_agent_on_a_plain_model_slides_a_window":
+            jobs += costs(6, _window(cache))
+        elif item.originalname == "test_every_recipe_streams_recurrent_models_within_tolerance":
+            jobs += costs(15, _every(cache, params(item)["arch"]))
+        elif item.originalname == "test_every_recipe_on_the_kv_cache_transformer":
+            jobs += costs(15, _every(cache, "kv"))
+    return dict(jobs)
+
+
+@pytest.fixture
+def shared(conversions, request):
+    """shared(job, *args): the session's result of that conversion (see above); the first use makes all that the
+    session's selected tests need."""
+    prefetch_session(conversions, request)
+    return lambda job, *args: conversions.get(*job(conversions, *args))
+
+
+@pytest.fixture(scope="module")
+def exported(conversions, request):
+    """fp32 step models of a stacked LSTM and a causal Transformer (KV cache): {key: (model, result)}."""
+    prefetch_session(conversions, request)
     out = {}
-    for key, arch, kw, extra in [
-        ("lstm", "lstm", {"num_layers": 2}, {}),
-        ("kv", "transformer", {"causal": True}, {"kv_capacity": 16}),
-    ]:
-        model = _zoo(arch, **kw)
-        path = root / f"{key}.keras"
-        model.save(path)
-        (res,) = convert_stream(path, ["fp32"], out_dir=root / "out", **extra)
-        out[key] = (model, res)
+    for key in ("lstm", "kv"):
+        (res,) = conversions.get(*_exported(conversions, key))
+        out[key] = (_model(conversions, key)[0], res)
     return out
 
 
@@ -223,12 +290,9 @@ def test_agent_refuses_more_steps_than_the_kv_capacity(exported):
     assert rc == 2 and "capacity" in d["error"]["message"]
 
 
-def test_agent_on_a_plain_model_slides_a_window(exported, tmp_path):
-    from edgeseq.quantize.stream import convert_stream
-
+def test_agent_on_a_plain_model_slides_a_window(exported, shared, tmp_path):
     model, _ = exported["kv"]
-    model.save(tmp_path / "tf.keras")
-    (res,) = convert_stream(tmp_path / "tf.keras", ["fp32"], out_dir=tmp_path, window=T)
+    (res,) = shared(_window)
     assert res.manifest["stream"]["kind"] == "window" and res.validation["passed"]
     seq = _x(n=1, seed=6)
     np.save(tmp_path / "seq.npy", seq[0])
@@ -238,17 +302,13 @@ def test_agent_on_a_plain_model_slides_a_window(exported, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- every recipe
-RECIPES = ["fp32", "fp16", "dynamic", "int8", "int8-io8", "int16x8"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
-def test_every_recipe_streams_recurrent_models_within_tolerance(arch, tmp_path):
-    from edgeseq.quantize.stream import convert_stream
-
-    model = _zoo(arch, num_layers=2)
-    model.save(tmp_path / "m.keras")
-    results = convert_stream(tmp_path / "m.keras", RECIPES, out_dir=tmp_path, raise_on_error=False)
+def test_every_recipe_streams_recurrent_models_within_tolerance(arch, shared, conversions, tmp_path):
+    model = _model(conversions, f"every-{arch}")[0]
+    results = shared(_every, arch)
     for r in results:
         assert r.ok, f"{r.recipe.slug}: {r.error and r.error.one_line()}"
         assert r.validation["passed"] and r.manifest["stream"]["parity_steps"] == T
@@ -261,12 +321,8 @@ def test_every_recipe_streams_recurrent_models_within_tolerance(arch, tmp_path):
 
 
 @pytest.mark.slow
-def test_every_recipe_on_the_kv_cache_transformer(tmp_path):
-    from edgeseq.quantize.stream import convert_stream
-
-    _zoo("transformer", causal=True).save(tmp_path / "m.keras")
-    results = {r.recipe.slug: r for r in convert_stream(tmp_path / "m.keras", RECIPES, out_dir=tmp_path,
-                                                         raise_on_error=False, strict=False)}
+def test_every_recipe_on_the_kv_cache_transformer(shared):
+    results = {r.recipe.slug: r for r in shared(_every, "kv")}
     for slug in ("fp32", "fp16", "dynamic"):
         assert results[slug].ok and results[slug].validation["passed"], slug
     for slug in ("int8", "int8-io8"):  # converts and runs; parity is recorded (LayerNorm float islands)
