@@ -94,9 +94,9 @@ def source_record(path: Path, model: Any, task: str | None, input_record: dict) 
     from edgeseq.quantize.loading import source_fingerprint
 
     sha, size = source_fingerprint(path)
-    fmt = (getattr(model, "edgeseq_source", None) or {}).get("format", "keras")
+    loaded = getattr(model, "edgeseq_source", None) or {}
+    fmt, policy = loaded.get("format", "keras"), loaded.get("trained_dtype_policy")
     out_rank = len(model.outputs[0].shape)
-    policy = (getattr(model, "edgeseq_source", None) or {}).get("trained_dtype_policy")
     return {"path": str(path), "format": fmt, "sha256": sha, "bytes": size, "parameters": int(model.count_params()),
             "task": task, "input": input_record, "per_step_output": out_rank == 3,
             "output_shape": [None if d is None else int(d) for d in model.outputs[0].shape],

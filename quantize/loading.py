@@ -250,17 +250,16 @@ def load_keras_model(path: str | os.PathLike, *, trust_model: bool = False) -> A
     return model
 
 
-def _mixed_policy(layer: Any) -> str | None:
-    policy = getattr(layer, "dtype_policy", None)
-    name = getattr(policy, "name", None)
-    return name if isinstance(name, str) and name.startswith("mixed_") else None
-
-
 def _is_mixed(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.startswith("mixed_")
-    name = ((value.get("config") or {}).get("name") if isinstance(value, dict) else None)
-    return isinstance(name, str) and name.startswith("mixed_")
+    """A mixed dtype policy: its name, or its config dict as a layer config holds it."""
+    if isinstance(value, dict):
+        value = (value.get("config") or {}).get("name")
+    return isinstance(value, str) and value.startswith("mixed_")
+
+
+def _mixed_policy(layer: Any) -> str | None:
+    name = getattr(getattr(layer, "dtype_policy", None), "name", None)
+    return name if _is_mixed(name) else None
 
 
 def _float32_config(config: Any) -> Any:
