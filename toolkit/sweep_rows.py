@@ -11,7 +11,6 @@ from pathlib import Path
 from edgeseq.stats import memory_figures
 from edgeseq.sweep_grid import stream_kind
 
-
 _POINT = ("target", "arch", "size", "recipe", "form", "seq_len", "mode", "dataset")  # what one measurement is of
 
 
