@@ -290,7 +290,7 @@ def float32_compute(model: Any) -> tuple[Any, str | None]:
 
     try:
         rebuilt = keras.models.clone_model(model, clone_function=clone, recursive=True)
-        rebuilt.set_weights([w.astype("float32") if w.dtype.kind == "f" else w for w in model.get_weights()])
+        rebuilt.set_weights(model.get_weights())  # a mixed policy keeps its variables in float32 already
     except Exception as exc:  # a subclassed model cannot be cloned layer by layer
         raise ModelError(
             f"the model was trained with the {policies[0]} policy and cannot be rebuilt to compute in float32 "

@@ -111,19 +111,24 @@ def _align(n: int) -> int:
     return -(-n // ALIGNMENT) * ALIGNMENT
 
 
-def reachable_subgraphs(f: TFLiteFile) -> tuple[list[int], set[int]]:
-    """(subgraph 0 and every subgraph its control flow calls, in order; the called ones). Others never allocate."""
-    order, called, stack = [0], set(), [0]
+def reachable_subgraphs(f: TFLiteFile) -> list[int]:
+    """Subgraph 0 and every subgraph its control flow calls, in order. Others never allocate."""
+    order, stack = [0], [0]
     while stack:
         for op in f.model.subgraphs[stack.pop()].operators or []:
             for field in _CALLS.get(f.op_names[op.opcodeIndex], ()):
                 j = getattr(op.builtinOptions, field, None)
-                if isinstance(j, int) and 0 <= j < len(f.model.subgraphs) and j not in called:
-                    called.add(j)
-                    if j not in order:
-                        order.append(j)
-                        stack.append(j)
-    return order, called
+                if isinstance(j, int) and 0 <= j < len(f.model.subgraphs) and j not in order:
+                    order.append(j)
+                    stack.append(j)
+    return order
+
+
+def while_conds(f: TFLiteFile) -> set[int]:
+    """The subgraphs some WHILE op calls as its condition (see `plan_arena`'s `cond`)."""
+    field = _CALLS["WHILE"][0]
+    return {j for si in reachable_subgraphs(f) for op in f.model.subgraphs[si].operators or []
+            if f.op_names[op.opcodeIndex] == "WHILE" and isinstance(j := getattr(op.builtinOptions, field, None), int)}
 
 
 class _Arena:
@@ -152,13 +157,6 @@ class _Arena:
         self.high_water = max(self.high_water, best + size)
         bisect.insort(self.allocs, (best, size, first, last))
         return best
-
-
-def while_conds(f: TFLiteFile) -> set[int]:
-    """The subgraphs some WHILE op calls as its condition."""
-    return {int(op.builtinOptions.condSubgraphIndex) for sg in f.model.subgraphs for op in sg.operators or []
-            if f.op_names[op.opcodeIndex] == "WHILE" and isinstance(getattr(op.builtinOptions, "condSubgraphIndex",
-                                                                               None), int)}
 
 
 def plan_arena(f: TFLiteFile, index: int, cond: bool = False) -> dict[str, int]:
@@ -288,7 +286,7 @@ def state_bytes(f: TFLiteFile) -> int:
     sg = f.model.subgraphs[0]
     ins, outs = _signature(f)
     total = sum(f.tensor_bytes(sg.tensors[i]) for n, i in ins.items() if n in outs or f"{n}_at_pos" in outs)
-    for si in reachable_subgraphs(f)[0]:
+    for si in reachable_subgraphs(f):
         s = f.model.subgraphs[si]
         total += sum(f.tensor_bytes(t) for t in s.tensors or [] if t.isVariable and not f.is_constant(t))
         seen = set()
@@ -352,7 +350,7 @@ def estimate_memory(f: TFLiteFile, runtime: str = "ai_edge_litert", xnnpack: boo
     """The `memory_estimate` of `edgeseq inspect --json`, in kB (see the module docstring for each part): the
     prediction of the agent's `memory.model_peak_kb` on `runtime` (a key of CALIBRATIONS), XNNPACK on or off."""
     cal = CALIBRATIONS[runtime]
-    subgraphs, _ = reachable_subgraphs(f)
+    subgraphs = reachable_subgraphs(f)
     arena, method, conds = 0, "planner", while_conds(f)
     for si in subgraphs:
         plan = plan_arena(f, si, cond=si in conds)

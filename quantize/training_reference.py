@@ -37,7 +37,7 @@ def load_reference(model_path: Path, steps: int | None, features: int | None, mo
     from edgeseq.fsio import sha256_file
 
     backend = str(ref.get("backend", "unknown"))
-    base = {"backend": backend, "file": str(model_path.parent / Path(ref["file"]).name)}
+    base = {"backend": backend, "file": str(model_path.parent / Path(ref["file"]).name), "mixed_precision": mixed}
     if sha256_file(model_path) != ref.get("model_sha256"):
         return base | {"skipped": f"{model_path.name} is not the file training wrote (sha256 differs)"}
     try:
@@ -72,7 +72,7 @@ def _tolerance(recipe: Any, ref: dict) -> Any:
     converted file computes in float32: `loading.float32_compute`)."""
     from edgeseq.quantize.recipes import Tolerance, get_recipe
 
-    if not ref["keras_tensorflow_vs_training"]["tolerance"].startswith("fp16"):
+    if not ref["mixed_precision"]:
         return recipe.tolerance
     mine, half = recipe.tolerance, get_recipe("fp16").tolerance
     return Tolerance(max_abs=None if mine.max_abs is None else max(mine.max_abs, half.max_abs),
