@@ -56,7 +56,7 @@ GPU_PROBE = {
 
 def check_gpu(backend: str) -> str:
     """The accelerator `backend` sees ('gpu', 'cuda', 'mps'); exits in one line when it sees none."""
-    from edgeseq.fsio import childproc
+    from edgeseq.core.fsio import childproc
 
     proc = childproc.run([sys.executable, "-c", GPU_PROBE[backend]], timeout=120)
     platform = (proc.stdout.strip().splitlines() or ["cpu"])[-1]
@@ -107,8 +107,8 @@ def main() -> int:
     ap.add_argument("--out", default="runs/gpu_train")
     args = ap.parse_args()
 
+    from edgeseq.core.errors import EdgeseqError
     from edgeseq.datasets import load_dataset
-    from edgeseq.errors import EdgeseqError
     from edgeseq.models.backend import require_installed
 
     try:

@@ -30,7 +30,7 @@ def main() -> int:
     from _tiny_tflite import chain_model
 
     from edgeseq.quantize.inspect import analyze
-    from edgeseq.quantize.tflite_file import parse_bytes
+    from edgeseq.quantize.tflite.reader import parse_bytes
 
     print("| ops | file | CLI wall | CLI peak RSS | parse | analyze |")
     print("|---:|---:|---:|---:|---:|---:|")

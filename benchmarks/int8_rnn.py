@@ -82,7 +82,7 @@ def model_memory_kb(path: Path) -> float | None:
     thread, the median of five fresh processes (one run to the next varies by a few 4 kB pages)."""
     import statistics
 
-    from edgeseq.errors import EdgeseqError
+    from edgeseq.core.errors import EdgeseqError
     from edgeseq.targets.local import LocalTarget
     from edgeseq.targets.runner import AgentOptions, run_agent
 
@@ -97,7 +97,7 @@ def model_memory_kb(path: Path) -> float | None:
 def input_kb(path: Path) -> float:
     """The model's input tensors (a whole-sequence model holds its [1, T, F] input in its arena: 4 bytes per value in
     float, on every route)."""
-    from edgeseq.quantize.tflite_file import read_tflite
+    from edgeseq.quantize.tflite.reader import read_tflite
 
     f = read_tflite(path)
     sg = f.model.subgraphs[0]

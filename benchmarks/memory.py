@@ -54,7 +54,7 @@ def _save(arch: str, out: Path, seq_len: int, **extra) -> Path:
 def build_models(out: Path, lengths: tuple[int, ...]) -> dict[str, list[Path]]:
     """{"zoo": [...], "stream": [...], "scaling": [...]}: converted once, then reused from `out`."""
     from edgeseq.quantize.convert import convert_model
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     out.mkdir(parents=True, exist_ok=True)
     zoo = [out / f"{a}-small-{r}.tflite" for a in ARCHS for r in (*RECIPES, *(UNROLL if a != "transformer" else ()))]
@@ -98,7 +98,7 @@ def measure(path: Path, repeats: int, python: str | None = None) -> dict:
 
 def predict(path: Path, runtime: str = "ai_edge_litert") -> dict:
     from edgeseq.quantize.memory_estimate import estimate_memory
-    from edgeseq.quantize.tflite_file import read_tflite
+    from edgeseq.quantize.tflite.reader import read_tflite
 
     return estimate_memory(read_tflite(path), runtime)
 

@@ -94,7 +94,7 @@ def _convert_looped(arch: str, out: Path) -> None:
 
 
 def agent_run(model: Path, runs: int, warmup: int) -> dict:
-    from edgeseq.stats import latency_stats
+    from edgeseq.core.stats import latency_stats
     from edgeseq.targets.local import LocalTarget
     from edgeseq.targets.runner import AgentOptions, run_agent
 
@@ -189,7 +189,7 @@ def main() -> None:
     t0 = time.time()
     load0 = os.getloadavg()[0]
     models = build_models(args.models)
-    from edgeseq.stats import cv
+    from edgeseq.core.stats import cv
 
     rows = []
     for i, m in enumerate(models):

@@ -42,11 +42,11 @@ def main() -> int:
     ap.add_argument("--retry-failed", action="store_true", help="run cells recorded as failed again")
     args = ap.parse_args()
 
-    from edgeseq.scaling import crossovers, scaling_fits, streaming_costs
-    from edgeseq.scaling_claims import claims_markdown, textbook_claims
-    from edgeseq.sweep import run_sweep
-    from edgeseq.sweep_grid import spec_from_options
-    from edgeseq.sweep_rows import failed_cells, sweep_rows
+    from edgeseq.sweep.claims import claims_markdown, textbook_claims
+    from edgeseq.sweep.grid import spec_from_options
+    from edgeseq.sweep.rows import failed_cells, sweep_rows
+    from edgeseq.sweep.run import run_sweep
+    from edgeseq.sweep.scaling import crossovers, scaling_fits, streaming_costs
 
     out = Path(args.out)
     db = out / "results.db"

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from edgeseq.models.streamkind import StreamKind
-    from edgeseq.stream_profile import fit_slopes, parse_contexts, stream_sweep
-    from edgeseq.stream_report import render_markdown
+    from edgeseq.streams.profile import fit_slopes, parse_contexts, stream_sweep
+    from edgeseq.streams.report import render_markdown
 
     contexts = parse_contexts(args.contexts)
     if args.at not in contexts:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n<details><summary>all rows</summary>\n")
     print(render_markdown(rows))
     print("</details>")
-    from edgeseq.stream_report import plot_streaming
+    from edgeseq.streams.report import plot_streaming
 
     png = plot_streaming(rows, out / "streaming.png")
     print(f"\nplot: {png}; store: {out / 'results.db'}", file=sys.stderr)

@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from edgeseq.errors import InputError, ModelError, did_you_mean
+from edgeseq.core.errors import InputError, ModelError, did_you_mean
 
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 # The module each backend needs, and the extra that installs its CPU build.
@@ -51,7 +51,7 @@ def require_installed(backend: str) -> None:
     """A one-line InputError naming the extra to install when the backend's package is missing."""
     module = MODULES[backend]
     try:
-        # PathFinder, not importlib.util.find_spec: the latter would consume edgeseq.fsio.tfquiet's one-shot import
+        # PathFinder, not importlib.util.find_spec: the latter would consume edgeseq.core.fsio.tfquiet's one-shot import
         # hook for tensorflow without importing it, and TF's start-up lines would then reach the terminal.
         found = sys.modules.get(module) is not None or importlib.machinery.PathFinder.find_spec(module) is not None
     except (ImportError, ValueError):  # a broken or half-removed install counts as missing

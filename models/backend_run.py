@@ -2,7 +2,7 @@
 
 `train_on_backend` is what `edgeseq train` and benchmarks/gpu_train.py call. TensorFlow (the default) trains in the
 caller's process, as before; JAX and PyTorch train in `models/train_child.py`, started through
-`edgeseq.fsio.childproc` with `KERAS_BACKEND` set, while this process never imports Keras or TensorFlow for them.
+`edgeseq.core.fsio.childproc` with `KERAS_BACKEND` set, while this process never imports Keras or TensorFlow for them.
 Epochs are reported as the child finishes them (it appends to progress.jsonl; a thread here reads it).
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeseq.errors import EdgeseqError
-from edgeseq.fsio import childproc
+from edgeseq.core.errors import EdgeseqError
+from edgeseq.core.fsio import childproc
 from edgeseq.models.backend import ENV, keras_backend_here, require_installed, resolve_backend
 from edgeseq.models.run_dir import TrainOptions, TrainResult, prepare_run_dir
 

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from edgeseq.errors import InputError, did_you_mean
+from edgeseq.core.errors import InputError, did_you_mean
 
 RECURRENT_ARCHS: tuple[str, ...] = ("rnn", "lstm", "gru")
 # (seq_len, num_features, num_classes) at which presets are matched and `edgeseq models` counts parameters.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.models.config import RNNConfig
 from edgeseq.models.layers import SequencePooling
 

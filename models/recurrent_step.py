@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeseq.errors import InputError, ModelError
+from edgeseq.core.errors import InputError, ModelError
 
 BIDIRECTIONAL_WHY = (
     "a bidirectional RNN reads the sequence backwards from its last step, so no output exists before the whole "

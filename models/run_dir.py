@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import InputError
-from edgeseq.fsio import check_output_dir
+from edgeseq.core.errors import InputError
+from edgeseq.core.fsio import check_output_dir
 
 
 @dataclass(frozen=True)

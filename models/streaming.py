@@ -22,7 +22,7 @@ features; `pos` (if present) is the step index from 0; `y` is the model's output
   the new key/value returned for the runtime to write at slot `pos`. Each cached entry is thus quantized once, when
   written: passing the whole cache through the graph every step re-rounded every old int8 entry at every step.
   Positions 0..capacity-1 are served.
-- Users' own functional graphs (edgeseq.models.graph_step) stream node by node, residual connections included: a
+- Users' own functional graphs (edgeseq.models.graph.step) stream node by node, residual connections included: a
   causal keras MultiHeadAttention becomes the same kind of KV-cache step from the layer's own projections, a Conv1D
   with kernel k > 1 and stride 1 keeps a ring buffer of its last (k-1)*dilation inputs (padding "causal" exact,
   "valid" with a delay of (k-1)*dilation steps, `stream_delay`), and learned or constant position tables add row
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import InputError, ModelError
+from edgeseq.core.errors import InputError, ModelError
 from edgeseq.models.recurrent_step import (  # noqa: F401 - recurrent_state_specs is public here too
     BIDIRECTIONAL_HINT,
     BIDIRECTIONAL_WHY,
@@ -185,7 +185,7 @@ def analyze_streaming(model: Any) -> StreamInfo:
 
 
 def _graph_info(model: Any, seq_len: int | None, features: int) -> StreamInfo:
-    from edgeseq.models.graph_step import graph_plan
+    from edgeseq.models.graph.step import graph_plan
 
     plan = graph_plan(model)
     kind = StreamKind.KV_CACHE if plan.needs_pos else StreamKind.RECURRENT_STEP
@@ -201,7 +201,7 @@ def state_specs(model: Any, kv_capacity: int | None = None) -> list[tuple[str, t
     """(input name, shape without batch) of every state input of the step model: carried state, then KV caches."""
     info = analyze_streaming(model)
     if _is_graph(info):
-        from edgeseq.models.graph_step import graph_plan
+        from edgeseq.models.graph.step import graph_plan
 
         return graph_plan(model).state_specs(kv_capacity or info.seq_len)
     if info.kind == StreamKind.KV_CACHE:
@@ -239,7 +239,7 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
         x = keras.Input(batch_shape=(batch_size, F), name="x")
     inputs = {"x": x}
     if _is_graph(info):
-        from edgeseq.models.graph_step import graph_plan, make_graph_step_layer
+        from edgeseq.models.graph.step import graph_plan, make_graph_step_layer
 
         plan = graph_plan(model)
         capacity = (kv_capacity or info.seq_len) if plan.attention else None

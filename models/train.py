@@ -18,9 +18,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from edgeseq.errors import InputError
-from edgeseq.fsio import atomic_write_json, sha256_file
-from edgeseq.metrics import metrics_for
+from edgeseq.core.errors import InputError
+from edgeseq.core.fsio import atomic_write_json, sha256_file
+from edgeseq.core.metrics import metrics_for
 from edgeseq.models.backend import backend_record, backend_version, placement_for
 from edgeseq.models.device import precision_policy
 from edgeseq.models.run_dir import (

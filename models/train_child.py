@@ -46,7 +46,7 @@ def _read_dataset(job_dir: Path) -> object:
 
 def run(job_dir: Path) -> int:
     job = json.loads((job_dir / "job.json").read_text())
-    from edgeseq.fsio import childproc
+    from edgeseq.core.fsio import childproc
     from edgeseq.models.backend import block_tensorflow
 
     childproc.install_signal_handlers()  # SIGTERM from the host: unwind, so a half-written run is removed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import keras
 
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.models.config import TransformerConfig
 from edgeseq.models.layers import (
     LearnedPositionalEncoding,

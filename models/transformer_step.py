@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import InputError, ModelError
+from edgeseq.core.errors import InputError, ModelError
 from edgeseq.models.recurrent_step import IDENTITY, PER_STEP
 
 

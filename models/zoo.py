@@ -13,7 +13,7 @@ import functools
 import random
 from typing import TYPE_CHECKING, Any
 
-from edgeseq.errors import InputError, did_you_mean
+from edgeseq.core.errors import InputError, did_you_mean
 from edgeseq.models.config import (
     PRESET_CONFIGS,
     RECURRENT_ARCHS,

@@ -91,10 +91,10 @@ def _convert(fixed: Any, recipe: Any, calibration: Any, per_channel: bool, strat
 
 def _post_process(data: bytes, strategy: str, report: dict) -> bytes:
     """Route checks and math-preserving edits: every fusable LSTM became one fused op; the loop's zero buffers
-    become FILL ops (quantize/tflite_edit.py splats_to_fill); an int8 loop's input is quantized once, outside the loop
+    become FILL ops (quantize/tflite/edit.py splats_to_fill); an int8 loop's input is quantized once, outside the loop
     (quantize/loop_hoist.py)."""
-    from edgeseq.errors import ConversionError
-    from edgeseq.quantize import tflite_edit
+    from edgeseq.core.errors import ConversionError
+    from edgeseq.quantize.tflite import edit as tflite_edit
 
     if strategy == "fused":
         from edgeseq.quantize.fused_lstm import OP, count_fused_ops
@@ -130,8 +130,8 @@ def run(job_dir: Path) -> int:
 
     import numpy as np
 
-    from edgeseq.errors import ConversionError, EdgeseqError
-    from edgeseq.fsio import childproc
+    from edgeseq.core.errors import ConversionError, EdgeseqError
+    from edgeseq.core.fsio import childproc
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.recipes import Recipe
 

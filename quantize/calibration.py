@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import DatasetError, InputError
+from edgeseq.core.errors import DatasetError, InputError
 
 CALIBRATION_SEED = 0
 VALIDATION_SAMPLES = 1000  # cap on held-out samples used for parity and accuracy

@@ -23,8 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import ConversionError, EdgeseqError, ModelError, ValidationError
-from edgeseq.fsio import atomic_write_bytes, atomic_write_json, check_file_name, check_output_dir, childproc
+from edgeseq.core.errors import ConversionError, EdgeseqError, ModelError, ValidationError
+from edgeseq.core.fsio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_file_name,
+    check_output_dir,
+    childproc,
+)
 from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal
@@ -33,7 +39,7 @@ from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
 from edgeseq.quantize.recipes import Recipe, get_recipe
 from edgeseq.quantize.slim import compact
-from edgeseq.quantize.tflite_file import parse_bytes
+from edgeseq.quantize.tflite.reader import parse_bytes
 from edgeseq.quantize.training_reference import check_reference, load_reference
 
 CHILD_TIMEOUT_S = 900

@@ -14,8 +14,8 @@ import os
 import time
 from typing import Any
 
-from edgeseq.errors import InputError
-from edgeseq.quantize.tflite_file import read_tflite
+from edgeseq.core.errors import InputError
+from edgeseq.quantize.tflite.reader import read_tflite
 
 
 def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | None = None) -> dict[str, Any]:

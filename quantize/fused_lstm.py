@@ -18,7 +18,7 @@ State: the op keeps h and c in *variable* tensors. The float kernel carries the 
 the next invoke (tensorflow/tensorflow#47813; measured here: max |diff| 6e-3 between a sequence run after another
 and the same sequence in a fresh interpreter), so deployed code would have to call ResetVariableTensors() before
 each sequence; a FILL op zeroing them in the graph fixes that on LiteRT, but edgeseq's file validator
-(quantize/tflite_verify.py) refuses an op that writes a variable tensor. The int8 kernel showed no carry-over
+(quantize/tflite/verify.py) refuses an op that writes a variable tensor. The int8 kernel showed no carry-over
 (identical outputs, ai-edge-litert 2.3 and tflite-runtime 2.14), and validation runs its samples back to back in
 one interpreter, so a carry-over would fail parity. Hence the route is int8 only (quantize/rnn_routes.py).
 Conversion child and host analysis only (imports Keras / TensorFlow).
@@ -29,7 +29,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 
 OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
@@ -185,7 +185,7 @@ def fused_model(model: Any, seq_len: int | None) -> tuple[Any, int]:
 
 def count_fused_ops(data: bytes) -> int:
     """How many UNIDIRECTIONAL_SEQUENCE_LSTM ops a converted file holds (the child checks it against the layers)."""
-    from edgeseq.quantize import tflite_edit
+    from edgeseq.quantize.tflite import edit as tflite_edit
 
     fb = tflite_edit._fb()
     model = tflite_edit.load(data)

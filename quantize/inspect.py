@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from edgeseq.quantize.memory_estimate import estimate_memory
-from edgeseq.quantize.tflite_file import TFLiteFile, read_tflite
+from edgeseq.quantize.tflite.reader import TFLiteFile, read_tflite
 
 QUANTIZED_DTYPES = ("int8", "uint8", "int16")
 FLOAT_DTYPES = ("float32", "float16")

@@ -3,7 +3,7 @@
 Why: the runtime itself can abort on a valid-looking file (XNNPACK aborted preparing an int8 graph calibrated on
 zero-range tensors), and a crash must become a one-line error, not the end of `edgeseq`. The child imports only
 numpy and the runtime (~0.1 s). Input: JOBDIR/model.tflite, JOBDIR/inputs.npy; output: JOBDIR/outputs.npy, or
-JOBDIR/error.json (an edgeseq.fsio.childproc error record).
+JOBDIR/error.json (an edgeseq.core.fsio.childproc error record).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseq.errors import EdgeseqError, ModelError
-from edgeseq.fsio import childproc
+from edgeseq.core.errors import EdgeseqError, ModelError
+from edgeseq.core.fsio import childproc
 
 RUN_TIMEOUT_S = 900
 

@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 
 TRUST_HINT = "if you wrote or trust this file, pass --trust-model (it lets the file run Python code)"
 
@@ -113,7 +113,7 @@ def source_fingerprint(path: str | os.PathLike) -> tuple[str, int]:
     sorted order)."""
     p = Path(path)
     if not p.is_dir():
-        from edgeseq.fsio import sha256_file
+        from edgeseq.core.fsio import sha256_file
 
         return sha256_file(p), p.stat().st_size
     digest, total = hashlib.sha256(), 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.quantize import tflite_edit
+from edgeseq.quantize.tflite import edit as tflite_edit
 
 
 def _code(model: Any, op: Any) -> str:

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 
 SCHEMA = "edgeseq.manifest/1"
 

@@ -23,7 +23,7 @@ that has already imported the runtime. The parts, in kB:
                 prediction of the agent's `memory.code_kb`. File-backed and shared between processes; how much of
                 it is already resident before a model loads depends on the page cache, so the agent measures it
                 apart (agent schema edgeseq.agent/3) and the model's figure leaves it out. A memory limit on the
-                whole process has to hold it (`edgeseq.memory_need`).
+                whole process has to hold it (`edgeseq.profiling.memory_need`).
 
 The per-record figures are calibrated against the agent's measurements (benchmarks/memory.py prints measured vs
 predicted): x86_64, ai-edge-litert 2.3 and tflite-runtime 2.14. On another CPU or runtime build they may be off by a
@@ -36,7 +36,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
-from edgeseq.quantize.tflite_file import TFLiteFile
+from edgeseq.quantize.tflite.reader import TFLiteFile
 
 ALIGNMENT = 64  # LiteRT's kDefaultTensorAlignment and kDefaultArenaAlignment
 NEVER = 1 << 62  # "never deallocated" (kNodeNotAssigned as the last node)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeseq.quantize.slim import pack_model
-from edgeseq.quantize.tflite_file import TFLiteFile, read_tflite
+from edgeseq.quantize.tflite.reader import TFLiteFile, read_tflite
 
 PACK_SCHEMA = "edgeseq.op_slices/1"
 REPLICAS = 9

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 
 
 def is_token_input(model: Any) -> bool:

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from edgeseq.errors import InputError, did_you_mean
+from edgeseq.core.errors import InputError, did_you_mean
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float", "int8")

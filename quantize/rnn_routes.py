@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeseq.errors import ConversionError, EdgeseqError
+from edgeseq.core.errors import ConversionError, EdgeseqError
 
 ROUTES = ("loop", "fused", "unroll")  # auto's order for int8 (why loop before fused: AUTO_RULE)
 AUTO_RULE = (

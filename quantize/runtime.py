@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from edgeseq.errors import ModelError, RuntimeMissing
+from edgeseq.core.errors import ModelError, RuntimeMissing
 
 
 def interpreter_class() -> tuple[Any, str, str]:
@@ -46,7 +46,7 @@ def load_interpreter(
     so a special, huge, corrupt or inconsistent file is refused before LiteRT sees it (LiteRT can abort the process
     on some corrupt inputs); LiteRT then gets the very bytes that were checked.
     """
-    from edgeseq.quantize.tflite_file import parse_bytes, read_model_bytes
+    from edgeseq.quantize.tflite.reader import parse_bytes, read_model_bytes
 
     if model_path is None and model_content is None:
         raise ModelError("no model given to load", "pass a .tflite path or its bytes")

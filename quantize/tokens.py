@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from edgeseq.quantize.tflite_file import TFLiteFile
+from edgeseq.quantize.tflite.reader import TFLiteFile
 
 # Ops an id passes through between the model input and its GATHER (Keras: negative-index wrap, casts, reshapes).
 PASS_THROUGH = {"LESS", "ADD", "SELECT", "SELECT_V2", "CAST", "RESHAPE", "EXPAND_DIMS", "SQUEEZE", "STRIDED_SLICE",

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 
 
 def load_reference(model_path: Path, steps: int | None, features: int | None, model: Any) -> dict | None:
@@ -34,7 +34,7 @@ def load_reference(model_path: Path, steps: int | None, features: int | None, mo
         return None
     if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
         return None
-    from edgeseq.fsio import sha256_file
+    from edgeseq.core.fsio import sha256_file
 
     backend = str(ref.get("backend", "unknown"))
     base = {"backend": backend, "file": str(model_path.parent / Path(ref["file"]).name), "mixed_precision": mixed}

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.quantize.recipes import Tolerance
 
 
@@ -59,7 +59,7 @@ def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
 def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
     """Accuracy for classifiers, MSE and MAE for regression: the same terms training reports. Per-time-step outputs
     ([N, T, C] / [N, T, H] against labels [N, T] / [N, T, H]) are scored per frame (`per_frame`, `frames`)."""
-    from edgeseq.metrics import metrics_for
+    from edgeseq.core.metrics import metrics_for
 
     return metrics_for(task, outputs, labels)
 

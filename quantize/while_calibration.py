@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from edgeseq.quantize import tflite_edit
+from edgeseq.quantize.tflite import edit as tflite_edit
 
 
 def _while_ops(model: Any) -> Iterator[tuple[Any, Any]]:

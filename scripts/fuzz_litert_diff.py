@@ -1,7 +1,7 @@
 """Differential fuzz: mutated .tflite files that edgeseq's parser ACCEPTS, loaded by the real LiteRT interpreter.
 
 A file we accept but LiteRT refuses while building the interpreter (or crashes on) points at a structural rule the
-validator (quantize/tflite_verify.py) lacks. Errors LiteRT raises later, in a kernel's Prepare (shape or type
+validator (quantize/tflite/verify.py) lacks. Errors LiteRT raises later, in a kernel's Prepare (shape or type
 mismatches between ops), are semantics, not structure, and are only counted.
 
     .venv/bin/python scripts/fuzz_litert_diff.py [--iterations N] [--seed S] [--keep DIR]
@@ -60,8 +60,8 @@ def main() -> int:
 
     import test_fuzz_tflite as fz
 
-    from edgeseq.errors import ModelError
-    from edgeseq.quantize.tflite_file import parse_bytes
+    from edgeseq.core.errors import ModelError
+    from edgeseq.quantize.tflite.reader import parse_bytes
 
     bases = {"dense": fz.dense_model(), "while": fz.while_model(), "conv-int8": fz.conv_int8_model(),
              "chain": fz.chain_model(40)}

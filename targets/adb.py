@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from edgeseq.errors import InputError, TargetError
+from edgeseq.core.errors import InputError, TargetError
 from edgeseq.targets import device_shell
 from edgeseq.targets.base import RunResult, TargetSpec
 from edgeseq.targets.trust import system_program

@@ -981,7 +981,7 @@ _RUNTIME_SEEN: dict = {}
 # named "<input>_at_pos" is one new slot of that input (a KV cache), written at index pos of axis 2; "x" is the
 # step's features, "pos" (if present) the step index from 0, "y" the output. A model with one [1, W, F] input and
 # no state is the sliding-window baseline: the window shifts by one step and the whole model re-runs. The host's
-# validation (edgeseq.quantize.stream) imports StreamStepper from this file, so device and host step alike.
+# validation (edgeseq.quantize.stream.convert) imports StreamStepper from this file, so device and host step alike.
 def signature_details(interp) -> tuple:
     """({name: input detail}, {name: output detail}) of the default signature; tensor names when there is none."""
     try:

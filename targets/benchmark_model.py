@@ -7,7 +7,7 @@ What the log gives, and so what the result has: init time, first inference, warm
 count/avg/std/min/max (and p5/median/p95 on newer builds). It prints no per-run samples, so `timings_ns.invoke` is
 empty and the aggregates travel in `aggregate_us`; p90/p99 are unknown (None), never invented. Its memory figures
 are, in its own words, only APPROXIMATE: they are stored as such (`memory.approximate = true`). The figures a table
-shows come from `edgeseq.stats.summarize`, as for the agent.
+shows come from `edgeseq.core.stats.summarize`, as for the agent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from edgeseq.errors import InputError, ModelError, RuntimeMissing, TargetError
+from edgeseq.core.errors import InputError, ModelError, RuntimeMissing, TargetError
 from edgeseq.targets import device_shell
 from edgeseq.targets.facts import from_target_facts
 
@@ -218,7 +218,7 @@ def run_benchmark(
 ) -> dict:
     """Push the binary and the model to a fresh work directory, verify the model's sha256 there, run, parse, clean up
     (unless `keep`). Returns the common result schema: `device` in the agent's fields, `target_facts` as `info()` gave them."""
-    from edgeseq.fsio import sha256_file
+    from edgeseq.core.fsio import sha256_file
     from edgeseq.targets.runner import _safe_name
 
     model, binary = Path(model), Path(binary).expanduser()

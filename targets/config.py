@@ -27,8 +27,8 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from edgeseq.errors import InputError
-from edgeseq.fsio import atomic_write_text
+from edgeseq.core.errors import InputError
+from edgeseq.core.fsio import atomic_write_text
 from edgeseq.targets.base import TargetSpec
 
 if sys.version_info >= (3, 11):

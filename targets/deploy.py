@@ -13,8 +13,8 @@ import re
 import time
 from pathlib import Path, PurePosixPath
 
-from edgeseq.errors import EdgeseqError, TargetError
-from edgeseq.quantize.tflite_file import read_tflite
+from edgeseq.core.errors import EdgeseqError, TargetError
+from edgeseq.quantize.tflite.reader import read_tflite
 from edgeseq.targets import device_shell
 from edgeseq.targets.limits import check_deploy_options
 
@@ -68,7 +68,7 @@ def _deploy(target, model: Path, runs, warmup, threads, keep, timeout, runner, b
 
         binary = benchmark_binary or target.spec.benchmark_binary
         if not binary:
-            from edgeseq.errors import InputError
+            from edgeseq.core.errors import InputError
 
             raise InputError("runner benchmark_model needs the binary", "pass --benchmark-binary PATH")
         log(f"running benchmark_model on {target.spec.name}")
@@ -115,7 +115,7 @@ def with_user_paths(exc: EdgeseqError, model: Path, input_path: str | Path | Non
 
 
 def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log) -> dict:
-    from edgeseq.fsio import sha256_file
+    from edgeseq.core.fsio import sha256_file
     from edgeseq.targets.runner import (
         AGENT_REMOTE_NAME,
         AgentOptions,

@@ -7,7 +7,7 @@ as shell syntax.
 
 from __future__ import annotations
 
-from edgeseq.errors import TargetError
+from edgeseq.core.errors import TargetError
 
 RUN_DIR_PREFIX = "run-"
 # Wraps every remote command: `timeout` (coreutils, toybox) kills it on the device when our deadline passes, so a

@@ -6,7 +6,7 @@ any model, target or results store is touched.
 
 from __future__ import annotations
 
-from edgeseq.errors import InputError, check_finite, check_int
+from edgeseq.core.errors import InputError, check_finite, check_int
 
 # option -> (lowest, highest, example)
 INT_LIMITS: dict[str, tuple[int, int, int]] = {

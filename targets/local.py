@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeseq.errors import InputError, TargetError
-from edgeseq.fsio import childproc
+from edgeseq.core.errors import InputError, TargetError
+from edgeseq.core.fsio import childproc
 from edgeseq.targets.base import RunResult, TargetSpec
 
 CFS_PERIOD_US = 100_000

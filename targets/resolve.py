@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.targets.base import Target, TargetSpec
 
 

@@ -12,8 +12,8 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from edgeseq.errors import EdgeseqError, InputError, ModelError, RuntimeMissing, TargetError
-from edgeseq.fsio import sha256_file
+from edgeseq.core.errors import EdgeseqError, InputError, ModelError, RuntimeMissing, TargetError
+from edgeseq.core.fsio import sha256_file
 from edgeseq.targets.base import RunResult, Target
 
 AGENT_SCHEMA_PREFIX = "edgeseq.agent/3"  # what the agent pushed from this edgeseq prints (stored /1, /2 rows stay readable)
@@ -38,7 +38,7 @@ class AgentOptions:
     input_dist: str = "normal"
     seed: int = 0
     runtime: str = "auto"
-    stream: bool = False  # feed a sequence step by step, carrying state (step models; see edgeseq.quantize.stream)
+    stream: bool = False  # feed a sequence step by step, carrying state (step models; see edgeseq.quantize.stream.convert)
     steps: int | None = None  # --stream: steps per stream (the context)
     hop_ms: float | None = None  # --stream: the input period; the agent reports the share of steps that met it
     ops: bool = False  # then time every op on its own (the op slices: edgeseq.quantize.op_slices)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeseq.errors import InputError, TargetError
+from edgeseq.core.errors import InputError, TargetError
 from edgeseq.targets import config
 from edgeseq.targets.device_shell import last_line
 from edgeseq.targets.resolve import open_spec, open_target

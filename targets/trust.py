@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeseq.errors import TargetError
+from edgeseq.core.errors import TargetError
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 KEY_TYPES = "ed25519,ecdsa,rsa"
@@ -149,7 +149,7 @@ def trust_target(
 
     `show(plan)` is called once the keys are fetched (before any check). With `fingerprint`, only the key that has
     it is recorded, and none matching is an error. Keys already recorded are left as they are (`already_trusted`)."""
-    from edgeseq.errors import InputError
+    from edgeseq.core.errors import InputError
     from edgeseq.targets import config
     from edgeseq.targets.ssh import parse_url
 

@@ -83,7 +83,7 @@ class ConversionCache:
             for f in [pool.submit(self.get, key, make) for key, make in todo.items()]:
                 f.exception()
         except BaseException:  # Ctrl-C: start nothing more, and take the running conversions' children down
-            from edgeseq.fsio import childproc
+            from edgeseq.core.fsio import childproc
 
             pool.shutdown(wait=False, cancel_futures=True)
             childproc.kill_all()
@@ -147,7 +147,7 @@ def small_zoo(cache: ConversionCache) -> list[Path]:
 def small_zoo_jobs(cache: ConversionCache) -> dict[Hashable, Callable[[Path], list[Path]]]:
     """The small zoo's five conversion calls (its models built here, in the calling thread)."""
     from edgeseq.quantize.convert import convert_model
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     out = cache.get(("small-zoo", "models"), _build_small_zoo)
 

@@ -14,7 +14,7 @@ import _adb_double
 import _armroot
 import pytest
 
-from edgeseq.errors import TargetError
+from edgeseq.core.errors import TargetError
 from edgeseq.targets import config
 from edgeseq.targets.adb import AdbTarget
 from edgeseq.targets.base import TargetSpec
@@ -101,8 +101,8 @@ def test_agent_runner_when_the_device_has_python(phone, adb_server, model, tmp_p
 
 
 def test_benchmark_model_runner_deploy_and_profile(phone, adb_server, model, tmp_path, targets_file):
-    from edgeseq.profiling import profile_models
-    from edgeseq.store import ResultsStore
+    from edgeseq.profiling.run import profile_models
+    from edgeseq.store.results import ResultsStore
     from edgeseq.targets.deploy import deploy
 
     binary = _adb_double.write_benchmark_model_double(tmp_path / "benchmark_model", sys.executable)
@@ -124,8 +124,8 @@ def test_benchmark_model_runner_deploy_and_profile(phone, adb_server, model, tmp
 def test_device_going_offline_mid_run_is_clear_and_nothing_is_stored(
     adb_server, model, tmp_path, targets_file
 ):
-    from edgeseq.profiling import profile_models
-    from edgeseq.store import ResultsStore
+    from edgeseq.profiling.run import profile_models
+    from edgeseq.store.results import ResultsStore
 
     phone = _adb_double.AdbDeviceDouble(tmp_path / "flaky")
     try:

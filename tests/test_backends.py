@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeseq.core.errors import InputError
 from edgeseq.datasets.base import Dataset
-from edgeseq.errors import InputError
 from edgeseq.models.backend import require_installed, resolve_backend
 from edgeseq.models.run_dir import TrainOptions
 from edgeseq.models.zoo import ARCHITECTURES
@@ -89,7 +89,7 @@ def test_cli_backend_not_installed_names_the_extra(tmp_path):
 def test_conversion_pins_keras_to_tensorflow_or_refuses_in_one_line(monkeypatch):
     import types
 
-    from edgeseq.errors import ModelError
+    from edgeseq.core.errors import ModelError
     from edgeseq.models.backend import use_tensorflow_keras
 
     fake = types.SimpleNamespace(backend=types.SimpleNamespace(backend=lambda: "jax"))
@@ -179,7 +179,7 @@ def test_cli_convert_runs_on_tensorflow_even_with_keras_backend_jax_set(tmp_path
 
 @pytest.mark.slow
 def test_streaming_export_of_a_jax_model_checks_tensorflow_keras_against_jax(tmp_path, jax_gru):
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     (res,) = convert_stream(jax_gru[0].model_path, ["fp32"], out_dir=tmp_path / "stream")
     ref = res.manifest["validation"]["training_reference"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgeseq.errors import ModelError, RuntimeMissing, TargetError
-from edgeseq.stats import summarize
+from edgeseq.core.errors import ModelError, RuntimeMissing, TargetError
+from edgeseq.core.stats import summarize
 from edgeseq.targets.benchmark_model import BenchmarkOptions, build_argv, parse_log, to_result
 from edgeseq.targets.facts import DEVICE_FIELDS, problems
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from _zoo_cache import params, planner, prefetch_session, selected
 
+from edgeseq.core.errors import ConversionError, InputError, ModelError, ValidationError
 from edgeseq.datasets.base import Dataset
-from edgeseq.errors import ConversionError, InputError, ModelError, ValidationError
 from edgeseq.quantize.calibration import guard_constant_steps, select_indices
 from edgeseq.quantize.convert import convert_model, default_name
 from edgeseq.quantize.manifest import read_manifest
@@ -281,7 +281,7 @@ def test_variable_time_axis_needs_seq_len(tmp_path):
 
 def test_bad_out_and_name_are_refused_before_the_model_is_read(tmp_path):
     """A missing model would be a ModelError: these InputErrors prove nothing was loaded or converted first."""
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     (tmp_path / "afile").write_text("results already stored")
     missing = tmp_path / "absent.keras"
@@ -303,7 +303,7 @@ def test_stream_export_of_per_step_outputs_compares_every_step(tmp_path):
     the step model emits y_t and parity compares every step (more in tests/test_user_models.py)."""
     import keras
 
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((T, F))

@@ -17,8 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgeseq.cli import cli
+from edgeseq.core.errors import DatasetError
 from edgeseq.datasets import Dataset, fsdd, list_datasets, load_dataset
-from edgeseq.errors import DatasetError
 
 EDGESEQ = Path(sys.executable).parent / "edgeseq"
 SUBSET = [f"{d}_{s}_{i}.wav" for d in (0, 1) for s in ("jackson", "nicolas") for i in (0, 1, 5, 6)]

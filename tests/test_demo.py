@@ -49,8 +49,8 @@ def test_demo_runs_the_whole_line_and_says_where_the_report_is(conversions, requ
     assert report.exists() and "data:image/png;base64" in report.read_text()
     assert f"report: {report}" in proc.stdout
     # the demo and `edgeseq profile` measure a file alike: the same model memory, within the estimate's promise
-    from edgeseq.profiling import profile_models
-    from edgeseq.report import load_report
+    from edgeseq.profiling.run import profile_models
+    from edgeseq.report.dispatch import load_report
 
     demo = {r["model"]: r for r in load_report(out / "results.db")}
     for name in ("gru-tiny-fp32", "gru-tiny-int8"):

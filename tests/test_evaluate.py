@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeseq.errors import InputError, ModelError
+from edgeseq.core.errors import InputError, ModelError
 from edgeseq.quantize.evaluate import evaluate_tflite
 
 T, F, CLASSES = 10, 3, 4

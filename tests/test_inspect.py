@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 from edgeseq.quantize.inspect import inspect_tflite
 from edgeseq.quantize.manifest import read_manifest
 
@@ -211,7 +211,7 @@ def test_inspect_stays_linear_on_long_graphs():
     from _tiny_tflite import chain_model
 
     from edgeseq.quantize.inspect import analyze
-    from edgeseq.quantize.tflite_file import parse_bytes
+    from edgeseq.quantize.tflite.reader import parse_bytes
 
     def cost(data: bytes) -> tuple[float, dict]:
         started = time.perf_counter()

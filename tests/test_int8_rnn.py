@@ -18,7 +18,7 @@ import pytest
 from _zoo_cache import params, planner, prefetch_session, selected
 from test_convert import CLASSES, F, save, toy_dataset
 
-from edgeseq.errors import ConversionError
+from edgeseq.core.errors import ConversionError
 from edgeseq.quantize.convert import convert_model
 from edgeseq.quantize.rnn_routes import KNOWN_REFUSALS, choose, plan
 
@@ -246,8 +246,8 @@ CASES = [("fused", "lstm", "int8"), ("loop", "lstm", "int8"), ("loop", "gru", "i
 def loop_inputs_quantized(path: Path) -> bool:
     """No WHILE body quantizes a pass-through float input: every invariant input the body reads as int8 comes in
     as int8."""
-    from edgeseq.quantize import tflite_edit
     from edgeseq.quantize.loop_hoist import _code, _readers
+    from edgeseq.quantize.tflite import edit as tflite_edit
 
     model = tflite_edit.load(path.read_bytes())
     for sg in model.subgraphs:

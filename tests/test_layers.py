@@ -13,12 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 FOLDERS = {"toolkit": "edgeseq", "models": "edgeseq.models", "quantize": "edgeseq.quantize",
            "targets": "edgeseq.targets"}
 
-FOUNDATION = {"edgeseq", "edgeseq.errors", "edgeseq.fsio", "edgeseq.metrics", "edgeseq.stats", "edgeseq.datasets"}
+FOUNDATION = {"edgeseq", "edgeseq.core", "edgeseq.datasets"}
 CLI = {"edgeseq.cli", "edgeseq.commands"}
 LAYERS = ["foundation", "models", "quantize", "targets", "orchestration", "cli"]
 # The one deliberate sideways edge: host-side stream parity steps a .tflite with the agent's own stepper, so the
 # host check and the device run share one definition.
-ALLOWED = {("edgeseq.quantize.stream_child", "edgeseq.targets.agent")}
+ALLOWED = {("edgeseq.quantize.stream.child", "edgeseq.targets.agent")}
 
 
 def layer_of(module: str) -> str:
@@ -86,7 +86,7 @@ def test_every_import_points_down_the_layers():
 
 def test_the_walk_sees_imports_inside_functions(tmp_path):
     src = tmp_path / "m.py"
-    src.write_text("def f():\n    from edgeseq.cli import main\n    import edgeseq.store\n")
-    assert [n for n, _ in imports(src, "edgeseq.errors")] == ["edgeseq.cli", "edgeseq.cli.main", "edgeseq.store"]
+    src.write_text("def f():\n    from edgeseq.cli import main\n    import edgeseq.store.results\n")
+    assert [n for n, _ in imports(src, "edgeseq.core.errors")] == ["edgeseq.cli", "edgeseq.cli.main", "edgeseq.store.results"]
     assert layer_of("edgeseq.commands.convert") == "cli" and layer_of("edgeseq.datasets.npz") == "foundation"
-    assert layer_of("edgeseq.quantize.convert") == "quantize" and layer_of("edgeseq.profiling") == "orchestration"
+    assert layer_of("edgeseq.quantize.convert") == "quantize" and layer_of("edgeseq.profiling.run") == "orchestration"

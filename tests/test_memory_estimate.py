@@ -14,7 +14,7 @@ from _tiny_tflite import TFLiteBuilder, _fc_options, chain_model, dense_model
 from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo_jobs
 
 from edgeseq.quantize.memory_estimate import ALIGNMENT, estimate_memory, plan_arena, state_bytes, while_conds
-from edgeseq.quantize.tflite_file import parse_bytes, read_tflite
+from edgeseq.quantize.tflite.reader import parse_bytes, read_tflite
 
 AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
 needs_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")

@@ -10,7 +10,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from edgeseq.errors import InputError  # noqa: E402
+from edgeseq.core.errors import InputError  # noqa: E402
 from edgeseq.models.config import REFERENCE_SHAPE, config_from_dict, config_to_dict  # noqa: E402
 from edgeseq.models.layers import MultiHeadSelfAttention, causal_mask  # noqa: E402
 from edgeseq.models.zoo import (  # noqa: E402

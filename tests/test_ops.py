@@ -14,11 +14,11 @@ from _tiny_tflite import TFLiteBuilder, dense_model, while_model
 from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo_jobs
 
 from edgeseq.cli import main
-from edgeseq.errors import InputError
-from edgeseq.fsio import sha256_file
-from edgeseq.op_profile import op_fields
+from edgeseq.core.errors import InputError
+from edgeseq.core.fsio import sha256_file
+from edgeseq.profiling.ops import op_fields
 from edgeseq.quantize.op_slices import REPLICAS, cut_ops, write_pack
-from edgeseq.quantize.tflite_file import parse_bytes
+from edgeseq.quantize.tflite.reader import parse_bytes
 from edgeseq.targets.local import LocalTarget
 from edgeseq.targets.runner import AgentOptions, run_agent
 

@@ -43,7 +43,7 @@ def edgeseq(*args: str, env: dict, timeout: float = 300) -> subprocess.Completed
 
 
 def test_trust_check_deploy_and_profile_a_zoo_model_on_the_emulated_pi(pi, tmp_path):
-    from edgeseq.store import ResultsStore
+    from edgeseq.store.results import ResultsStore
 
     model = _armroot.tiny_model(tmp_path / "artifacts" / "gru-tiny fp32.tflite")
     known_hosts = tmp_path / "known_hosts"

@@ -14,9 +14,9 @@ import pytest
 from _tiny_tflite import build_tiny_models
 
 from edgeseq.cli import main
-from edgeseq.errors import InputError, ModelError, TargetError
-from edgeseq.stats import latency_stats
-from edgeseq.store import ResultsStore
+from edgeseq.core.errors import InputError, ModelError, TargetError
+from edgeseq.core.stats import latency_stats
+from edgeseq.store.results import ResultsStore
 from edgeseq.targets.local import LocalTarget, _cgroup_root, parse_size
 from edgeseq.targets.runner import AgentOptions, run_agent
 
@@ -363,7 +363,7 @@ def test_missing_model_through_the_runner(tmp_path):
 
 
 def test_manifest_summary_reads_the_converter_layout_and_rejects_a_stale_one(tmp_path):
-    from edgeseq.profiling import manifest_summary
+    from edgeseq.profiling.run import manifest_summary
 
     m = {
         "schema": "edgeseq.manifest/1",
@@ -422,7 +422,7 @@ def test_ctrl_c_keeps_the_runs_already_stored(tiny, tmp_path):
 
 
 def test_constraints_are_stored_with_the_run(tiny, tmp_path):
-    from edgeseq.profiling import profile_models
+    from edgeseq.profiling.run import profile_models
 
     profile_models([tiny["dense-fp32"]], runs=5, warmup=0, cpus=1, db=tmp_path / "r.db")
     with ResultsStore(tmp_path / "r.db") as s:

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from edgeseq.cli import main
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.recommend import SCHEMA, check_budgets, recommend, render_text
-from edgeseq.store import ResultsStore
+from edgeseq.store.results import ResultsStore
 
 
 def run(i: int, name: str, p99_us: float, *, target: str = "pi4", model_kb: float | None = 1024.0,

@@ -13,11 +13,11 @@ import pytest
 from _tiny_tflite import build_tiny_models
 
 from edgeseq.cli import main
-from edgeseq.errors import InputError, StoreError
-from edgeseq.profiling import profile_models
-from edgeseq.report import compare_runs, write_report
-from edgeseq.stats import pareto_front
-from edgeseq.store import ResultsStore
+from edgeseq.core.errors import InputError, StoreError
+from edgeseq.core.stats import pareto_front
+from edgeseq.profiling.run import profile_models
+from edgeseq.report.dispatch import compare_runs, write_report
+from edgeseq.store.results import ResultsStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("latency_distribution.png", "latency_vs_size.png", "memory_per_model.png", "accuracy_vs_latency.png")
@@ -126,7 +126,7 @@ def test_pareto_front():
 
 
 def test_a_narrow_terminal_keeps_the_key_columns(db):
-    from edgeseq.report import COLUMNS, fit_columns, load_groups
+    from edgeseq.report.dispatch import COLUMNS, fit_columns, load_groups
 
     with ResultsStore(db) as s:
         rows = load_groups(s)
@@ -228,8 +228,8 @@ def _stream_run(i: int, stream: dict, steps: int, model_name: str, source: str |
 
 def test_streaming_rows_read_kind_and_model_from_the_stored_run(tmp_path):
     from edgeseq.models.streamkind import StreamKind
-    from edgeseq.stream_profile import rows_from_store
-    from edgeseq.stream_report import streaming_section
+    from edgeseq.streams.profile import rows_from_store
+    from edgeseq.streams.report import streaming_section
 
     db = tmp_path / "s.db"
     with ResultsStore(db) as s:
@@ -246,7 +246,7 @@ def test_streaming_rows_read_kind_and_model_from_the_stored_run(tmp_path):
 
 
 def test_unreadable_stream_runs_are_named_in_the_section(tmp_path, capsys):
-    from edgeseq.stream_report import streaming_section
+    from edgeseq.streams.report import streaming_section
 
     db = tmp_path / "s.db"
     with ResultsStore(db) as s:
@@ -265,7 +265,7 @@ def test_unreadable_stream_runs_are_named_in_the_section(tmp_path, capsys):
 
 
 def test_a_streaming_section_that_cannot_read_the_store_says_why(tmp_path):
-    from edgeseq.stream_report import streaming_section
+    from edgeseq.streams.report import streaming_section
 
     md = streaming_section(tmp_path / "absent.db", None, "md")
     assert md.startswith("\n## Streaming\n\nThe streaming section cannot be shown: no results store at ")

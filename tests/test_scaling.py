@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from edgeseq.scaling import (
+from edgeseq.sweep.claims import claims_markdown, textbook_claims
+from edgeseq.sweep.scaling import (
     crossovers,
     fit_power_law,
     scaling_fits,
@@ -15,7 +16,6 @@ from edgeseq.scaling import (
     streaming_costs,
     t_quantile_975,
 )
-from edgeseq.scaling_claims import claims_markdown, textbook_claims
 
 NS = [16 * 2**i for i in range(8)]  # 16 .. 2048
 
@@ -131,7 +131,7 @@ def test_streaming_costs_per_step_window_recompute_and_real_time_factor():
 
 
 def test_a_bad_hop_is_one_input_error():
-    from edgeseq.errors import InputError
+    from edgeseq.core.errors import InputError
 
     with pytest.raises(InputError):
         streaming_costs([], hop_ms=float("nan"))

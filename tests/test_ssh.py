@@ -13,7 +13,7 @@ import _sshd
 import pytest
 from click.testing import CliRunner
 
-from edgeseq.errors import EdgeseqError, TargetError
+from edgeseq.core.errors import EdgeseqError, TargetError
 from edgeseq.targets import config
 from edgeseq.targets.base import TargetSpec
 from edgeseq.targets.ssh import SshTarget
@@ -203,8 +203,8 @@ def _killing_python(tmp_path: Path) -> Path:
 def test_agent_killed_mid_run_is_clear_and_the_store_keeps_completed_runs(
     server, model, tmp_path, targets_file
 ):
-    from edgeseq.profiling import profile_models
-    from edgeseq.store import ResultsStore
+    from edgeseq.profiling.run import profile_models
+    from edgeseq.store.results import ResultsStore
     from edgeseq.targets.deploy import deploy
 
     python = _killing_python(tmp_path)
@@ -237,8 +237,8 @@ def test_disk_full_on_the_device_is_a_clear_error(server, model, tmp_path):
 
 
 def test_fleet_one_unreachable_target_does_not_stop_the_other(server, model, tmp_path, targets_file):
-    from edgeseq.fleet import profile_fleet
-    from edgeseq.store import ResultsStore
+    from edgeseq.profiling.fleet import profile_fleet
+    from edgeseq.store.results import ResultsStore
 
     bare = tmp_path / "bare python"  # no site-packages: no numpy, no runtime
     bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
@@ -293,7 +293,7 @@ def test_setup_installs_the_runtime_into_a_venv_on_the_device(server, tmp_path, 
 
 
 def test_cli_profile_fleet_reports_each_failure_and_exits_nonzero(server, model, tmp_path):
-    from edgeseq.store import ResultsStore
+    from edgeseq.store.results import ResultsStore
 
     env = {**os.environ, "EDGESEQ_TARGETS_FILE": str(tmp_path / "t.toml")}
     config.add(spec(server, name="box"), tmp_path / "t.toml")

@@ -10,9 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from edgeseq import store as store_mod
-from edgeseq.errors import StoreError
-from edgeseq.store import SCHEMA_VERSION, ResultsStore, pack_samples, unpack_samples
+from edgeseq.core.errors import StoreError
+from edgeseq.store.results import SCHEMA_VERSION, ResultsStore, pack_samples, unpack_samples
+from edgeseq.store import results as store_mod
 
 
 def record(i: int = 0, target: str = "local") -> dict:
@@ -114,7 +114,7 @@ WRITER = textwrap.dedent(
     import sys
     sys.path.insert(0, {tests!r})
     from test_store import record
-    from edgeseq.store import ResultsStore
+    from edgeseq.store.results import ResultsStore
     s = ResultsStore(sys.argv[1])
     for i in range(int(sys.argv[3])):
         s.add_run(record(i, target=sys.argv[2]))

@@ -14,7 +14,7 @@ keras = pytest.importorskip("keras")
 
 from keras import layers, ops  # noqa: E402
 
-from edgeseq.errors import InputError  # noqa: E402
+from edgeseq.core.errors import InputError  # noqa: E402
 from edgeseq.models.streaming import (  # noqa: E402
     analyze_streaming,
     build_step_model,
@@ -234,7 +234,7 @@ def _saved(cache, which: str):
 
 
 def _convert(cache, which, recipes, **kw):
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     path = _saved(cache, which)
 

@@ -15,7 +15,7 @@ from _zoo_cache import costs, params, planner, prefetch_session
 
 keras = pytest.importorskip("keras")
 
-from edgeseq.errors import ConversionError, InputError, ModelError, ValidationError  # noqa: E402
+from edgeseq.core.errors import ConversionError, InputError, ModelError, ValidationError  # noqa: E402
 from edgeseq.models.streaming import (  # noqa: E402
     analyze_streaming,
     build_step_model,
@@ -171,7 +171,7 @@ def _model(cache, which: str):
 
 
 def _job(cache, key: tuple, path, recipes, out: str = "", **kw):
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     return ("streaming", *key), lambda folder: convert_stream(path, recipes, out_dir=folder / out, **kw)
 
@@ -332,7 +332,7 @@ def test_every_recipe_on_the_kv_cache_transformer(shared):
 
 # ----------------------------------------------------------------------------------------------- profile + report
 def test_contexts_parse_with_an_ellipsis():
-    from edgeseq.stream_profile import parse_contexts
+    from edgeseq.streams.profile import parse_contexts
 
     assert parse_contexts("16,32,...,1024") == [16, 32, 64, 128, 256, 512, 1024]
     assert parse_contexts("256, 16,64") == [16, 64, 256]
@@ -342,7 +342,7 @@ def test_contexts_parse_with_an_ellipsis():
 
 
 def test_slopes_are_flat_for_a_fixed_state_and_linear_for_a_cache():
-    from edgeseq.stream_profile import fit_slopes
+    from edgeseq.streams.profile import fit_slopes
 
     rows = [{"model": "m", "kind": k, "context": c, "p50_us": 5.0 if k == "recurrent state" else 2.0 + 0.5 * c,
              "state_bytes": 64 if k == "recurrent state" else 96 * c, "peak_rss_kb": 100.0, "target": "local"}
@@ -358,7 +358,7 @@ def test_profile_stream_contexts_store_and_report_section(exported, tmp_path):
     from click.testing import CliRunner
 
     from edgeseq.commands.profile import profile
-    from edgeseq.report import write_report
+    from edgeseq.report.dispatch import write_report
 
     db = tmp_path / "r.db"
     step, kv = exported["lstm"][1].tflite_path, exported["kv"][1].tflite_path
@@ -382,7 +382,7 @@ def test_profile_stream_contexts_store_and_report_section(exported, tmp_path):
 
 @pytest.mark.slow
 def test_stream_compare_for_the_demo(exported, tmp_path):
-    from edgeseq.stream_compare import stream_compare
+    from edgeseq.streams.compare import stream_compare
 
     model, _ = exported["lstm"]
     model.save(tmp_path / "lstm.keras")

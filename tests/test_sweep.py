@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeseq.core.errors import InputError
 from edgeseq.datasets.base import Dataset
 from edgeseq.datasets.lengths import resample_steps, resampled
-from edgeseq.errors import InputError
-from edgeseq.sweep_grid import expand, spec_from_file, spec_from_options
+from edgeseq.sweep.grid import expand, spec_from_file, spec_from_options
 
 EDGESEQ = [sys.executable, "-m", "edgeseq.cli"]
 VERSIONS = {"edgeseq": "x", "tensorflow": "y", "keras": "z", "litert": "w"}
@@ -197,7 +197,7 @@ def test_a_refused_cell_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_pa
 
 @pytest.mark.slow
 def test_full_mode_trains_on_the_data_resampled_to_each_length(tmp_path):
-    from edgeseq.sweep_rows import sweep_rows
+    from edgeseq.sweep.rows import sweep_rows
 
     res = _cli("sweep", "--mode", "full", "--dataset", "japanese_vowels", "--arch", "gru", "--preset", "tiny",
                "--seq-len", "16,40", "--epochs", "2", "--runs", "10", "--warmup", "2", "--db", "r.db", "--out", "sw",
@@ -251,8 +251,8 @@ def test_an_unreachable_ray_head_is_one_line(tmp_path):
 def test_a_failure_measured_since_is_not_listed_as_failed(tmp_path):
     """A cell that failed and was measured later under a new key (another agent, toolchain or --runs) is no longer a
     failure of the sweep; of several failures of one point only the latest is listed."""
-    from edgeseq.store import ResultsStore
-    from edgeseq.sweep_rows import failed_cells
+    from edgeseq.store.results import ResultsStore
+    from edgeseq.sweep.rows import failed_cells
 
     spec = spec_from_options({"arch": "gru", "seq_len": "16,32,64", "recipe": "int8"}).check()
     old = {c.seq_len: c for c in expand(spec, VERSIONS, agent="3.0.0")}

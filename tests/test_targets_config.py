@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.targets import config
 from edgeseq.targets.base import TargetSpec
 

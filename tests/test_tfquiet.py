@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from edgeseq.fsio.tfquiet import filter_noise
+from edgeseq.core.fsio.tfquiet import filter_noise
 
 # Captured on an AVX-512 machine from `import tensorflow` (TF 2.21), where TF_CPP_MIN_LOG_LEVEL does not reach them.
 REAL_NOISE = (
@@ -43,7 +43,7 @@ def test_native_lines_written_during_the_import_are_filtered_at_the_fd(tmp_path)
     """))
     code = """
         import sys
-        from edgeseq.fsio import tfquiet
+        from edgeseq.core.fsio import tfquiet
         tfquiet.install("noisy_native")
         import noisy_native
         print("after", file=sys.stderr)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeseq.errors import InputError
+from edgeseq.core.errors import InputError
 from edgeseq.models.run_dir import TrainOptions, split_validation
 
 EDGESEQ = [sys.executable, "-m", "edgeseq.cli"]

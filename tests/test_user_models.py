@@ -17,8 +17,8 @@ from _zoo_cache import costs, plan_table, planner, prefetch_session
 from click.testing import CliRunner
 
 from edgeseq.cli import cli
+from edgeseq.core.errors import DatasetError, InputError, ModelError
 from edgeseq.datasets import load_dataset
-from edgeseq.errors import DatasetError, InputError, ModelError
 
 T, F, V, E, C = 12, 4, 40, 8, 3
 
@@ -95,7 +95,7 @@ def test_npz_token_and_per_step_errors_name_the_key(tmp_path, over, words):
 
 
 def test_per_frame_metrics_and_mismatches():
-    from edgeseq.metrics import metrics_for
+    from edgeseq.core.metrics import metrics_for
 
     pred = np.zeros((2, T, C), np.float32)
     pred[..., 1] = 1
@@ -221,7 +221,7 @@ def _convert_job(key: tuple, model: Path, recipes: list[str], **kw):
 
 
 def _stream_job(key: tuple, model: Path, recipes: list[str], **kw):
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     return ("user_models.stream", *key), lambda folder: convert_stream(model, recipes, out_dir=folder, **kw)
 
@@ -322,7 +322,7 @@ def test_token_classifier_converts_every_recipe_and_evaluates(token_model, share
         ev = evaluate_tflite(res.tflite_path, token_model["data"])
         assert ev["vocab_size"] == V and ev["vocab_from"] == "manifest"
         assert abs(ev["accuracy"] - token_model["accuracy"]) <= (0.0 if slug == "fp32" else 0.05), (slug, ev)
-    from edgeseq.quantize.tflite_file import read_tflite
+    from edgeseq.quantize.tflite.reader import read_tflite
     from edgeseq.quantize.tokens import gather_tables
 
     tables = {slug: gather_tables(read_tflite(res.tflite_path)) for slug, res in done.items()}
@@ -349,7 +349,7 @@ def test_token_ids_out_of_vocabulary_are_one_line_errors(token_model, shared, tm
             manifest_path_for(tflite).unlink()
         code, _, err = run_cli(["evaluate", str(tflite), "--dataset", oov], capsys)
         assert code == 2 and f"token id {V + 9}" in one_line_error(err)
-    from edgeseq.quantize.tflite_file import read_tflite
+    from edgeseq.quantize.tflite.reader import read_tflite
     from edgeseq.quantize.tokens import gather_vocab
 
     assert gather_vocab(read_tflite(tflite)) == V
@@ -522,7 +522,7 @@ def test_token_model_profiles_with_ids_from_the_manifest(token_model, shared, tm
 
 
 def test_saved_model_does_not_stream(tagger_model, tmp_path):
-    from edgeseq.quantize.stream import convert_stream
+    from edgeseq.quantize.stream.convert import convert_stream
 
     with pytest.raises(ModelError, match="SavedModel"):
         convert_stream(tagger_model["saved_model"], ["fp32"], out_dir=tmp_path)

@@ -14,8 +14,8 @@ import sys
 import click
 
 from edgeseq import __version__
-from edgeseq.errors import EdgeseqError
-from edgeseq.fsio import childproc
+from edgeseq.core.errors import EdgeseqError
+from edgeseq.core.fsio import childproc
 
 # name -> (module under edgeseq.commands, attribute, one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {

@@ -99,9 +99,9 @@ def convert_stage(models: dict[str, Path], opts: DemoOptions, result: DemoResult
 
 
 def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResult:
-    from edgeseq.profiling import profile_models
-    from edgeseq.report import load_groups, write_report
-    from edgeseq.store import ResultsStore
+    from edgeseq.profiling.run import profile_models
+    from edgeseq.report.dispatch import load_groups, write_report
+    from edgeseq.store.results import ResultsStore
 
     data = check_options(opts)
     result = DemoResult(db=opts.out_dir / "results.db")
@@ -121,7 +121,7 @@ def stream_stage(models: dict[str, Path], opts: DemoOptions, result: DemoResult,
                  say: Callable[[str], None]) -> list[dict]:
     """The GRU's step model against a causal Transformer of the same size (KV cache, and window recompute) as the
     context grows. Latency does not depend on the weights, so the Transformer twin is built untrained."""
-    from edgeseq.stream_compare import stream_compare
+    from edgeseq.streams.compare import stream_compare
 
     if "gru" not in models:
         return []

@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from edgeseq.errors import InputError, check_finite, did_you_mean
+from edgeseq.core.errors import InputError, check_finite, did_you_mean
+from edgeseq.core.stats import memory_figures
 from edgeseq.models.streamkind import StreamKind
-from edgeseq.stats import memory_figures
-from edgeseq.store import ResultsStore
-from edgeseq.stream_profile import UnreadableStreamRun, stream_kind
+from edgeseq.store.results import ResultsStore
+from edgeseq.streams.profile import UnreadableStreamRun, stream_kind
 
 SCHEMA = "edgeseq.recommend/1"
 UNKNOWN_ACCURACY = "accuracy unknown (untrained or not validated)"

@@ -26,9 +26,9 @@ from _tiny_tflite import chain_model, conv_int8_model, dense_model, while_model
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeseq.commands.inspect import render
-from edgeseq.errors import ModelError
+from edgeseq.core.errors import ModelError
 from edgeseq.quantize.inspect import analyze
-from edgeseq.quantize.tflite_file import parse_bytes
+from edgeseq.quantize.tflite.reader import parse_bytes
 
 ITERATIONS = int(os.environ.get("EDGESEQ_FUZZ_ITERATIONS", "500"))
 SEED = int(os.environ.get("EDGESEQ_FUZZ_SEED", "0"))

@@ -20,7 +20,7 @@ import pytest
 from _harness import run, run_hostile
 from _harness import snapshot as _snapshot
 
-from edgeseq.store import ResultsStore
+from edgeseq.store.results import ResultsStore
 
 # ------------------------------------------------------------------------------------------------ corpus makers
 
@@ -54,7 +54,7 @@ def tiny_tflite(path: Path) -> Path:
 
 
 def record(i: int) -> dict:
-    from edgeseq.stats import latency_stats
+    from edgeseq.core.stats import latency_stats
 
     samples = [20_000 + 37 * i + k for k in range(0, 4000, 7)]
     stats = {**latency_stats(samples), "init_ms": 1.5, "first_inference_ms": 0.04, "peak_rss_kb": 40_000 + i,

@@ -20,8 +20,8 @@ from _harness import run_hostile
 from _tiny_tflite import chain_model, conv_int8_model, dense_model, while_model
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeseq.errors import ModelError
-from edgeseq.quantize.tflite_file import parse_bytes
+from edgeseq.core.errors import ModelError
+from edgeseq.quantize.tflite.reader import parse_bytes
 
 SEQ, FEATURES, CLASSES = 29, 12, 9  # japanese_vowels
 VERBS = {

@@ -4,14 +4,14 @@
 
 A value that is not a finite number in range (NaN, inf, 1e999, a bound crossed) raises `InputError`, which the CLI
 prints as one `error:` line with exit code 2, before any work (and before TensorFlow is imported). The check itself
-is `edgeseq.errors.check_finite`, which library code calls for numbers that did not come through click.
+is `edgeseq.core.errors.check_finite`, which library code calls for numbers that did not come through click.
 """
 
 from __future__ import annotations
 
 import click
 
-from edgeseq.errors import check_finite, describe_range
+from edgeseq.core.errors import check_finite, describe_range
 
 __all__ = ["FiniteFloat", "check_finite"]
 

@@ -74,7 +74,7 @@ def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, 
             out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
-    from edgeseq.fsio import check_file_name, check_output_dir
+    from edgeseq.core.fsio import check_file_name, check_output_dir
     from edgeseq.quantize.recipes import parse_recipes
 
     # Every cheap check runs before TensorFlow is imported and before any conversion: a bad --out, --name or data
@@ -92,7 +92,7 @@ def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, 
 
     progress = (lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None
     if stream or kv_capacity is not None or window is not None:
-        from edgeseq.quantize.stream import convert_stream
+        from edgeseq.quantize.stream.convert import convert_stream
 
         results = convert_stream(model_path, recipe_list, out_dir=out_dir, name=name, kv_capacity=kv_capacity,
                                  window=window, seq_len=seq_len, calibration=calibration, validate=validate,

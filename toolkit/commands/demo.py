@@ -20,7 +20,7 @@ import click
 def demo(out_dir, dataset, preset, epochs, runs, fresh, no_stream) -> None:
     """Run the whole line on bundled data and end by saying where the report is."""
     from edgeseq.demo import DemoOptions, run_demo
-    from edgeseq.report import print_table
+    from edgeseq.report.dispatch import print_table
 
     opts = DemoOptions(out_dir=Path(out_dir), dataset=dataset, preset=preset, epochs=epochs, runs=runs,
                        fresh=fresh, stream=not no_stream)

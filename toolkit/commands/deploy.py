@@ -50,7 +50,7 @@ def deploy(
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    from edgeseq.stats import summarize
+    from edgeseq.core.stats import summarize
 
     stats = summarize(data)
     rt = data.get("runtime") or {}

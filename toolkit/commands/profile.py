@@ -8,8 +8,8 @@ import sys
 import click
 
 from edgeseq.commands._types import FiniteFloat
-from edgeseq.fleet import profile_targets
-from edgeseq.profiling import profile_models  # re-exported for `edgeseq demo`
+from edgeseq.profiling.fleet import profile_targets
+from edgeseq.profiling.run import profile_models  # re-exported for `edgeseq demo`
 from edgeseq.targets.limits import FLOAT_LIMITS, check_profile_options
 
 
@@ -99,13 +99,13 @@ def profile(
     statistics are computed here and every run is stored with its provenance (model sha256, manifest, device,
     runtime, options).
     """
-    from edgeseq.op_profile import print_ops
-    from edgeseq.report import print_table
+    from edgeseq.profiling.ops import print_ops
+    from edgeseq.report.dispatch import print_table
 
     check_profile_options(runs, warmup, threads, max_secs, cpus, memory_limit, cpu_quota, repeat, steps, hop_ms)
     live = sys.stderr.isatty() and not as_json
     if contexts is not None:
-        from edgeseq.stream_profile import profile_streaming_cli
+        from edgeseq.streams.profile import profile_streaming_cli
 
         profile_streaming_cli(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
                               hop_ms=hop_ms, db=db, input_path=input_path, as_json=as_json, live=live)

@@ -31,7 +31,7 @@ import click
 @click.option("--target", default=None, help="Only runs on this target.")
 def report(db, fmt, out_dir, target) -> None:
     """Tables and plots of everything in the results store, grouped by target/device."""
-    from edgeseq.report import show_report
+    from edgeseq.report.dispatch import show_report
 
     path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout)
     if path is not None:
@@ -55,7 +55,7 @@ def compare(a, b, db, target, as_json) -> None:
     A and B are run ids (12 or #12), model names (file stem, e.g. gru-int8) or sha256 prefixes; a model means its
     latest run.
     """
-    from edgeseq.compare import compare_runs, print_compare
+    from edgeseq.report.compare import compare_runs, print_compare
 
     print_compare(compare_runs(db, a, b, target=target, warn=_warn), sys.stdout, as_json=as_json)
 

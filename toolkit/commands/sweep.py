@@ -51,8 +51,8 @@ def sweep(sweep_file, sets, targets, dry_run, **options):
       edgeseq sweep --dataset fsdd --arch gru,lstm,transformer --preset tiny,small --seq-len 25,49,98 --mode full
       edgeseq sweep sweep.toml          # the same settings from a file (flags given here win)
     """
-    from edgeseq.sweep import plan, run_sweep
-    from edgeseq.sweep_grid import spec_from_file, spec_from_options
+    from edgeseq.sweep.grid import spec_from_file, spec_from_options
+    from edgeseq.sweep.run import plan, run_sweep
 
     base = spec_from_file(sweep_file) if sweep_file else None
     options.update(set=sets or None, target=targets or None)

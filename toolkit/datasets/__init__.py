@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeseq.core.errors import DatasetError
 from edgeseq.datasets.base import LIMIT_ENV, Dataset, cache_dir, format_bytes, max_data_bytes, parse_bool
-from edgeseq.errors import DatasetError
 
 __all__ = ["Dataset", "load_dataset", "list_datasets", "parse_spec", "cache_dir", "REGISTRY"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseq.errors import DatasetError
+from edgeseq.core.errors import DatasetError
 
 FEATURE_PARAMS = {
     "sample_rate": 8000, "clip_seconds": 1.0, "frame_length": 320, "hop_length": 160, "n_fft": 512,

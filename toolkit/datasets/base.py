@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseq.errors import DatasetError
+from edgeseq.core.errors import DatasetError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 # How many bytes of array data edgeseq reads or generates for one data set before refusing (a zip bomb, a header

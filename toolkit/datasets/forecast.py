@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeseq.core.errors import DatasetError
 from edgeseq.datasets.base import Dataset, bundled, load_npz
-from edgeseq.errors import DatasetError
 
 TAYLOR_CITATION = ("J. W. Taylor. Short-term electricity demand forecasting using double seasonal exponential "
                    "smoothing. Journal of the Operational Research Society 54:799-805, 2003")

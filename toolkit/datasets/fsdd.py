@@ -21,10 +21,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from edgeseq.core.errors import DatasetError
+from edgeseq.core.fsio import atomic_write_bytes
 from edgeseq.datasets.audio import FEATURE_PARAMS, clip_features
 from edgeseq.datasets.base import Dataset, cache_dir, load_npz, standardize
-from edgeseq.errors import DatasetError
-from edgeseq.fsio import atomic_write_bytes
 
 DEFAULT_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
 FEATURE_VERSION = 1  # bump when the feature code changes, so stale caches are not reused

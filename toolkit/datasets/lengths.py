@@ -16,8 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from edgeseq.core.errors import DatasetError
 from edgeseq.datasets.base import Dataset
-from edgeseq.errors import DatasetError
 
 
 def resample_steps(X: np.ndarray, length: int, nearest: bool = False) -> np.ndarray:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeseq.core.errors import DatasetError
+from edgeseq.core.fsio import sha256_file
 from edgeseq.datasets.base import LIMIT_ENV, Dataset, format_bytes, max_data_bytes
-from edgeseq.errors import DatasetError
-from edgeseq.fsio import sha256_file
 
 REQUIRED = ("X_train", "y_train", "X_test", "y_test")
 FORMAT_HINT = ("see README 'Your own data': X_* float [N, T, F] or int token ids [N, T], y_* int [N] / [N, T] or "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeseq.core.errors import DatasetError
 from edgeseq.datasets.base import Dataset
-from edgeseq.errors import DatasetError
 
 
 def _adding(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeseq.core.errors import DatasetError
 from edgeseq.datasets.base import Dataset, bundled, load_npz, standardize
-from edgeseq.errors import DatasetError
 
 UEA_CITATION = (
     "A. Bagnall, H. A. Dau, J. Lines, M. Flynn, J. Large, A. Bostrom, P. Southam, E. Keogh. "

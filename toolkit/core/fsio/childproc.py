@@ -1,0 +1,145 @@
+"""Child processes that die with their parent, and SIGTERM handled like Ctrl-C.
+
+Every helper process edgeseq starts (conversion, streaming and isolated-runtime children, the local agent, ssh and
+adb clients) goes through `run()` or is `track()`ed here. Each runs in its own session, so a terminal's Ctrl-C or a
+`kill` aimed at edgeseq reaches only edgeseq, which then takes its children down on purpose: on any exception while
+waiting (KeyboardInterrupt, `Terminated`, a timeout) the child's whole process group gets SIGTERM, then SIGKILL
+after a short grace. `install_signal_handlers()` (called by the CLI) turns SIGTERM, which `timeout`, CI cancellation
+and `docker stop` send, into a `Terminated` exception in the main thread, after killing every tracked child (so
+threads waiting on one return at once); `finally` blocks and temporary directories then clean up as for Ctrl-C.
+
+A child's TMPDIR can be pointed inside a folder the parent owns (`scratch=`): what a killed child leaves there (the
+converter's own temporary SavedModels) goes when the parent removes that folder.
+
+Errors cross the process boundary as a small JSON record (`error_record` in the child, `error_from_record` in the
+parent): the error's class name, message and hint, so the parent re-raises the same typed error, never a guess
+from message text.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeseq.core import errors
+
+GRACE_S = 2.0
+
+_live: set[subprocess.Popen] = set()
+_lock = threading.Lock()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. A KeyboardInterrupt, so every Ctrl-C cleanup path also runs for it."""
+
+    exit_code = 143
+
+
+def error_record(exc: BaseException) -> dict:
+    """A JSON-serialisable record of an edgeseq error; any other exception becomes a plain record naming its type."""
+    if isinstance(exc, errors.EdgeseqError):
+        return {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+    return {"kind": "EdgeseqError", "message": f"{type(exc).__name__}: {exc}", "hint": None}
+
+
+def error_from_record(record: dict, prefix: str = "", default: type | None = None) -> Exception:
+    """The typed error a child recorded (`error_record`), its message prefixed with `prefix`; an unknown or
+    missing kind becomes `default` (EdgeseqError when None)."""
+    cls = getattr(errors, str(record.get("kind")), None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.EdgeseqError)) or cls is errors.EdgeseqError:
+        cls = default or errors.EdgeseqError
+    return cls(f"{prefix}{record.get('message', '')}", record.get("hint") or None)
+
+
+def signal_name(returncode: int) -> str:
+    """'SIGSEGV' for -11; 'signal 77' for an unknown number."""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def track(proc: subprocess.Popen) -> None:
+    with _lock:
+        _live.add(proc)
+
+
+def untrack(proc: subprocess.Popen) -> None:
+    with _lock:
+        _live.discard(proc)
+
+
+def kill_group(proc: subprocess.Popen, grace_s: float = GRACE_S) -> None:
+    """SIGTERM to the child's process group, SIGKILL after `grace_s` if anything is still alive; reaps the child."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.send_signal(sig)
+            except (ProcessLookupError, OSError):
+                pass
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def kill_all() -> None:
+    """Kill every tracked child's group (SIGKILL, no grace: this runs inside a signal handler)."""
+    with _lock:
+        procs = list(_live)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+def run(argv: Sequence[str], *, timeout: float, env: dict | None = None, cwd: str | os.PathLike | None = None,
+        scratch: str | os.PathLike | None = None, text: bool = True,
+        stdin: int | None = subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """`subprocess.run(argv, capture_output=True)` in a new session, killed with its group on timeout or on any
+    exception (Ctrl-C, SIGTERM) while waiting. Raises subprocess.TimeoutExpired after killing it on timeout."""
+    env = dict(os.environ if env is None else env)
+    if scratch is not None:
+        tmp = Path(scratch) / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env["TMPDIR"] = str(tmp)
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, env=env,
+                            cwd=cwd, text=text, start_new_session=True)
+    track(proc)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        kill_group(proc)
+        proc.communicate()
+        raise
+    finally:
+        untrack(proc)
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+
+_terminating = False
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminating
+    if _terminating:  # a second SIGTERM while cleaning up: let the cleanup finish
+        return
+    _terminating = True
+    kill_all()
+    raise Terminated()
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM -> kill tracked children, then raise Terminated in the main thread. Main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+

@@ -1,0 +1,197 @@
+"""The report's streaming section: per-step latency and memory against the context, as markdown, HTML and a PNG.
+
+Built from the stream runs in the results store (`stream_profile.rows_from_store`): a table per model and kind, the
+least-squares slopes (`stream_profile.fit_slopes`), and one three-panel plot. Kinds are `StreamKind` members, shown
+by their `.label`. A section that cannot be built says why, in the section.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from edgeseq.core.errors import StoreError
+from edgeseq.models.streamkind import StreamKind
+from edgeseq.streams.profile import fit_slopes, rows_from_store
+
+_ORDER = list(StreamKind)
+_STYLE = {StreamKind.RECURRENT_STEP: ("o", "-"), StreamKind.KV_CACHE: ("s", "--"), StreamKind.WINDOW: ("^", ":")}
+
+
+def _fmt(v, digits=1) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def _label(kind) -> str:
+    return StreamKind.parse(kind).label
+
+
+def _met(r: dict) -> str:
+    share, hop = r.get("deadline_met_share"), r.get("hop_ms")
+    if share is None:
+        return "-"
+    return f"{share:.0%}" + (f" of {hop:g} ms" if hop is not None else "")
+
+
+def _rss_mb(r: dict, key: str = "peak_rss_kb") -> float | None:
+    return None if r.get(key) is None else r[key] / 1024
+
+
+def _model_slope(s: dict) -> float | None:
+    """The model memory's slope; the process peak's for runs stored before the agent measured the model's."""
+    return s["model_kb_per_step"] if s.get("model_kb_per_step") is not None else s.get("rss_kb_per_step")
+
+
+def render_markdown(rows: list[dict], note: str = "") -> str:
+    """A table per context row plus the slopes, and `note` (one sentence) first; empty string without either."""
+    if not rows and not note:
+        return ""
+    lines = ["## Streaming", ""]
+    if note:
+        lines += [note, ""]
+    if not rows:
+        return "\n".join(lines)
+    lines += ["Per-step latency (whole step: set x/pos, invoke, carry state) and memory as the context grows.", "",
+              "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | model MB |"
+              " process MB | deadline met |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {_label(r['kind'])} | {r['context']} | {_fmt(r['p50_us'])} "
+                     f"| {_fmt(r.get('p99_us'))} | {_fmt(r.get('invoke_p50_us'), 2)} "
+                     f"| {_fmt(r.get('state_bytes'), 0)} | {_fmt(_rss_mb(r, 'model_peak_kb'))} | {_fmt(_rss_mb(r))} "
+                     f"| {_met(r)} |")
+    lines += ["", "Fitted slopes (least squares over the contexts measured):", "",
+              "| model | kind | contexts | µs per step of context | state bytes per step of context "
+              "| model KB per step |",
+              "|---|---|---|---:|---:|---:|"]
+    for s in fit_slopes(rows):
+        ctx = f"{s['contexts'][0]}..{s['contexts'][-1]}" if s["contexts"] else "-"
+        lines.append(f"| {s['model']} | {_label(s['kind'])} | {ctx} | {_fmt(s['latency_us_per_step'], 4)} "
+                     f"| {_fmt(s['state_bytes_per_step'], 1)} | {_fmt(_model_slope(s), 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(rows: list[dict], png: Path | None, note: str = "") -> str:
+    """The section as HTML (the PNG inlined), `note` (one sentence) first; empty string without either."""
+    if not rows and not note:
+        return ""
+    head = "<h2>Streaming</h2>" + (f"<p>{html.escape(note)}</p>" if note else "")
+    if not rows:
+        return head
+    out = [head + "<p class='muted'>Per-step latency (set x/pos, invoke, carry state) and memory as the context "
+           "grows: a recurrent state stays flat, a KV cache grows with its capacity, window recomputation re-runs the "
+           "whole window for every step.</p><table><tr>"]
+    heads = ["model", "kind", "context", "p50 µs/step", "p99 µs/step", "invoke p50 µs", "state bytes", "model MB",
+             "process MB", "deadline met"]
+    out += [f"<th>{h}</th>" for h in heads] + ["</tr>"]
+    for r in rows:
+        cells = [r["model"], _label(r["kind"]), r["context"], _fmt(r["p50_us"]), _fmt(r.get("p99_us")),
+                 _fmt(r.get("invoke_p50_us"), 2), _fmt(r.get("state_bytes"), 0), _fmt(_rss_mb(r, "model_peak_kb")),
+                 _fmt(_rss_mb(r)), _met(r)]
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table><table><tr><th>model</th><th>kind</th><th>µs per step of context</th>"
+               "<th>state bytes per step of context</th><th>model KB per step</th></tr>")
+    for s in fit_slopes(rows):
+        cells = [s["model"], _label(s["kind"]), _fmt(s["latency_us_per_step"], 4),
+                 _fmt(s["state_bytes_per_step"], 1), _fmt(_model_slope(s), 2)]
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    if png is not None and Path(png).is_file():
+        data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+        out.append(f"<div><img alt='streaming' src='data:image/png;base64,{data}'></div>")
+    return "\n".join(out)
+
+
+def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
+    """Per-step latency and state bytes against the context (log-log), one line per model and kind, slope in
+    the legend. None without streaming rows."""
+    if not rows:
+        return None
+    from edgeseq.report.plots import DPI, _plt
+
+    plt = _plt()
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6))
+    cmap = plt.get_cmap("tab10")
+    slopes = {(s["target"], s["model"], s["kind"]): s for s in fit_slopes(rows)}
+    keys = sorted({(r.get("target"), r["model"], r["kind"]) for r in rows},
+                  key=lambda k: (k[1], _ORDER.index(StreamKind.parse(k[2]))))
+    models = sorted({k[1] for k in keys})
+    mem_key = "model_peak_kb" if any(r.get("model_peak_kb") is not None for r in rows) else "peak_rss_kb"
+
+    def tag(value, unit, top, span):
+        """The fitted slope; 'flat' when it moves the value by < 5% over the contexts measured."""
+        if value is None:
+            return ""
+        return " (flat)" if abs(value) * span < 0.05 * top else f" ({value:+.3g} {unit}/step)"
+
+    for key in keys:
+        pts = sorted((r for r in rows if (r.get("target"), r["model"], r["kind"]) == key), key=lambda r: r["context"])
+        kind = StreamKind.parse(key[2])
+        marker, ls = _STYLE[kind]
+        colour = cmap((models.index(key[1]) * 3 + _ORDER.index(kind)) % 10)
+        s = slopes[key]
+        ctx = [r["context"] for r in pts]
+        span = max(ctx) - min(ctx)
+        name = f"{key[1]} {kind.label}"
+        lat = [r["p50_us"] for r in pts]
+        ax1.plot(ctx, lat, marker=marker, ls=ls, color=colour,
+                 label=name + tag(s["latency_us_per_step"], "µs", max(lat), span))
+        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, mem_key, "KB", 1024.0)):
+            ys = [r.get(field) for r in pts]
+            if all(y is not None for y in ys):
+                slope = s["state_bytes_per_step" if field == "state_bytes" else
+                          "model_kb_per_step" if field == "model_peak_kb" else "rss_kb_per_step"]
+                ax.plot(ctx, [y / scale for y in ys] if field == mem_key else ys, marker=marker, ls=ls,
+                        color=colour, label=name + tag(slope, unit, max(ys), span))
+    panels = ((ax1, "p50 per-step latency (µs)", "Per-step latency", True),
+              (ax2, "state / KV cache / window bytes", "Memory carried between steps", True),
+              (ax3, "model memory (MB)" if mem_key == "model_peak_kb" else "agent peak RSS (MB)",
+               "Model memory (peak less the runtime's baseline)" if mem_key == "model_peak_kb"
+               else "Process peak memory (VmHWM)", False))
+    for ax, ylabel, title, logy in panels:
+        ax.set_xscale("log", base=2)
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel("context (steps)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    wheres = sorted({str(r.get("target")) for r in rows})
+    fig.suptitle(f"Streaming: cost per new step as the context grows ({', '.join(wheres)})", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def streaming_section(db: str | Path | None, out_dir: str | Path | None, fmt: str, target: str | None = None) -> str:
+    """The report's streaming section in `fmt` (html/md/table), writing streaming.png to out_dir; "" without stream
+    runs. Stream runs whose stream block cannot be read are left out and named in one sentence; a store that cannot
+    be read here makes the section one sentence saying why."""
+    skipped: list[str] = []
+    try:
+        rows = rows_from_store(db, target, skipped=skipped)
+    except StoreError as exc:
+        rows, note = [], f"The streaming section cannot be shown: {exc.message}."
+    else:
+        note = _skipped_note(skipped)
+    png = plot_streaming(rows, Path(out_dir) / "streaming.png") if out_dir is not None and rows else None
+    if fmt == "html":
+        return render_html(rows, png, note)
+    if fmt in ("md", "table"):
+        text = render_markdown(rows, note)
+        return "\n" + text if text else ""
+    return ""
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    n = len(skipped)
+    return (f"{n} stored stream run{'s' if n != 1 else ''} left out of this section because "
+            f"{'its stream record is' if n == 1 else 'their stream records are'} unreadable ({skipped[0]}).")
