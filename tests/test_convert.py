@@ -427,8 +427,8 @@ def _count_children(monkeypatch) -> list[tuple[str, bool]]:
 def test_auto_granularity_compares_both_files_and_explicit_converts_once(tmp_path, monkeypatch):
     """Not unrolled: auto makes and validates per-channel and per-tensor, keeps one by the rule, records both with
     figures that the explicit one-conversion recipes reproduce exactly (same bytes, same validation)."""
-    from edgeseq.commands.convert import _summary
     from edgeseq.quantize.convert import GRANULARITY_RULE, prefer_per_tensor
+    from edgeseq.report.views import convert_summary as _summary
 
     runs = _count_children(monkeypatch)
     path = zoo_model("transformer", tmp_path)

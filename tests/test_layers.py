@@ -90,3 +90,29 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
     assert [n for n, _ in imports(src, "edgeseq.core.errors")] == ["edgeseq.cli", "edgeseq.cli.main", "edgeseq.store.results"]
     assert layer_of("edgeseq.commands.convert") == "cli" and layer_of("edgeseq.datasets.npz") == "foundation"
     assert layer_of("edgeseq.quantize.convert") == "quantize" and layer_of("edgeseq.profiling.run") == "orchestration"
+
+
+SOURCE_FOLDERS = ("toolkit", "models", "quantize", "targets")
+
+
+def source_files() -> list[Path]:
+    return sorted(p for folder in SOURCE_FOLDERS for p in (REPO / folder).rglob("*.py"))
+
+
+def test_no_three_modules_of_one_folder_share_a_name_prefix():
+    """Three `report_*.py` beside each other are a package waiting to be born (docs/ARCHITECTURE.md)."""
+    by_prefix: dict[tuple[Path, str], list[str]] = {}
+    for p in source_files():
+        if p.name == "__init__.py" or "_" not in p.stem.strip("_"):
+            continue
+        by_prefix.setdefault((p.parent, p.stem.strip("_").split("_")[0]), []).append(p.name)
+    crowded = {f"{folder.relative_to(REPO)}/{prefix}_*": names for (folder, prefix), names in by_prefix.items()
+               if len(names) + (folder / f"{prefix}.py").exists() >= 3}
+    assert not crowded, f"make these packages: {crowded}"
+
+
+def test_every_module_has_its_line_in_the_architecture_doc():
+    doc = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    missing = [str(p.relative_to(REPO)) for p in source_files()
+               if p.name != "__init__.py" and p.parent.name != "commands" and f"`{p.relative_to(REPO)}`" not in doc]
+    assert not missing, f"docs/ARCHITECTURE.md has no line for: {missing}"

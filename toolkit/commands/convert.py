@@ -8,39 +8,6 @@ import sys
 import click
 
 
-def _summary(r) -> str:
-    m, v = r.manifest, r.validation
-    size = m["artifact"]["bytes"] / 1024
-    route = m["route"]["rnn"]
-    parts = [f"{r.tflite_path}", f"{size:.1f} KB", f"route {route}" if route != "none" else "no RNN"]
-    if v.get("skipped"):
-        parts.append(f"not validated ({v['reason']})")
-    else:
-        parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
-        if "top1_agreement" in v:
-            parity += f" top-1 {v['top1_agreement']:.1%}"
-        if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
-            parity += " on random inputs (no --calibration data)"
-        parts.append(parity)
-        ref = v.get("training_reference")
-        if ref:  # the outputs of the backend that trained the model, stored in its run directory
-            keras_only = "max_abs_diff" not in ref  # --stream: TF's Keras is checked against them
-            diff = ref["keras_tensorflow_vs_training"]["max_abs_diff"] if keras_only else ref.get("max_abs_diff")
-            parts.append(f"{'keras ' if keras_only else ''}vs the {ref['backend']}-trained reference: " + (
-                f"not checked ({ref['skipped']})" if "skipped" in ref else
-                f"{'ok' if ref['passed'] else 'FAILED'} max|d| {diff:.2g} on {ref.get('samples', 0)} samples"))
-        tm, km = v.get("tflite_metrics"), v.get("keras_metrics")
-        if tm and km:
-            key = "accuracy" if "accuracy" in tm else "mse"
-            parts.append(f"{key} {tm[key]:.4f} (keras {km[key]:.4f})")
-    gran = m["route"].get("granularity") or {}
-    if "candidates" in gran:
-        sizes = " / ".join(f"{k} {c['bytes'] / 1024:.1f} KB" for k, c in gran["candidates"].items() if "bytes" in c)
-        parts.append(f"kept {gran['kept']} scales (auto: {sizes or 'per-tensor failed'})")
-    parts.append(f"{m['timing']['convert_s'] + m['timing']['validate_s']:.1f} s")
-    return "  ".join(parts)
-
-
 @click.command()
 @click.argument("model_path", type=click.Path())  # a .keras or .h5 file, or a SavedModel directory
 @click.option("--recipe", "recipes", default="fp32", show_default=True,
@@ -74,40 +41,22 @@ def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, 
             out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
-    from edgeseq.core.fsio import check_file_name, check_output_dir
-    from edgeseq.quantize.recipes import parse_recipes
-
-    # Every cheap check runs before TensorFlow is imported and before any conversion: a bad --out, --name or data
-    # file costs milliseconds and writes nothing.
-    recipe_list = parse_recipes(recipes, io=io, calibration_samples=calibration_samples,
-                                rnn_strategy=rnn_strategy, granularity=granularity, allow_flex=allow_flex or None)
-    check_output_dir(out_dir)
-    if name is not None:
-        check_file_name(name)
-    if calibration is not None:
-        from edgeseq.datasets import load_dataset
-
-        calibration = load_dataset(calibration, data_dir=data_dir)
-    from edgeseq.quantize.convert import convert_model
+    from edgeseq.api import convert as run_convert
+    from edgeseq.report.views import conversion_failed, convert_summary
 
     progress = (lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None
-    if stream or kv_capacity is not None or window is not None:
-        from edgeseq.quantize.stream.convert import convert_stream
-
-        results = convert_stream(model_path, recipe_list, out_dir=out_dir, name=name, kv_capacity=kv_capacity,
-                                 window=window, seq_len=seq_len, calibration=calibration, validate=validate,
-                                 strict=strict, trust_model=trust_model, raise_on_error=False, progress=progress)
-    else:
-        results = convert_model(model_path, recipe_list, out_dir=out_dir, name=name, seq_len=seq_len,
-                                calibration=calibration, validate=validate, strict=strict, trust_model=trust_model,
-                                raise_on_error=False, progress=progress)
+    results = run_convert(model_path, recipes, dataset=calibration, out=out_dir, name=name, seq_len=seq_len, io=io,
+                          calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
+                          granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
+                          trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
+                          window=window, raise_on_error=False, progress=progress)
     if as_json:
         click.echo(json.dumps([r.manifest for r in results if r.ok], indent=2))
     for r in results:
         for warning in r.warnings:
             click.echo(f"warning: {r.recipe.slug}: {warning}", err=True)
         if not as_json:
-            click.echo(_summary(r) if r.ok else f"FAILED {r.recipe.slug}: {r.error.one_line()}")
+            click.echo(convert_summary(r) if r.ok else conversion_failed(r))
     failed = [r for r in results if not r.ok]
     if failed:
         raise failed[0].error

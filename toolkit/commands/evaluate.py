@@ -14,13 +14,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def evaluate(path: str, dataset: str, data_dir: str | None, as_json: bool) -> None:
     """Run a .tflite over the test split of a data set, sample by sample, and report accuracy or MSE."""
-    from edgeseq.quantize.evaluate import evaluate_tflite
+    from edgeseq.api import evaluate as run_evaluate
+    from edgeseq.report.views import evaluation_line
 
-    r = evaluate_tflite(path, dataset, data_dir=data_dir)
-    if as_json:
-        click.echo(json.dumps(r, indent=2))
-        return
-    metric = ", ".join(f"{k} {r[k]:.4f}" for k in ("accuracy", "mse", "mae") if k in r)
-    if r.get("per_frame"):
-        metric = f"per-frame {metric} over {r['frames']} frames"
-    click.echo(f"{r['model']} on {r['dataset']} ({r['n']} test samples, {r['runtime']} {r['runtime_version']}): {metric}")
+    e = run_evaluate(path, dataset, data_dir=data_dir)
+    click.echo(json.dumps(e.raw, indent=2) if as_json else evaluation_line(e))

@@ -101,14 +101,22 @@ def profile(
     """
     from edgeseq.profiling.ops import print_ops
     from edgeseq.report.dispatch import print_table
+    from edgeseq.report.views import run_rows, stale_manifest_notes
 
     check_profile_options(runs, warmup, threads, max_secs, cpus, memory_limit, cpu_quota, repeat, steps, hop_ms)
     live = sys.stderr.isatty() and not as_json
     if contexts is not None:
-        from edgeseq.streams.profile import profile_streaming_cli
+        from edgeseq.api import stream as run_stream
+        from edgeseq.report.views import stream_output
 
-        profile_streaming_cli(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
-                              hop_ms=hop_ms, db=db, input_path=input_path, as_json=as_json, live=live)
+        def said(row: dict) -> None:
+            if live:
+                click.echo(f"  {row['file']} @ context {row['context']}: p50 {row['p50_us']:.1f} µs/step", err=True)
+
+        rows = run_stream(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
+                          hop_ms=hop_ms, db=db, input=input_path, on_result=said,
+                          say=(lambda m: click.echo(m, err=True)) if live else None)
+        click.echo(stream_output(rows, as_json), nl=False)
         return
 
     def progress(row: dict) -> None:
@@ -149,26 +157,11 @@ def profile(
         if fleet_error is not None:
             raise fleet_error
         return
-    shown = []
-    for r in rows:
-        shown.append(
-            {
-                **r,
-                "label": r["model"] + (f" #{r['run_id']}" if repeat > 1 else ""),
-                "where": r["target"],
-                "runs": 1,
-                "device": r["device_facts"],
-            }
-        )
+    shown = run_rows(rows, repeat)
     print_table(shown)
     if ops:
         print_ops(shown, warn=lambda line: click.echo(line, err=True))
-    for r in rows:
-        if r.get("manifest_stale"):
-            click.echo(
-                f"note: the manifest next to {r['model']} describes another file (sha256 differs); "
-                "its recipe/accuracy were not used",
-                err=True,
-            )
+    for note in stale_manifest_notes(rows):
+        click.echo(note, err=True)
     if fleet_error is not None:
         raise fleet_error

@@ -28,9 +28,9 @@ def recommend(target, latency_budget_ms, memory_budget_mb, hop_ms, min_accuracy,
     Every other model is listed with each budget it broke and by how much; when none meets them all, the one that
     came closest is named. Give at least one budget.
     """
-    from edgeseq.recommend import recommend as run_recommend
+    from edgeseq.api import recommend as run_recommend
     from edgeseq.recommend import render_text
 
-    result = run_recommend(db, target, latency_budget_ms=latency_budget_ms, memory_budget_mb=memory_budget_mb,
-                           hop_ms=hop_ms, min_accuracy=min_accuracy)
+    result = run_recommend(target, latency_budget_ms=latency_budget_ms, memory_budget_mb=memory_budget_mb,
+                           hop_ms=hop_ms, min_accuracy=min_accuracy, db=db).raw
     click.echo(json.dumps(result, indent=2) if as_json else render_text(result), nl=as_json)

@@ -51,17 +51,14 @@ def sweep(sweep_file, sets, targets, dry_run, **options):
       edgeseq sweep --dataset fsdd --arch gru,lstm,transformer --preset tiny,small --seq-len 25,49,98 --mode full
       edgeseq sweep sweep.toml          # the same settings from a file (flags given here win)
     """
-    from edgeseq.sweep.grid import spec_from_file, spec_from_options
-    from edgeseq.sweep.run import plan, run_sweep
+    from edgeseq.api import sweep as run_sweep
 
-    base = spec_from_file(sweep_file) if sweep_file else None
     options.update(set=sets or None, target=targets or None)
-    spec = spec_from_options(options, base)
+    res = run_sweep(sweep_file, say=lambda m: click.echo(m, err=True), tty=sys.stderr.isatty(), dry_run=dry_run,
+                    **options)
     if dry_run:
-        cells, text = plan(spec)
-        click.echo(text)
+        click.echo(res)
         return
-    res = run_sweep(spec, say=lambda m: click.echo(m, err=True), tty=sys.stderr.isatty())
     click.echo(f"sweep: {res.ok} cells measured, {res.failed} failed, {res.skipped} recorded earlier, "
                f"in {res.wall_s:.1f} s; results in {res.db} (see `edgeseq report`, `edgeseq recommend`)")
     for line in res.failures[:20]:

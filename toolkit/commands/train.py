@@ -8,8 +8,6 @@ import sys
 import click
 
 from edgeseq.commands._types import FiniteFloat
-from edgeseq.models.config import parse_overrides
-from edgeseq.models.run_dir import TrainOptions, check_model_fits, check_zoo_data, prepare_run_dir
 
 
 class EpochPrinter:
@@ -69,51 +67,16 @@ class EpochPrinter:
 def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, patience, validation_split, seed,
           mixed_precision, backend, overrides, data_dir, overwrite, as_json) -> None:
     """Train a zoo model; writes model.keras and training.json to the run directory."""
-    from edgeseq.datasets import load_dataset
-    from edgeseq.models.backend import require_installed, resolve_backend
-    from edgeseq.models.zoo import get_config
-
-    # Every cheap check runs before TensorFlow is imported, so a typo costs milliseconds, not seconds.
-    backend = resolve_backend(backend)
-    require_installed(backend)
-    extra = parse_overrides(overrides)
-    cfg = get_config(arch, preset, **extra)
-    options = TrainOptions(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, validation_split=validation_split,
-        patience=patience, seed=seed, mixed_precision=mixed_precision,
-    )
-    options.check()
-    if out_dir is not None:
-        prepare_run_dir(out_dir, overwrite)  # before loading data: a bad --out costs nothing
-    data = load_dataset(dataset, data_dir=data_dir)
-    out_dir = out_dir or f"runs/{arch}-{_slug(data.name)}"
-    prepare_run_dir(out_dir, overwrite)  # checks only; the run directory appears when the model is written
-    check_zoo_data(data)
-    check_model_fits(cfg, seq_len=data.seq_len, num_features=data.num_features, num_outputs=data.output_dim)
-    from edgeseq.models.backend_run import train_on_backend
+    from edgeseq.api import train as run_train
+    from edgeseq.report.views import trained_lines
 
     with EpochPrinter(f"{arch}-{preset}", epochs) as printer:
-        result = train_on_backend(arch, data, out_dir, backend=backend, preset=preset, options=options,
-                                  overrides=extra, overwrite=overwrite, progress=printer)
-    rec = result.record
+        result = run_train(arch, dataset, preset=preset, out=out_dir, epochs=epochs, batch_size=batch_size,
+                           learning_rate=learning_rate, patience=patience, validation_split=validation_split,
+                           seed=seed, mixed_precision=mixed_precision, backend=backend, overrides=overrides,
+                           data_dir=data_dir, overwrite=overwrite, progress=printer)
     if as_json:
-        click.echo(json.dumps(rec, indent=2))
+        click.echo(json.dumps(result.record, indent=2))
         return
-    metric = ", ".join(f"{k} {v:.4f}" for k, v in rec["test_metrics"].items() if k != "n")
-    click.echo(
-        f"{arch}-{preset} on {data.name}: test {metric}; {rec['parameters']:,} parameters; "
-        f"{rec['epochs_run']} epochs in {rec['wall_time_s']:.1f} s on {_where(rec)}"
-    )
-    click.echo(f"wrote {result.model_path} and {result.out_dir / 'training.json'}")
-
-
-def _where(rec: dict) -> str:
-    """'tensorflow cpu', 'jax gpu (DataParallel over 2 devices)', 'torch cpu (one device: ...)'."""
-    b = rec.get("backend") or {}
-    where = f"{b.get('name', 'tensorflow')} {rec['device']['kind']}"
-    return f"{where} ({b['note']})" if b.get("note") else where
-
-
-def _slug(name: str) -> str:
-    stem = name.rsplit("/", 1)[-1].removesuffix(".npz")
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in stem).strip("-") or "data"
+    for line in trained_lines(result, arch, preset, result.record["dataset"]["name"]):
+        click.echo(line)

@@ -252,40 +252,6 @@ def fit_slopes(rows: list[dict]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def profile_streaming_cli(models, contexts: str, *, target: str, runs: int, warmup: int, threads: int | None,
-                          hop_ms: float | None, db, input_path, as_json: bool, live: bool,
-                          export_dir: str | Path = "artifacts") -> list[dict]:
-    """`edgeseq profile --stream --contexts ...`: .tflite exports are profiled as they are; .keras models are
-    exported to `export_dir` first (their step, KV-cache and window models). Prints the table and the slopes."""
-    import json
-
-    import click
-
-    from edgeseq.streams.report import render_markdown
-
-    ctx = parse_contexts(contexts)
-    keras_models = [m for m in models if str(m).endswith(".keras")]
-    tflites = [m for m in models if not str(m).endswith(".keras")]
-
-    def say(row: dict) -> None:
-        if live:
-            click.echo(f"  {row['file']} @ context {row['context']}: p50 {row['p50_us']:.1f} µs/step", err=True)
-
-    rows = []
-    if tflites:
-        rows += profile_contexts(tflites, ctx, target=target, runs=runs, warmup=warmup, threads=threads,
-                                 hop_ms=hop_ms, db=db, input=input_path, on_result=say)
-    if keras_models:
-        rows += stream_sweep(keras_models, ctx, out_dir=export_dir, target=target, runs=runs, warmup=warmup,
-                             threads=threads, hop_ms=hop_ms, db=db,
-                             say=lambda m: click.echo(m, err=True) if live else None)
-    if as_json:
-        click.echo(json.dumps({"schema": "edgeseq.stream/1", "rows": rows, "slopes": fit_slopes(rows)}, indent=2))
-    else:
-        click.echo(render_markdown(rows), nl=False)
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ .keras sweep
 def stream_sweep(
     models: Sequence[str | Path],

@@ -1,0 +1,93 @@
+"""What the CLI prints for each verb's result: one place for the words and units people read.
+
+Commands call one library function (edgeseq.api) and print what these functions make of its result; notebooks can
+call them too. Units: KB for file sizes (as `inspect` prints them), µs for latency.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def convert_summary(r) -> str:
+    """One line per converted recipe: file, size, route, parity, training reference, metrics, scales, time."""
+    m, v = r.manifest, r.validation
+    size = m["artifact"]["bytes"] / 1024
+    route = m["route"]["rnn"]
+    parts = [f"{r.tflite_path}", f"{size:.1f} KB", f"route {route}" if route != "none" else "no RNN"]
+    if v.get("skipped"):
+        parts.append(f"not validated ({v['reason']})")
+    else:
+        parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
+        if "top1_agreement" in v:
+            parity += f" top-1 {v['top1_agreement']:.1%}"
+        if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
+            parity += " on random inputs (no --calibration data)"
+        parts.append(parity)
+        ref = v.get("training_reference")
+        if ref:  # the outputs of the backend that trained the model, stored in its run directory
+            keras_only = "max_abs_diff" not in ref  # --stream: TF's Keras is checked against them
+            diff = ref["keras_tensorflow_vs_training"]["max_abs_diff"] if keras_only else ref.get("max_abs_diff")
+            parts.append(f"{'keras ' if keras_only else ''}vs the {ref['backend']}-trained reference: " + (
+                f"not checked ({ref['skipped']})" if "skipped" in ref else
+                f"{'ok' if ref['passed'] else 'FAILED'} max|d| {diff:.2g} on {ref.get('samples', 0)} samples"))
+        tm, km = v.get("tflite_metrics"), v.get("keras_metrics")
+        if tm and km:
+            key = "accuracy" if "accuracy" in tm else "mse"
+            parts.append(f"{key} {tm[key]:.4f} (keras {km[key]:.4f})")
+    gran = m["route"].get("granularity") or {}
+    if "candidates" in gran:
+        sizes = " / ".join(f"{k} {c['bytes'] / 1024:.1f} KB" for k, c in gran["candidates"].items() if "bytes" in c)
+        parts.append(f"kept {gran['kept']} scales (auto: {sizes or 'per-tensor failed'})")
+    parts.append(f"{m['timing']['convert_s'] + m['timing']['validate_s']:.1f} s")
+    return "  ".join(parts)
+
+
+
+def conversion_failed(r) -> str:
+    return f"FAILED {r.recipe.slug}: {r.error.one_line()}"
+
+
+def evaluation_line(e) -> str:
+    """`evaluate`'s line from an `edgeseq.api.Evaluation`."""
+    metric = ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
+    if e.per_frame:
+        metric = f"per-frame {metric} over {e.raw['frames']} frames"
+    return f"{e.model} on {e.dataset} ({e.n} test samples, {e.runtime}): {metric}"
+
+
+def trained_lines(t, arch: str, preset: str, dataset_name: str) -> list[str]:
+    """`train`'s two lines from an `edgeseq.api.Trained`."""
+    rec = t.record
+    metric = ", ".join(f"{k} {v:.4f}" for k, v in t.test_metrics.items())
+    return [f"{arch}-{preset} on {dataset_name}: test {metric}; {rec['parameters']:,} parameters; "
+            f"{rec['epochs_run']} epochs in {rec['wall_time_s']:.1f} s on {_where(rec)}",
+            f"wrote {t.model_path} and {t.out_dir / 'training.json'}"]
+
+
+def _where(rec: dict) -> str:
+    """'tensorflow cpu', 'jax gpu (DataParallel over 2 devices)', 'torch cpu (one device: ...)'."""
+    b = rec.get("backend") or {}
+    where = f"{b.get('name', 'tensorflow')} {rec['device']['kind']}"
+    return f"{where} ({b['note']})" if b.get("note") else where
+
+
+def run_rows(rows: list[dict], repeat: int) -> list[dict]:
+    """`profile`'s rows as the runs table shows them (one stored run each)."""
+    return [{**r, "label": r["model"] + (f" #{r['run_id']}" if repeat > 1 else ""), "where": r["target"],
+             "runs": 1, "device": r["device_facts"]} for r in rows]
+
+
+def stale_manifest_notes(rows: list[dict]) -> list[str]:
+    return [f"note: the manifest next to {r['model']} describes another file (sha256 differs); its recipe/accuracy "
+            "were not used" for r in rows if r.get("manifest_stale")]
+
+
+def stream_output(rows: list[dict], as_json: bool) -> str:
+    """`profile --stream --contexts`: the per-context table (markdown) and slopes, or the edgeseq.stream/1 JSON."""
+    from edgeseq.streams.profile import fit_slopes
+    from edgeseq.streams.report import render_markdown
+
+    if as_json:
+        return json.dumps({"schema": "edgeseq.stream/1", "rows": rows, "slopes": fit_slopes(rows)}, indent=2) + "\n"
+    return render_markdown(rows)
