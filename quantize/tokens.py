@@ -4,7 +4,7 @@ TensorFlow.
 The vocabulary comes from the manifest (`source.input.vocab_size`, written by `edgeseq convert`) when there is one,
 else from the file itself: the rows of the table of the GATHER op whose indices come from the input (through the
 ops Keras puts before it: LESS/ADD/SELECT for negative ids, CAST, RESHAPE). The agent reads it the same way on the
-device (targets/agent.py `_gather_vocab`).
+device (targets/agent/inputs.py `gather_vocab`).
 """
 
 from __future__ import annotations

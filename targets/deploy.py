@@ -116,12 +116,12 @@ def with_user_paths(exc: EdgeseqError, model: Path, input_path: str | Path | Non
 
 def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log) -> dict:
     from edgeseq.core.fsio import sha256_file
+    from edgeseq.targets.agent_build import agent_pyz
     from edgeseq.targets.runner import (
         AGENT_REMOTE_NAME,
         AgentOptions,
         _safe_name,
         agent_argv,
-        agent_path,
         manifest_vocab,
         parse_agent_output,
     )
@@ -132,14 +132,16 @@ def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log
         log(f"checking Python and the TFLite runtime on {target.spec.name}")
         target.require_runtime()
     digest = sha256_file(model)
+    agent, agent_sha256 = agent_pyz()
     wd = target.workdir()
     log(f"work directory {wd}")
     try:
         remote_agent = str(PurePosixPath(wd) / AGENT_REMOTE_NAME)
         remote_model = str(PurePosixPath(wd) / _safe_name(model.name))
-        target.push(Path(agent_path()), remote_agent)
+        target.push(agent, remote_agent)
         target.push(model, remote_model)
         log("pushed the agent and the model; verifying sha256 on the device")
+        device_shell.verify_sha256(target, remote_agent, agent_sha256)
         device_shell.verify_sha256(target, remote_model, digest)
         result = target.run(
             agent_argv(target.spec.python, remote_agent, remote_model, digest, opts, None,
@@ -154,6 +156,7 @@ def _deploy_agent(target, model: Path, runs, warmup, threads, keep, timeout, log
             except EdgeseqError:
                 pass
     data["model"]["host_path"] = str(model)
+    data["agent_sha256"] = agent_sha256
     if keep:
         data["remote_dir"] = wd
     return data

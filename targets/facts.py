@@ -1,7 +1,7 @@
 """The device facts a result carries (`device` in schema edgeseq.agent/1), named once.
 
-Two producers fill them: the agent, on the device (`device_facts()` in targets/agent.py; it is pushed alone, so it
-spells the names out itself, and tests/test_agent.py checks they are exactly these), and the host, for runners that
+Two producers fill them: the agent, on the device (`device_facts()` in targets/agent/facts.py; it is pushed alone, so
+it spells the names out itself, and tests/test_agent.py checks they are exactly these), and the host, for runners that
 cannot report them (benchmark_model on a phone without Python): `from_target_facts` builds them from what a transport
 gathered (`info()`: getprop and /proc through `device_shell.FACTS_SCRIPT`). Every field may be None (not readable
 there); the store, the reports and `device_key` read them by these names.

@@ -2,7 +2,9 @@
 
 Target-agnostic on purpose: it uses only the Target protocol (workdir/push/run/cleanup), so local, ssh and adb
 (with a Python on the device) all go through `run_agent`. The agent checks the model's sha256 on the device
-(`--expect-sha256`) before it measures, so a truncated or stale copy is an error, never a figure.
+(`--expect-sha256`) before it measures, so a truncated or stale copy is an error, never a figure. The agent goes
+as one file, the zipapp edgeseq.targets.agent_build makes of targets/agent/ (`python3 edgeseq_agent.pyz ...`); its
+sha256 is recorded with every run (`agent_sha256`, beside the agent's version).
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from pathlib import Path, PurePosixPath
 
 from edgeseq.core.errors import EdgeseqError, InputError, ModelError, RuntimeMissing, TargetError
 from edgeseq.core.fsio import sha256_file
+from edgeseq.targets.agent_build import PYZ_NAME, agent_pyz
 from edgeseq.targets.base import RunResult, Target
 
 AGENT_SCHEMA_PREFIX = "edgeseq.agent/3"  # what the agent pushed from this edgeseq prints (stored /1, /2 rows stay readable)
-AGENT_REMOTE_NAME = "edgeseq_agent.py"
+AGENT_REMOTE_NAME = PYZ_NAME  # edgeseq_agent.pyz
 
 
 def agent_path() -> Path:
-    """The single file pushed to devices."""
-    return Path(__file__).with_name("agent.py")
+    """The single file pushed to devices: the agent's zipapp, built from the current sources (cached)."""
+    return agent_pyz()[0]
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,12 @@ def run_agent(
     if not model.is_file():
         raise ModelError(f"model not found: {model}")
     digest = sha256_file(model)
+    agent, agent_sha256 = agent_pyz()
     wd = target.workdir()
     try:
         remote_agent = str(PurePosixPath(wd) / AGENT_REMOTE_NAME)
         remote_model = str(PurePosixPath(wd) / _safe_name(model.name))
-        target.push(agent_path(), remote_agent)
+        target.push(agent, remote_agent)
         target.push(model, remote_model)
         remote_input = None
         if opts.input:
@@ -169,22 +173,26 @@ def run_agent(
             pass
     data = parse_agent_output(result, model.name)
     data["model"]["host_path"] = str(model)
+    data["agent_sha256"] = agent_sha256  # which agent file measured it (stored in the run's agent_json)
     return data
 
 
 def agent_facts(target: Target, timeout: float = 60.0) -> dict:
     """Device facts and runtime (agent --facts), without a model."""
+    agent, agent_sha256 = agent_pyz()
     wd = target.workdir()
     try:
         remote_agent = str(PurePosixPath(wd) / AGENT_REMOTE_NAME)
-        target.push(agent_path(), remote_agent)
+        target.push(agent, remote_agent)
         result = target.run([target.spec.python, remote_agent, "--facts"], timeout)
     finally:
         try:
             target.cleanup(wd)
         except EdgeseqError:
             pass
-    return parse_agent_output(result, "(facts)")
+    data = parse_agent_output(result, "(facts)")
+    data["agent_sha256"] = agent_sha256
+    return data
 
 
 def _safe_name(name: str) -> str:

@@ -129,7 +129,7 @@ def test_device_going_offline_mid_run_is_clear_and_nothing_is_stored(
 
     phone = _adb_double.AdbDeviceDouble(tmp_path / "flaky")
     try:
-        phone.offline_when(lambda command: "edgeseq_agent.py" in command and "--model" in command)
+        phone.offline_when(lambda command: "edgeseq_agent.pyz" in command and "--model" in command)
         config.add(spec(phone, adb_server, tmp_path, name="flaky", python=sys.executable))
         db = tmp_path / "results.db"
         with pytest.raises(TargetError, match="ended before|offline or gone"):

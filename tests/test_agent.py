@@ -1,8 +1,10 @@
-"""The device agent: its imports, its JSON (schema edgeseq.agent/3), its errors, its memory figures, both runtimes."""
+"""The device agent: its imports, its JSON (schema edgeseq.agent/3), its errors, its memory figures, both runtimes.
+
+Every run here is of the zipapp pushed to devices (edgeseq.targets.agent_build); the package's own checks (its bytes,
+its imports, Python 3.9) are in tests/test_agent_pyz.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 from _tiny_tflite import build_tiny_models
 
-AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+from edgeseq.targets.runner import agent_path
+
+AGENT = agent_path()  # the zipapp, built from targets/agent/ into the cache
 CACHE = Path(os.environ.get("EDGESEQ_TEST_CACHE", Path.home() / ".cache" / "edgeseq-tests"))
 
 
@@ -24,9 +28,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def agent_mod():
-    spec = importlib.util.spec_from_file_location("edgeseq_agent_under_test", AGENT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    import edgeseq.targets.agent as mod  # the package the zipapp is built from
+
     return mod
 
 
@@ -267,7 +270,8 @@ _FLOOR = (
 def test_agent_adds_little_memory_over_python_numpy_and_the_runtime(tiny):
     # Before the model loads, the agent holds what any process using the runtime holds (Python, numpy, the runtime)
     # plus its own code and stdlib imports. Run as a script, CPython used to keep the script's syntax tree alive
-    # (~2 MB) and argparse pulled in shutil/bz2/lzma (~0.4 MB): 3.7 MB over the floor before, ~1 MB now.
+    # (~2 MB) and argparse pulled in shutil/bz2/lzma (~0.4 MB): 3.7 MB over the floor before, ~1 MB now (the zipapp:
+    # zipimport compiles each module and frees its tree).
     floor_kb = int(subprocess.run([sys.executable, "-c", _FLOOR], capture_output=True, text=True).stdout)
     rc, d, _ = run_agent("--model", str(tiny["dense-fp32"]), "--runs", "3")
     assert rc == 0
@@ -275,14 +279,16 @@ def test_agent_adds_little_memory_over_python_numpy_and_the_runtime(tiny):
     assert extra_kb < 2048, f"the agent adds {extra_kb} kB over python + numpy + ai_edge_litert"
 
 
-_METER = """
-import importlib.util, json, sys
+# the agent's package, imported from the zipapp (its modules look names up in their own globals: patch them there)
+_IMPORT = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import edgeseq_agent as agent
+"""
+_METER = _IMPORT + """
 import numpy as np
-spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
-agent = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(agent)
 if sys.argv[2] == "no-reset":
-    agent.reset_peak_rss = lambda: False
+    agent.memory.reset_peak_rss = lambda: False
 block = np.ones(48 << 20, np.uint8)  # 48 MB, touched: the process's peak before the baseline
 del block
 meter = agent.MemoryMeter()
@@ -313,13 +319,10 @@ def test_clear_refs_excludes_a_peak_from_before_the_baseline():
     assert m["load_kb"] - m["baseline_kb"] >= 8 * 1024
 
 
-_CODE = """
-import importlib.util, json, mmap, os, sys
-spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
-agent = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(agent)
+_CODE = _IMPORT + """
+import mmap, os
 if sys.argv[2] == "no-smaps":
-    agent.code_rss_kb = lambda skip_inode=None: None
+    agent.memory.code_rss_kb = lambda skip_inode=None: None
 meter = agent.MemoryMeter()
 meter.baseline()
 maps = []
@@ -358,12 +361,8 @@ def test_code_pages_are_not_the_models_memory(tmp_path, mode):
         assert m["model_peak_kb"] < 1024, m
 
 
-_NO_SMAPS = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("agent", sys.argv[1])
-agent = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(agent)
-agent.code_rss_kb = lambda skip_inode=None: None
+_NO_SMAPS = _IMPORT + """
+agent.memory.code_rss_kb = lambda skip_inode=None: None
 sys.exit(agent.main(sys.argv[2:]))
 """
 
@@ -391,7 +390,8 @@ def test_without_clear_refs_the_method_says_how_the_peak_was_found():
 
 
 def test_agent_run_from_a_folder_with_a_shadowing_module(tiny, tmp_path):
-    # The script re-executes itself through `python -c`; its own folder, not the cwd, must lead sys.path.
+    # The zipapp, not the cwd, must lead sys.path (agent.py, a script that re-executed itself through `python -c`,
+    # once let the cwd in).
     (tmp_path / "json.py").write_text("raise SystemExit('the cwd shadowed json')\n")
     proc = subprocess.run(
         [sys.executable, str(AGENT), "--model", str(tiny["dense-fp32"]), "--runs", "2"],

@@ -1,7 +1,9 @@
 """The tree's one direction of flow, checked from the code's own imports (module level and inside functions).
 
 Layers, bottom to top (docs/ARCHITECTURE.md): foundation -> models -> quantize -> targets -> orchestration -> CLI.
-A module may import its own layer or lower ones. The agent imports nothing from edgeseq at all (it is pushed alone).
+A module may import its own layer or lower ones. The agent (the package edgeseq.targets.agent, every module of it)
+imports nothing from edgeseq outside itself: it is pushed alone, as one zipapp. Host code may import it (the zipapp's
+builder, edgeseq.targets.agent_build, only reads its files).
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ LAYERS = ["foundation", "models", "quantize", "targets", "orchestration", "cli"]
 # The one deliberate sideways edge: host-side stream parity steps a .tflite with the agent's own stepper, so the
 # host check and the device run share one definition.
 ALLOWED = {("edgeseq.quantize.stream.child", "edgeseq.targets.agent")}
+AGENT = "edgeseq.targets.agent"
+
+
+def in_agent(module: str) -> bool:
+    return module == AGENT or module.startswith(AGENT + ".")
 
 
 def layer_of(module: str) -> str:
@@ -70,8 +77,9 @@ def violations() -> list[str]:
         for target, line in imports(path, module):
             if target not in mods:  # `from edgeseq.x import name`: the name is not a module
                 continue
-            if module == "edgeseq.targets.agent":
-                bad.append(f"{path.relative_to(REPO)}:{line}: the agent imports {target} (it must stay standalone)")
+            if in_agent(module):
+                if not in_agent(target):
+                    bad.append(f"{path.relative_to(REPO)}:{line}: the agent imports {target} (it must stay standalone)")
                 continue
             dst = layer_of(target)
             if LAYERS.index(dst) > LAYERS.index(src) and (module, target) not in ALLOWED:
@@ -116,3 +124,21 @@ def test_every_module_has_its_line_in_the_architecture_doc():
     missing = [str(p.relative_to(REPO)) for p in source_files()
                if p.name != "__init__.py" and p.parent.name != "commands" and f"`{p.relative_to(REPO)}`" not in doc]
     assert not missing, f"docs/ARCHITECTURE.md has no line for: {missing}"
+
+
+def test_every_agent_module_is_held_to_the_standalone_rule(tmp_path):
+    mods = modules()
+    agent = sorted(m for m in mods if in_agent(m))
+    assert {"edgeseq.targets.agent", "edgeseq.targets.agent.cli", "edgeseq.targets.agent.streaming"} <= set(agent)
+    assert not in_agent("edgeseq.targets.agent_build") and in_agent("edgeseq.targets.agent.memory")
+    # a relative import inside the package resolves to the package; one reaching out of it is flagged
+    src = tmp_path / "m.py"
+    src.write_text("from .document import AgentError\nfrom ..runner import run_agent\n")
+    names = [n for n, _ in imports(src, "edgeseq.targets.agent.cli")]
+    assert "edgeseq.targets.agent.document" in names and "edgeseq.targets.runner" in names
+    assert in_agent(names[0]) and not in_agent("edgeseq.targets.runner")
+
+
+def test_no_module_is_over_450_lines():
+    long = {str(p.relative_to(REPO)): n for p in source_files() if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"split these modules (450 lines at most): {long}"

@@ -15,8 +15,9 @@ from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo
 
 from edgeseq.quantize.memory_estimate import ALIGNMENT, estimate_memory, plan_arena, state_bytes, while_conds
 from edgeseq.quantize.tflite.reader import parse_bytes, read_tflite
+from edgeseq.targets.runner import agent_path
 
-AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+AGENT = agent_path()  # the zipapp pushed to devices (edgeseq.targets.agent_build), built from the sources
 needs_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 
 

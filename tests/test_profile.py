@@ -332,16 +332,16 @@ def test_a_crashing_interpreter_kills_only_the_agent(tiny, tmp_path):
         textwrap.dedent(
             f"""\
         #!{sys.executable}
-        import ctypes, runpy, sys
+        import ctypes, sys
         sys.argv = sys.argv[1:]
-        agent = runpy.run_path(sys.argv[0])  # defines the agent's functions without running main
-        def _stage_hook(name, _orig=agent["_stage"]):
+        sys.path.insert(0, sys.argv[0])  # the pushed zipapp: its package, imported without running main
+        import edgeseq_agent, edgeseq_agent.measuring as measuring
+        def _stage_hook(name, _orig=measuring._stage):
             _orig(name)
             if name == "allocate":
                 ctypes.string_at(0)
-        main = agent["main"]
-        main.__globals__["_stage"] = _stage_hook
-        sys.exit(main(sys.argv[1:]))
+        measuring._stage = _stage_hook
+        sys.exit(edgeseq_agent.main(sys.argv[1:]))
         """
         )
     )

@@ -168,7 +168,7 @@ def test_deploy_verifies_runs_and_cleans_up_or_keeps(server, model, tmp_path):
     kept = deploy(t, model, runs=2, warmup=0, keep=True)
     remote = Path(kept["remote_dir"])
     assert remote.is_dir() and sorted(p.name for p in remote.iterdir()) == [
-        "edgeseq_agent.py",
+        "edgeseq_agent.pyz",
         "gru_tiny__b1_.tflite",
     ]
     t.cleanup(str(remote))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,9 +24,10 @@ from edgeseq.models.streaming import (  # noqa: E402
 )
 from edgeseq.models.streamkind import StreamKind  # noqa: E402
 from edgeseq.models.zoo import build_model  # noqa: E402
+from edgeseq.targets.runner import agent_path  # noqa: E402
 
 T, F, K = 12, 5, 3
-AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+AGENT = agent_path()  # the zipapp pushed to devices (edgeseq.targets.agent_build), built from the sources
 
 
 def _x(n=6, t=T, seed=0):

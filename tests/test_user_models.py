@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from edgeseq.cli import cli
 from edgeseq.core.errors import DatasetError, InputError, ModelError
 from edgeseq.datasets import load_dataset
+from edgeseq.targets.runner import agent_path
 
 T, F, V, E, C = 12, 4, 40, 8, 3
 
@@ -431,7 +432,7 @@ def test_h5_with_a_lambda_needs_trust(tmp_path):
 
 
 # ---------------------------------------------------------------- streaming: per-step outputs and token ids
-AGENT = Path(__file__).resolve().parents[1] / "targets" / "agent.py"
+AGENT = agent_path()  # the zipapp pushed to devices (edgeseq.targets.agent_build), built from the sources
 
 
 def _agent(*args: str) -> dict:

@@ -1,6 +1,6 @@
 """Per-op time (`edgeseq profile --ops`): the agent's `ops` section turned into the figures tables show.
 
-The agent times every op on its own (edgeseq.quantize.op_slices, targets/agent.py "per-op time") and reports per op
+The agent times every op on its own (edgeseq.quantize.op_slices, targets/agent/ops.py) and reports per op
 its calls per invoke and the time of one call. Here, like LiteRT benchmark_model's --enable_op_profiling tables:
 - per op: `mean_us`, its time per invoke of the model (one call x calls; a WHILE body's ops are called once per
   trip), and `share`, that time over the whole invoke's p50;
