@@ -23,6 +23,7 @@ from edgeseq.models.config import (
     TransformerConfig,
     config_from_dict,
     config_to_dict,
+    estimate_params,
 )
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARCHITECTURES",
+    "ARCH_NAMES",
+    "VARIANTS",
     "PRESETS",
     "TASKS",
     "REFERENCE_SHAPE",
@@ -44,15 +47,19 @@ __all__ = [
     "config_from_dict",
 ]
 
-ARCHITECTURES: tuple[str, ...] = ("rnn", "lstm", "gru", "transformer")
+ARCHITECTURES: tuple[str, ...] = ("rnn", "lstm", "gru", "transformer")  # the families, one builder each
+# Named variants of a family, accepted wherever an architecture is named (train, sweep, demo, the zoo table): the
+# causal Transformer (masked attention, last-token pooling; its stream form is a KV cache).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"transformer-causal": ("transformer", {"causal": True})}
+ARCH_NAMES: tuple[str, ...] = ARCHITECTURES + tuple(VARIANTS)
 PRESETS: tuple[str, ...] = ("tiny", "small", "base")
 # classification: softmax probabilities over num_outputs classes; regression: linear Dense(num_outputs = horizon).
 TASKS: tuple[str, ...] = ("classification", "regression")
 
 
 def _check_arch(arch: str) -> None:
-    if arch not in ARCHITECTURES:
-        raise InputError(f"unknown architecture {arch!r}", did_you_mean(arch, ARCHITECTURES))
+    if arch not in ARCH_NAMES:
+        raise InputError(f"unknown architecture {arch!r}", did_you_mean(arch, ARCH_NAMES))
 
 
 def get_config(arch: str, preset: str = "small", **overrides: Any) -> ModelConfig:
@@ -60,7 +67,8 @@ def get_config(arch: str, preset: str = "small", **overrides: Any) -> ModelConfi
     _check_arch(arch)
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r} for {arch}", did_you_mean(preset, PRESETS))
-    cfg = PRESET_CONFIGS[arch][preset]
+    family, fixed = VARIANTS.get(arch, (arch, {}))
+    cfg = dataclasses.replace(PRESET_CONFIGS[family][preset], **fixed)
     names = {f.name for f in dataclasses.fields(cfg)} - {"arch"}
     for key in overrides:
         if key not in names:
@@ -189,6 +197,7 @@ def _key_hyperparameters(cfg: ModelConfig) -> str:
         text = f"units={cfg.units} layers={cfg.num_layers}"
     else:
         text = f"d_model={cfg.d_model} heads={cfg.num_heads} layers={cfg.num_layers} ff={cfg.ff_dim}"
+        text += " causal" if cfg.causal else ""
     return text + (f" dropout={cfg.dropout:g}" if cfg.dropout else "")
 
 
@@ -197,7 +206,7 @@ def zoo_table() -> list[dict[str, Any]]:
     rows = []
     seq_len, num_features, num_classes = REFERENCE_SHAPE
     for preset in PRESETS:
-        for arch in ARCHITECTURES:
+        for arch in ARCH_NAMES:
             cfg = get_config(arch, preset)
             rows.append(
                 {
@@ -205,7 +214,7 @@ def zoo_table() -> list[dict[str, Any]]:
                     "preset": preset,
                     "family": "recurrent" if arch in RECURRENT_ARCHS else "attention",
                     "hyperparameters": _key_hyperparameters(cfg),
-                    "params": count_params(arch, preset),
+                    "params": estimate_params(cfg, seq_len=seq_len, num_features=num_features, num_outputs=num_classes),
                     "reference_shape": {
                         "seq_len": seq_len,
                         "num_features": num_features,

@@ -41,11 +41,11 @@ class Inputs:
             rng = np.random.default_rng(seed)
             if self.tokens:
                 X = random_ids(rng, (samples, *self.X_val.shape[1:]), self.vocab)
-                return X, {"source": "random-ids", "note": f"no calibration data given: uniform ids 0..{self.vocab - 1}; "
-                           "pass --calibration DATASET for a faithful int8 model", "samples": samples, "seed": seed}
+                return X, {"source": "random-ids", "note": f"uniform ids 0..{self.vocab - 1}, not data (--calibration random); "
+                           "pass --dataset DATASET for a faithful int8 model", "samples": samples, "seed": seed}
             X = rng.standard_normal((samples, *self.X_val.shape[1:])).astype(np.float32)
-            return X, {"source": "random-normal", "note": "no calibration data given: N(0,1) inputs; pass "
-                       "--calibration DATASET for a faithful int8 model", "samples": samples, "seed": seed}
+            return X, {"source": "random-normal", "note": "N(0,1) inputs, not data (--calibration random); pass "
+                       "--dataset DATASET for a faithful int8 model", "samples": samples, "seed": seed}
         X_train = self.dataset.X_train
         idx = select_indices(len(X_train), samples, seed)
         dtype = np.int32 if self.tokens else np.float32

@@ -55,7 +55,7 @@ def test_cli_lists_capabilities_as_json():
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "models", "--capabilities", "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == rows()
+    assert json.loads(proc.stdout) == {"schema": "edgeseq.models/1", "capabilities": rows()}
 
 
 def test_convert_refuses_a_declared_limit_before_any_child_starts(tmp_path):
@@ -65,7 +65,7 @@ def test_convert_refuses_a_declared_limit_before_any_child_starts(tmp_path):
     build_model("transformer", "tiny", seq_len=8, num_features=4, num_outputs=3).save(path)
     # Any conversion child would abort at once: the refusal must come from the table, not from a child.
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "convert", str(path), "--recipe", "int16x8",
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=600,
+                           "--calibration", "random", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, EDGESEQ_TEST_CHILD_CRASH="1"))
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 3 and len(lines) == 1, proc.stderr

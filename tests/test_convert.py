@@ -537,7 +537,7 @@ def test_cli_input_errors_exit_2_with_one_line(tmp_path):
 
 def test_cli_child_crash_exits_3_with_one_line(tmp_path):
     path = zoo_model("gru", tmp_path)
-    proc = run_cli("convert", str(path), "--recipe", "int8", "--out", str(tmp_path / "o"),
+    proc = run_cli("convert", str(path), "--recipe", "int8", "--calibration", "random", "--out", str(tmp_path / "o"),
                    env={"EDGESEQ_TEST_CHILD_CRASH": "1"})
     assert_one_line_error(proc, 3)
     assert "unroll" in proc.stderr or "recipe" in proc.stderr

@@ -411,14 +411,16 @@ def test_cli_table_json_show_and_download(fsdd_dir, cache, tmp_path):
     assert res.exit_code == 0, res.output
     assert "japanese_vowels" in res.output and "270x29x12" in res.output and "not downloaded" in res.output
     res = runner.invoke(cli, ["datasets", "--json"])
-    rows = json.loads(res.output)
+    rows = json.loads(res.output)["datasets"]
     assert res.exit_code == 0 and {r["name"] for r in rows} >= {"fsdd", "adding", "electricity"}
     res = runner.invoke(cli, ["datasets", "--data-dir", str(fsdd_dir), "--json"])
-    assert next(r for r in json.loads(res.output) if r["name"] == "fsdd")["status"].startswith("available")
+    assert next(r for r in json.loads(res.output)["datasets"] if r["name"] == "fsdd")["status"].startswith("available")
     res = runner.invoke(cli, ["datasets", "show", "fsdd", "--data-dir", str(fsdd_dir)])
     assert res.exit_code == 0 and "2700, 49, 32" in res.output
     res = runner.invoke(cli, ["datasets", "show", "adding:length=20,n_train=10,n_test=5", "--json"])
-    assert res.exit_code == 0 and json.loads(res.output)["train_shape"] == [10, 20, 2]
+    assert res.exit_code == 0 and json.loads(res.output)["dataset"]["train_shape"] == [10, 20, 2]
+    res = runner.invoke(cli, ["datasets", "--json", "show", "adding:length=20,n_train=10,n_test=5"])  # group's flag
+    assert res.exit_code == 0 and json.loads(res.output)["schema"] == "edgeseq.datasets/1"
     url = _tarball(tmp_path / "fsdd.tar.gz", fsdd_dir, SUBSET[:4])
     res = runner.invoke(cli, ["datasets", "download", "fsdd", "--dest", str(tmp_path / "d"), "--url", url])
     assert res.exit_code == 0, res.output

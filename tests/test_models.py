@@ -14,6 +14,7 @@ from edgeseq.core.errors import InputError  # noqa: E402
 from edgeseq.models.config import REFERENCE_SHAPE, config_from_dict, config_to_dict  # noqa: E402
 from edgeseq.models.layers import MultiHeadSelfAttention, causal_mask  # noqa: E402
 from edgeseq.models.zoo import (  # noqa: E402
+    ARCH_NAMES,
     ARCHITECTURES,
     PRESETS,
     build_model,
@@ -236,15 +237,16 @@ def test_zoo_table_and_models_command_list_every_architecture():
     from edgeseq.cli import cli
 
     rows = zoo_table()
-    assert {(r["arch"], r["preset"]) for r in rows} == {(a, p) for a in ARCHITECTURES for p in PRESETS}
+    assert {(r["arch"], r["preset"]) for r in rows} == {(a, p) for a in ARCH_NAMES for p in PRESETS}
+    assert all(r["params"] == count_params(r["arch"], r["preset"]) for r in rows)  # the formula is exact
     result = CliRunner().invoke(cli, ["models"])
     assert result.exit_code == 0, result.output
-    for arch in ARCHITECTURES:
+    for arch in ARCH_NAMES:
         assert arch in result.output
     assert f"T={REFERENCE_SHAPE[0]}" in result.output
     result = CliRunner().invoke(cli, ["models", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == rows
+    assert json.loads(result.output) == {"schema": "edgeseq.models/1", "models": rows}
 
 
 @pytest.mark.slow

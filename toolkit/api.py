@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeseq.core.errors import InputError
+
 PathLike = str | os.PathLike
 
 
@@ -136,6 +138,13 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
     check_output_dir(out)
     if name is not None:
         check_file_name(name)
+    calibrated = [r.slug for r in recipe_list if r.calibrated]
+    if dataset is None and calibrated:
+        raise InputError(f"{', '.join(calibrated)} needs calibration data and none was given",
+                         "pass --dataset NAME or FILE.npz (the data the model will see), or --calibration random "
+                         "to calibrate on N(0,1) inputs on purpose")
+    if isinstance(dataset, str) and dataset == "random":
+        dataset = None  # on purpose: the manifest's validation.data.source says random-normal
     if dataset is not None and not hasattr(dataset, "X_train"):
         from edgeseq.datasets import load_dataset
 
@@ -151,11 +160,16 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
     return convert_model(model, recipe_list, **common)
 
 
-def evaluate(path: PathLike, dataset: Any, *, data_dir: str | None = None) -> Evaluation:
-    """Run any .tflite over a data set's test split on LiteRT (no TensorFlow)."""
+def evaluate(path: PathLike, dataset: Any = None, *, data_dir: str | None = None) -> Evaluation:
+    """Run any .tflite over a data set's test split on LiteRT (no TensorFlow). Without `dataset`, the one the
+    manifest next to the file was validated on."""
     from edgeseq.quantize.evaluate import evaluate_tflite
 
+    from_manifest = dataset is None
+    if from_manifest:
+        dataset = dataset_of(path)
     r = evaluate_tflite(path, dataset, data_dir=data_dir)
+    r["dataset_from"] = "manifest" if from_manifest else "given"
     metrics = {k: r[k] for k in ("accuracy", "mse", "mae") if k in r}
     return Evaluation(model=r["model"], dataset=r["dataset"], n=r["n"], metrics=metrics,
                       per_frame=bool(r.get("per_frame")), runtime=f"{r['runtime']} {r['runtime_version']}", raw=r)
@@ -246,6 +260,18 @@ def runs(db: PathLike | None = None, *, target: str | None = None):
     except ImportError:
         return rows
     return pd.DataFrame(rows)
+
+
+def dataset_of(path: PathLike) -> str:
+    """The data set a converted file was calibrated or validated on, from its manifest; InputError without one."""
+    from edgeseq.quantize.manifest import manifest_path_for, read_manifest
+
+    manifest = read_manifest(manifest_path_for(path), strict=False) or {}
+    for record in ((manifest.get("validation") or {}).get("data"), manifest.get("calibration")):
+        if isinstance(record, dict) and record.get("source") == "dataset" and record.get("dataset"):
+            return str(record["dataset"])
+    raise InputError(f"no data set given for {path}, and no manifest beside it names one",
+                     "pass --dataset NAME or FILE.npz")
 
 
 def _run(row: dict) -> Run:

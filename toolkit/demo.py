@@ -27,6 +27,7 @@ class DemoOptions:
     fresh: bool = False
     stream: bool = True
     archs: tuple[str, ...] = ARCHS
+    db: Path | None = None  # the results store [out_dir/results.db]
 
 
 @dataclass
@@ -104,7 +105,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
     from edgeseq.store.results import ResultsStore
 
     data = check_options(opts)
-    result = DemoResult(db=opts.out_dir / "results.db")
+    result = DemoResult(db=opts.db or opts.out_dir / "results.db")
     models = train_stage(data, opts, say)
     artifacts = convert_stage(models, opts, result, say)
     say(f"[profile] {len(artifacts)} models on this machine, {opts.runs} runs each, 1 thread")

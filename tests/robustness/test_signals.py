@@ -84,7 +84,7 @@ def test_sigterm_during_convert_kills_the_converter_and_writes_nothing(tmp_path)
 
     model = zoo_model("gru", tmp_path)
     out = tmp_path / "art"
-    proc, tmpdir, err = _start(["convert", str(model), "--recipe", "int8", "--out", str(out)], tmp_path)
+    proc, tmpdir, err = _start(["convert", str(model), "--recipe", "int8", "--calibration", "random", "--out", str(out)], tmp_path)
     _wait_for(lambda: _processes_mentioning("edgeseq.quantize._child " + str(tmpdir)), "the conversion child")
     time.sleep(1.0)  # let it get into TensorFlow
     _terminate_and_check(proc, tmpdir, err, "edgeseq.quantize._child " + str(tmpdir))

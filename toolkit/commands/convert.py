@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
+
+from edgeseq.commands._options import data_dir_option, dataset_option, echo_json, json_option
 
 
 @click.command()
@@ -13,9 +12,11 @@ import click
 @click.option("--recipe", "recipes", default="fp32", show_default=True,
               help="Comma-separated: fp32, fp16, dynamic, int8, int16x8 (slugs like int8-io8 work too).")
 @click.option("--io", type=click.Choice(["float", "int8"]), default=None, help="int8 recipe: input/output dtype.")
-@click.option("--calibration", default=None,
-              help="Data set name or .npz for calibration and validation [default: random inputs, said so].")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=None, help="Representative samples (default 200).")
+@dataset_option(aliases=("--calibration",),
+                help="Data set (name, NAME:key=value or .npz) for calibration and validation; int8 and int16x8 need "
+                     "one, or `random` to calibrate on N(0,1) inputs on purpose (said in the manifest and summary).")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Representative samples.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None, help="Fixed sequence length; required for a variable time axis.")
 @click.option("--rnn-strategy", type=click.Choice(["auto", "fused", "loop", "unroll"]), default=None,
               help="auto: WHILE loop for float recipes; int8 tries the fused LSTM op, then the loop, then unrolling, "
@@ -25,33 +26,35 @@ import click
                    "(half the size); int8/int16x8 elsewhere convert both and keep per tensor (smaller) only if it "
                    "passes parity and loses nothing against per channel (rule: README, Converting).")
 @click.option("--allow-flex", is_flag=True, help="Permit Flex (Select TF) ops; stock device runtimes cannot run them.")
-@click.option("--out", "out_dir", default="artifacts", show_default=True, help="Output directory.")
+@click.option("--out", "out_dir", default="artifacts", show_default=True, help="Output folder.")
 @click.option("--name", default=None, help="Artifact name [default: run directory or model file name].")
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Check parity on LiteRT.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="--no-strict keeps a file that failed parity (the manifest records the failure).")
 @click.option("--trust-model", is_flag=True, help="Load with safe_mode off (lets the file run Python code).")
-@click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
+@data_dir_option()
+@json_option("the manifests")
 @click.option("--stream", is_flag=True,
               help="Export the step model: RNN/LSTM/GRU state or a causal Transformer's KV cache (see README Streaming).")
 @click.option("--kv-capacity", type=click.IntRange(min=1), default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
-def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
+def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
             out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
+    from edgeseq.core.progress import Progress
     from edgeseq.report.views import conversion_failed, convert_summary
 
-    progress = (lambda msg: click.echo(msg, err=True)) if sys.stderr.isatty() else None
-    results = run_convert(model_path, recipes, dataset=calibration, out=out_dir, name=name, seq_len=seq_len, io=io,
+    progress = Progress(1).note  # each phase as it starts, flushed, on a terminal or piped
+    results = run_convert(model_path, recipes, dataset=dataset, out=out_dir, name=name, seq_len=seq_len, io=io,
                           calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
                           granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
                           window=window, raise_on_error=False, progress=progress)
     if as_json:
-        click.echo(json.dumps([r.manifest for r in results if r.ok], indent=2))
+        echo_json("convert", {"results": [{"recipe": r.recipe.slug, "written": r.ok, "manifest": r.manifest or None,
+                                          "error": None if r.ok else r.error.one_line()} for r in results]})
     for r in results:
         for warning in r.warnings:
             click.echo(f"warning: {r.recipe.slug}: {warning}", err=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from edgeseq import datasets as ds_lib
+from edgeseq.commands._options import data_dir_option, echo_json, json_option
 
 COLUMNS = ("name", "task", "train", "test", "classes", "source", "license", "status")
 
@@ -40,9 +40,8 @@ def _print_table(rows: list[list[str]], header: tuple[str, ...], wrap: tuple[str
 
 
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder holding fsdd/recordings or recordings (else $EDGESEQ_DATA_DIR, then the user cache).")
+@json_option("the list (or, before `show`, what show prints)")
+@data_dir_option()
 @click.pass_context
 def datasets(ctx: click.Context, as_json: bool, data_dir: str | None) -> None:
     """List data sets (shapes, classes, source, license); `show SPEC`; `download fsdd`.
@@ -52,22 +51,24 @@ def datasets(ctx: click.Context, as_json: bool, data_dir: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["data_dir"] = data_dir
+    ctx.obj["json"] = as_json
     if ctx.invoked_subcommand is not None:
         return
     rows = ds_lib.list_datasets(data_dir=data_dir)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        echo_json("datasets", {"datasets": rows})
         return
     _print_table([_cells(r) for r in rows], COLUMNS, wrap=("task", "classes", "source", "license", "status"))
 
 
 @datasets.command("show")
 @click.argument("spec")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON (includes meta).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where to look for FSDD recordings.")
+@json_option("the description (with meta)")
+@data_dir_option()
 @click.pass_context
 def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> None:
     """Load SPEC and describe it: shapes, dtypes, classes, preprocessing (validates a user .npz)."""
+    as_json = as_json or ctx.obj.get("json", False)  # `datasets --json show X` as well as `datasets show X --json`
     ds = ds_lib.load_dataset(spec, data_dir=data_dir or ctx.obj.get("data_dir"))
     info = {
         "name": ds.name, "task": ds.task, "train_shape": list(ds.X_train.shape), "test_shape": list(ds.X_test.shape),
@@ -86,7 +87,7 @@ def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> 
         for k in ("lengths_train", "lengths_test"):  # long per-sample lists: summarized in the text view too
             pre.pop(k, None)
         meta["preprocessing"] = pre
-        click.echo(json.dumps({**info, "meta": meta}, indent=2, default=str))
+        echo_json("datasets", {"dataset": {**info, "meta": meta}})
         return
     rows = [[k, "-" if v is None else (", ".join(map(str, v)) if isinstance(v, list) else str(v))]
             for k, v in info.items()]
@@ -98,14 +99,18 @@ def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> 
 
 @datasets.command("download")
 @click.argument("name", type=click.Choice(["fsdd"]))
-@click.option("--dest", type=click.Path(file_okay=False), default=None,
-              help="Install into DEST/recordings (default: the user cache, ~/.cache/edgeseq/fsdd).")
+@click.option("--out", "--dest", "dest", type=click.Path(file_okay=False), default=None,
+              help="Install into OUT/recordings [default: the user cache, ~/.cache/edgeseq/fsdd].")
 @click.option("--url", default=None, help="Archive URL (http(s):// or file://); default: the v1.0.10 release tarball.")
 @click.option("--force", is_flag=True, help="Download again even if the recordings are already there.")
-def download(name: str, dest: str | None, url: str | None, force: bool) -> None:
+@json_option()
+def download(name: str, dest: str | None, url: str | None, force: bool, as_json: bool) -> None:
     """Download a data set that is not bundled (FSDD, CC BY-SA 4.0) into the cache or DEST."""
     from edgeseq.datasets import fsdd
 
     target = fsdd.download_fsdd(dest, url or fsdd.DEFAULT_URL, force=force)
     n = sum(1 for _ in target.glob("*.wav"))
+    if as_json:
+        echo_json("datasets", {"downloaded": name, "recordings": n, "path": str(target), "license": fsdd.LICENSE})
+        return
     click.echo(f"fsdd: {n} recordings in {target} (license {fsdd.LICENSE}; cite: {fsdd.CITATION})")

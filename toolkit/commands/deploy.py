@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from edgeseq.commands._options import echo_json, json_option, runs_option, warmup_option
 from edgeseq.commands._types import FiniteFloat
 
 
@@ -14,8 +13,8 @@ from edgeseq.commands._types import FiniteFloat
 @click.option(
     "--target", "target_name", required=True, help="A named target, or an ssh:// / adb:// URL, or local."
 )
-@click.option("--runs", type=int, default=10, show_default=True, help="Timed invokes of the check run.")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed invokes first.")
+@runs_option(10, "A check that the model runs there, not a measurement (that is `edgeseq profile`, 200).")
+@warmup_option(2, "A check, not a measurement (profile: 20).")
 @click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
 @click.option("--runner", type=click.Choice(["agent", "benchmark_model"]), default=None,
               help="What runs the model (default: the target's runner).")  # fmt: skip
@@ -25,7 +24,7 @@ from edgeseq.commands._types import FiniteFloat
 @click.option("--timeout", type=FiniteFloat(0, 86_400, min_open=True, example="600"), default=600.0,
               show_default=True, help="Seconds allowed for the run.")
 @click.option("--keep", is_flag=True, help="Leave the per-run directory on the device (its path is printed).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@json_option("the full result")
 def deploy(
     model, target_name, runs, warmup, threads, runner, benchmark_binary, timeout, keep, as_json
 ) -> None:
@@ -48,7 +47,7 @@ def deploy(
         log=(lambda msg: None) if as_json else (lambda msg: click.echo(f"  {msg}", err=True)),
     )
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        echo_json("deploy", {"result": data})
         return
     from edgeseq.core.stats import summarize
 

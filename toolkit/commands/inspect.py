@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from edgeseq.commands._options import echo_json, json_option
 
 
 def _kb(n: int) -> str:
@@ -18,7 +18,7 @@ def _sig(t: dict) -> str:
 
 @click.command()
 @click.argument("path", type=click.Path())  # the checked reader names a directory, FIFO or device itself
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@json_option("the full report")
 @click.option("--runtime", type=click.Choice(["ai_edge_litert", "tflite_runtime"]), default="ai_edge_litert",
               show_default=True, help="The runtime the memory estimate is for.")
 def inspect(path: str, as_json: bool, runtime: str) -> None:
@@ -27,7 +27,7 @@ def inspect(path: str, as_json: bool, runtime: str) -> None:
 
     r = inspect_tflite(path, runtime)
     if as_json:
-        click.echo(json.dumps(r, indent=2))
+        echo_json("inspect", r)
         return
     for line in render(r):
         click.echo(line)

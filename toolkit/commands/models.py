@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
+from edgeseq.commands._options import echo_json, json_option
+
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON (with each full config).")
+@json_option("the table (with each full config)")
 @click.option("--capabilities", is_flag=True,
               help="What each layer family can do with each recipe, batch and streaming (declared limits).")
 def models(as_json: bool, capabilities: bool) -> None:
@@ -17,14 +18,17 @@ def models(as_json: bool, capabilities: bool) -> None:
     if capabilities:
         from edgeseq.quantize.capabilities import render_rows, rows
 
-        click.echo(json.dumps(rows(), indent=2) if as_json else render_rows(rows()))
+        if as_json:
+            echo_json("models", {"capabilities": rows()})
+        else:
+            click.echo(render_rows(rows()))
         return
     from edgeseq.models.config import REFERENCE_SHAPE
     from edgeseq.models.zoo import zoo_table
 
-    rows = zoo_table()  # builds each model once to count its parameters: imports Keras
+    rows = zoo_table()  # parameters from the configs by formula: no Keras
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        echo_json("models", {"models": rows})
         return
     seq_len, num_features, num_classes = REFERENCE_SHAPE
     caption = f"parameters at T={seq_len}, F={num_features}, {num_classes} classes"

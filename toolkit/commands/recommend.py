@@ -6,7 +6,9 @@ import json
 
 import click
 
+from edgeseq.commands._options import db_option, json_option
 from edgeseq.commands._types import FiniteFloat
+from edgeseq.core.errors import NothingFound
 
 
 @click.command()
@@ -19,9 +21,8 @@ from edgeseq.commands._types import FiniteFloat
               help="Input period of a stream: a step (or a whole-window recompute) must finish within it.")
 @click.option("--min-accuracy", type=FiniteFloat(0, 1, example="0.95"), default=None,
               help="Smallest accuracy (a fraction); a model of unknown accuracy fails it.")
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help="Results store (default .edgeseq/results.db in the working directory).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema edgeseq.recommend/1).")
+@db_option()
+@json_option()
 def recommend(target, latency_budget_ms, memory_budget_mb, hop_ms, min_accuracy, db, as_json) -> None:
     """The models in the results store that meet every budget given on TARGET, ranked by accuracy then p99.
 
@@ -34,3 +35,6 @@ def recommend(target, latency_budget_ms, memory_budget_mb, hop_ms, min_accuracy,
     result = run_recommend(target, latency_budget_ms=latency_budget_ms, memory_budget_mb=memory_budget_mb,
                            hop_ms=hop_ms, min_accuracy=min_accuracy, db=db).raw
     click.echo(json.dumps(result, indent=2) if as_json else render_text(result), nl=as_json)
+    if not result["meets"]:
+        raise NothingFound(f"no stored model on {target} meets every budget given",
+                           "loosen a budget, or profile more models (the closest is named above)")

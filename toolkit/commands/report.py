@@ -6,14 +6,11 @@ import sys
 
 import click
 
+from edgeseq.commands._options import db_option, json_option
+
 
 @click.command()
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Results store (default .edgeseq/results.db in the working directory).",
-)
+@db_option()
 @click.option(
     "--format",
     "fmt",
@@ -26,12 +23,15 @@ import click
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write report.<fmt> and the PNG plots here (html defaults to ./report).",
+    help="Write report.<fmt> and the PNG plots here [default: ./report for html, else print].",
 )
 @click.option("--target", default=None, help="Only runs on this target.")
-def report(db, fmt, out_dir, target) -> None:
+@json_option("the report (the same as --format json)")
+def report(db, fmt, out_dir, target, as_json) -> None:
     """Tables and plots of everything in the results store, grouped by target/device."""
     from edgeseq.report.dispatch import show_report
+
+    fmt = "json" if as_json else fmt
 
     path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout)
     if path is not None:
@@ -41,14 +41,9 @@ def report(db, fmt, out_dir, target) -> None:
 @click.command()
 @click.argument("a")
 @click.argument("b")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Results store (default .edgeseq/results.db in the working directory).",
-)
+@db_option()
 @click.option("--target", default=None, help="Only consider runs on this target.")
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@json_option("the comparison")
 def compare(a, b, db, target, as_json) -> None:
     """Two models or runs side by side, with ratios B/A.
 

@@ -2,53 +2,44 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
+from edgeseq.commands._options import EPOCHS, data_dir_option, dataset_option, echo_json, json_option
 from edgeseq.commands._types import FiniteFloat
+from edgeseq.core.progress import Progress
+from edgeseq.models.zoo import ARCH_NAMES
 
 
 class EpochPrinter:
-    """A rich progress bar on a terminal, one plain line per epoch otherwise (logs, CI)."""
+    """One line per epoch: live on a terminal, one flushed line each when piped (logs, CI), with n/N and an ETA (an
+    upper bound: early stopping usually ends sooner)."""
 
     def __init__(self, title: str, epochs: int):
         self.title = title
-        self.tty = sys.stderr.isatty()
-        self._progress = None
-        if self.tty:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(), transient=False,
-            )
-            self._task = self._progress.add_task(title, total=epochs, info="")
+        self.progress = Progress(epochs)
 
     def __enter__(self) -> EpochPrinter:
-        if self._progress:
-            self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress:
-            self._progress.stop()
+        if self.progress.tty and 0 < self.progress.done < self.progress.total:
+            click.echo("", err=True)  # early stopping ended the live line before N
 
     def __call__(self, logs: dict) -> None:
-        shown = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "epochs", "learning_rate"))
-        if self._progress:
-            self._progress.update(self._task, completed=logs["epoch"], info=shown)
-        else:
-            click.echo(f"{self.title} epoch {logs['epoch']}/{logs['epochs']} {shown}", err=True)
+        shown = " ".join(f"{k}={v:.3g}" for k, v in logs.items() if k not in ("epoch", "epochs", "learning_rate"))
+        self.progress.total = int(logs.get("epochs") or self.progress.total)
+        self.progress.done = int(logs["epoch"]) - 1
+        self.progress.step(f"{self.title} epoch", shown)
 
 
 @click.command()
-@click.option("--model", "arch", required=True, help="Architecture from `edgeseq models` (rnn, lstm, gru, transformer).")
+@click.option("--arch", "--model", "arch", required=True, type=click.Choice(ARCH_NAMES),
+              help="Architecture from `edgeseq models`.")
 @click.option("--preset", default="small", show_default=True, help="Size preset: tiny, small, base.")
-@click.option("--dataset", required=True, help="Registered name (see `edgeseq datasets`), NAME:key=value, or a .npz.")
-@click.option("--out", "out_dir", default=None, help="Run directory [default: runs/<model>-<dataset>].")
-@click.option("--epochs", default=60, show_default=True, help="Upper bound; early stopping usually ends sooner.")
+@dataset_option(required=True)
+@click.option("--out", "out_dir", default=None, help="Run folder [default: runs/<arch>-<dataset>].")
+@click.option("--epochs", type=click.IntRange(min=1), default=EPOCHS, show_default=True,
+              help="Upper bound; early stopping usually ends sooner.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--lr", "learning_rate", type=FiniteFloat(min=0, min_open=True, example="0.002"), default=2e-3,
               show_default=True, help="Adam learning rate.")
@@ -61,9 +52,9 @@ class EpochPrinter:
               help="Keras backend that trains (and its GPU when present) [default: $KERAS_BACKEND, else tensorflow]; "
                    "the .keras file converts the same way whichever trained it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. units=64.")
-@click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
+@data_dir_option()
 @click.option("--overwrite", is_flag=True, help="Replace a model already in --out.")
-@click.option("--json", "as_json", is_flag=True, help="Print training.json to stdout.")
+@json_option("training.json")
 def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, patience, validation_split, seed,
           mixed_precision, backend, overrides, data_dir, overwrite, as_json) -> None:
     """Train a zoo model; writes model.keras and training.json to the run directory."""
@@ -76,7 +67,7 @@ def train(arch, preset, dataset, out_dir, epochs, batch_size, learning_rate, pat
                            seed=seed, mixed_precision=mixed_precision, backend=backend, overrides=overrides,
                            data_dir=data_dir, overwrite=overwrite, progress=printer)
     if as_json:
-        click.echo(json.dumps(result.record, indent=2))
+        echo_json("train", {"model_path": str(result.model_path), "record": result.record})
         return
     for line in trained_lines(result, arch, preset, result.record["dataset"]["name"]):
         click.echo(line)

@@ -78,6 +78,13 @@ class StoreError(EdgeseqError):
     exit_code = 7
 
 
+class NothingFound(EdgeseqError):
+    """The command ran and found nothing that answers it (recommend: no model meets every budget). Its output is
+    complete; the exit code says "no" to a script."""
+
+    exit_code = 8
+
+
 # ---------------------------------------------------------------- number checks shared by every layer
 # check_finite refuses NaN, inf and a crossed bound; check_int an integer out of its range. Both raise InputError
 # naming the option and the range (the click type edgeseq.commands._types.FiniteFloat calls check_finite).

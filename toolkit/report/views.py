@@ -1,7 +1,7 @@
 """What the CLI prints for each verb's result: one place for the words and units people read.
 
 Commands call one library function (edgeseq.api) and print what these functions make of its result; notebooks can
-call them too. Units: KB for file sizes (as `inspect` prints them), µs for latency.
+call them too. One unit style everywhere: KiB for sizes, µs for latency.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ def convert_summary(r) -> str:
     m, v = r.manifest, r.validation
     size = m["artifact"]["bytes"] / 1024
     route = m["route"]["rnn"]
-    parts = [f"{r.tflite_path}", f"{size:.1f} KB", f"route {route}" if route != "none" else "no RNN"]
+    parts = [f"{r.tflite_path}", f"{size:.1f} KiB", f"route {route}" if route != "none" else "no RNN"]
     if v.get("skipped"):
         parts.append(f"not validated ({v['reason']})")
     else:
@@ -22,7 +22,7 @@ def convert_summary(r) -> str:
         if "top1_agreement" in v:
             parity += f" top-1 {v['top1_agreement']:.1%}"
         if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
-            parity += " on random inputs (no --calibration data)"
+            parity += " on random N(0,1) inputs (--calibration random)"
         parts.append(parity)
         ref = v.get("training_reference")
         if ref:  # the outputs of the backend that trained the model, stored in its run directory
@@ -37,7 +37,7 @@ def convert_summary(r) -> str:
             parts.append(f"{key} {tm[key]:.4f} (keras {km[key]:.4f})")
     gran = m["route"].get("granularity") or {}
     if "candidates" in gran:
-        sizes = " / ".join(f"{k} {c['bytes'] / 1024:.1f} KB" for k, c in gran["candidates"].items() if "bytes" in c)
+        sizes = " / ".join(f"{k} {c['bytes'] / 1024:.1f} KiB" for k, c in gran["candidates"].items() if "bytes" in c)
         parts.append(f"kept {gran['kept']} scales (auto: {sizes or 'per-tensor failed'})")
     parts.append(f"{m['timing']['convert_s'] + m['timing']['validate_s']:.1f} s")
     return "  ".join(parts)
@@ -53,7 +53,8 @@ def evaluation_line(e) -> str:
     metric = ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
     if e.per_frame:
         metric = f"per-frame {metric} over {e.raw['frames']} frames"
-    return f"{e.model} on {e.dataset} ({e.n} test samples, {e.runtime}): {metric}"
+    source = " (data set from the manifest)" if e.raw.get("dataset_from") == "manifest" else ""
+    return f"{e.model} on {e.dataset}{source} ({e.n} test samples, {e.runtime}): {metric}"
 
 
 def trained_lines(t, arch: str, preset: str, dataset_name: str) -> list[str]:
@@ -91,3 +92,16 @@ def stream_output(rows: list[dict], as_json: bool) -> str:
     if as_json:
         return json.dumps({"schema": "edgeseq.stream/1", "rows": rows, "slopes": fit_slopes(rows)}, indent=2) + "\n"
     return render_markdown(rows)
+
+
+def demo_stream_lines(rows: list[dict]) -> list[str]:
+    """The demo's streaming table: p50 of a whole step, state bytes, model memory, ratio to the GRU step."""
+    if not rows:
+        return []
+    out = ["", "streaming, one step at a time (p50 of a whole step; x GRU = ratio to the GRU step):",
+           f"{'model':<28}{'kind':>18}{'context':>9}{'p50 µs':>10}{'state B':>10}{'model MiB':>11}{'x GRU':>8}"]
+    for r in rows:
+        mem = "-" if r.get("model_peak_kb") is None else f"{r['model_peak_kb'] / 1024:.1f}"
+        out.append(f"{r['model']:<28}{r['kind'].label:>18}{r['context']:>9}{r['p50_us']:>10.1f}"
+                   f"{r['state_bytes']:>10,}{mem:>11}{r['x_rnn']:>8.1f}")
+    return out

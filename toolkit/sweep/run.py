@@ -29,6 +29,7 @@ from pathlib import Path
 
 from edgeseq.core.errors import EdgeseqError, InputError, TargetError
 from edgeseq.core.fsio import atomic_write_text
+from edgeseq.core.progress import Progress
 from edgeseq.sweep.grid import Cell, SweepSpec, describe, expand
 
 BUILD_TIMEOUT_S = 6 * 3600.0
@@ -44,34 +45,6 @@ class SweepResult:
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     db: Path | None = None
-
-
-class Progress:
-    """One updating line on a terminal (with ETA), one plain line per finished cell otherwise."""
-
-    def __init__(self, total: int, say: Callable[[str], None], tty: bool):
-        self.total, self.say, self.tty = total, say, tty
-        self.done = 0
-        self.started = time.monotonic()
-        self.lock = threading.Lock()
-
-    def eta(self) -> str:
-        if not self.done:
-            return "ETA -"
-        left = (time.monotonic() - self.started) / self.done * (self.total - self.done)
-        return f"ETA {int(left // 60)}m{int(left % 60):02d}s"
-
-    def cell(self, cell: Cell, outcome: str) -> None:
-        with self.lock:
-            self.done += 1
-            line = f"[{self.done}/{self.total}] {cell.label}: {outcome}"
-            if self.tty:
-                sys.stderr.write(f"\r\033[K{line[:150]}  {self.eta()}")
-                sys.stderr.flush()
-                if self.done == self.total:
-                    sys.stderr.write("\n")
-            else:
-                self.say(line)
 
 
 # ------------------------------------------------------------------------------------------ folders
@@ -269,20 +242,20 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
         say(f"{len(todo)} cells to run ({result.skipped} recorded earlier)")
         out.mkdir(parents=True, exist_ok=True)
         clear_stale_work(out)
-        progress = Progress(len(todo), say, tty)
+        progress = Progress(len(todo), tty=tty, say=say)
         lock = threading.Lock()
 
         def record(cell: Cell, status: str, *, run_id=None, why=None, info=None) -> None:
             with lock, ResultsStore(db) as st:
                 st.put_cell(cell.key, str(out), status, cell.config, run_id=run_id, why=why, result=info)
             if status == "ok":
-                outcome = f"p50 {info.get('p50_us') or 0:.0f} us"
+                outcome = f"p50 {info.get('p50_us') or 0:.0f} µs"
                 result.ok += 1
             else:
                 outcome = f"failed: {why}"
                 result.failed += 1
                 result.failures.append(f"{cell.label}: {why}")
-            progress.cell(cell, outcome)
+            progress.step(cell.label, outcome)
 
         quiet = threading.Event()  # set once nothing is being built on this machine
         if spec.executor == "ray" and not str(spec.ray_address).replace("ray://", "").startswith(
@@ -314,6 +287,8 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
                 except Exception as exc:  # noqa: BLE001 - a worker or Ray task that dies fails its cells, not the sweep
                     why = exc.one_line() if isinstance(exc, EdgeseqError) else f"{type(exc).__name__}: {exc}"
                     built = {"error": {"reason": f"building failed: {str(why).splitlines()[0][:300]}"}}
+                if "error" not in built:  # piped output shows work as it happens, not only measurements
+                    progress.note(f"built {group[0].model_key}: {len(group)} file(s) to measure")
                 for c in group:
                     art = (built.get("artifacts") or {}).get(c.artifact_key)
                     if "error" in built:

@@ -1,0 +1,75 @@
+"""One name per concept, one default per option, one JSON envelope: the options every verb shares.
+
+`CONCEPTS` is the table `tests/test_cli_conventions.py` walks every command's options against: a concept has one
+flag; the only other spellings accepted are the aliases listed here, on the verbs listed, kept for old scripts.
+Defaults are shown one way (click's `[default: X]`); a verb whose default differs says why in its help.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+# concept -> (the flag, {verb: old spellings kept as aliases there}, other names that must not appear anywhere)
+CONCEPTS: dict[str, tuple[str, dict[str, tuple[str, ...]], tuple[str, ...]]] = {
+    "data set": ("--dataset", {"convert": ("--calibration",)}, ("--data", "--calib")),
+    "architecture": ("--arch", {"train": ("--model",)}, ("--architecture", "--arches")),
+    "output folder": ("--out", {"datasets download": ("--dest",)}, ("--output", "--out-dir", "--output-dir")),
+    "results store": ("--db", {}, ("--store", "--database", "--results")),
+    "machine-readable output": ("--json", {}, ("--as-json", "--format-json")),
+    "timed invokes": ("--runs", {}, ("--iterations", "--invokes", "--n-runs")),
+    "untimed invokes": ("--warmup", {}, ("--warmups", "--warm-up")),
+    "where models run": ("--target", {}, ("--device", "--host")),
+    "local data-set copies": ("--data-dir", {}, ("--datadir",)),
+}
+
+# The verbs that write files (--out), store or read runs (--db); every verb has --json.
+WRITES = {"train", "convert", "profile", "report", "sweep", "demo"}
+STORES = {"profile", "report", "compare", "recommend", "sweep", "demo"}
+
+# Defaults of options more than one verb has: the value, and for a verb that differs, why (said in its help).
+RUNS = 200
+WARMUP = 20
+EPOCHS = 60
+
+
+def schema(verb: str, version: int = 1) -> str:
+    return f"edgeseq.{verb}/{version}"
+
+
+def echo_json(verb: str, payload: dict[str, Any], version: int = 1) -> None:
+    """Every --json answer is one object: {"schema": "edgeseq.<verb>/N", ...}."""
+    click.echo(json.dumps({"schema": schema(verb, version), **payload}, indent=2, default=str))
+
+
+def json_option(what: str = "the result") -> Callable:
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"Print {what} as one JSON object (its \"schema\" names the verb and version).")
+
+
+def db_option() -> Callable:
+    return click.option("--db", type=click.Path(dir_okay=False), default=None,
+                        help="Results store [default: .edgeseq/results.db in the working directory].")
+
+
+def data_dir_option() -> Callable:
+    return click.option("--data-dir", default=None,
+                        help="Local copy of downloadable data sets [default: $EDGESEQ_DATA_DIR, else the cache].")
+
+
+def dataset_option(*, required: bool = False, aliases: tuple[str, ...] = (), help: str | None = None) -> Callable:
+    return click.option("--dataset", *aliases, "dataset", required=required, default=None,
+                        help=help or "Registered name (see `edgeseq datasets`), NAME:key=value, or a .npz.")
+
+
+def runs_option(default: int = RUNS, why: str = "") -> Callable:
+    return click.option("--runs", type=int, default=default, show_default=True,
+                        help="Timed invokes per run." + (f" {why}" if why else ""))
+
+
+def warmup_option(default: int = WARMUP, why: str = "") -> Callable:
+    return click.option("--warmup", type=int, default=default, show_default=True,
+                        help="Untimed invokes before timing." + (f" {why}" if why else ""))
