@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from edgeseq.core.progress import is_progress_line
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.capabilities import FAMILIES, FORMS, TABLE, refusal, rows
 from edgeseq.quantize.recipes import MODES
@@ -67,7 +68,7 @@ def test_convert_refuses_a_declared_limit_before_any_child_starts(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", "convert", str(path), "--recipe", "int16x8",
                            "--calibration", "random", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, EDGESEQ_TEST_CHILD_CRASH="1"))
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert proc.returncode == 3 and len(lines) == 1, proc.stderr
     assert refusal({"layer-norm"}, "int16x8", "batch").why in lines[0] and "crashed" not in lines[0]
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []

@@ -9,6 +9,7 @@ import pytest
 
 from edgeseq import __version__
 from edgeseq.cli import COMMANDS
+from edgeseq.core.progress import is_progress_line
 
 PROBE = """
 import sys
@@ -66,7 +67,7 @@ def test_unknown_command_is_a_usage_error_without_traceback():
 @pytest.mark.parametrize("args", [["convert", "--foo"], ["inspect"], ["profile", "--runs", "abc", "x.tflite"]])
 def test_usage_errors_are_one_line_naming_the_help(args):
     proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", *args], capture_output=True, text=True, timeout=120)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert proc.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"edgeseq {args[0]} --help" in lines[0], lines
 

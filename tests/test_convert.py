@@ -18,6 +18,7 @@ import pytest
 from _zoo_cache import params, planner, prefetch_session, selected
 
 from edgeseq.core.errors import ConversionError, InputError, ModelError, ValidationError
+from edgeseq.core.progress import is_progress_line
 from edgeseq.datasets.base import Dataset
 from edgeseq.quantize.calibration import guard_constant_steps, select_indices
 from edgeseq.quantize.convert import convert_model, default_name
@@ -525,7 +526,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int) -> None:
     assert proc.returncode == code, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -619,6 +620,6 @@ def test_cli_failed_parity_exits_4_with_one_line_and_no_file(tmp_path, monkeypat
     with pytest.raises(SystemExit) as exc:
         main(["convert", str(path), "--recipe", "fp32", "--out", str(tmp_path / "o")])
     assert exc.value.code == 4
-    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert len(err) == 1 and err[0].startswith("error: ") and "failed parity" in err[0]
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())

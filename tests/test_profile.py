@@ -15,6 +15,7 @@ from _tiny_tflite import build_tiny_models
 
 from edgeseq.cli import main
 from edgeseq.core.errors import InputError, ModelError, TargetError
+from edgeseq.core.progress import is_progress_line
 from edgeseq.core.stats import latency_stats
 from edgeseq.store.results import ResultsStore
 from edgeseq.targets.local import LocalTarget, _cgroup_root, parse_size
@@ -251,7 +252,7 @@ def test_bad_input_is_one_line_and_nonzero(tiny, tmp_path, capsys, make, code, n
     db = tmp_path / "r.db"
     got, out, err = cli(capsys, "profile", *make(tiny, tmp_path), "--db", str(db))
     assert got == code
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], err
     assert "Traceback" not in err
     if db.exists():
@@ -278,7 +279,7 @@ def test_non_finite_or_absurd_numbers_are_one_line_before_anything_runs(tiny, tm
                                                                           option, value, needle):
     monkeypatch.chdir(tmp_path)
     code, _, err = cli(capsys, "profile", str(tiny["dense-fp32"]), option, value)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
     assert list(tmp_path.iterdir()) == []  # no .edgeseq/results.db
 

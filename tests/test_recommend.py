@@ -8,6 +8,7 @@ import pytest
 
 from edgeseq.cli import main
 from edgeseq.core.errors import InputError
+from edgeseq.core.progress import is_progress_line
 from edgeseq.recommend import SCHEMA, check_budgets, recommend, render_text
 from edgeseq.store.results import ResultsStore
 
@@ -122,7 +123,7 @@ def test_cli_errors_are_one_line(db, capsys, args, code, words):
     with pytest.raises(SystemExit) as exc:
         main(["recommend", *args, "--db", str(db)])
     err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert exc.value.code == code and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
     if "pi5" in args:
         assert "targets with runs: local, pi4" in lines[0] and "did you mean 'pi4'" in lines[0]

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from edgeseq.cli import cli
 from edgeseq.core.errors import DatasetError, InputError, ModelError
+from edgeseq.core.progress import is_progress_line
 from edgeseq.datasets import load_dataset
 from edgeseq.targets.runner import agent_path
 
@@ -124,7 +125,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 
 def one_line_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not is_progress_line(ln)]
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     return lines[0]
 

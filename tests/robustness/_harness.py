@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeseq.core.progress import is_progress_line
+
 # Bounds for one hostile case. A TensorFlow import alone costs ~0.5 GB of RSS and ~5 s on 2 shared cores.
 DEFAULT_TIMEOUT_S = 120.0
 DEFAULT_MAX_RSS_MB = 1500.0
@@ -32,7 +34,7 @@ class Outcome:
 
     @property
     def stderr_lines(self) -> list[str]:
-        return [ln for ln in self.stderr.splitlines() if ln.strip()]
+        return [ln for ln in self.stderr.splitlines() if ln.strip() and not is_progress_line(ln)]
 
 
 def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:

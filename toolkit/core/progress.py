@@ -3,6 +3,7 @@ piped (logs, CI, `| tee`), each `[n/N] what: outcome  ETA 1m05s` and never wider
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -10,6 +11,13 @@ from collections.abc import Callable
 from typing import TextIO
 
 WIDTH = 80
+NOTE = "… "  # a phase of work that is not a counted step ("… converting gru with int8")
+_STEP = re.compile(r"\[\d+/\d+\] ")
+
+
+def is_progress_line(line: str) -> bool:
+    """True for the lines this module writes (so a script, or a test, can tell them from results and errors)."""
+    return line.startswith(NOTE) or bool(_STEP.match(line))
 
 
 def eta_text(done: int, total: int, elapsed_s: float) -> str:
@@ -69,9 +77,9 @@ class Progress:
         """A line that is not a step (a warning, a phase): on its own line, the live line redrawn after it."""
         with self._lock:
             if self.say is not None and not self.tty:
-                self.say(fit(text))
+                self.say(fit(NOTE + text))
                 return
             if self.tty and 0 < self.done < self.total:
                 self.stream.write("\r\033[K")
-            self.stream.write(fit(text) + "\n")
+            self.stream.write(fit(NOTE + text) + "\n")
             self.stream.flush()
