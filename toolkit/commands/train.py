@@ -8,7 +8,8 @@ import sys
 import click
 
 from edgeseq.commands._types import FiniteFloat
-from edgeseq.models.config import parse_overrides
+from edgeseq.models.backend import BACKENDS
+from edgeseq.models.config import PRESET_CONFIGS, parse_overrides
 from edgeseq.models.run_dir import TrainOptions, check_model_fits, check_zoo_data, prepare_run_dir
 
 
@@ -46,8 +47,10 @@ class EpochPrinter:
 
 
 @click.command()
-@click.option("--model", "arch", required=True, help="Architecture from `edgeseq models` (rnn, lstm, gru, transformer).")
-@click.option("--preset", default="small", show_default=True, help="Size preset: tiny, small, base.")
+@click.option("--model", "arch", required=True,
+              help=f"Architecture from `edgeseq models` ({', '.join(PRESET_CONFIGS)}).")
+@click.option("--preset", default="small", show_default=True,
+              help=f"Size preset: {', '.join(dict.fromkeys(p for presets in PRESET_CONFIGS.values() for p in presets))}.")
 @click.option("--dataset", required=True, help="Registered name (see `edgeseq datasets`), NAME:key=value, or a .npz.")
 @click.option("--out", "out_dir", default=None, help="Run directory [default: runs/<model>-<dataset>].")
 @click.option("--epochs", default=60, show_default=True, help="Upper bound; early stopping usually ends sooner.")
@@ -59,7 +62,7 @@ class EpochPrinter:
               show_default=True, help="Share of the training split held out for early stopping, in [0, 0.9).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (worth it on GPUs with tensor cores).")
-@click.option("--backend", default=None, metavar="tensorflow|jax|torch",
+@click.option("--backend", default=None, metavar="|".join(BACKENDS),
               help="Keras backend that trains (and its GPU when present) [default: $KERAS_BACKEND, else tensorflow]; "
                    "the .keras file converts the same way whichever trained it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. units=64.")
