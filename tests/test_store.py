@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from edgeseq.core.errors import StoreError
-from edgeseq.store.results import SCHEMA_VERSION, ResultsStore, pack_samples, unpack_samples
 from edgeseq.store import results as store_mod
+from edgeseq.store.results import SCHEMA_VERSION, ResultsStore, pack_samples, unpack_samples
 
 
 def record(i: int = 0, target: str = "local") -> dict:
