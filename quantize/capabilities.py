@@ -16,9 +16,11 @@ from typing import Any
 
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.recipes import MODES
+from edgeseq.quantize.rnn_routes import ROUTE_WORDS, auto_order, auto_plans
 
 FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional", "conv1d", "token-ids")
 FORMS = ("batch", *(k.value for k in StreamKind))
+NOT_LISTED = "Anything not listed converts with every recipe in every form it can stream in."
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,14 @@ TABLE: tuple[Capability, ...] = (
     Capability("attention", "int16x8", StreamKind.KV_CACHE.value, False,
                "the KV-cache step's int32 position input gets no calibrated 16x8 range on TF 2.21",
                "use int8 or dynamic"),
+    # the routes, in auto's order, are rnn_routes.plan's
     Capability("recurrent", "int8", "batch", True,
-               "size constant in T: a WHILE loop (int8 inside; the loop state crosses the WHILE boundary as float32), "
-               "else each LSTM as one fused int8 UNIDIRECTIONAL_SEQUENCE_LSTM op; unrolled (grows with T) only if "
-               "both fail parity"),
+               f"auto tries {auto_order('int8')}, keeping the first that passes parity: the loop (int8 inside; its "
+               "state crosses the WHILE boundary as float32) and the fused UNIDIRECTIONAL_SEQUENCE_LSTM op keep the "
+               "size constant in T, unrolling grows with T"),
     Capability("recurrent", "int16x8", "batch", True,
-               "converted unrolled, so the file grows with T: TF 2.21's 16x8 quantizer supports neither the fused "
-               "LSTM op nor WHILE loops"),
+               f"auto converts by {auto_order('int16x8', ROUTE_WORDS)} only, so the file grows with T: TF 2.21's 16x8 "
+               f"quantizer supports neither {' nor '.join(ROUTE_WORDS[r] for r in auto_plans()['int16x8'][0].skipped)}"),
     Capability("recurrent", "*", StreamKind.RECURRENT_STEP.value, True,
                "one step per invoke through each layer's cell; the state is carried by the runtime"),
     Capability("attention", "*", StreamKind.KV_CACHE.value, True,
@@ -139,4 +142,4 @@ def render_rows(table: list[dict]) -> str:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
              for row in [head, *cells]]
-    return "\n".join(lines) + "\nAnything not listed converts with every recipe in every form it can stream in."
+    return "\n".join(lines) + "\n" + NOT_LISTED

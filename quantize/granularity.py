@@ -1,24 +1,57 @@
 """The weight-scale granularity rule of `--granularity auto`: per-channel or per-tensor, decided on validation.
 
-On a graph that is not unrolled, int8 / int16x8 are converted both ways and validated on the same inputs; the smaller
-per-tensor file is kept only when it loses nothing against per-channel. State changes here belong in README
-"Converting and quantizing" too.
+On a graph that is not unrolled, the calibrated recipes (`Recipe.compares_granularity`) are converted both ways and
+validated on the same inputs; the smaller per-tensor file is kept only when it loses nothing against per-channel.
+`edgeseq convert --help` and the README's granularity block are generated from this module and from `Recipe`
+(scripts/readme_tables.py; tests/test_one_source.py fails when they drift).
 """
 
 from __future__ import annotations
+
+from edgeseq.quantize.recipes import MODES, Recipe
 
 ACCURACY_TOL = 0.001  # 0.1 accuracy point
 MSE_TOL_REL = 0.02  # 2 % relative
 AGREEMENT_TOL = 0.005  # 0.5 point of top-1 agreement with Keras
 DIFF_TOL_REL = 0.02  # 2 % relative mean |diff| against Keras
+
+
+def _pt(fraction: float) -> str:
+    return f"{fraction * 100:g} pt"
+
+
+def _pct(fraction: float) -> str:
+    return f"{fraction * 100:g} %"
+
+
 GRANULARITY_RULE = (
     "auto converts per-channel and per-tensor and keeps per-tensor when that file is smaller, passes parity, and "
     "either per-channel failed parity or per-tensor is no worse on the validation inputs: with labels, accuracy at "
-    "most 0.1 pt lower (classification) or MSE at most 2 % higher (regression) than per-channel's or than the float "
-    "model's own (a per-channel file that beats the float model it quantizes by a sample or two is not a reason to "
-    "keep the larger file); without labels, top-1 agreement with Keras at most 0.5 pt lower (classifiers) or mean "
-    "|diff| against Keras at most 2 % higher. Otherwise per-channel."
+    f"most {_pt(ACCURACY_TOL)} lower (classification) or MSE at most {_pct(MSE_TOL_REL)} higher (regression) than "
+    "per-channel's or than the float model's own (a per-channel file that beats the float model it quantizes by a "
+    "sample or two is not a reason to keep the larger file); without labels, top-1 agreement with Keras at most "
+    f"{_pt(AGREEMENT_TOL)} lower (classifiers) or mean |diff| against Keras at most {_pct(DIFF_TOL_REL)} higher. "
+    "Otherwise per-channel."
 )
+
+
+def auto_granularity_summary() -> str:
+    """What `--granularity auto` does, per graph and recipe, read off `Recipe.per_channel_for` and
+    `Recipe.compares_granularity` (the methods the converter asks)."""
+    unrolled_tensor = [m for m in MODES if not Recipe(m).per_channel_for("unroll")]
+    compared = [m for m in MODES if Recipe(m).compares_granularity("loop")]
+    channel = [m for m in MODES if m not in compared and Recipe(m).per_channel_for("loop")]
+    parts = []
+    if unrolled_tensor:
+        every = unrolled_tensor == list(MODES)
+        parts.append(f"per tensor on unrolled graphs{'' if every else ' for ' + '/'.join(unrolled_tensor)}")
+    if compared:
+        parts.append(f"elsewhere {'/'.join(compared)} convert both and keep per tensor only when it is smaller, "
+                     f"passes parity and is no worse (accuracy -{_pt(ACCURACY_TOL)}, MSE +{_pct(MSE_TOL_REL)}, "
+                     f"top-1 agreement -{_pt(AGREEMENT_TOL)}, mean |diff| +{_pct(DIFF_TOL_REL)})")
+    if channel:
+        parts.append(f"{'/'.join(channel)} per channel")
+    return "; ".join(parts)
 
 
 def granularity_figure(validation: dict) -> tuple[str, float, bool]:

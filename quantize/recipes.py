@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeseq.core.errors import InputError, did_you_mean
+from edgeseq.quantize.rnn_routes import ROUTES
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_DTYPES = ("float", "int8")
-RNN_STRATEGIES = ("auto", "fused", "loop", "unroll")  # routes: quantize/rnn_routes.py
+RNN_STRATEGIES = ("auto", *ROUTES)  # routes and auto's order: quantize/rnn_routes.py
 GRANULARITIES = ("auto", "channel", "tensor")
 DEFAULT_CALIBRATION_SAMPLES = 200
 
@@ -135,7 +136,7 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
     for part in extra:
         if part == "io8":
             fields["io"] = "int8"
-        elif part in ("fused", "loop", "unroll"):
+        elif part in ROUTES:
             fields["rnn_strategy"] = part
         elif part in ("pc", "pt"):
             fields["granularity"] = "channel" if part == "pc" else "tensor"
@@ -145,6 +146,11 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
             raise InputError(f"unknown recipe {name!r}", did_you_mean(text, MODES, "recipes"))
     fields.update({k: v for k, v in overrides.items() if v is not None})
     return Recipe(**fields)
+
+
+def recipe_help() -> str:
+    """`--recipe` help: the modes, and a slug that names more than the mode."""
+    return f"Comma-separated: {', '.join(MODES)} (slugs like {Recipe('int8', io='int8').slug} work too)."
 
 
 def parse_recipes(text: str | list[str], **overrides: Any) -> list[Recipe]:

@@ -7,7 +7,7 @@ Routes (how the recurrence reaches the .tflite):
           int8 only: the float kernels keep state across invokes. Size does not depend on T.
 - unroll: one copy of the cell's ops per time step; always quantizes, grows with T.
 
-`auto` tries them in that order (AUTO_RULE says why) and keeps the first that converts and passes parity
+`auto` tries them in that order (AUTO_WHY says why) and keeps the first that converts and passes parity
 (quantize/convert.py); every candidate converts in its own child, so a converter crash costs only that candidate. Routes known not to work are
 skipped with their reason instead of spending a conversion on them. Pure data and rules: no TensorFlow.
 """
@@ -21,14 +21,14 @@ from typing import Any
 
 from edgeseq.core.errors import ConversionError, EdgeseqError
 
-ROUTES = ("loop", "fused", "unroll")  # auto's order for int8 (why loop before fused: AUTO_RULE)
-AUTO_RULE = (
-    "auto: float recipes keep the Keras WHILE loop; int8 tries the looped graph, then the fused LSTM op (when an LSTM "
-    "can be fused), then the unrolled graph, and keeps the first that converts and passes parity; int16x8 is "
-    "unrolled (TF 2.21's 16x8 quantizer supports neither the fused LSTM op nor WHILE loops). Loop before fused: "
-    "LSTM small on JapaneseVowels, the fused int8 kernel was 17x slower on LiteRT x86 (1.6 ms vs 94 us at T=64) "
-    "and 2.7-3.5 accuracy points lower, for a file 7 % smaller (benchmarks/int8_rnn.py)."
+ROUTES = ("loop", "fused", "unroll")  # auto's order for int8 (why loop before fused: AUTO_WHY)
+# What auto tries for each recipe is what `plan` returns, and every statement of it (`edgeseq convert --help`, the
+# capability table, the README's routes table) is generated from `plan` by the functions at the end of this module.
+AUTO_WHY = (
+    "Loop before fused: LSTM small on JapaneseVowels, the fused int8 kernel was 17x slower on LiteRT x86 (1.6 ms vs "
+    "94 us at T=64) and 2.7-3.5 accuracy points lower, for a file 7 % smaller (benchmarks/int8_rnn.py)."
 )
+ROUTE_WORDS = {"loop": "the WHILE loop", "fused": "the fused LSTM op", "unroll": "unrolling"}
 FLOAT_FUSED_STATE = ("TFLite's float and hybrid fused LSTM kernels carry h/c from one invoke to the next "
                      "(tensorflow/tensorflow#47813), so a file would answer differently after its first sequence")
 # Declared, measured on TF 2.21 (see the module docstrings named): auto does not spend a conversion on these.
@@ -139,3 +139,39 @@ def choose(route_plan: RoutePlan, attempt: Callable[[str], Any], label: str) -> 
         info["rnn_candidates"] = attempts + [{"route": r, "outcome": "not tried", "why": why}
                                              for r, why in route_plan.skipped.items()]
     return cand, route, info
+
+
+# ---------------------------------------------------------------- the rule in words, generated from `plan`
+def auto_plans() -> dict[str, tuple[RoutePlan, RoutePlan]]:
+    """Recipe mode -> auto's plan for a recurrent model (with a fusable LSTM, without one)."""
+    from edgeseq.quantize.recipes import MODES  # recipes imports this module
+
+    return {mode: (plan(mode, "auto", True, {"lstm_fusable": True}),
+                   plan(mode, "auto", True, {"lstm_fusable": False, "not_fusable": {"x": "no fusable LSTM"}}))
+            for mode in MODES}
+
+
+def auto_order(mode: str, words: dict[str, str] | None = None) -> str:
+    """auto's routes for recipe `mode` in order, e.g. 'loop, then fused (when an LSTM can be fused), then unroll'."""
+    fusable, not_fusable = auto_plans()[mode]
+    words = words or {}
+    return ", then ".join(words.get(r, r) + ("" if r in not_fusable.routes else " (when an LSTM can be fused)")
+                          for r in fusable.routes)
+
+
+def auto_rule_summary() -> str:
+    """One line for `--rnn-strategy` help: what auto tries for each recipe, in order."""
+    plans = auto_plans()
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for mode, (fusable, _) in plans.items():
+        groups.setdefault(fusable.routes, []).append(mode)
+    parts = []
+    for routes, modes in groups.items():
+        text = f"{'/'.join(modes)}: {auto_order(modes[0], ROUTE_WORDS)}"
+        if len(routes) > 1:
+            text += ", keeping the first that converts and passes parity"
+        skipped = plans[modes[0]][0].skipped
+        if skipped:
+            text += f" ({' and '.join(skipped)}: known refusals)"
+        parts.append(text)
+    return "auto: " + "; ".join(parts) + ". Manifest: route.rnn, route.rnn_reason."

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1] / "toolkit" / "data"
+DATA = Path(__file__).resolve().parents[1] / "toolkit" / "datasets" / "data"
 UEA_PREFIX = "aeon/datasets/data"
 
 
@@ -70,7 +70,7 @@ def _save(path: Path, **arrays: np.ndarray) -> None:
     path.write_bytes(buf.getvalue())
     check = np.load(path, allow_pickle=False)
     assert sorted(check.files) == sorted(arrays), "round trip failed"
-    print(f"wrote {path.relative_to(DATA.parents[1])} ({path.stat().st_size / 1024:.0f} KiB): "
+    print(f"wrote {path.relative_to(DATA.parents[2])} ({path.stat().st_size / 1024:.0f} KiB): "
           + ", ".join(f"{k}{list(v.shape)}" for k, v in arrays.items()))
 
 

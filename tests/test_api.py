@@ -21,8 +21,8 @@ VERBS = ("train", "convert", "evaluate", "profile", "stream", "sweep", "recommen
 
 def readme_example() -> str:
     text = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- edgeseq:from-python -->\n```python\n(.*?)```\n<!-- /edgeseq:from-python -->", text, re.S)
-    assert block, "README.md lost its From Python example (between the edgeseq:from-python markers)"
+    block = re.search(r"<!-- example:from-python -->\n```python\n(.*?)```\n<!-- /example:from-python -->", text, re.S)
+    assert block, "README.md lost its From Python example (between the example:from-python markers)"
     return block.group(1)
 
 

@@ -14,7 +14,7 @@ import sys
 import click
 
 from edgeseq import __version__
-from edgeseq.core.errors import EdgeseqError
+from edgeseq.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeseqError, exit_code_summary
 from edgeseq.core.fsio import childproc
 
 # name -> (module under edgeseq.commands, attribute, one-line help shown by --help without importing the module)
@@ -52,7 +52,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=exit_code_summary())
 @click.version_option(__version__, prog_name="edgeseq")
 def cli() -> None:
     """edgeseq: RNN or compact Transformer, and which numeric format, for your data, device and latency budget."""
@@ -60,8 +60,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point. Every failure is one line on stderr and an exit code, never a traceback: typed errors
-    exit with their code, usage errors 2, Ctrl-C 130, SIGTERM 143 (children killed, temporary files removed), and
-    anything unforeseen 1 as an internal error (EDGESEQ_DEBUG=1 shows its traceback)."""
+    exit with their code, usage errors with click's (InputError's), Ctrl-C and SIGTERM with theirs (children killed,
+    temporary files removed), anything unforeseen as an internal error (EDGESEQ_DEBUG=1 shows its traceback). The
+    codes: edgeseq.core.errors.exit_codes()."""
     childproc.install_signal_handlers()
     try:
         cli.main(args=argv, prog_name="edgeseq", standalone_mode=False)
@@ -69,10 +70,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.one_line(), exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort, cause kept
         if isinstance(exc, childproc.Terminated) or isinstance(exc.__cause__, childproc.Terminated):
-            _fail("terminated by SIGTERM; child processes stopped, nothing half-written kept", 143)
+            _fail("terminated by SIGTERM; child processes stopped, nothing half-written kept",
+                  childproc.Terminated.exit_code)
         if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
-            _fail("interrupted; child processes stopped, nothing half-written kept", 130)
-        _fail("aborted", 130)
+            _fail("interrupted; child processes stopped, nothing half-written kept", EXIT_INTERRUPTED)
+        _fail("aborted", EXIT_INTERRUPTED)
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx is not None else "edgeseq"
         _fail(f"{exc.format_message()} (see '{command} --help')", exc.exit_code)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("EDGESEQ_DEBUG"):
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in edgeseq: please report it with the command; "
-              "EDGESEQ_DEBUG=1 shows the traceback)", 1)
+              "EDGESEQ_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
     sys.exit(0)
 
 

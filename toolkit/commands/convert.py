@@ -6,25 +6,33 @@ import click
 
 from edgeseq.commands._options import data_dir_option, dataset_option, echo_json, json_option
 
+# The rules these options state are read from the code that applies them (no TensorFlow, no numpy: `--help` stays
+# fast; tests/test_one_source.py holds both).
+from edgeseq.quantize.granularity import auto_granularity_summary
+from edgeseq.quantize.recipes import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    GRANULARITIES,
+    IO_DTYPES,
+    RNN_STRATEGIES,
+    recipe_help,
+)
+from edgeseq.quantize.rnn_routes import auto_rule_summary
+
 
 @click.command()
 @click.argument("model_path", type=click.Path())  # a .keras or .h5 file, or a SavedModel directory
 @click.option("--recipe", "recipes", default="fp32", show_default=True,
-              help="Comma-separated: fp32, fp16, dynamic, int8, int16x8 (slugs like int8-io8 work too).")
-@click.option("--io", type=click.Choice(["float", "int8"]), default=None, help="int8 recipe: input/output dtype.")
+              help=recipe_help())
+@click.option("--io", type=click.Choice(IO_DTYPES), default=None, help="int8 recipe: input/output dtype.")
 @dataset_option(aliases=("--calibration",),
                 help="Data set (name, NAME:key=value or .npz) for calibration and validation; int8 and int16x8 need "
                      "one, or `random` to calibrate on N(0,1) inputs on purpose (said in the manifest and summary).")
-@click.option("--calibration-samples", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Representative samples.")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=DEFAULT_CALIBRATION_SAMPLES,
+              show_default=True, help="Representative samples.")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None, help="Fixed sequence length; required for a variable time axis.")
-@click.option("--rnn-strategy", type=click.Choice(["auto", "fused", "loop", "unroll"]), default=None,
-              help="auto: WHILE loop for float recipes; int8 tries the fused LSTM op, then the loop, then unrolling, "
-                   "and keeps the first that passes parity (manifest: route.rnn, route.rnn_reason); int16x8 unrolls.")
-@click.option("--granularity", type=click.Choice(["auto", "channel", "tensor"]), default=None,
-              help="Weight scales per channel or per tensor (one conversion). auto: per tensor on unrolled graphs "
-                   "(half the size); int8/int16x8 elsewhere convert both and keep per tensor (smaller) only if it "
-                   "passes parity and loses nothing against per channel (rule: README, Converting).")
+@click.option("--rnn-strategy", type=click.Choice(RNN_STRATEGIES), default=None, help=auto_rule_summary())
+@click.option("--granularity", type=click.Choice(GRANULARITIES), default=None,
+              help=f"Weight scales per channel or per tensor (one conversion). auto: {auto_granularity_summary()}.")
 @click.option("--allow-flex", is_flag=True, help="Permit Flex (Select TF) ops; stock device runtimes cannot run them.")
 @click.option("--out", "out_dir", default="artifacts", show_default=True, help="Output folder.")
 @click.option("--name", default=None, help="Artifact name [default: run directory or model file name].")

@@ -7,6 +7,8 @@ import click
 from edgeseq.commands._options import EPOCHS, data_dir_option, dataset_option, echo_json, json_option
 from edgeseq.commands._types import FiniteFloat
 from edgeseq.core.progress import Progress
+from edgeseq.models.backend import BACKENDS
+from edgeseq.models.config import PRESET_CONFIGS
 from edgeseq.models.zoo import ARCH_NAMES
 
 
@@ -35,7 +37,8 @@ class EpochPrinter:
 @click.command()
 @click.option("--arch", "--model", "arch", required=True, type=click.Choice(ARCH_NAMES),
               help="Architecture from `edgeseq models`.")
-@click.option("--preset", default="small", show_default=True, help="Size preset: tiny, small, base.")
+@click.option("--preset", default="small", show_default=True,
+              help=f"Size preset: {', '.join(dict.fromkeys(p for presets in PRESET_CONFIGS.values() for p in presets))}.")
 @dataset_option(required=True)
 @click.option("--out", "out_dir", default=None, help="Run folder [default: runs/<arch>-<dataset>].")
 @click.option("--epochs", type=click.IntRange(min=1), default=EPOCHS, show_default=True,
@@ -48,7 +51,7 @@ class EpochPrinter:
               show_default=True, help="Share of the training split held out for early stopping, in [0, 0.9).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--mixed-precision", is_flag=True, help="float16 compute (worth it on GPUs with tensor cores).")
-@click.option("--backend", default=None, metavar="tensorflow|jax|torch",
+@click.option("--backend", default=None, metavar="|".join(BACKENDS),
               help="Keras backend that trains (and its GPU when present) [default: $KERAS_BACKEND, else tensorflow]; "
                    "the .keras file converts the same way whichever trained it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field, e.g. units=64.")

@@ -23,6 +23,7 @@ class EdgeseqError(Exception):
     """Base class. `exit_code` groups failures so scripts can tell bad input from a failed check."""
 
     exit_code = 1
+    meaning = "edgeseq error"  # what its exit code tells a script
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
@@ -38,6 +39,7 @@ class InputError(EdgeseqError):
     """The user gave something unusable: a bad path, option, file or array."""
 
     exit_code = 2
+    meaning = "bad input (file, option, data set, model; also usage errors)"
 
 
 class DatasetError(InputError):
@@ -52,30 +54,71 @@ class ConversionError(EdgeseqError):
     """The converter refused or crashed on a model/recipe pair."""
 
     exit_code = 3
+    meaning = "conversion refused or failed"
 
 
 class ValidationError(EdgeseqError):
     """A converted model disagrees with its source beyond the recipe's tolerance."""
 
     exit_code = 4
+    meaning = "a converted model disagrees with its source"
 
 
 class TargetError(EdgeseqError):
     """A device is unreachable, untrusted, or lacks what the runner needs."""
 
     exit_code = 5
+    meaning = "target problem (unreachable, untrusted, lacking what the runner needs)"
 
 
 class RuntimeMissing(EdgeseqError):
     """No TFLite runtime (ai-edge-litert or tflite-runtime) could be imported where one is needed."""
 
     exit_code = 6
+    meaning = "no TFLite runtime"
 
 
 class StoreError(EdgeseqError):
     """The results store cannot be opened or written."""
 
     exit_code = 7
+    meaning = "results store problem"
+
+
+# ---------------------------------------------------------------- exit codes
+# The statuses `edgeseq.cli.main` gives besides the typed errors' own. `exit_codes()` is the one list: `edgeseq --help`
+# prints it and the README's exit-code table is generated from it (scripts/readme_tables.py).
+EXIT_INTERNAL = 1  # anything unforeseen: a bug (EDGESEQ_DEBUG=1 shows the traceback)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM
+_CLI_EXITS = {
+    EXIT_INTERNAL: "internal error (a bug in edgeseq; EDGESEQ_DEBUG=1 shows the traceback)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C; child processes stopped, nothing half-written kept)",
+    EXIT_TERMINATED: "terminated (SIGTERM; child processes stopped, nothing half-written kept)",
+}
+
+
+def exit_codes() -> list[tuple[int, str, tuple[str, ...]]]:
+    """(code, meaning, error classes) for every non-zero status of the CLI, by code. A code's meaning is its first
+    class's (`meaning`); subclasses that keep their parent's code are listed with it."""
+    classes: dict[int, list[type[EdgeseqError]]] = {}
+    stack: list[type[EdgeseqError]] = [EdgeseqError]
+    while stack:
+        cls = stack.pop(0)
+        classes.setdefault(cls.exit_code, []).append(cls)
+        stack.extend(cls.__subclasses__())
+    out = []
+    for code in sorted({*classes, *_CLI_EXITS}):
+        found = classes.get(code, [])
+        meaning = _CLI_EXITS.get(code) or found[0].meaning
+        out.append((code, meaning, tuple(c.__name__ for c in found)))
+    return out
+
+
+def exit_code_summary() -> str:
+    """One line for `edgeseq --help`: 'Exit codes: 0 ok, 1 internal error, 2 bad input, ...'."""
+    short = [f"{code} {meaning.split(' (')[0]}" for code, meaning, _ in exit_codes()]
+    return "Exit codes: " + ", ".join(["0 ok", *short]) + "."
 
 
 class NothingFound(EdgeseqError):
@@ -83,6 +126,7 @@ class NothingFound(EdgeseqError):
     complete; the exit code says "no" to a script."""
 
     exit_code = 8
+    meaning = "nothing found (recommend: no model meets every budget); the output is complete"
 
 
 # ---------------------------------------------------------------- number checks shared by every layer

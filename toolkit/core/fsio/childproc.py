@@ -36,7 +36,7 @@ _lock = threading.Lock()
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived. A KeyboardInterrupt, so every Ctrl-C cleanup path also runs for it."""
 
-    exit_code = 143
+    exit_code = errors.EXIT_TERMINATED
 
 
 def error_record(exc: BaseException) -> dict:
