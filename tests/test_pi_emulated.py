@@ -75,7 +75,7 @@ def test_trust_check_deploy_and_profile_a_zoo_model_on_the_emulated_pi(pi, tmp_p
 
     check = edgeseq("targets", "check", "pi4", "--json", env=env)
     assert check.returncode == 0, check.stderr
-    facts = json.loads(check.stdout)
+    facts = json.loads(check.stdout)["facts"]
     assert facts["machine"] == "aarch64" and facts["runtime"].startswith("ai_edge_litert 2.3")
 
     deployed = edgeseq("deploy", str(model), "--target", "pi4", "--runs", "3", "--warmup", "1", env=env)

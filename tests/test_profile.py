@@ -135,7 +135,8 @@ def test_plain_table_when_not_a_tty_and_repeat(tiny, tmp_path, capsys):
         str(tmp_path / "r.db"),
     )
     assert code == 0
-    assert "p50 µs" in out and "p99 µs" in out and "model MB" in out and "process MB" in out
+    assert "p50 µs" in out and "p99 µs" in out and "model MiB" in out and "invokes" in out and "stored" in out
+    assert "process MiB" not in out  # the wide columns: --wide
     assert "dense-fp32 #1" in out
     assert "\x1b[" not in out  # no colour codes in a pipe
     with ResultsStore(tmp_path / "r.db") as s:

@@ -202,7 +202,7 @@ def test_runs_stored_before_agent_2_still_read_and_their_model_memory_is_inferre
     assert rows["old-a"]["model_peak_kb"] == "4096" and rows["old-a"]["memory_method"] == "hwm-inferred"
     assert rows["old-b"]["model_peak_kb"] == "" and rows["old-b"]["peak_rss_kb"] == "41000.0"
     code, out, _ = cli(capsys, "report", "--db", str(db))
-    assert code == 0 and "model MB" in out and "4.0" in out.split("old-a")[1].splitlines()[0]
+    assert code == 0 and "model MiB" in out and "4.0" in out.split("old-a")[1].splitlines()[0]
     res = compare_runs(db, "old-a", "old-b")
     by = {r["key"]: r for r in res["rows"]}
     assert by["model_peak_kb"]["a"] == 4096 and by["model_peak_kb"]["b"] is None

@@ -374,7 +374,7 @@ def test_profile_stream_contexts_store_and_report_section(exported, tmp_path):
     html = write_report(db, tmp_path / "rep", fmt="html")
     assert "<h2>Streaming</h2>" in html.read_text() and (tmp_path / "rep" / "streaming.png").stat().st_size > 0
     md = write_report(db, tmp_path / "rep", fmt="md").read_text()
-    assert "## Streaming" in md and "µs per step of context" in md and "| model MB | process MB |" in md
+    assert "## Streaming" in md and "µs per step of context" in md and "| model MiB | process MiB |" in md
     assert "| lstm | recurrent state | 8 |" in md and "| kv | kv cache | 16 |" in md  # named after the .keras
     res = CliRunner().invoke(profile, [str(step), "--stream", "--steps", "4", "--runs", "10", "--db", str(db)])
     assert res.exit_code == 0, res.output

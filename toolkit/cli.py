@@ -64,8 +64,13 @@ def main(argv: list[str] | None = None) -> None:
     temporary files removed), anything unforeseen as an internal error (EDGESEQ_DEBUG=1 shows its traceback). The
     codes: edgeseq.core.errors.exit_codes()."""
     childproc.install_signal_handlers()
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # bare `edgeseq`: the help, on stdout, and success (not a usage error)
+        with click.Context(cli, info_name="edgeseq") as ctx:
+            click.echo(cli.get_help(ctx))
+        sys.exit(0)
     try:
-        cli.main(args=argv, prog_name="edgeseq", standalone_mode=False)
+        cli.main(args=args, prog_name="edgeseq", standalone_mode=False)
     except EdgeseqError as exc:
         _fail(exc.one_line(), exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort, cause kept

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from edgeseq.commands._options import db_option, json_option, runs_option, warmup_option
 from edgeseq.commands._types import FiniteFloat
 from edgeseq.profiling.fleet import profile_targets
 from edgeseq.profiling.run import profile_models  # re-exported for `edgeseq demo`
@@ -33,8 +34,8 @@ __all__ = ["profile", "profile_models"]
 )
 @click.option("--all", "all_targets", is_flag=True, help="Every target in targets.toml, concurrently.")
 @click.option("--threads", type=int, default=1, show_default=True, help="Interpreter threads.")
-@click.option("--runs", type=int, default=200, show_default=True, help="Timed invokes per run.")
-@click.option("--warmup", type=int, default=20, show_default=True, help="Untimed invokes before timing.")
+@runs_option()
+@warmup_option()
 @click.option("--max-secs", type=_float_option("max_secs"), default=None, help="Stop the timed loop after this many seconds.")
 @click.option("--no-xnnpack", is_flag=True, help="Build the interpreter without default delegates (XNNPACK).")
 @click.option(
@@ -56,13 +57,9 @@ __all__ = ["profile", "profile_models"]
     help="Local only: CFS quota as a fraction of one CPU, e.g. 0.5. Bursty: p99 grows, not p50.",
 )
 @click.option("--repeat", type=int, default=1, show_default=True, help="Measure each model K times (K runs).")
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Results store (default .edgeseq/results.db in the working directory).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@db_option()
+@json_option("the runs")
+@click.option("--wide", is_flag=True, help="Every column (the table shows the main ones, piped or not).")
 @click.option("--stream", is_flag=True, help="Stream mode: one step per invoke, state carried (step/window models).")
 @click.option("--steps", type=int, default=None, help="--stream: steps per stream [the input's length].")
 @click.option("--hop-ms", type=_float_option("hop_ms"), default=None, help="--stream: input period; report the share of steps in time.")
@@ -70,7 +67,9 @@ __all__ = ["profile", "profile_models"]
               help="Also time every op on its own (one-op models cut from the file, fed real tensors): tables "
                    "per op and per op type.")
 @click.option("--contexts", default=None, metavar="16,32,...,1024",
-              help="--stream: per-step latency and memory at each context; .keras models are exported first.")
+              help="--stream: per-step latency and memory at each context; .keras models are exported to --out first.")
+@click.option("--out", "out_dir", default="artifacts", show_default=True, type=click.Path(file_okay=False),
+              help="--contexts: where .keras models' step, KV-cache and window exports are written.")
 def profile(
     models,
     targets,
@@ -92,6 +91,8 @@ def profile(
     hop_ms=None,
     contexts=None,
     ops=False,
+    out_dir="artifacts",
+    wide=False,
 ) -> None:
     """Measure latency and memory of .tflite models on a target.
 
@@ -101,7 +102,7 @@ def profile(
     """
     from edgeseq.profiling.ops import print_ops
     from edgeseq.report.dispatch import print_table
-    from edgeseq.report.views import run_rows, stale_manifest_notes
+    from edgeseq.report.views import run_rows, stale_manifest_notes, stream_run_lines
 
     check_profile_options(runs, warmup, threads, max_secs, cpus, memory_limit, cpu_quota, repeat, steps, hop_ms)
     live = sys.stderr.isatty() and not as_json
@@ -114,7 +115,7 @@ def profile(
                 click.echo(f"  {row['file']} @ context {row['context']}: p50 {row['p50_us']:.1f} µs/step", err=True)
 
         rows = run_stream(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
-                          hop_ms=hop_ms, db=db, input=input_path, on_result=said,
+                          hop_ms=hop_ms, db=db, input=input_path, on_result=said, out=out_dir,
                           say=(lambda m: click.echo(m, err=True)) if live else None)
         click.echo(stream_output(rows, as_json), nl=False)
         return
@@ -158,7 +159,9 @@ def profile(
             raise fleet_error
         return
     shown = run_rows(rows, repeat)
-    print_table(shown)
+    print_table(shown, wide=wide)
+    for line in stream_run_lines(rows):
+        click.echo(line, err=line.startswith("note:"))
     if ops:
         print_ops(shown, warn=lambda line: click.echo(line, err=True))
     for note in stale_manifest_notes(rows):

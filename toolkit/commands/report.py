@@ -27,13 +27,14 @@ from edgeseq.commands._options import db_option, json_option
 )
 @click.option("--target", default=None, help="Only runs on this target.")
 @json_option("the report (the same as --format json)")
-def report(db, fmt, out_dir, target, as_json) -> None:
+@click.option("--wide", is_flag=True, help="Every column (the table shows the main ones, piped or not).")
+def report(db, fmt, out_dir, target, as_json, wide) -> None:
     """Tables and plots of everything in the results store, grouped by target/device."""
     from edgeseq.report.dispatch import show_report
 
     fmt = "json" if as_json else fmt
 
-    path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout)
+    path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout, wide=wide)
     if path is not None:
         click.echo(f"report written to {path} (plots in {path.parent})")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from edgeseq.commands._options import echo_json, json_option
 
 
 def _file_option(f):
@@ -27,7 +28,7 @@ def targets() -> None:
 
 @targets.command("list")
 @_file_option
-@click.option("--json", "as_json", is_flag=True, help="Print the targets as JSON.")
+@json_option("the targets")
 def list_(path: Path | None, as_json: bool) -> None:
     """List the named targets and where they are stored."""
     from dataclasses import asdict
@@ -37,7 +38,7 @@ def list_(path: Path | None, as_json: bool) -> None:
     path = path or config.default_path()
     specs = config.load(path)
     if as_json:
-        click.echo(json.dumps({"file": str(path), "targets": [asdict(s) for s in specs.values()]}, indent=2))
+        echo_json("targets", {"file": str(path), "targets": [asdict(s) for s in specs.values()]})
         return
     click.echo(f"# {path}" + ("" if path.is_file() else " (not created yet)"))
     if not specs:
@@ -70,6 +71,7 @@ def list_(path: Path | None, as_json: bool) -> None:
 )
 @click.option("--replace", is_flag=True, help="Overwrite a target of the same name.")
 @_file_option
+@json_option("what was recorded")
 def add(
     name,
     url,
@@ -82,6 +84,7 @@ def add(
     adb_server_port,
     replace,
     path,
+    as_json,
 ):
     """Add NAME for URL: ssh://user@host[:port], adb://SERIAL or adb://host:port.
 
@@ -102,6 +105,9 @@ def add(
         replace=replace,
         path=path,
     )
+    if as_json:
+        echo_json("targets", {"added": name, "url": url, "file": str(written)})
+        return
     click.echo(f"added {name} ({url}) to {written}")
     if url.startswith("ssh://"):
         click.echo(f"next: `edgeseq targets trust {name}` to check and record its host key")
@@ -110,11 +116,15 @@ def add(
 @targets.command()
 @click.argument("name")
 @_file_option
-def remove(name, path):
+@json_option("what was removed")
+def remove(name, path, as_json):
     """Remove NAME from the targets file (its known_hosts entry is left alone)."""
     from edgeseq.targets import config
 
     written = config.remove(name, path)
+    if as_json:
+        echo_json("targets", {"removed": name, "file": str(written)})
+        return
     click.echo(f"removed {name} from {written}")
 
 
@@ -125,7 +135,8 @@ def remove(name, path):
 )
 @click.option("--yes", "-y", is_flag=True, help="Record without asking (after showing the fingerprints).")
 @_file_option
-def trust(name, fingerprint, yes, path):
+@json_option("the offered keys and what was recorded (needs --yes or --fingerprint: no prompt)")
+def trust(name, fingerprint, yes, path, as_json):
     """Show NAME's SSH host key fingerprints and record them in its known_hosts file.
 
     The only command that writes a host key. Compare the fingerprint with the one the device prints
@@ -133,7 +144,12 @@ def trust(name, fingerprint, yes, path):
     """
     from edgeseq.targets.trust import trust_target
 
+    if as_json and not (yes or fingerprint):
+        raise click.UsageError("--json cannot ask: pass --fingerprint SHA256:... (or --yes after checking it)")
+
     def show(plan) -> None:
+        if as_json:
+            return
         click.echo(f"{name} ({plan.host}) offers:")
         for k in plan.offered:
             click.echo(f"  {k.key_type:<22} {k.fingerprint}")
@@ -144,6 +160,13 @@ def trust(name, fingerprint, yes, path):
         return yes or bool(fingerprint) or click.confirm(f"Record in {plan.known_hosts}?", default=False)
 
     plan = trust_target(name, fingerprint, path, show=show, confirm=confirm)
+    if as_json:
+        echo_json("targets", {"trusted": name, "host": plan.host, "known_hosts": str(plan.known_hosts),
+                              "offered": [{"type": k.key_type, "fingerprint": k.fingerprint} for k in plan.offered],
+                              "already_trusted": bool(plan.already_trusted), "recorded": bool(plan.recorded)})
+        if not plan.recorded and not plan.already_trusted:
+            raise click.exceptions.Abort()
+        return
     if plan.already_trusted:
         click.echo(f"already trusted in {plan.known_hosts}")
         return
@@ -154,7 +177,7 @@ def trust(name, fingerprint, yes, path):
 
 @targets.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+@json_option("the facts")
 def check(name, as_json):
     """Reachable? Python, runtime, CPU, RAM, free disk. NAME is a target name or a URL."""
     from edgeseq.targets.setup import check_target
@@ -162,7 +185,7 @@ def check(name, as_json):
     result = check_target(name)
     target, facts, problem = result.target, result.facts, result.problem
     if as_json:
-        click.echo(json.dumps({**facts, "ok": problem is None}, indent=2, default=str))
+        echo_json("targets", {"target": name, "facts": facts, "ok": problem is None})
     else:
         click.echo(f"{target.spec.name}: reachable ({facts.get('transport', 'local')})")
         for key in (
@@ -203,12 +226,17 @@ def check(name, as_json):
     help="Virtual env on the device.",
 )
 @_file_option
-def setup(name, find_links, venv_dir, path):
+@json_option("where the runtime was installed")
+def setup(name, find_links, venv_dir, path, as_json):
     """Install numpy and ai-edge-litert on the device (in a venv), and point the target's python at it.
 
     Runs `python3 -m venv` and pip on the device; it is the one command that installs anything, and only when asked.
     """
     from edgeseq.targets.setup import setup_target
 
-    python, written = setup_target(name, find_links, venv_dir, path, log=click.echo)
+    python, written = setup_target(name, find_links, venv_dir, path,
+                                   log=(lambda m: click.echo(m, err=True)) if as_json else click.echo)
+    if as_json:
+        echo_json("targets", {"ready": name, "python": python, "file": str(written)})
+        return
     click.echo(f"{name}: ready; python = {python} recorded in {written}")

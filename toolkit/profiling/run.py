@@ -259,6 +259,26 @@ def row_from_record(record: dict, run_id: int | None) -> dict:
         "repeat_index": record.get("repeat_index", 0),
         **stats,
         **op_fields((record.get("agent_json") or {}).get("ops"), stats.get("p50_us")),
+        "stream": stream_fields((record.get("agent_json") or record.get("agent") or {}).get("stream"), stats),
+    }
+
+
+def stream_fields(stream: dict | None, stats: dict) -> dict | None:
+    """What `profile --stream` measured, per step: the whole step (p50/p99, the timed loop's samples), the invoke
+    inside it, the host's share (step - invoke at p50), and against --hop-ms the share of steps in time and the
+    real-time factor (per-step p99 / hop). None for a run that was not a stream."""
+    if not isinstance(stream, dict):
+        return None
+    invokes = sorted(v for v in stream.get("invoke_ns") or [] if isinstance(v, (int, float)))
+    invoke_p50 = invokes[len(invokes) // 2] / 1000.0 if invokes else None
+    p50, p99, hop = stats.get("p50_us"), stats.get("p99_us"), stream.get("hop_ms")
+    return {
+        "kind": stream.get("kind"), "steps": stream.get("steps"), "window": stream.get("window"),
+        "state_bytes": stream.get("state_bytes"),
+        "step_p50_us": p50, "step_p99_us": p99, "invoke_p50_us": invoke_p50,
+        "host_overhead_us": (p50 - invoke_p50) if p50 is not None and invoke_p50 is not None else None,
+        "hop_ms": hop, "deadline_met_share": stream.get("deadline_met_share"),
+        "real_time_factor": (p99 / 1000.0 / hop) if hop and p99 is not None else None,
     }
 
 

@@ -153,7 +153,7 @@ def print_compare(result: dict, stream=None, as_json: bool = False) -> None:
     """`compare_runs`'s result as JSON, or as a table: rich on a TTY, plain text otherwise."""
     stream = stream or sys.stdout
     if as_json:
-        stream.write(json.dumps(result, indent=2, default=str) + "\n")
+        stream.write(json.dumps({"schema": "edgeseq.compare/1", **result}, indent=2, default=str) + "\n")
         return
     if not getattr(stream, "isatty", lambda: False)():
         stream.write(render_compare_text(result))

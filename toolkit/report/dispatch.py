@@ -59,7 +59,6 @@ def write_report(
         else:
             text = _TEXT_RENDERERS[fmt](rows) + streaming
             path = atomic_write_text(out_dir / f"report.{'txt' if fmt == 'table' else fmt}", text)
-        path.chmod(0o644)  # atomic writes start private (mkstemp); a report is meant to be shared
         return path
     except OSError as exc:
         raise InputError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
@@ -72,6 +71,7 @@ def show_report(
     target: str | None = None,
     warn: Warn = None,
     stream=None,
+    wide: bool = False,
 ) -> Path | None:
     """What `edgeseq report` does. With `out_dir` (html: ./report when none is given) the report is written there
     (`write_report`) and its path returned; otherwise it is printed to `stream` in `fmt` (the table drawn with rich
@@ -87,7 +87,7 @@ def show_report(
     stream = stream or sys.stdout
     rows = load_report(db, target=target, warn=warn)
     if fmt == "table":
-        print_table(rows, stream)
+        print_table(rows, stream, wide)
         stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target)
                      + sweep_section(db, None, "table", target))
     elif fmt == "md":

@@ -56,8 +56,8 @@ def render_html(rows: list[dict], pngs: list[Path], extra: str = "") -> str:
         "border:1px solid #ddd;margin:0.5em 0}.muted{color:#666;font-size:12px}</style></head><body>",
         "<h1>edgeseq profile report</h1>",
         f"<p class='muted'>generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}; "
-        "latency figures are per invoke, computed on the host from raw samples; model MB is the agent's peak "
-        "resident memory less what Python, numpy and the runtime held before the model loaded, process MB the whole "
+        "latency figures are per invoke, computed on the host from raw samples; model MiB is the agent's peak "
+        "resident memory less what Python, numpy and the runtime held before the model loaded, process MiB the whole "
         "process's peak (VmHWM).</p>",
     ]
     for where, group in by_where(rows).items():

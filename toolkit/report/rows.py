@@ -47,11 +47,45 @@ COLUMNS: list[tuple[str, str, Fmt]] = [
     ("p99_us", "p99 µs", fixed(1)),
     ("max_us", "max µs", fixed(1)),
     ("throughput_per_s", "inf/s", fixed(0)),
-    ("model_peak_kb", "model MB", fixed(1, 1 / 1024)),  # what the model adds to the runtime's baseline
-    ("peak_rss_kb", "process MB", fixed(1, 1 / 1024)),
+    ("model_peak_kb", "model MiB", fixed(1, 1 / 1024)),  # what the model adds to the runtime's baseline
+    ("peak_rss_kb", "process MiB", fixed(1, 1 / 1024)),
     ("model_size_bytes", "size KiB", fixed(1, 1 / 1024)),
-    ("runs", "runs", lambda v: "-" if v is None else str(v)),
+    ("count", "invokes", lambda v: "-" if v is None else str(v)),  # timed invokes per run (--runs)
+    ("runs", "stored", lambda v: "-" if v is None else str(v)),  # stored runs pooled in the row
 ]
+# The columns a table shows, on a terminal and piped alike; --wide (or md/csv/json) shows every one.
+DEFAULT_KEYS = ("label", "recipe", "accuracy", "p50_us", "p99_us", "model_peak_kb", "model_size_bytes", "count",
+                "runs")
+
+# What each tag in a model's [ ... ] suffix means: a run's options that differ from its group's.
+TAGS: tuple[tuple[str, str], ...] = (
+    ("stream", "stream run; streamN: N steps (the context)"),
+    ("t", "tN: N interpreter threads"),
+    ("no-xnnpack", "without the XNNPACK delegate"),
+    ("cpus", "cpusN: pinned to N CPUs"),
+    ("mem", "memNM: memory limit N MiB"),
+    ("quota", "quotaX: CPU quota X of one CPU"),
+    ("in:", "in:FILE: measured on that input file"),
+)
+
+
+def columns(wide: bool = False) -> list[tuple[str, str, Fmt]]:
+    return list(COLUMNS) if wide else [c for c in COLUMNS if c[0] in DEFAULT_KEYS]
+
+
+def tag_legend(rows: list[dict]) -> str:
+    """One line naming every tag the rows' labels carry ('' when none do)."""
+    import re
+
+    used = set()
+    for r in rows:
+        m = re.search(r" \[([^\]]+)\]$", str(r.get("label", "")))
+        for bit in (m[1].split() if m else ()):
+            for tag, meaning in TAGS:
+                if bit == tag or (bit.startswith(tag) and (tag.endswith(":") or bit[len(tag):][:1].isdigit())):
+                    used.add((tag, meaning))
+                    break
+    return ("tags: " + "; ".join(meaning for tag, meaning in TAGS if (tag, meaning) in used)) if used else ""
 
 
 def _where(row: dict) -> str:

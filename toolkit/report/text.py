@@ -6,16 +6,17 @@ import csv
 import io
 import json
 
-from edgeseq.report.rows import COLUMNS, Fmt, by_where, device_line
+from edgeseq.report.rows import COLUMNS, Fmt, by_where, columns, device_line, tag_legend
 
 
-def render_text(rows: list[dict]) -> str:
-    """Plain fixed-width table per target (for pipes and logs)."""
+def render_text(rows: list[dict], wide: bool = False) -> str:
+    """Plain fixed-width table per target (for pipes and logs): the same columns as on a terminal."""
     parts = []
+    cols = columns(wide)
     for where, group in by_where(rows).items():
         parts.append(f"== {where}: {device_line(group)}")
-        cells = [[h for _, h, _ in COLUMNS]] + [[fmt(r.get(k)) for k, _, fmt in COLUMNS] for r in group]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+        cells = [[h for _, h, _ in cols]] + [[fmt(r.get(k)) for k, _, fmt in cols] for r in group]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
         for row in cells:
             parts.append(
                 "  ".join(
@@ -23,6 +24,8 @@ def render_text(rows: list[dict]) -> str:
                     for i, (c, w) in enumerate(zip(row, widths, strict=True))
                 ).rstrip()
             )
+        if tag_legend(group):
+            parts.append(tag_legend(group))
         parts.append("")
     return "\n".join(parts)
 
@@ -38,6 +41,7 @@ DROP_ORDER = (
     "throughput_per_s",
     "init_ms",
     "runs",
+    "count",
     "p90_us",
     "mean_us",
     "recipe",
@@ -45,9 +49,9 @@ DROP_ORDER = (
 )
 
 
-def fit_columns(rows: list[dict], width: int) -> list[tuple[str, str, Fmt]]:
+def fit_columns(rows: list[dict], width: int, wide: bool = True) -> list[tuple[str, str, Fmt]]:
     """The columns that fit in `width` characters (rich draws 3 per column for borders and padding)."""
-    cols = list(COLUMNS)
+    cols = columns(wide)
 
     def needed(cs) -> int:
         return 1 + sum(3 + max([len(h)] + [len(f(r.get(k))) for r in rows]) for k, h, f in cs)
@@ -59,18 +63,17 @@ def fit_columns(rows: list[dict], width: int) -> list[tuple[str, str, Fmt]]:
     return cols
 
 
-def render_rich(rows: list[dict], console=None) -> None:
+def render_rich(rows: list[dict], console=None, wide: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     for where, group in by_where(rows).items():
-        cols = fit_columns(group, console.width)
-        caption = device_line(group)
-        if len(cols) < len(COLUMNS):
-            caption += (
-                f"; {len(COLUMNS) - len(cols)} columns hidden: widen the terminal, or --format md/csv/json"
-            )
+        cols = fit_columns(group, console.width, wide)
+        caption = device_line(group) + (f"; {tag_legend(group)}" if tag_legend(group) else "")
+        hidden = len(columns(wide)) - len(cols)
+        if hidden:
+            caption += f"; {hidden} columns hidden: widen the terminal, or --format md/csv/json"
         table = Table(title=f"{where}", caption=caption, title_justify="left", header_style="bold")
         for i, (_, header, _) in enumerate(cols):
             table.add_column(header, justify="left" if i == 0 else "right", no_wrap=True)
@@ -79,17 +82,17 @@ def render_rich(rows: list[dict], console=None) -> None:
         console.print(table)
 
 
-def print_table(rows: list[dict], stream=None) -> None:
-    """Rich on a TTY, plain text otherwise."""
+def print_table(rows: list[dict], stream=None, wide: bool = False) -> None:
+    """Rich on a TTY, plain text otherwise; the same columns either way (`wide`: every column)."""
     import sys
 
     stream = stream or sys.stdout
     if getattr(stream, "isatty", lambda: False)():
         from rich.console import Console
 
-        render_rich(rows, Console(file=stream))
+        render_rich(rows, Console(file=stream), wide)
     else:
-        stream.write(render_text(rows) + ("\n" if rows else "no runs\n"))
+        stream.write(render_text(rows, wide) + ("\n" if rows else "no runs\n"))
 
 
 def render_md(rows: list[dict]) -> str:
@@ -144,7 +147,14 @@ CSV_FIELDS = [
 
 def _flat(r: dict) -> dict:
     o = r.get("options") or {}
-    return {**{k: r.get(k) for k in CSV_FIELDS}, "threads": o.get("threads"), "xnnpack": o.get("xnnpack")}
+    flat = {**{k: r.get(k) for k in CSV_FIELDS}, "threads": o.get("threads"), "xnnpack": o.get("xnnpack")}
+    return {k: _rounded(v) for k, v in flat.items()}
+
+
+def _rounded(v):
+    """A float as measured, without binary noise (7.427019999999999 -> 7.42702): 7 significant digits, more than
+    any timer or memory reading here resolves."""
+    return float(f"{v:.7g}") if isinstance(v, float) else v
 
 
 def render_csv(rows: list[dict]) -> str:

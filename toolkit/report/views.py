@@ -105,3 +105,38 @@ def demo_stream_lines(rows: list[dict]) -> list[str]:
         out.append(f"{r['model']:<28}{r['kind'].label:>18}{r['context']:>9}{r['p50_us']:>10.1f}"
                    f"{r['state_bytes']:>10,}{mem:>11}{r['x_rnn']:>8.1f}")
     return out
+
+
+STREAM_NOTE = ("note: {model} takes the whole sequence, so --stream measured it as window recompute: every step re-runs "
+               "all {window} steps (export a step model with `edgeseq convert --stream` to carry state instead)")
+
+
+def stream_run_lines(rows: list[dict]) -> list[str]:
+    """`profile --stream`: per step, what a device app pays every hop (µs), and the deadline when --hop-ms was given."""
+    rows = [r for r in rows if r.get("stream")]
+    if not rows:
+        return []
+    hop = any(r["stream"].get("hop_ms") for r in rows)
+    head = f"{'model':<28}{'kind':>16}{'step p50':>10}{'step p99':>10}{'invoke p50':>11}{'host':>8}"
+    head += f"{'in time':>9}{'RTF':>7}" if hop else ""
+    out = ["per step (µs; host = step - invoke at p50" + ("; RTF = step p99 / hop, < 1 keeps up)" if hop else ")"),
+           head]
+    for r in rows:
+        s = r["stream"]
+        line = (f"{r['model'][:27]:<28}{str(s.get('kind') or '-'):>16}{_us(s.get('step_p50_us')):>10}"
+                f"{_us(s.get('step_p99_us')):>10}{_us(s.get('invoke_p50_us')):>11}{_us(s.get('host_overhead_us')):>8}")
+        if hop:
+            share, rtf = s.get("deadline_met_share"), s.get("real_time_factor")
+            line += f"{'-' if share is None else f'{share:.0%}':>9}{'-' if rtf is None else f'{rtf:.2f}':>7}"
+        out.append(line)
+    hops = sorted({s["hop_ms"] for s in (r["stream"] for r in rows) if s.get("hop_ms")})
+    if hops:
+        out.append(f"deadline: one hop = {', '.join(f'{h:g} ms' for h in hops)} ({', '.join(f'{h * 1000:g} µs' for h in hops)})")
+    for r in rows:
+        if r["stream"].get("kind") == "window":
+            out.append(STREAM_NOTE.format(model=r["model"], window=r["stream"].get("window") or "?"))
+    return out
+
+
+def _us(v) -> str:
+    return "-" if v is None else f"{v:.1f}"

@@ -53,8 +53,8 @@ def render_markdown(rows: list[dict], note: str = "") -> str:
     if not rows:
         return "\n".join(lines)
     lines += ["Per-step latency (whole step: set x/pos, invoke, carry state) and memory as the context grows.", "",
-              "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | model MB |"
-              " process MB | deadline met |",
+              "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | model MiB |"
+              " process MiB | deadline met |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['model']} | {_label(r['kind'])} | {r['context']} | {_fmt(r['p50_us'])} "
@@ -82,8 +82,8 @@ def render_html(rows: list[dict], png: Path | None, note: str = "") -> str:
     out = [head + "<p class='muted'>Per-step latency (set x/pos, invoke, carry state) and memory as the context "
            "grows: a recurrent state stays flat, a KV cache grows with its capacity, window recomputation re-runs the "
            "whole window for every step.</p><table><tr>"]
-    heads = ["model", "kind", "context", "p50 µs/step", "p99 µs/step", "invoke p50 µs", "state bytes", "model MB",
-             "process MB", "deadline met"]
+    heads = ["model", "kind", "context", "p50 µs/step", "p99 µs/step", "invoke p50 µs", "state bytes", "model MiB",
+             "process MiB", "deadline met"]
     out += [f"<th>{h}</th>" for h in heads] + ["</tr>"]
     for r in rows:
         cells = [r["model"], _label(r["kind"]), r["context"], _fmt(r["p50_us"]), _fmt(r.get("p99_us")),
@@ -146,7 +146,7 @@ def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
                         color=colour, label=name + tag(slope, unit, max(ys), span))
     panels = ((ax1, "p50 per-step latency (µs)", "Per-step latency", True),
               (ax2, "state / KV cache / window bytes", "Memory carried between steps", True),
-              (ax3, "model memory (MB)" if mem_key == "model_peak_kb" else "agent peak RSS (MB)",
+              (ax3, "model memory (MiB)" if mem_key == "model_peak_kb" else "agent peak RSS (MiB)",
                "Model memory (peak less the runtime's baseline)" if mem_key == "model_peak_kb"
                else "Process peak memory (VmHWM)", False))
     for ax, ylabel, title, logy in panels:

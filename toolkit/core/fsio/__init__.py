@@ -10,11 +10,28 @@ from pathlib import Path
 from typing import Any
 
 
+def user_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc/self/status, 4.7+)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `path` whole or not at all, with the mode a plain open() would give (0644 under umask 0022): mkstemp's
+    0600 would make converted files unreadable to a deploy script or web server running as another user."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~user_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
