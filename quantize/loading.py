@@ -66,6 +66,10 @@ def model_format(path: str | os.PathLike) -> str:
                          "pass a .keras or .h5 file, or a SavedModel directory (model.export(dir))")
     if p.suffix.lower() in (".h5", ".hdf5"):
         return "h5"
+    if p.suffix.lower() == ".tflite":
+        raise ModelError(f"{p} is already a converted .tflite file",
+                         "convert takes the Keras model it came from (.keras, .h5 or a SavedModel directory); "
+                         "inspect, evaluate and profile take the .tflite")
     return "keras"
 
 
@@ -75,7 +79,9 @@ def check_keras_file(path: str | os.PathLike) -> dict:
     if model_format(p) != "keras":
         raise ModelError(f"{p} is not a .keras file", "pass a .keras file")
     if not zipfile.is_zipfile(p):
-        raise ModelError(f"{p} is not a Keras model file (.keras zip archive)", "save the model with model.save('x.keras')")
+        raise ModelError(f"{p} is not a Keras model file (.keras zip archive)",
+                         "pass a model saved with model.save('x.keras') or model.save('x.h5'), or a SavedModel "
+                         "directory (model.export(dir))")
     try:
         with zipfile.ZipFile(p) as zf:
             config = json.loads(zf.read("config.json"))

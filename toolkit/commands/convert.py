@@ -44,7 +44,8 @@ from edgeseq.quantize.rnn_routes import auto_rule_summary
 @json_option("the manifests")
 @click.option("--stream", is_flag=True,
               help="Export the step model: RNN/LSTM/GRU state or a causal Transformer's KV cache (see README Streaming).")
-@click.option("--kv-capacity", type=click.IntRange(min=1), default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
+@click.option("--kv-capacity", type=click.IntRange(min=1), default=None,
+              help="--stream, causal Transformer: KV cache positions [default: the sequence length].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
 def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
             out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
