@@ -161,6 +161,7 @@ def profile(
     shown = run_rows(rows, repeat)
     print_table(shown, wide=wide)
     for line in stream_run_lines(rows):
+        sys.stdout.flush()  # a note (stderr) after the table lines it follows, also when both go to one pipe
         click.echo(line, err=line.startswith("note:"))
     if ops:
         print_ops(shown, warn=lambda line: click.echo(line, err=True))
