@@ -40,3 +40,24 @@ def test_the_first_hour_runs_verbatim(tmp_path):
         data = json.loads(proc.stdout)
         assert data["schema"].startswith(f"edgeseq.{verb}/"), (line, data["schema"])
     assert (tmp_path / "artifacts" / "gru-tiny-int8.tflite").is_file() and (tmp_path / ".edgeseq" / "results.db").is_file()
+
+
+def test_the_nothing_found_table_says_what_the_commands_do(tmp_path):
+    text = (REPO / "README.md").read_text()
+    table = re.search(r"<!-- example:nothing-found -->\n(.*?)<!-- /example:nothing-found -->", text, re.S)[1]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table.splitlines()[2:] if ln.startswith("|")]
+    ran = 0
+    env = dict(os.environ, EDGESEQ_TARGETS_FILE=str(tmp_path / "targets.toml"))
+    for case, code, _, command in rows:
+        if not command:
+            continue
+        argv = command.strip("`").split()
+        assert argv[0] == "edgeseq"
+        proc = subprocess.run([sys.executable, "-m", "edgeseq.cli", *argv[1:]], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == int(code), (case, proc.stderr)
+        ran += 1
+    assert ran >= 2
+    from edgeseq.core.errors import NothingFound
+
+    assert any(int(code) == NothingFound.exit_code and "recommend" in case for case, code, _, _ in rows)
