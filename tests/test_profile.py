@@ -214,7 +214,7 @@ def test_memory_limit_below_the_predicted_need_is_refused_before_running(tiny, t
     db = tmp_path / "r.db"
     code, out, err = cli(capsys, "profile", str(tiny["dense-fp32"]), "--memory-limit", "8M", "--db", str(db))
     assert code == 2 and not out and err.count("\n") == 1, err
-    assert err.startswith("error: dense-fp32.tflite needs about ") and "MB, over --memory-limit 8M" in err
+    assert err.startswith("error: dense-fp32.tflite needs about ") and "MiB, over --memory-limit 8M" in err
     assert not db.exists()
 
 

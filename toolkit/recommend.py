@@ -131,7 +131,7 @@ def judge(c: dict, budgets: dict) -> list[dict]:
         checks.append(_breach("hop", c["p99_ms"], budgets["hop_ms"], "ms", what))
     if budgets["memory_mb"] is not None:
         what = "model memory" if c["memory_basis"] in (None, "model") else "peak RSS (model memory not measured)"
-        checks.append(_breach("memory", c["memory_mb"], budgets["memory_mb"], "MB", what))
+        checks.append(_breach("memory", c["memory_mb"], budgets["memory_mb"], "MiB", what))
     if budgets["min_accuracy"] is not None:
         checks.append(_breach("accuracy", c["accuracy"], budgets["min_accuracy"], "", "accuracy", above=False))
     return [b for b in checks if b is not None]
@@ -209,7 +209,7 @@ def budgets_text(b: dict) -> str:
     if b["hop_ms"] is not None:
         parts.append(f"real time at a {b['hop_ms']:g} ms hop")
     if b["memory_mb"] is not None:
-        parts.append(f"model memory <= {b['memory_mb']:g} MB")
+        parts.append(f"model memory <= {b['memory_mb']:g} MiB")
     if b["min_accuracy"] is not None:
         parts.append(f"accuracy >= {b['min_accuracy']:g}")
     return ", ".join(parts)
@@ -218,7 +218,7 @@ def budgets_text(b: dict) -> str:
 def _figures(c: dict) -> str:
     acc = "acc -" if c["accuracy"] is None else f"acc {c['accuracy']:.4f}"
     p99 = "p99 -" if c["p99_ms"] is None else f"p99 {c['p99_ms']:.3g} ms/{c['latency_per']}"
-    mem = "mem -" if c["memory_mb"] is None else f"mem {c['memory_mb']:.3g} MB" + (
+    mem = "mem -" if c["memory_mb"] is None else f"mem {c['memory_mb']:.3g} MiB" + (
         "" if c["memory_basis"] == "model" else " (peak RSS)")
     return f"{acc}  {p99}  {mem}  {c['recipe'] or '-'}"
 

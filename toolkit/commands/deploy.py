@@ -58,15 +58,15 @@ def deploy(
     where = dev.get("board") or dev.get("hostname") or name  # device fields: edgeseq.targets.facts
     mem, model_mem = stats.get("peak_rss_kb"), stats.get("model_peak_kb")
     approx = " (approximate)" if stats.get("memory_approximate") else ""
-    model_text = f"model memory {model_mem} kB, " if model_mem is not None else ""
+    model_text = f"model memory {model_mem} KiB, " if model_mem is not None else ""
     click.echo(
         f"deployed {Path(model).name} to {name} [{where}, {dev.get('machine') or '?'}]: "
         f"sha256 verified on the device; {rt.get('name')} {rt.get('version') or ''}".rstrip()
     )
     click.echo(
-        f"  {stats['count']} runs: mean {stats['mean_us']:.1f} us, p50 {stats['p50_us']:.1f} us; "
+        f"  {stats['count']} invokes: mean {stats['mean_us']:.1f} µs, p50 {stats['p50_us']:.1f} µs; "
         f"init {stats['init_ms']:.1f} ms; first inference {stats['first_inference_ms']:.2f} ms; "
-        f"{model_text}process peak {mem if mem is not None else '?'} kB{approx}"
+        f"{model_text}process peak {mem if mem is not None else '?'} KiB{approx}"
     )
     if keep:
         click.echo(f"  kept {data.get('remote_dir')} on the device")

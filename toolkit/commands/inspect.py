@@ -8,7 +8,7 @@ from edgeseq.commands._options import echo_json, json_option
 
 
 def _kb(n: int) -> str:
-    return f"{n / 1024:.1f} KB"
+    return f"{n / 1024:.1f} KiB"
 
 
 def _sig(t: dict) -> str:
@@ -52,10 +52,10 @@ def render(r: dict) -> list[str]:
         out.append(f"  note: {note}")
     out.append(f"peak activation memory (estimate): {_kb(r['peak_activation_bytes'])}")
     m = r["memory_estimate"]
-    out.append(f"memory on {m['calibration']} (estimate of what the model adds to a process): {m['total_kb']:,.0f} KB")
+    out.append(f"memory on {m['calibration']} (estimate of what the model adds to a process): {m['total_kb']:,.0f} KiB")
     out.append(f"  weights {m['weights_kb']:,.0f}, graph {m['graph_kb']:,.0f}, arena {m['arena_kb']:,.0f}, "
                f"state {m['state_kb']:,.1f}, XNNPACK {m['xnnpack_kb']:,.0f} ({m['xnnpack_nodes']} nodes, "
-               f"{m['xnnpack_packed_kb']:,.0f} KB of packed weights); plus ~{m['code_kb']:,.0f} KB of the runtime's "
+               f"{m['xnnpack_packed_kb']:,.0f} KiB of packed weights); plus ~{m['code_kb']:,.0f} KiB of the runtime's "
                "machine code paged in (shared, not the model's)")
     if r["flex_ops"]:
         out.append(f"Flex ops: {', '.join(r['flex_ops'])} (stock device runtimes cannot run these)")

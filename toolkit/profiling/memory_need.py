@@ -64,9 +64,9 @@ def check_memory_limit(models: Sequence[Path], memory_limit: str | int, targets:
                 key=lambda n: n["need_kb"])
     if limit_kb < worst["need_kb"]:
         raise InputError(
-            f"{worst['model'].name} needs about {_mb(worst['need_kb'])} MB, over --memory-limit {memory_limit}: "
-            f"{_mb(baseline_kb)} MB for Python, numpy and {runtime}, {_mb(worst['model_kb'])} MB the model "
-            f"adds and {_mb(worst['code_kb'])} MB of the runtime's code it pages in (predicted from the file, see "
+            f"{worst['model'].name} needs about {_mb(worst['need_kb'])} MiB, over --memory-limit {memory_limit}: "
+            f"{_mb(baseline_kb)} MiB for Python, numpy and {runtime}, {_mb(worst['model_kb'])} MiB the model "
+            f"adds and {_mb(worst['code_kb'])} MiB of the runtime's code it pages in (predicted from the file, see "
             "edgeseq inspect)",
             f"raise --memory-limit to at least {int(-(-worst['need_kb'] // 1024))}M",
         )

@@ -165,7 +165,7 @@ def memory_per_model(rows: list[dict], path: Path) -> Path:
             fontsize=7,
         )
     ax.set_xlim(0, max(mb) * 1.6)
-    ax.set_xlabel("model memory (MB): peak resident memory less what Python, numpy and the runtime held before"
+    ax.set_xlabel("model memory (MiB): peak resident memory less what Python, numpy and the runtime held before"
                   if key == "model_peak_kb" else "agent process peak resident memory, VmHWM (MB)")
     ax.set_title(f"Memory per model: {_title_where(rows)}")
     ax.grid(axis="x", alpha=0.3)

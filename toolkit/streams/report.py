@@ -63,7 +63,7 @@ def render_markdown(rows: list[dict], note: str = "") -> str:
                      f"| {_met(r)} |")
     lines += ["", "Fitted slopes (least squares over the contexts measured):", "",
               "| model | kind | contexts | µs per step of context | state bytes per step of context "
-              "| model KB per step |",
+              "| model KiB per step |",
               "|---|---|---|---:|---:|---:|"]
     for s in fit_slopes(rows):
         ctx = f"{s['contexts'][0]}..{s['contexts'][-1]}" if s["contexts"] else "-"
@@ -91,7 +91,7 @@ def render_html(rows: list[dict], png: Path | None, note: str = "") -> str:
                  _fmt(_rss_mb(r)), _met(r)]
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table><table><tr><th>model</th><th>kind</th><th>µs per step of context</th>"
-               "<th>state bytes per step of context</th><th>model KB per step</th></tr>")
+               "<th>state bytes per step of context</th><th>model KiB per step</th></tr>")
     for s in fit_slopes(rows):
         cells = [s["model"], _label(s["kind"]), _fmt(s["latency_us_per_step"], 4),
                  _fmt(s["state_bytes_per_step"], 1), _fmt(_model_slope(s), 2)]
@@ -137,7 +137,7 @@ def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
         lat = [r["p50_us"] for r in pts]
         ax1.plot(ctx, lat, marker=marker, ls=ls, color=colour,
                  label=name + tag(s["latency_us_per_step"], "µs", max(lat), span))
-        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, mem_key, "KB", 1024.0)):
+        for ax, field, unit, scale in ((ax2, "state_bytes", "B", 1.0), (ax3, mem_key, "KiB", 1024.0)):
             ys = [r.get(field) for r in pts]
             if all(y is not None for y in ys):
                 slope = s["state_bytes_per_step" if field == "state_bytes" else

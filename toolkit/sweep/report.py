@@ -115,7 +115,7 @@ def plot_scaling(rows: list[dict], path: Path) -> Path | None:
                         lw=0.8)
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    for ax, title, unit in ((axes[0], "latency per invoke", "p50 µs"), (axes[1], "model memory", "MB")):
+    for ax, title, unit in ((axes[0], "latency per invoke", "p50 µs"), (axes[1], "model memory", "MiB")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         for axis in (ax.xaxis, ax.yaxis):
