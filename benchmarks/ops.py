@@ -39,12 +39,12 @@ def models(work: Path, runs_dir: Path | None, epochs: int) -> dict[tuple[str, st
         if keras_file is None or not keras_file.is_file():
             keras_file = work / "runs" / f"{arch}-small" / "model.keras"
             if not keras_file.is_file():
-                _edgeseq("train", "--model", arch, "--preset", "small", "--dataset", "japanese_vowels", "--epochs",
+                _edgeseq("train", "--arch", arch, "--preset", "small", "--dataset", "japanese_vowels", "--epochs",
                          str(epochs), "--out", str(keras_file.parent), "--overwrite")
         name = f"{arch}-small"
         wanted = {r: work / "artifacts" / f"{name}-{r}.tflite" for r in RECIPES}
         if not all(p.is_file() for p in wanted.values()):
-            _edgeseq("convert", str(keras_file), "--recipe", ",".join(RECIPES), "--calibration", "japanese_vowels",
+            _edgeseq("convert", str(keras_file), "--recipe", ",".join(RECIPES), "--dataset", "japanese_vowels",
                      "--out", str(work / "artifacts"), "--name", name)
         out.update({(arch, r): p for r, p in wanted.items()})
     return out

@@ -231,3 +231,18 @@ def test_recommend_with_nothing_meeting_the_budgets_exits_8(tmp_path, capsys):
         main(["recommend", "--target", "pi4", "--latency-budget-ms", "0.1", "--db", str(db), "--json"])
     out, err = capsys.readouterr()
     assert exc.value.code == 8 and json.loads(out)["meets"] == [] and err.startswith("error: no stored model")
+
+
+def test_compare_and_report_json_carry_their_schema(tmp_path, capsys):
+    from edgeseq.store.results import ResultsStore
+    from test_recommend import run
+
+    db = tmp_path / "r.db"
+    with ResultsStore(db) as store:
+        store.add_run(run(1, "gru-fp32", 900.0))
+        store.add_run(run(2, "gru-int8", 700.0))
+    for argv, schema in ((["compare", "gru-fp32", "gru-int8"], "edgeseq.compare/1"), (["report"], "edgeseq.report/1"),
+                         (["report", "--format", "json"], "edgeseq.report/1")):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--db", str(db), "--json"] if argv[-1] != "json" else [*argv, "--db", str(db)])
+        assert exc.value.code == 0 and json.loads(capsys.readouterr().out)["schema"] == schema

@@ -39,6 +39,10 @@ def test_the_first_hour_runs_verbatim(tmp_path):
         assert proc.returncode in ((0, 8) if verb == "recommend" else (0,)), f"{line}\n{proc.stderr[-3000:]}"
         data = json.loads(proc.stdout)
         assert data["schema"].startswith(f"edgeseq.{verb}/"), (line, data["schema"])
+        if verb == "profile" and "--stream" in line:  # what a stream run measured, per step, against the hop
+            s = data["runs"][0]["stream"]
+            assert s["kind"] == "recurrent-step" and s["hop_ms"] == 10 and 0 < s["real_time_factor"] < 1
+            assert s["invoke_p50_us"] <= s["step_p50_us"] and s["deadline_met_share"] == 1.0
     assert (tmp_path / "artifacts" / "gru-tiny-int8.tflite").is_file() and (tmp_path / ".edgeseq" / "results.db").is_file()
 
 

@@ -103,6 +103,8 @@ def render_md(rows: list[dict]) -> str:
         parts.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|")
         for r in group:
             parts.append("| " + " | ".join(fmt(r.get(k)) for k, _, fmt in COLUMNS) + " |")
+        if tag_legend(group):
+            parts += ["", tag_legend(group)]
         parts.append("")
     return "\n".join(parts)
 
