@@ -234,8 +234,9 @@ def test_recommend_with_nothing_meeting_the_budgets_exits_8(tmp_path, capsys):
 
 
 def test_compare_and_report_json_carry_their_schema(tmp_path, capsys):
-    from edgeseq.store.results import ResultsStore
     from test_recommend import run
+
+    from edgeseq.store.results import ResultsStore
 
     db = tmp_path / "r.db"
     with ResultsStore(db) as store:
