@@ -74,15 +74,20 @@ def _rebuild(model: Any, seq_len: int | None, strategy: str, report: dict) -> An
     return fixed_shape_model(model, seq_len, unroll=strategy == "unroll")
 
 
-def _convert(fixed: Any, recipe: Any, calibration: Any, per_channel: bool, strategy: str, report: dict) -> bytes:
-    """Convert; on the loop and fused routes a calibrated recipe goes through the WHILE calibration workaround."""
+def _convert(fixed: Any, recipe: Any, calibration: Any, per_channel: bool, strategy: str, report: dict,
+             float_ops: tuple = ()) -> bytes:
+    """Convert; on the loop and fused routes a calibrated recipe goes through the WHILE calibration workaround;
+    `float_ops` (resolved --float-ops) stay float (quantize/float_ops.py)."""
+    from edgeseq.quantize.float_ops import denylisted
+
     conv = _converter(fixed, recipe, calibration, per_channel)
     if not (recipe.calibrated and strategy in ("loop", "fused")):
-        return conv.convert()
+        with denylisted(float_ops):
+            return conv.convert()
     from edgeseq.quantize.while_calibration import patched_calibration
 
     record: dict = {}
-    with patched_calibration(record):
+    with denylisted(float_ops), patched_calibration(record):
         data = conv.convert()
     if record.get("dropped"):
         report["while_calibration"] = record
@@ -149,7 +154,8 @@ def run(job_dir: Path) -> int:
         report["rebuild_s"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
         try:
-            data = _convert(fixed, recipe, calibration, per_channel, strategy, report)
+            data = _convert(fixed, recipe, calibration, per_channel, strategy, report,
+                            tuple(job.get("float_ops") or ()))
         except EdgeseqError:
             raise
         except Exception as exc:  # noqa: BLE001 - the converter raises many types; its reason is the message

@@ -18,6 +18,8 @@ from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.recipes import MODES
 from edgeseq.quantize.rnn_routes import ROUTE_WORDS, auto_order, auto_plans
 
+RECIPES = (*MODES, "int8-float")  # the table's recipe axis: the modes, and int8 with --float-ops
+
 FAMILIES = ("recurrent", "attention", "layer-norm", "bidirectional", "conv1d", "token-ids")
 FORMS = ("batch", *(k.value for k in StreamKind))
 NOT_LISTED = "Anything not listed converts with every recipe in every form it can stream in."
@@ -33,10 +35,21 @@ class Capability:
     fix: str = ""
 
     def matches(self, family: str, recipe: str, form: str) -> bool:
-        return (self.family == family and self.recipe in ("*", recipe) and self.form in ("*", form))
+        """`recipe`: a Recipe's `capability` name; selective int8 (int8-float) is int8 wherever it has no row of
+        its own."""
+        recipes = ("*", recipe, *(("int8",) if recipe == "int8-float" else ()))
+        return (self.family in ("*", family) and self.recipe in recipes and self.form in ("*", form))
 
 
 TABLE: tuple[Capability, ...] = (
+    *(Capability("*", "int8-float", form, False,
+                 "--float-ops applies to whole-sequence files (convert without --stream) in this version",
+                 "export step models with int8 or dynamic")
+      for form in FORMS[1:]),
+    Capability("*", "int8-float", "batch", True,
+               "int8 with the named op types (or, with auto, those whose int8 kernel is slower than float on the "
+               "profiling target) kept float: TF's quantizer leaves them float with DEQUANTIZE/QUANTIZE at their "
+               "edges; every int8 route below applies"),
     Capability("token-ids", "int16x8", "*", False,
                "TF 2.21's 16x8 quantizer wants a calibrated range for the int32 token-id path into the Embedding's "
                "GATHER and records none (\"Max and min for dynamic tensors should be recorded during calibration\")",
@@ -110,7 +123,7 @@ def families_of(model: Any) -> set[str]:
 
 def refusal(families: Iterable[str], recipe: str, form: str) -> Capability | None:
     """The first declared limit that forbids `recipe` in `form` for any of `families`, or None."""
-    for fam in families:
+    for fam in (*families, "*"):
         for cap in TABLE:
             if not cap.supported and cap.matches(fam, recipe, form):
                 return cap
@@ -121,12 +134,15 @@ def rows() -> list[dict]:
     """Every declared family x form with the recipes a verdict covers (limits before notes): what
     `edgeseq models --capabilities` prints. Anything not listed converts with every recipe in every form."""
     out: list[dict] = []
-    for fam in FAMILIES:
+    for fam in ("*", *FAMILIES):
+        own = [c for c in TABLE if c.family == fam]  # rows for every family ("*") are listed once, first
         for form in FORMS:
             verdicts: dict[Capability, list[str]] = {}
-            for recipe in MODES:
-                cap = (next((c for c in TABLE if not c.supported and c.matches(fam, recipe, form)), None)
-                       or next((c for c in TABLE if c.supported and c.matches(fam, recipe, form)), None))
+            for recipe in RECIPES:
+                if fam != "*" and refusal((), recipe, form) is not None:
+                    continue  # refused for every family: said once, in the "*" rows
+                cap = (next((c for c in own if not c.supported and c.matches(fam, recipe, form)), None)
+                       or next((c for c in own if c.supported and c.matches(fam, recipe, form)), None))
                 if cap is not None:
                     verdicts.setdefault(cap, []).append(recipe)
             for cap, recipes in verdicts.items():
@@ -137,7 +153,7 @@ def rows() -> list[dict]:
 def render_rows(table: list[dict]) -> str:
     """Plain-text table of `rows()`."""
     head = ("family", "form", "recipes", "verdict", "why / how")
-    cells = [(r["family"], r["form"], r["recipe"], "yes" if r["supported"] else "refused",
+    cells = [("every family" if r["family"] == "*" else r["family"], r["form"], r["recipe"], "yes" if r["supported"] else "refused",
               r["why"] + (f"; {r['fix']}" if r["fix"] else "")) for r in table]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head[:-1])]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]

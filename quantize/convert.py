@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -34,9 +35,12 @@ from edgeseq.core.fsio import (
 from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal
+from edgeseq.quantize.float_ops import float_in_file
+from edgeseq.quantize.float_ops import resolve as resolve_float_ops
 from edgeseq.quantize.granularity import GRANULARITY_RULE, granularity_figure, prefer_per_tensor
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
+from edgeseq.quantize.quant_match import op_layers
 from edgeseq.quantize.recipes import Recipe, get_recipe
 from edgeseq.quantize.slim import compact
 from edgeseq.quantize.tflite.reader import parse_bytes
@@ -68,6 +72,18 @@ def default_name(model_path: str | os.PathLike) -> str:
     p = Path(model_path)
     stem = p.parent.name if p.stem.lower() in _GENERIC_STEMS and p.parent.name else p.stem
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "model"
+
+
+def layer_names(model: Any) -> list[str]:
+    """Every layer name of a Keras model, nested models and wrapped layers included."""
+    names, stack = [], list(getattr(model, "layers", []))
+    while stack:
+        layer = stack.pop()
+        names.append(layer.name)
+        stack.extend(getattr(layer, "layers", []) or [])
+        if getattr(layer, "layer", None) is not None:
+            stack.append(layer.layer)
+    return sorted(set(names))
 
 
 def _guess_task(model: Any) -> str | None:
@@ -160,6 +176,7 @@ class _Candidate:
     validation: dict
     validate_s: float
     warnings: list[str] = field(default_factory=list)
+    layers: list | None = None  # per main-graph op, its Keras layer (quant_match.op_layers)
 
     @property
     def scales(self) -> str:
@@ -188,12 +205,17 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
             np.save(job_dir / "calibration.npy", X_cal)
         job = {"model_path": str(ctx["model_path"]), "recipe": recipe.to_dict(), "seq_len": ctx["seq_len"],
                "strategy": strategy, "trust_model": ctx["trust_model"], "per_channel": per_channel,
-               "measure_looped_fp32": strategy == "unroll" and looped_fp32_bytes is None}
+               "measure_looped_fp32": strategy == "unroll" and looped_fp32_bytes is None,
+               "float_ops": ctx["float_ops"].get(recipe.slug, {}).get("ops", [])}
         (job_dir / "job.json").write_text(json.dumps(job))
         report = _run_child(job_dir, label, hint)
         data = (job_dir / "model.tflite").read_bytes()
     converted_bytes = len(data)
     warnings = []
+    try:  # which Keras layer each op came from, while the converter's names are still there
+        layers = op_layers(data, ctx["layer_names"])
+    except Exception:  # noqa: BLE001 - the names only label quant-report's rows; the file stands without them
+        layers = None
     try:  # same math, fewer bytes: short names, one empty buffer, shared vectors (see quantize/slim.py)
         data = compact(data)
     except Exception as exc:  # noqa: BLE001 - the re-pack is only about size: keep the converter's bytes
@@ -214,7 +236,20 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
         validation = {"skipped": True, "passed": None,
                       "reason": "Flex ops cannot run on LiteRT" if info["flex_ops"] else "--no-validate"}
     return _Candidate(per_channel, data, report, info, converted_bytes, convert_s, validation,
-                      time.perf_counter() - started, warnings)
+                      time.perf_counter() - started, warnings, layers)
+
+
+def _where_it_failed(kept: _Candidate, recipe: Recipe, ctx: dict, strategy: str) -> str:
+    """The per-op report's summary line for a quantized file that failed parity (quantize/quant_report.py)."""
+    if recipe.mode in ("fp32", "fp16"):
+        return "a float recipe: no quantized op to blame"
+    from edgeseq.quantize.quant_report import failure_summary
+
+    try:
+        return failure_summary(kept.data, ctx["model_path"], strategy, ctx["seq_len"], ctx["inputs"].X_val,
+                               kept.layers, ctx["trust_model"])
+    except EdgeseqError as exc:
+        return f"no per-op report ({exc.one_line()[:200]})"
 
 
 def _choose_route(recipe: Recipe, ctx: dict, X_cal: np.ndarray | None, looped_fp32_bytes: int | None,
@@ -237,6 +272,8 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     result = ConversionResult(recipe)
     label = f"{ctx['name']} ({ctx['model_path'].name}) with recipe {recipe.slug}"
     calibration = X_cal = None
+    if recipe.float_ops:  # which op types stay float, decided once per recipe (quantize/float_ops.py)
+        ctx["float_ops"][recipe.slug] = resolve_float_ops(recipe.float_ops, ctx["op_evidence"], platform.machine())
     if recipe.calibrated:
         X_cal, calibration = ctx["inputs"].calibration(recipe.calibration_samples)
     first, strategy, rnn_info = _choose_route(recipe, ctx, X_cal, looped_fp32_bytes, label)
@@ -281,6 +318,8 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     if recipe.mode != "fp32":
         route["weight_scales"] = report.get("weight_scales")
         route["granularity"] = granularity
+    if recipe.float_ops:  # what was asked, what stayed float and why, and what is float in the file
+        route["float_ops"] = ctx["float_ops"][recipe.slug] | {"float_in_file": float_in_file(info)}
     for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill", "loop_quantize_hoisted"):
         if report.get(key):  # what the route needed: fused ops, the calibrator workaround, zero buffers as FILL,
             # the int8 loop's input quantized once outside the loop
@@ -291,11 +330,14 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
                               "note": "unrolled for the fixed length: one copy of the cell's ops per time step"}
     result.validation = validation
     if validation.get("passed") is False:
-        err = ValidationError(f"{label} failed parity on {validation['runtime']}: {'; '.join(validation['failures'])}",
-                              "inspect the model, try another recipe, or keep the file with --no-strict")
+        validation["where"] = _where_it_failed(kept, recipe, ctx, strategy)
+        err = ValidationError(f"{label} failed parity on {validation['runtime']}: {'; '.join(validation['failures'])}"
+                              f"; {validation['where']}", "try another recipe (or --float-ops for the ops named), "
+                              "or keep the file with --no-strict and run edgeseq quant-report on it")
         if ctx["strict"]:
             raise err
-        result.warnings.append(f"kept despite failed parity (--no-strict): {'; '.join(validation['failures'])}")
+        result.warnings.append(f"kept despite failed parity (--no-strict): {'; '.join(validation['failures'])}; "
+                               f"{validation['where']}")
     tflite_path = ctx["out_dir"] / f"{ctx['name']}-{recipe.slug}.tflite"
     # Totals over every candidate made, so the timings say what this recipe cost; per-candidate in route.granularity.
     result.manifest = build_manifest(
@@ -307,6 +349,7 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
                 "child": {k: v for k, v in report.items() if k.endswith("_s")},
                 "validate_s": round(sum(c.validate_s for c in candidates), 3), "candidates": len(candidates)},
     )
+    result.manifest["op_layers"] = kept.layers
     atomic_write_bytes(tflite_path, data)
     result.manifest_path = atomic_write_json(manifest_path_for(tflite_path), result.manifest)
     result.tflite_path = tflite_path
@@ -327,12 +370,14 @@ def convert_model(
     trust_model: bool = False,
     raise_on_error: bool = True,
     progress: Callable[[str], None] | None = None,
+    op_evidence: dict | None = None,
 ) -> list[ConversionResult]:
     """Convert one .keras model with each recipe; see the module docstring for what is written when.
 
     `calibration`: a data set spec, an .npz path, a loaded Dataset, or None (random inputs, said so in the manifest).
     Every recipe is attempted; with `raise_on_error` the first failure is raised afterwards (its `.results` attribute
-    holds all outcomes), otherwise failures are in each result's `error`.
+    holds all outcomes), otherwise failures are in each result's `error`. `op_evidence`: the profiling target's
+    stored per-op rows for `--float-ops auto` (quantize/float_ops.py; None: this host's default table).
     """
     from edgeseq.quantize.fused_lstm import survey
     from edgeseq.quantize.loading import load_keras_model
@@ -362,8 +407,9 @@ def convert_model(
     families = families_of(model)
     ctx = {
         "model_path": path.resolve(), "name": name or default_name(path), "seq_len": steps,
-        "recurrent": has_recurrent(model), "rnn_survey": survey(model), "trust_model": trust_model, "inputs": inputs, "reference": reference,
-        "keras_metric": keras_metric, "validate": validate, "strict": strict, "out_dir": Path(out_dir),
+        "recurrent": has_recurrent(model), "rnn_survey": survey(model), "layer_names": layer_names(model),
+        "trust_model": trust_model, "inputs": inputs, "reference": reference,
+        "keras_metric": keras_metric, "op_evidence": op_evidence, "float_ops": {}, "validate": validate, "strict": strict, "out_dir": Path(out_dir),
         "source": source_record(path, model, inputs.task, input_record),
         "reference_from": ("the SavedModel's serving signature (TensorFlow)"
                            if (getattr(model, "edgeseq_source", None) or {}).get("format") == "saved_model"
@@ -377,7 +423,7 @@ def convert_model(
     # Looped fp32 first: its size is the yardstick for what an unrolled route costs.
     order = sorted(recipe_list, key=lambda r: r.calibrated)
     for recipe in order:
-        limit = refusal(families, recipe.mode, "batch")
+        limit = refusal(families, recipe.capability, "batch")
         if limit is not None:  # declared up front: no child is started for what cannot work
             results.append(ConversionResult(recipe, error=ConversionError(
                 f"{ctx['name']} with recipe {recipe.slug}: {limit.why}", limit.fix)))

@@ -56,8 +56,17 @@ class Recipe:
     rnn_strategy: str = "auto"  # auto: the best route that validates (quantize/rnn_routes.py)
     allow_flex: bool = False  # permit Select-TF (Flex) ops; stock device runtimes cannot run them
     granularity: str = "auto"  # weight scales per channel or per tensor; auto: see compares_granularity
+    float_ops: tuple[str, ...] = ()  # int8 only: op types kept float, or ("auto",) (quantize/float_ops.py)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "float_ops", tuple(self.float_ops or ()))  # from JSON: a list
+        if self.float_ops:
+            from edgeseq.quantize.float_ops import canonical
+
+            object.__setattr__(self, "float_ops", canonical(self.float_ops))
+            if self.mode != "int8":
+                raise InputError(f"--float-ops needs the int8 recipe, not {self.mode}",
+                                 "use --recipe int8 --float-ops OPS|auto")
         if self.mode not in MODES:
             raise InputError(f"unknown recipe mode {self.mode!r}", did_you_mean(self.mode, MODES, "recipes"))
         if self.io not in IO_DTYPES:
@@ -85,6 +94,8 @@ class Recipe:
             parts.append({"channel": "pc", "tensor": "pt"}[self.granularity])
         if self.allow_flex:
             parts.append("flex")
+        if self.float_ops:
+            parts.append("+".join(("float", *(op.lower() for op in self.float_ops))))
         return "-".join(parts)
 
     @property
@@ -93,7 +104,14 @@ class Recipe:
 
     @property
     def description(self) -> str:
-        return _DESCRIPTIONS[self.mode] + (", int8 input/output" if self.io == "int8" else "")
+        kept = ("" if not self.float_ops else ", ops slower in int8 on the target kept float"
+                if self.float_ops == ("auto",) else f", {'/'.join(self.float_ops)} kept float")
+        return _DESCRIPTIONS[self.mode] + (", int8 input/output" if self.io == "int8" else "") + kept
+
+    @property
+    def capability(self) -> str:
+        """The recipe's name in the capability table: the mode, or int8-float for selective int8."""
+        return "int8-float" if self.float_ops else self.mode
 
     @property
     def tolerance(self) -> Tolerance:
@@ -142,6 +160,8 @@ def get_recipe(name: str | Recipe, **overrides: Any) -> Recipe:
             fields["granularity"] = "channel" if part == "pc" else "tensor"
         elif part == "flex":
             fields["allow_flex"] = True
+        elif part.startswith("float+"):
+            fields["float_ops"] = tuple(part.split("+")[1:])
         else:
             raise InputError(f"unknown recipe {name!r}", did_you_mean(text, MODES, "recipes"))
     fields.update({k: v for k, v in overrides.items() if v is not None})
@@ -154,17 +174,22 @@ def recipe_help() -> str:
 
 
 def parse_recipes(text: str | list[str], **overrides: Any) -> list[Recipe]:
-    """'fp32,int8' -> recipes. An --io int8 override applies to the int8 recipe only (it means nothing elsewhere)."""
+    """'fp32,int8' -> recipes. --io int8 and --float-ops overrides apply to the int8 recipe only (they mean nothing
+    elsewhere)."""
     names = [n for n in (text.split(",") if isinstance(text, str) else text) if str(n).strip()]
     if not names:
         raise InputError("no recipe given", f"pass --recipe, e.g. {','.join(MODES)}")
     io = overrides.pop("io", None)
+    float_ops = overrides.pop("float_ops", None)
     recipes = []
     for name in names:
         recipe = get_recipe(name, **overrides)
         if io is not None and recipe.mode == "int8":
             recipe = dataclasses.replace(recipe, io=io)
+        if float_ops and recipe.mode == "int8":
+            recipe = dataclasses.replace(recipe, float_ops=tuple(str(float_ops).split(",")))
         recipes.append(recipe)
-    if io == "int8" and not any(r.mode == "int8" for r in recipes):
-        raise InputError("--io int8 needs the int8 recipe", "add int8 to --recipe")
+    for flag, value in (("--io int8", io == "int8"), (f"--float-ops {float_ops}", float_ops)):
+        if value and not any(r.mode == "int8" for r in recipes):
+            raise InputError(f"{flag} needs the int8 recipe", "add int8 to --recipe")
     return list(dict.fromkeys(recipes))

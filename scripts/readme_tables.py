@@ -71,10 +71,9 @@ def recipes_block(width: int) -> list[str]:
         return "not gated" if value is None else f"{value:g}"
 
     rows = []
-    for mode in MODES:
-        recipe = Recipe(mode)
+    for recipe in [Recipe(mode) for mode in MODES] + [Recipe("int8", float_ops=("auto",))]:
         tol = recipe.tolerance
-        rows.append([f"`{mode}`", recipe.description, "yes" if recipe.calibrated else "no", gate(tol.max_abs),
+        rows.append([f"`{recipe.slug}`", recipe.description, "yes" if recipe.calibrated else "no", gate(tol.max_abs),
                      gate(tol.mean_abs), f"{tol.top1:g}"])
     return _table(["recipe", "what", "calibrated", "max \\|diff\\|", "mean \\|diff\\|", "top-1 agreement"], rows,
                   ["---", "---", "---", "--:", "--:", "--:"])
@@ -103,7 +102,7 @@ def capabilities_block(width: int) -> list[str]:
     for r in rows():
         key = (r["family"], r["recipe"], r["supported"], r["why"] + (f"; {r['fix']}" if r["fix"] else ""))
         merged.setdefault(key, []).append(r["form"])
-    cells = [[family, "every form" if forms == list(FORMS) else ", ".join(f"`{f}`" for f in forms),
+    cells = [["every family" if family == "*" else family, "every form" if forms == list(FORMS) else ", ".join(f"`{f}`" for f in forms),
               recipes.replace(",", ", "), "yes" if supported else "refused", why]
              for (family, recipes, supported, why), forms in merged.items()]
     return [*_table(["family", "forms", "recipes", "verdict", "why / how"], cells), "", *_wrap(NOT_LISTED, width)]

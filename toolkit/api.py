@@ -123,10 +123,13 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
             calibration_samples: int | None = None, rnn_strategy: str | None = None, granularity: str | None = None,
             allow_flex: bool = False, validate: bool = True, strict: bool = True, trust_model: bool = False,
             data_dir: str | None = None, stream: bool = False, kv_capacity: int | None = None,
-            window: int | None = None, raise_on_error: bool = True,
+            window: int | None = None, float_ops: str | None = None, target: str = "local",
+            db: PathLike | None = None, raise_on_error: bool = True,
             progress: Callable[[str], None] | None = None) -> list:
     """Convert a .keras/.h5 model or a SavedModel directory with each recipe (comma-separated), validate each on
     LiteRT; returns one `ConversionResult` per recipe. `stream`, `kv_capacity` or `window` export step models.
+    `float_ops` ("BATCH_MATMUL,SOFTMAX" or "auto") keeps op types of the int8 recipe float; auto reads the stored
+    `profile --ops` runs of `target` in `db` (else the default table of its CPU).
     With `raise_on_error` the first failed recipe's error is raised after every recipe was tried."""
     from edgeseq.core.fsio import check_file_name, check_output_dir
     from edgeseq.quantize.recipes import parse_recipes
@@ -134,7 +137,8 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
     # Every cheap check runs before TensorFlow is imported and before any conversion: a bad --out, --name or data
     # file costs milliseconds and writes nothing.
     recipe_list = parse_recipes(recipes, io=io, calibration_samples=calibration_samples,
-                                rnn_strategy=rnn_strategy, granularity=granularity, allow_flex=allow_flex or None)
+                                rnn_strategy=rnn_strategy, granularity=granularity, allow_flex=allow_flex or None,
+                                float_ops=float_ops)
     check_output_dir(out)
     if name is not None:
         check_file_name(name)
@@ -157,7 +161,12 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
         return convert_stream(model, recipe_list, kv_capacity=kv_capacity, window=window, **common)
     from edgeseq.quantize.convert import convert_model
 
-    return convert_model(model, recipe_list, **common)
+    evidence = None
+    if any(r.float_ops == ("auto",) for r in recipe_list):
+        from edgeseq.profiling.ops import stored_op_evidence
+
+        evidence = stored_op_evidence(db, target)
+    return convert_model(model, recipe_list, op_evidence=evidence, **common)
 
 
 def evaluate(path: PathLike, dataset: Any = None, *, data_dir: str | None = None) -> Evaluation:
@@ -173,6 +182,25 @@ def evaluate(path: PathLike, dataset: Any = None, *, data_dir: str | None = None
     metrics = {k: r[k] for k in ("accuracy", "mse", "mae") if k in r}
     return Evaluation(model=r["model"], dataset=r["dataset"], n=r["n"], metrics=metrics,
                       per_frame=bool(r.get("per_frame")), runtime=f"{r['runtime']} {r['runtime_version']}", raw=r)
+
+
+def quant_report(path: PathLike, dataset: Any = None, *, reference: PathLike | None = None, samples: int = 100,
+                 data_dir: str | None = None, trust_model: bool = False, write: bool = True,
+                 progress: Callable[[str], None] | None = None) -> dict:
+    """Every op of a quantized .tflite with its error against the float model on `dataset`'s test split (MSE,
+    cosine, SNR; end to end and the op's own), ranked, and `summary`, the worst ops in one line. Without `dataset`,
+    the one its manifest names; the float reference is `reference`, an fp32 file beside it, or the manifest's
+    source converted fp32. With `write`, the report is also saved beside the file as <stem>.quant.json (what
+    `report`'s HTML shows)."""
+    from edgeseq.core.fsio import atomic_write_json
+    from edgeseq.quantize.quant_report import quant_report as run_report
+    from edgeseq.quantize.quant_report import sidecar_path
+
+    r = run_report(path, dataset if dataset is not None else dataset_of(path), reference=reference,
+                   samples=samples, data_dir=data_dir, trust_model=trust_model, progress=progress)
+    if write:
+        r["written"] = str(atomic_write_json(sidecar_path(path), r))
+    return r
 
 
 def profile(models: Sequence[PathLike], *, target: str | Sequence[str] = "local", runs: int = 200,

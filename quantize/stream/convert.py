@@ -149,7 +149,7 @@ def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
         calibrations.append(plan["X_cal"])
         for r in plan["recipes"]:
             for e in plan["exports"]:
-                limit = refusal(plan["families"], r.mode, e["kind"])
+                limit = refusal(plan["families"], r.capability, e["kind"])
                 if limit is not None:  # declared up front: nothing is sent to the converter
                     refused[len(items)] = ConversionError(
                         f"{plan['path'].name} with recipe {r.slug} ({e['kind']}): {limit.why}", limit.fix)

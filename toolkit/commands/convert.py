@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeseq.commands._options import data_dir_option, dataset_option, echo_json, json_option
+from edgeseq.commands._options import data_dir_option, dataset_option, db_option, echo_json, json_option
 
 # The rules these options state are read from the code that applies them (no TensorFlow, no numpy: `--help` stays
 # fast; tests/test_one_source.py holds both).
@@ -24,6 +24,13 @@ from edgeseq.quantize.rnn_routes import auto_rule_summary
 @click.option("--recipe", "recipes", default="fp32", show_default=True,
               help=recipe_help())
 @click.option("--io", type=click.Choice(IO_DTYPES), default=None, help="int8 recipe: input/output dtype.")
+@click.option("--float-ops", default=None, metavar="OPS|auto",
+              help="int8 recipe: TFLite op types kept float (comma-separated, e.g. BATCH_MATMUL,SOFTMAX), or auto: "
+                   "those whose int8 kernel is slower than float on --target, from its stored `profile --ops` runs "
+                   "in --db, else the default table for its CPU (README: selective int8).")
+@click.option("--target", default="local", show_default=True,
+              help="--float-ops auto: the target whose per-op profiles decide.")
+@db_option()
 @dataset_option(aliases=("--calibration",),
                 help="Data set (name, NAME:key=value or .npz) for calibration and validation; int8 and int16x8 need "
                      "one, or `random` to calibrate on N(0,1) inputs on purpose (said in the manifest and summary).")
@@ -48,7 +55,8 @@ from edgeseq.quantize.rnn_routes import auto_rule_summary
               help="--stream, causal Transformer: KV cache positions [default: the sequence length].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
 def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
-            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
+            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window, float_ops,
+            target, db) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
@@ -60,7 +68,8 @@ def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_
                           calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
                           granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
-                          window=window, raise_on_error=False, progress=progress)
+                          window=window, float_ops=float_ops, target=target, db=db, raise_on_error=False,
+                          progress=progress)
     if as_json:
         echo_json("convert", {"results": [{"recipe": r.recipe.slug, "written": r.ok, "manifest": r.manifest or None,
                                           "error": None if r.ok else r.error.one_line()} for r in results]})

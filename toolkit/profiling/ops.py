@@ -206,3 +206,28 @@ def print_ops(rows: list[dict], warn=None, stream=None) -> None:
             continue
         stream.write("\n" + render_ops_text(r))
     stream.flush()
+
+
+def stored_op_evidence(db, target: str) -> dict:
+    """What `convert --float-ops auto` decides from: the per-op rows of every stored `profile --ops` run on
+    `target` ({"target", "machine", "runs", "ops"}), the machine from the runs' device facts (or this host's for
+    `local`). Reads only: a missing store is no error (no rows)."""
+    import os
+    import platform
+
+    from edgeseq.store.results import ResultsStore, default_db_path
+
+    path = db or default_db_path()
+    machine = platform.machine() if target == "local" else None
+    if not os.path.exists(path):
+        return {"target": target, "machine": machine, "runs": 0, "ops": []}
+    with ResultsStore(path, create=False) as store:
+        records = store.runs(target=target)
+    timed = []
+    for r in records:
+        machine = machine or (r.get("device") or {}).get("machine")
+        fields = op_fields((r.get("agent") or {}).get("ops"), (r.get("stats") or {}).get("p50_us"))
+        if fields.get("ops"):
+            timed.append(fields["ops"])
+    return {"target": target, "machine": machine, "runs": len(timed),
+            "ops": [op for ops in timed for op in ops if op.get("per_call_us") is not None]}

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeseq.core.errors import EdgeseqError, InputError, StoreError
 from edgeseq.profiling.ops import ops_report_section
 from edgeseq.report.compare import compare_runs, print_compare
+from edgeseq.report.quant import quant_report_section
 from edgeseq.report.rows import COLUMNS, Warn, load_groups, load_report, warn_damage
 from edgeseq.report.text import fit_columns, print_table, render_csv, render_json, render_md, render_text
 from edgeseq.store.results import ResultsStore
@@ -51,6 +52,7 @@ def write_report(
         pngs = write_plots([r for r in rows if _plottable(r)], out_dir)
         streaming = streaming_section(db, out_dir, fmt, target)  # "" when no streaming runs are stored
         streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)
+        streaming = quant_report_section(rows, fmt) + streaming  # per-op error of quantized files (quant-report)
         streaming += sweep_section(db, out_dir, fmt, target)  # scaling and the textbook claims ("" without sweeps)
         if fmt == "html":
             from edgeseq.report.html import render_html

@@ -39,6 +39,9 @@ def convert_summary(r) -> str:
     if "candidates" in gran:
         sizes = " / ".join(f"{k} {c['bytes'] / 1024:.1f} KiB" for k, c in gran["candidates"].items() if "bytes" in c)
         parts.append(f"kept {gran['kept']} scales (auto: {sizes or 'per-tensor failed'})")
+    kept_float = m["route"].get("float_ops")
+    if kept_float:  # selective int8: which op types stayed float (the why is in the manifest)
+        parts.append(f"float: {','.join(kept_float['ops']) or 'none'}")
     parts.append(f"{m['timing']['convert_s'] + m['timing']['validate_s']:.1f} s")
     return "  ".join(parts)
 
@@ -140,3 +143,39 @@ def stream_run_lines(rows: list[dict]) -> list[str]:
 
 def _us(v) -> str:
     return "-" if v is None else f"{v:.1f}"
+
+
+def _db(v) -> str:
+    return "exact" if v is None else f"{v:.1f}"
+
+
+def quant_report_rows(r: dict, top: int | None = None) -> tuple[list[str], list[list[str]]]:
+    """The per-op table of a quant report: ranked ops first (worst first), then the rest in graph order."""
+    by_index = {op["index"]: op for op in r["ops"]}
+    order = r["ranked"] + [op["index"] for op in r["ops"] if op["index"] not in set(r["ranked"])]
+    head = ["rank", "op", "type", "layer", "out", "local SNR dB", "local cos", "SNR dB", "cosine", "MSE"]
+    cells = []
+    for i in order[:top] if top is not None else order:
+        op = by_index[i]
+        if "unmatched" in op:
+            cells.append(["-", str(i), op["type"], op.get("layer") or "-", op.get("output_dtype") or "-",
+                          "unmatched", "", "", "", ""])
+            continue
+        cells.append([str(op.get("rank", "-")), str(i), op["type"], op.get("layer") or "-",
+                      op.get("output_dtype") or "-", _db(op.get("local_snr_db")) if "local_mse" in op else "-",
+                      f"{op['local_cosine']:.5f}" if "local_cosine" in op else "-", _db(op.get("snr_db")),
+                      f"{op['cosine']:.5f}", f"{op['mse']:.3g}"])
+    return head, cells
+
+
+def quant_report_lines(r: dict, top: int | None = None) -> list[str]:
+    """`quant-report`'s text: what was compared, the table, the summary line, where it was saved."""
+    head, cells = quant_report_rows(r, top)
+    widths = [max(len(h), *(len(c[k]) for c in cells)) if cells else len(h) for k, h in enumerate(head)]
+    lines = [f"{r['model']} ({r.get('recipe') or 'recipe unknown'}) against {r['reference']}, on {r['samples']} "
+             f"test samples of {r['dataset']}; {r['matched']} of {r['total']} ops matched; {r['runtime']}"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *cells]]
+    lines.append(r["summary"])
+    if r.get("written"):
+        lines.append(f"saved: {r['written']}")
+    return lines

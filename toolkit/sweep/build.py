@@ -69,7 +69,7 @@ def _convert(model_path: Path, want: dict, model: dict, out: Path, data) -> dict
     strict = model["mode"] == "full"
     if want["form"] == "whole":
         results = convert_model(model_path, [want["recipe"]], out_dir=out, name=name, calibration=data,
-                                strict=strict, raise_on_error=False)
+                                strict=strict, raise_on_error=False, op_evidence=want.get("op_evidence"))
     else:
         kv = stream_kind(model["arch"]) is StreamKind.KV_CACHE
         results = convert_stream(model_path, [want["recipe"]], out_dir=out, name=name, calibration=data,

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgeseq.core.errors import EdgeseqError, InputError, TargetError
 from edgeseq.core.fsio import atomic_write_text
@@ -90,7 +91,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ executors
-def _job_for(out: Path, cells: list[Cell], data_dir: str | None = None) -> dict:
+def _job_for(out: Path, cells: list[Cell], data_dir: str | None = None, db: Any = None) -> dict:
     first = cells[0]
     model = {k: v for k, v in first.config.items()
              if k not in ("recipe", "form", "target", "runs", "warmup", "threads", "hop_ms")}
@@ -99,6 +100,10 @@ def _job_for(out: Path, cells: list[Cell], data_dir: str | None = None) -> dict:
         if c.artifact_key not in seen:
             seen.add(c.artifact_key)
             wanted.append({"artifact_key": c.artifact_key, "recipe": c.recipe, "form": c.form})
+            if "float+auto" in c.recipe:  # --float-ops auto: decided by the cell's target's stored per-op runs
+                from edgeseq.profiling.ops import stored_op_evidence
+
+                wanted[-1]["op_evidence"] = stored_op_evidence(db, c.config.get("target") or "local")
     existing = model_dir(out, first.model_key) / "model"
     job = {"model_key": first.model_key, "model": model, "artifacts": wanted, "data_dir": data_dir}
     if (existing / "model.keras").is_file():
@@ -275,7 +280,7 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
                 ready(c, info)  # made by an earlier run: only its measurement is missing
             else:
                 by_model.setdefault(c.model_key, []).append(c)
-        futures = {pool.submit(out, _job_for(out, group, spec.data_dir)): group for group in by_model.values()}
+        futures = {pool.submit(out, _job_for(out, group, spec.data_dir, db)): group for group in by_model.values()}
         if not futures:
             quiet.set()
         while futures:
