@@ -42,7 +42,7 @@ def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = Tr
         # A SavedModel's loops were traced with a free batch: their tensor lists have no static element shape, which
         # the builtin lowering needs. The input is batch 1 here, so the converter may assume it inside them too.
         conv._experimental_default_to_single_batch_in_tensor_list_ops = True
-    if recipe.mode != "fp32":
+    if recipe.mode not in ("fp32", "int4w"):  # int4w: an fp32 graph, its weights rewritten after (quantize/int4.py)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         # The converter's only switch for per-tensor weight scales (private, but stable since TF 2.4).
         conv._experimental_disable_per_channel = not per_channel
@@ -166,6 +166,10 @@ def run(job_dir: Path) -> int:
             (job_dir / "report.json").write_text(json.dumps(report))
             return 3
         data = _post_process(data, strategy, report)
+        if recipe.mode == "int4w":  # the fp32 graph's weights to 4 bits (quantize/int4.py)
+            from edgeseq.quantize.int4 import int4_weights
+
+            data = int4_weights(data, report)
         report["convert_s"] = round(time.perf_counter() - started, 3)
         if job.get("measure_looped_fp32"):
             from edgeseq.quantize.recipes import get_recipe

@@ -46,6 +46,14 @@ TABLE: tuple[Capability, ...] = (
                  "--float-ops applies to whole-sequence files (convert without --stream) in this version",
                  "export step models with int8 or dynamic")
       for form in FORMS[1:]),
+    Capability("*", "int4w", "*", True,
+               "4-bit weights (ai-edge-quantizer on the fp32 graph of the same route: a WHILE loop keeps its loop, "
+               "its cell's FULLY_CONNECTED weights int4 inside it, so the size stays constant in T); runs on "
+               "ai-edge-litert 2.3; tflite-runtime 2.14 computes wrong outputs on it without an error, so the device "
+               "agent refuses it there"),
+    Capability("token-ids", "int4w", "*", True,
+               "the Embedding's GATHER table stays float32 (ai-edge-quantizer 0.10 takes EMBEDDING_LOOKUP, not "
+               "GATHER); the rest as for every family"),
     Capability("*", "int8-float", "batch", True,
                "int8 with the named op types (or, with auto, those whose int8 kernel is slower than float on the "
                "profiling target) kept float: TF's quantizer leaves them float with DEQUANTIZE/QUANTIZE at their "

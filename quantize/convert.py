@@ -320,7 +320,7 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         route["granularity"] = granularity
     if recipe.float_ops:  # what was asked, what stayed float and why, and what is float in the file
         route["float_ops"] = ctx["float_ops"][recipe.slug] | {"float_in_file": float_in_file(info)}
-    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill", "loop_quantize_hoisted"):
+    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill", "loop_quantize_hoisted", "int4"):
         if report.get(key):  # what the route needed: fused ops, the calibrator workaround, zero buffers as FILL,
             # the int8 loop's input quantized once outside the loop
             route[key] = report[key]

@@ -240,7 +240,7 @@ def _weights(f: TFLiteFile) -> dict[str, Any]:
             seen.add(t.buffer)
             dtype = f.tensor_dtype(t)
             by_dtype[dtype] += len(raw)
-            if dtype in FLOAT_DTYPES + QUANTIZED_DTYPES or (dtype == "int32" and (si, ti) in bias_tensors):
+            if dtype in (*FLOAT_DTYPES, *QUANTIZED_DTYPES, "int4") or (dtype == "int32" and (si, ti) in bias_tensors):
                 params += _prod([max(int(d), 1) for d in (t.shape if t.shape is not None else [])])
     return {"bytes": int(sum(by_dtype.values())), "bytes_by_dtype": dict(by_dtype), "parameters": int(params)}
 

@@ -171,7 +171,6 @@ def compare(q_data: bytes, f_data: bytes, X: np.ndarray, layers: list | None = N
     tmap = match(q, f)
     qi, fi = _interpreter(q_data, True), _interpreter(f_data, True)
     qd = {d["index"]: d for d in qi.get_tensor_details()}
-    q_names = {i: qd[i]["name"] for i in qd}
     todo = [k for k in range(len(q.types)) if q.main[k] in tmap]
     singles = {}
     for k in todo:
@@ -181,8 +180,9 @@ def compare(q_data: bytes, f_data: bytes, X: np.ndarray, layers: list | None = N
             it = _interpreter(q.one_op(k), False)
         except (ValueError, RuntimeError):
             continue  # listed with its end-to-end figures only
-        out = next(d for d in it.get_output_details() if d["name"] == q_names[q.main[k]])
-        singles[k] = (it, {d["name"]: d for d in it.get_input_details()}, out)
+        # the one-op model keeps the file's tensor list: its tensors are addressed by Q's indices (names may be empty)
+        out = next(d for d in it.get_output_details() if d["index"] == q.main[k])
+        singles[k] = (it, {d["index"]: d for d in it.get_input_details()}, out)
     e2e = {k: _Sums() for k in todo}
     local = {k: _Sums() for k in singles}
     out_sums = _Sums()
@@ -205,7 +205,7 @@ def compare(q_data: bytes, f_data: bytes, X: np.ndarray, layers: list | None = N
             e2e[k].add(_dequant(qi.get_tensor(o), qd[o]), ref(tmap[o]))
         for k, (it, feeds, out) in singles.items():
             for t in dict.fromkeys(q.live_inputs(k)):
-                detail = feeds[q_names[t]]
+                detail = feeds[t]
                 src = tmap.get(q.value(t))
                 value = qi.get_tensor(t) if src is None else _quant(ref(src), detail)
                 it.set_tensor(detail["index"], value.reshape(detail["shape"]))

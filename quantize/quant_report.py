@@ -46,7 +46,10 @@ def _sibling_reference(path: Path, manifest: dict) -> Path | None:
     for candidate in sorted(path.parent.glob("*.json")):
         other = read_manifest(candidate, strict=False) or {}
         tflite = candidate.with_suffix(".tflite")
-        if ((other.get("recipe") or {}).get("mode") == "fp32" and tflite.is_file() and tflite != path
+        if not str(other.get("schema", "")).startswith("edgeseq.manifest/") or not isinstance(other.get("recipe"),
+                                                                                              dict):
+            continue  # quant reports and other JSON beside the file
+        if (other["recipe"].get("mode") == "fp32" and tflite.is_file() and tflite != path
                 and _same_network(manifest, other)):
             return tflite
     return None

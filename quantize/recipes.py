@@ -13,7 +13,7 @@ from typing import Any
 from edgeseq.core.errors import InputError, did_you_mean
 from edgeseq.quantize.rnn_routes import ROUTES
 
-MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8", "int4w")
 IO_DTYPES = ("float", "int8")
 RNN_STRATEGIES = ("auto", *ROUTES)  # routes and auto's order: quantize/rnn_routes.py
 GRANULARITIES = ("auto", "channel", "tensor")
@@ -25,6 +25,8 @@ _DESCRIPTIONS = {
     "dynamic": "int8 weights, float activations (dynamic range)",
     "int8": "full integer: int8 weights and activations (calibrated)",
     "int16x8": "int16 activations, int8 weights (calibrated)",
+    "int4w": "4-bit weights (per channel) in FULLY_CONNECTED/BATCH_MATMUL/EMBEDDING_LOOKUP, float activations "
+             "(dynamic); ai-edge-litert only",
 }
 
 
@@ -43,6 +45,7 @@ _TOLERANCES = {
     "dynamic": Tolerance(max_abs=None, mean_abs=5e-2, top1=0.9),
     "int8": Tolerance(max_abs=None, mean_abs=8e-2, top1=0.9),
     "int16x8": Tolerance(max_abs=None, mean_abs=2e-2, top1=0.95),
+    "int4w": Tolerance(max_abs=None, mean_abs=8e-2, top1=0.9),
 }
 
 

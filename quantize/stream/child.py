@@ -111,6 +111,10 @@ def _convert_child(job_dir: Path) -> int:
             if rep is not None:  # multi-input samples are dicts keyed by signature name
                 conv.representative_dataset = lambda rep=rep: (r if isinstance(r, dict) else [r] for r in rep)
             data = conv.convert()
+            if recipe.mode == "int4w":  # the fp32 step graph's weights to 4 bits (quantize/int4.py)
+                from edgeseq.quantize.int4 import int4_weights
+
+                data = int4_weights(data, entry)
             (job_dir / f"out_{i}.tflite").write_bytes(data)
             entry.update(ok=True, convert_s=round(time.perf_counter() - started, 3))
         except EdgeseqError as exc:

@@ -11,7 +11,7 @@ import time
 from .document import AgentError, _measurement, _stage, _tensor_info
 from .inputs import input_vocab, make_inputs, warm_numpy
 from .memory import MemoryMeter
-from .runtime import classify_runtime_error, import_runtime
+from .runtime import classify_runtime_error, import_runtime, int4_tensors
 from .streaming import _stream_measure
 
 
@@ -65,12 +65,23 @@ def measure(args) -> dict:
             stage="check",
         )
 
+    int4 = int4_tensors(model_path)
+
     _stage("import")
     t0 = time.perf_counter_ns()
     import numpy as np
 
     rt_name, rt_version, rt = import_runtime(args.runtime)
     t_import = time.perf_counter_ns() - t0
+    if int4 and rt_name == "tflite_runtime":
+        raise AgentError(
+            "op_unsupported",
+            f"{rt_name} {rt_version} cannot run 4-bit weights ({int4} INT4 tensors): its last release (2.14) loads "
+            "such a file and computes wrong outputs without an error",
+            "install ai-edge-litert on the device (pip install ai-edge-litert), or convert with int8 or dynamic",
+            op="INT4 weights",
+            stage="load",
+        )
     mem.mark("import")
     warm_numpy(np)
     mem.baseline()

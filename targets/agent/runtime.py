@@ -95,3 +95,41 @@ def classify_runtime_error(text: str, runtime: str, version: str | None, stage: 
             "model", f"{rt} could not load the model: {first}", "is it a valid .tflite file?", stage=stage
         )
     return AgentError("model", f"{rt} failed at {stage}: {first}", None, stage=stage)
+
+
+INT4 = 17  # tflite TensorType.INT4
+
+
+def int4_tensors(path: str) -> int:
+    """How many tensors of the .tflite at `path` hold 4-bit values, read straight from the flatbuffer (Model.subgraphs
+    -> SubGraph.tensors -> Tensor.type), touching only those tables; 0 when the file cannot be walked."""
+    import mmap
+    import struct
+
+    try:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as b:
+
+            def u32(o: int) -> int:
+                return struct.unpack_from("<I", b, o)[0]
+
+            def field(table: int, i: int):
+                vt = table - struct.unpack_from("<i", b, table)[0]
+                if 4 + 2 * i >= struct.unpack_from("<H", b, vt)[0]:
+                    return None
+                off = struct.unpack_from("<H", b, vt + 4 + 2 * i)[0]
+                return table + off if off else None
+
+            def tables(pos):
+                if pos is None:
+                    return []
+                v = pos + u32(pos)
+                return [v + 4 + 4 * k + u32(v + 4 + 4 * k) for k in range(u32(v))]
+
+            count = 0
+            for sg in tables(field(u32(0), 2)):  # Model.subgraphs
+                for t in tables(field(sg, 0)):  # SubGraph.tensors
+                    kind = field(t, 1)  # Tensor.type (a byte; absent: FLOAT32)
+                    count += kind is not None and b[kind] == INT4
+            return count
+    except (OSError, ValueError, struct.error, IndexError):
+        return 0
