@@ -2,23 +2,32 @@
 
 What the converter (TF 2.21) writes that costs bytes and carries nothing the runtime needs:
 - full Keras paths as tensor names ("transformer-small_fixed_1/.../block0_attn_1/Tensordot_..."): intermediate tensors
-  become "t123" (inputs and outputs keep their names; signature defs address tensors by index anyway). On an unrolled
-  RNN there is one set per time step (GRU small, 29 steps: a quarter of the int8 file); on the int8 Transformer small
-  they were 12 KB of 94.
+  lose their names (the main graph's inputs and outputs keep theirs; signature defs address tensors by index, and
+  LiteRT names a nameless tensor ""). On an unrolled RNN there is one set per time step (GRU small, 29 steps: a
+  quarter of the int8 file); on the int8 Transformer small they were 12 KB of 94; even shortened to "t123" they cost
+  ~25 bytes a tensor (3.7 KB of a 20 KB int8 LSTM).
+- an empty quantization table on every float tensor, tensors nothing refers to, the description and the converter's
+  provenance metadata (`min_runtime_version`, `CONVERSION_METADATA`), and WHILE results nothing reads whose body
+  passes the value through (marked -1, as the converter writes float loops; the int8 calibration workaround had
+  given them tensors back).
 - one empty buffer per activation tensor: they all point at buffer 0, which the schema reserves as the shared empty
   sentinel, and the unused ones are dropped.
 - the same vector written once per tensor: per-channel zero points (int64, all 0; 12 KB of the int8 Transformer),
   shapes, per-tensor scales. `_SharingBuilder` writes each distinct vector of scalars once and points every table
-  that needs it there, and identical quantization tables are shared the same way. Weight data is never shared.
+  that needs it there, and identical quantization and option tables are shared the same way. Weight data is never
+  shared.
 
-Same ops, tensors, types, shapes, quantization values and weight bytes, re-packed with the 16-byte buffer alignment
-the converter uses, so kernels see aligned weights; outputs are bit-identical (tests check).
+Same ops, types, shapes, quantization values and weight bytes, re-packed with the 16-byte buffer alignment the
+converter uses for weights (8 for constants under SMALL_BUFFER bytes), so kernels see aligned weights; outputs are
+bit-identical (tests check).
 """
 
 from __future__ import annotations
 
 import flatbuffers
 import numpy as np
+
+SMALL_BUFFER = 64  # bytes: constants this small (shapes, axes, scalars) are 8-byte aligned, weights 16
 
 
 class _SharingBuilder(flatbuffers.Builder):
@@ -72,7 +81,10 @@ def _aligned_pack(self, builder):  # BufferT.Pack with 16-byte aligned data, lik
     data = None
     if self.data is not None:
         payload = np.asarray(self.data, dtype=np.uint8).tobytes()
-        builder.StartVector(1, len(payload), 16)
+        # weights 16-byte aligned like the converter writes them; a constant under SMALL_BUFFER bytes (a shape, an
+        # axis, a scalar) needs only its element's alignment (8 covers int64/float64), not 16 bytes of padding
+        small = isinstance(builder, _SharingBuilder) and len(payload) < SMALL_BUFFER  # compact only
+        builder.StartVector(1, len(payload), 8 if small else 16)
         if isinstance(builder, _SharingBuilder):
             builder.keep_unique()
         builder.head -= len(payload)
@@ -116,6 +128,90 @@ def _short_names(model) -> None:
         for i, tensor in enumerate(sg.tensors or []):
             if i not in keep:
                 tensor.name = f"t{i}"
+
+
+def _drop_names(model) -> None:
+    """No names but the main graph's inputs and outputs (what `get_input_details` shows and the agent feeds by):
+    LiteRT names a nameless tensor "", nothing reads the rest. A name costs ~25 bytes per tensor even as "t123"."""
+    for k, sg in enumerate(model.subgraphs or []):
+        keep = set()
+        if k == 0:
+            keep = {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
+            keep |= {int(i) for i in (sg.outputs if sg.outputs is not None else [])}
+        sg.name = None  # signature defs name subgraphs by index
+        for i, tensor in enumerate(sg.tensors or []):
+            if i not in keep:
+                tensor.name = None
+
+
+def _drop_empty(model) -> None:
+    """Quantization tables with nothing in them (the converter writes one on every float tensor) and tensors no op,
+    graph or signature refers to (leftovers of the WHILE calibration workaround and of the converter) are dropped;
+    the converter's description and its provenance metadata (min_runtime_version, CONVERSION_METADATA), which no
+    runtime reads to load or run a model, go too (edgeseq's manifest says what made the file)."""
+    for sg in model.subgraphs or []:
+        for t in sg.tensors or []:
+            q = t.quantization
+            if q is not None and q.details is None and all(
+                    v is None or len(v) == 0 for v in (q.scale, q.zeroPoint, q.min, q.max)):
+                t.quantization = None
+    sigs = model.signatureDefs or []
+    for k, sg in enumerate(model.subgraphs or []):
+        ops = sg.operators or []
+        used = {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
+        used |= {int(i) for i in (sg.outputs if sg.outputs is not None else [])}
+        for op in ops:
+            for vec in (op.inputs, op.outputs, op.intermediates):
+                used |= {int(i) for i in (vec if vec is not None else [])}
+        for sig in sigs:
+            if int(sig.subgraphIndex) == k:
+                used |= {int(m.tensorIndex) for m in (sig.inputs or []) + (sig.outputs or [])}
+        n = len(sg.tensors or [])
+        keep = sorted(i for i in used if 0 <= i < n)
+        if len(keep) == n or any(t.isVariable for t in sg.tensors or []):
+            continue
+        index = {old: new for new, old in enumerate(keep)}
+
+        def remap(vec, index=index):
+            return None if vec is None else [index[int(i)] if int(i) >= 0 else int(i) for i in vec]
+
+        sg.tensors = [sg.tensors[i] for i in keep]
+        sg.inputs, sg.outputs = remap(sg.inputs), remap(sg.outputs)
+        for op in ops:
+            op.inputs, op.outputs, op.intermediates = remap(op.inputs), remap(op.outputs), remap(op.intermediates)
+        for sig in sigs:
+            if int(sig.subgraphIndex) == k:
+                for m in (sig.inputs or []) + (sig.outputs or []):
+                    m.tensorIndex = index[int(m.tensorIndex)]
+    names = {b"min_runtime_version", b"CONVERSION_METADATA"}
+    model.metadata = [m for m in model.metadata or [] if m.name not in names] or None
+    model.description = None
+
+
+def _shared_options(model, schema) -> None:
+    """Equal builtin option tables (every FullyConnectedOptions with the same fields, ...) written once."""
+    cache: dict[tuple, int] = {}
+
+    def key(obj) -> tuple:
+        return (type(obj).__name__, *sorted((k, np.asarray(v).tobytes() if isinstance(v, (list, np.ndarray)) else v)
+                                            for k, v in vars(obj).items()))
+
+    classes: dict[type, type] = {}
+    for sg in model.subgraphs or []:
+        for op in sg.operators or []:
+            opts = op.builtinOptions
+            if opts is None or any(isinstance(v, list) and v and not np.isscalar(v[0]) for v in vars(opts).values()):
+                continue
+            cls = type(opts)
+            if cls not in classes:
+                def pack(self, builder, _base=cls):
+                    k = key(self)
+                    if k not in cache:
+                        cache[k] = _base.Pack(self, builder)
+                    return cache[k]
+
+                classes[cls] = type(f"Shared{cls.__name__}", (cls,), {"Pack": pack})
+            opts.__class__ = classes[cls]
 
 
 def _share_empty_buffer(model) -> None:
@@ -178,15 +274,24 @@ def strip_tensor_names(data: bytes) -> bytes:
 
 
 def compact(data: bytes) -> bytes:
-    """The same model with short intermediate names, one shared empty buffer, and each distinct scalar vector and
-    quantization table written once; `data` unchanged if it uses external buffers."""
+    """The same model with no intermediate names, no empty quantization tables, unused tensors or converter
+    provenance, unread WHILE pass-through outputs marked absent, one shared empty buffer, equal small constants,
+    option tables, scalar vectors and quantization tables written once; `data` unchanged if it uses external
+    buffers."""
     from ai_edge_litert import schema_py_generated as schema
 
-    model = _unpack(data)
-    if model is None:
+    from edgeseq.quantize.while_calibration import drop_passthrough_outputs
+
+    if _unpack(data) is None:
         return data
-    _short_names(model)
+    # a WHILE result nothing reads, whose body passes the input through, becomes -1 (the converter writes float
+    # loops that way; the int8 calibration workaround had given them tensors back); its tensor then goes unused
+    data, _ = drop_passthrough_outputs(data)
+    model = _unpack(data)
+    _drop_names(model)
+    _drop_empty(model)
     _share_empty_buffer(model)
+    _shared_options(model, schema)
     shared = _shared_quantization_class(schema)
     for sg in model.subgraphs or []:
         for tensor in sg.tensors or []:

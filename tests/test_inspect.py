@@ -178,7 +178,7 @@ def test_compact_keeps_every_graph_report_and_output_bit_identical(files, tmp_pa
     from ai_edge_litert import schema_py_generated as schema
 
     from edgeseq.quantize.runtime import load_interpreter
-    from edgeseq.quantize.slim import compact
+    from edgeseq.quantize.slim import SMALL_BUFFER, compact
     from edgeseq.quantize.validate import run_tflite
 
     rng = np.random.default_rng(0)
@@ -189,13 +189,15 @@ def test_compact_keeps_every_graph_report_and_output_bit_identical(files, tmp_pa
         out = tmp_path / f"{name}-compact.tflite"
         out.write_bytes(slim)
         before, after = inspect_tflite(path), inspect_tflite(out)
-        for key in ("inputs", "outputs", "ops", "weights", "macs", "dtype_coverage", "peak_activation_bytes"):
+        for key in ("inputs", "outputs", "ops", "weights", "macs", "dtype_coverage"):
             assert after[key] == before[key], (name, key)
+        # a loop's unread pass-through results are marked absent: their tensors, never written, are not planned
+        assert after["peak_activation_bytes"] <= before["peak_activation_bytes"], name
         model = schema.Model.GetRootAs(slim, 0)
         for i in range(model.BuffersLength()):
             buf = model.Buffers(i)
-            if buf.DataLength():
-                assert buf._tab.Vector(buf._tab.Offset(4)) % 16 == 0
+            if buf.DataLength():  # weights 16-byte aligned; constants under SMALL_BUFFER bytes 8
+                assert buf._tab.Vector(buf._tab.Offset(4)) % (16 if buf.DataLength() >= SMALL_BUFFER else 8) == 0
         shape = tuple(int(d) for d in before["inputs"][0]["shape"])
         X = rng.standard_normal((3, *shape[1:])).astype(np.float32)
         assert np.array_equal(run_tflite(load_interpreter(path), X), run_tflite(load_interpreter(out), X)), name

@@ -242,7 +242,9 @@ def _check_operators(model: Any, si: int, sg: Any, op_names: list[str], dtypes: 
         if op.inputs is None or op.outputs is None:
             raise _fail(path, f"{where} has no {'input' if op.inputs is None else 'output'} list")
         ins, outs = [int(i) for i in op.inputs], [int(i) for i in op.outputs]
-        for kind, vec, optional in (("input", ins, True), ("output", outs, False),
+        # a WHILE result nothing reads may be absent (-1): LiteRT 2.3 and tflite-runtime 2.14 run such loops (what
+        # edgeseq.quantize.slim.compact writes for unread pass-through results)
+        for kind, vec, optional in (("input", ins, True), ("output", outs, name == "WHILE"),
                                     ("intermediate", op.intermediates if op.intermediates is not None else [], False)):
             for i in vec:
                 if not (0 <= int(i) < n or (optional and int(i) == -1)):
@@ -254,6 +256,8 @@ def _check_operators(model: Any, si: int, sg: Any, op_names: list[str], dtypes: 
                 raise _fail(path, f"{where} reads tensor {i}, which no earlier operator produces (and it is neither "
                                   f"a constant nor a subgraph input)")
         for i in outs:
+            if i == -1:
+                continue  # an absent WHILE result (checked above)
             if i in available:
                 what = "a constant, a variable or a subgraph input" if i in fixed else "written by an earlier operator"
                 raise _fail(path, f"{where} writes tensor {i}, which is {what}")
