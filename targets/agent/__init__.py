@@ -50,7 +50,7 @@ Exit status: 0 ok; 2 bad input/option; 3 model problem (missing, corrupt, checks
 JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as named)
 ---------------------------------------------------------------------------------------
 {
-  "schema": "edgeseq.agent/3", "agent_version": "3.1.0", "ok": true,
+  "schema": "edgeseq.agent/3", "agent_version": "3.2.0", "ok": true,
   "model":   {"path", "size_bytes", "sha256", "sha256_verified": bool | null},
   "runtime": {"name": "ai_edge_litert" | "tflite_runtime", "version", "numpy_version",
               "threads": int | null, "xnnpack": "default" | "off"},
