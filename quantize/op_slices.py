@@ -6,8 +6,8 @@ the tensors a full invoke of the real model produced, times them alternately, an
 the op's time per call: what one more such op costs inside a runtime, with the invoke's fixed cost (the Python call,
 the interpreter, a delegate's entry) cancelled out. Only the Python agent and the device's own runtime are needed,
 so it works the same on ai-edge-litert and tflite-runtime. LiteRT's profiler C API was tried first (see
-README "Per-op time"): its events carry whole microseconds and XNNPACK's own op names, so the sub-µs XNNPACK ops of
-these models read 0.
+docs/profiling.md, "Per-op time"): its events carry whole microseconds and XNNPACK's own op names, so the sub-µs
+XNNPACK ops of these models read 0.
 
 A WHILE loop in the main graph is cut too: its cond and body subgraphs are also written whole as capture models (the
 agent runs them from the loop's first state, counting the trips and reading the first iteration's tensors), and
