@@ -41,10 +41,10 @@ class Inputs:
             rng = np.random.default_rng(seed)
             if self.tokens:
                 X = random_ids(rng, (samples, *self.X_val.shape[1:]), self.vocab)
-                return X, {"source": "random-ids", "note": f"uniform ids 0..{self.vocab - 1}, not data (--calibration random); "
+                return X, {"source": "random-ids", "note": f"uniform ids 0..{self.vocab - 1}, not data (--dataset random); "
                            "pass --dataset DATASET for a faithful int8 model", "samples": samples, "seed": seed}
             X = rng.standard_normal((samples, *self.X_val.shape[1:])).astype(np.float32)
-            return X, {"source": "random-normal", "note": "N(0,1) inputs, not data (--calibration random); pass "
+            return X, {"source": "random-normal", "note": "N(0,1) inputs, not data (--dataset random); pass "
                        "--dataset DATASET for a faithful int8 model", "samples": samples, "seed": seed}
         X_train = self.dataset.X_train
         idx = select_indices(len(X_train), samples, seed)

@@ -141,7 +141,7 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
     calibrated = [r.slug for r in recipe_list if r.calibrated]
     if dataset is None and calibrated:
         raise InputError(f"{', '.join(calibrated)} needs calibration data and none was given",
-                         "pass --dataset NAME or FILE.npz (the data the model will see), or --calibration random "
+                         "pass --dataset NAME or FILE.npz (the data the model will see), or --dataset random "
                          "to calibrate on N(0,1) inputs on purpose")
     if isinstance(dataset, str) and dataset == "random":
         dataset = None  # on purpose: the manifest's validation.data.source says random-normal

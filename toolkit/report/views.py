@@ -22,7 +22,7 @@ def convert_summary(r) -> str:
         if "top1_agreement" in v:
             parity += f" top-1 {v['top1_agreement']:.1%}"
         if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
-            parity += " on random N(0,1) inputs (--calibration random)"
+            parity += " on random N(0,1) inputs (--dataset random)"
         parts.append(parity)
         ref = v.get("training_reference")
         if ref:  # the outputs of the backend that trained the model, stored in its run directory
