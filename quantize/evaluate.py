@@ -1,6 +1,8 @@
 """Accuracy (or MSE) of any .tflite on a data set, on the LiteRT runtime. No TensorFlow.
 
-Per-time-step models (output [1, T, C] or [1, T, H]) are scored per frame against labels [N, T] / [N, T, H]. Token-id
+Per-time-step models (output [1, T, C] or [1, T, H]) are scored per frame against labels [N, T] / [N, T, H]; sigmoid
+heads (the manifest's source.head, else the file's LOGISTIC output op) are thresholded against 0/1 labels, and float
+[N, T] labels are read as frames or horizons by the model's output shape (the result's `reading`). Token-id
 models (input int32 [1, T]) are checked against the vocabulary (manifest, else the file's GATHER table) first: an
 out-of-vocabulary id is a one-line error naming the largest id.
 
@@ -53,12 +55,19 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
     out_dim = out_shape[-1] if out_shape else 1
     model_per_step = len(out_shape) == 3
     data_per_step = bool(getattr(dataset, "per_step", False))
-    if model_per_step != data_per_step:
+    head, head_from = head_of(path, f)
+    # float [N, T] labels are T horizons or one per frame: a per-step model's output shape says which (core/metrics)
+    frames = (model_per_step and dataset.y_test.ndim == 2 and dataset.y_test.shape[1] == out_shape[1]
+              and out_shape[2] == 1)
+    if model_per_step != data_per_step and not frames:
         raise InputError(
             f"{path} gives {'one output per time step' if model_per_step else 'one output per sequence'} but data "
             f"set {dataset.name} has {'one label per time step' if data_per_step else 'one label per sequence'}",
             "evaluate on the data set the model was trained on (per-step labels: y [N, T] ints or [N, T, H] floats)")
-    if dataset.task == "classification" and out_dim < dataset.num_classes:
+    from edgeseq.core.metrics import thresholded_kind
+
+    thresholded = thresholded_kind((len(dataset.y_test), *out_shape[1:]), dataset.y_test, dataset.task, head)
+    if dataset.task == "classification" and out_dim < dataset.num_classes and thresholded is None:
         raise InputError(f"{path} outputs {out_dim} values but {dataset.name} has {dataset.num_classes} classes",
                          "evaluate on the data set the model was trained on")
     _, runtime, version = interpreter_class()
@@ -70,9 +79,35 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
         "sha256": info["sha256"],
         "dataset": dataset.name,
         "task": dataset.task,
-        **task_metric(outputs, dataset.y_test, dataset.task),
+        **task_metric(outputs, dataset.y_test, dataset.task, head),
+        **({"head": head, "head_from": head_from} if head else {}),
         **({"vocab_size": vocab, "vocab_from": vocab_from} if tokens else {}),
         "runtime": runtime,
         "runtime_version": version,
         "wall_s": round(wall_s, 3),
     }
+
+
+def head_of(path: str | os.PathLike, f: Any) -> tuple[dict | None, str | None]:
+    """The output layer's activation: the manifest's `source.head`, else the op that produces the file's output
+    (LOGISTIC: sigmoid, SOFTMAX: softmax; through DEQUANTIZE/QUANTIZE/RESHAPE); (None, None) when neither says."""
+    from edgeseq.quantize.manifest import read_manifest
+
+    manifest = read_manifest(path, strict=False) or {}
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    if isinstance(source.get("head"), dict) and source["head"].get("activation"):
+        return source["head"], "manifest"
+    sg = f.model.subgraphs[0]
+    producers = {int(o): op for op in (sg.operators or []) for o in (op.outputs if op.outputs is not None else [])}
+    tensor = int(sg.outputs[0]) if sg.outputs is not None and len(sg.outputs) else -1
+    for _ in range(4):
+        op = producers.get(tensor)
+        if op is None:
+            return None, None
+        name = f.op_names[op.opcodeIndex]
+        if name in ("LOGISTIC", "SOFTMAX"):
+            return {"activation": "sigmoid" if name == "LOGISTIC" else "softmax"}, f"the file's {name} op"
+        if name not in ("DEQUANTIZE", "QUANTIZE", "RESHAPE", "SQUEEZE"):
+            return None, None
+        tensor = int(op.inputs[0])
+    return None, None

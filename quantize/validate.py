@@ -56,15 +56,17 @@ def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
     return np.concatenate(results) if results else np.zeros((0,), np.float32)
 
 
-def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
+def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str, head: dict | None = None) -> dict[str, float]:
     """Accuracy for classifiers, MSE and MAE for regression: the same terms training reports. Per-time-step outputs
-    ([N, T, C] / [N, T, H] against labels [N, T] / [N, T, H]) are scored per frame (`per_frame`, `frames`)."""
+    ([N, T, C] / [N, T, H] against labels [N, T] / [N, T, H]) are scored per frame (`per_frame`, `frames`); sigmoid
+    heads against 0/1 labels are thresholded (edgeseq.core.metrics; `head` is the manifest's source.head)."""
     from edgeseq.core.metrics import metrics_for
 
-    return metrics_for(task, outputs, labels)
+    return metrics_for(task, outputs, labels, head)
 
 
-def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: Tolerance) -> dict[str, Any]:
+def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: Tolerance,
+           head: dict | None = None) -> dict[str, Any]:
     """Diffs against Keras; `passed` with the reasons it did not. Diffs are scaled by max(1, max|reference|).
 
     Top-1 agreement is gated on decisive samples only (Keras's top-two margin above twice the mean-abs tolerance),
@@ -89,6 +91,19 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
         failures.append(f"max |diff| {result['max_abs_diff']:.3g} > {tol.max_abs * scale:.3g}")
     if result["mean_abs_diff"] > tol.mean_abs * scale:
         failures.append(f"mean |diff| {result['mean_abs_diff']:.3g} > {tol.mean_abs * scale:.3g}")
+    if (head or {}).get("activation") == "sigmoid":
+        from edgeseq.core.metrics import head_threshold
+
+        threshold = head_threshold(head, reference)[0]
+        agree = (ref > threshold) == (got > threshold)
+        decisive = np.abs(ref - threshold) > 2 * tol.mean_abs * scale
+        result["agreement"] = f"thresholded at {threshold:g}, output by output"
+        result["top1_agreement"] = float(agree.mean())
+        result["decisive_samples"] = int(decisive.sum())
+        result["top1_agreement_decisive"] = float(agree[decisive].mean()) if decisive.any() else 1.0
+        if result["top1_agreement_decisive"] < tol.top1:
+            failures.append(f"thresholded agreement {result['top1_agreement_decisive']:.3f} < {tol.top1}")
+        task = None  # no argmax below
     if task == "classification" and reference.ndim == 3:  # one class vector per time step: compare frames
         ref = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
         got = outputs.reshape(ref.shape).astype(np.float64)

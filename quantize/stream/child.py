@@ -73,11 +73,13 @@ def fit_windows(X: np.ndarray, size: int) -> np.ndarray:
 
 def _convert_child(job_dir: Path) -> int:
     """Convert job["items"][start:] (each a recipe and an export) one after the other; report after each item."""
-    from edgeseq.quantize._child import _converter, _reason
+    from edgeseq.quantize._child import _converter, _refusal
+    from edgeseq.quantize.keras_fixes import install
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.rebuild import fixed_shape_model, has_recurrent
     from edgeseq.quantize.recipes import Recipe
 
+    install()  # Keras's batch-1 `add` trap (quantize/keras_fixes.py): step models are batch 1
     job = json.loads((job_dir / "job.json").read_text())
     report_path = job_dir / "report.json"
     report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {"items": {}}
@@ -116,7 +118,7 @@ def _convert_child(job_dir: Path) -> int:
         except EdgeseqError as exc:
             entry.update(ok=False, error=childproc.error_record(exc))
         except Exception as exc:  # noqa: BLE001 - the converter raises many types; its reason is the message
-            err = ConversionError(f"the converter refused: {_reason(exc)}",
+            err = ConversionError(f"the converter refused {_refusal(exc, models.get(item['model_path']), job)}",
                                   "try another recipe (edgeseq models --capabilities lists what each supports)")
             entry.update(ok=False, error=childproc.error_record(err))
         report["items"][str(i)] = entry

@@ -2,7 +2,9 @@
 
 X: numbers of shape [N, T, F], or integer token ids [N, T] (for models whose first layer is an Embedding; kept as
 int32). y: integers [N] (or [N, 1]) -> classification with num_classes = max(y_train) + 1, or [N, T] -> one label per
-time step; floats [N] or [N, H] -> regression ([N] becomes [N, 1]), or [N, T, H] -> one target vector per time step.
+time step, or 0/1 [N, K] -> multi-label (K sigmoid outputs); floats [N] or [N, H] -> regression ([N] becomes [N, 1]),
+or [N, T, H] -> one target vector per time step. 0/1 labels for sigmoid heads and float [N, T] labels (T horizons or
+one per frame) are read by the model's output shape when it is scored (edgeseq.core.metrics).
 Optional key `class_names`: strings, one per class.
 """
 
@@ -252,9 +254,10 @@ def _check_y(path: Path, key: str, y: np.ndarray, n: int, steps: int) -> tuple[n
     if y.dtype.kind in "biu":
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == steps)):
-            raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N] or one label per "
-                             f"time step [N, {steps}]",
+        multi_label = y.ndim == 2 and bool(np.all((y == 0) | (y == 1)))  # [N, K] 0/1: one per sigmoid output
+        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == steps) or multi_label):
+            raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N], one label per "
+                             f"time step [N, {steps}] or 0/1 multi-label labels [N, K]",
                        f"for one-hot labels use {key}.argmax(-1); for regression targets cast to float32")
         return y.astype(np.int64), True
     if y.ndim == 1:

@@ -15,6 +15,8 @@ def convert_summary(r) -> str:
     size = m["artifact"]["bytes"] / 1024
     route = m["route"]["rnn"]
     parts = [f"{r.tflite_path}", f"{size:.1f} KB", f"route {route}" if route != "none" else "no RNN"]
+    if m["route"].get("fallback"):
+        parts[-1] = "TF's plain converter route (fallback: route.fallback)"
     if v.get("skipped"):
         parts.append(f"not validated ({v['reason']})")
     else:
