@@ -292,7 +292,8 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         if per_step and output.ndim == ref[1].ndim and output.shape[1] > ref[1].shape[1]:
             # 'valid' convolutions: the step at t gives the sequence output at t - delay; steps before it are warm-up
             output = output[:, output.shape[1] - ref[1].shape[1]:]
-        validation = parity(ref[1], output, task, recipe.tolerance)
+        head = source.get("head")
+        validation = parity(ref[1], output, task, recipe.tolerance, head)
         how = ("T steps through the .tflite (state carried, int8 state requantized) vs the Keras sequence model"
                if export["kind"] != StreamKind.WINDOW else "window model vs Keras on windows")
         if per_step:
@@ -303,8 +304,8 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         y = inputs.y_val[: len(output)] if inputs.y_val is not None else None
         if y is not None and full and task and (output.shape[:-1] == y.shape or task == "regression"):
             try:
-                validation["tflite_metrics"] = task_metric(output, y, task)
-                validation["keras_metrics"] = task_metric(ref[1], y, task)
+                validation["tflite_metrics"] = task_metric(output, y, task, head)
+                validation["keras_metrics"] = task_metric(ref[1], y, task, head)
             except InputError:  # labels of another shape than the outputs (a delayed per-step model): parity only
                 validation.pop("tflite_metrics", None)
         from edgeseq.quantize.training_reference import check_keras_reference

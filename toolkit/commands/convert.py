@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from edgeseq.commands._types import CUSTOM_OBJECTS_HELP
+
 
 @click.command()
 @click.argument("model_path", type=click.Path())  # a .keras or .h5 file, or a SavedModel directory
@@ -31,6 +33,7 @@ import click
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="--no-strict keeps a file that failed parity (the manifest records the failure).")
 @click.option("--trust-model", is_flag=True, help="Load with safe_mode off (lets the file run Python code).")
+@click.option("--custom-objects", "custom_objects", multiple=True, metavar="PATH.py|MODULE", help=CUSTOM_OBJECTS_HELP)
 @click.option("--data-dir", default=None, help="Local copy of downloadable data sets (or EDGESEQ_DATA_DIR).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifests as JSON.")
 @click.option("--stream", is_flag=True,
@@ -38,7 +41,8 @@ import click
 @click.option("--kv-capacity", type=click.IntRange(min=1), default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
 def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
-            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
+            out_dir, name, validate, strict, trust_model, custom_objects, data_dir, as_json, stream, kv_capacity,
+            window) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
@@ -49,7 +53,7 @@ def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, 
                           calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
                           granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
-                          window=window, raise_on_error=False, progress=progress)
+                          window=window, custom_objects=custom_objects, raise_on_error=False, progress=progress)
     if as_json:
         click.echo(json.dumps([r.manifest for r in results if r.ok], indent=2))
     for r in results:

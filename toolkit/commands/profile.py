@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from edgeseq.commands._types import FiniteFloat
+from edgeseq.commands._types import CUSTOM_OBJECTS_HELP, FiniteFloat
 from edgeseq.profiling.fleet import profile_targets
 from edgeseq.profiling.run import profile_models  # re-exported for `edgeseq demo`
 from edgeseq.targets.limits import FLOAT_LIMITS, check_profile_options
@@ -71,6 +71,8 @@ __all__ = ["profile", "profile_models"]
                    "per op and per op type.")
 @click.option("--contexts", default=None, metavar="16,32,...,1024",
               help="--stream: per-step latency and memory at each context; .keras models are exported first.")
+@click.option("--custom-objects", "custom_objects", multiple=True, metavar="PATH.py|MODULE",
+              help="--contexts with a .keras model: " + CUSTOM_OBJECTS_HELP)
 def profile(
     models,
     targets,
@@ -92,6 +94,7 @@ def profile(
     hop_ms=None,
     contexts=None,
     ops=False,
+    custom_objects=(),
 ) -> None:
     """Measure latency and memory of .tflite models on a target.
 
@@ -114,7 +117,7 @@ def profile(
                 click.echo(f"  {row['file']} @ context {row['context']}: p50 {row['p50_us']:.1f} µs/step", err=True)
 
         rows = run_stream(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
-                          hop_ms=hop_ms, db=db, input=input_path, on_result=said,
+                          hop_ms=hop_ms, db=db, input=input_path, on_result=said, custom_objects=custom_objects,
                           say=(lambda m: click.echo(m, err=True)) if live else None)
         click.echo(stream_output(rows, as_json), nl=False)
         return

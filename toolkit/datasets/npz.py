@@ -254,7 +254,8 @@ def _check_y(path: Path, key: str, y: np.ndarray, n: int, steps: int) -> tuple[n
     if y.dtype.kind in "biu":
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        multi_label = y.ndim == 2 and bool(np.all((y == 0) | (y == 1)))  # [N, K] 0/1: one per sigmoid output
+        # [N, K] 0/1: one label per sigmoid output; not one-hot rows (exactly one 1 each: argmax them)
+        multi_label = (y.ndim == 2 and bool(np.all((y == 0) | (y == 1))) and not bool(np.all(y.sum(axis=1) == 1)))
         if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == steps) or multi_label):
             raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N], one label per "
                              f"time step [N, {steps}] or 0/1 multi-label labels [N, K]",

@@ -22,7 +22,7 @@ def convert_summary(r) -> str:
     else:
         parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
         if "top1_agreement" in v:
-            parity += f" top-1 {v['top1_agreement']:.1%}"
+            parity += f" {'agree' if v.get('agreement') else 'top-1'} {v['top1_agreement']:.1%}"
         if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
             parity += " on random inputs (no --calibration data)"
         parts.append(parity)
@@ -55,7 +55,8 @@ def evaluation_line(e) -> str:
     metric = ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
     if e.per_frame:
         metric = f"per-frame {metric} over {e.raw['frames']} frames"
-    return f"{e.model} on {e.dataset} ({e.n} test samples, {e.runtime}): {metric}"
+    line = f"{e.model} on {e.dataset} ({e.n} test samples, {e.runtime}): {metric}"
+    return f"{line}; labels read as {e.raw['reading']}" if e.raw.get("reading") else line
 
 
 def trained_lines(t, arch: str, preset: str, dataset_name: str) -> list[str]:
