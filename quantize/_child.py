@@ -53,6 +53,10 @@ def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = Tr
             raise RuntimeError("calibrated recipe without calibration data")
 
         def representative():
+            if isinstance(calibration, list):  # several inputs, in Keras's order
+                for i in range(len(calibration[0])):
+                    yield [c[i : i + 1] for c in calibration]
+                return
             for i in range(len(calibration)):
                 yield [calibration[i : i + 1]]
 
@@ -151,11 +155,14 @@ def run(job_dir: Path) -> int:
 
         report["norms_as_beta"] = simplify_degenerate_norms(model)  # exact: LayerNorm over one element is beta
         if job["strategy"] == "plain":
-            from edgeseq.quantize.rebuild import fixed_batch_shape
+            from edgeseq.quantize.multi_input import input_specs
 
-            report["fixed_shapes"] = [list(fixed_batch_shape(model, job["seq_len"]))]
+            report["fixed_shapes"] = [(s["name"], s["shape"]) for s in input_specs(model, job["seq_len"])]
         calib_path = job_dir / "calibration.npy"
         calibration = np.load(calib_path) if calib_path.exists() else None
+        if (job_dir / "calibration.npz").exists():  # several inputs: one array per input, fed in Keras's order
+            with np.load(job_dir / "calibration.npz") as cal:
+                calibration = [cal[str(t.name)] for t in model.inputs]
         strategy = job["strategy"]
         per_channel = job["per_channel"] if job.get("per_channel") is not None else recipe.per_channel_for(strategy)
         report["weight_scales"] = "per-channel" if per_channel else "per-tensor"

@@ -37,6 +37,7 @@ from edgeseq.quantize.converter_log import log_path_for
 from edgeseq.quantize.granularity import GRANULARITY_RULE, granularity_figure, prefer_per_tensor
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
+from edgeseq.quantize.multi_input import as_list, count, several_inputs
 from edgeseq.quantize.recipes import Recipe, get_recipe
 from edgeseq.quantize.slim import compact
 from edgeseq.quantize.source import _guess_task, default_name, head_record, model_input_record, source_record
@@ -139,7 +140,9 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-convert-") as tmp:
         job_dir = Path(tmp)
-        if X_cal is not None:
+        if isinstance(X_cal, dict):  # several inputs: one array per input name
+            np.savez(job_dir / "calibration.npz", **X_cal)
+        elif X_cal is not None:
             np.save(job_dir / "calibration.npy", X_cal)
         job = {"model_path": str(ctx["model_path"]), "recipe": recipe.to_dict(), "seq_len": ctx["seq_len"],
                "strategy": strategy, "trust_model": ctx["trust_model"], "per_channel": per_channel,
@@ -337,18 +340,23 @@ def convert_model(
         check_file_name(name, "name")  # it becomes <name>-<slug>.tflite inside out_dir, never a path
     path = Path(model_path)
     model = load_keras_model(path, trust_model=trust_model)
-    steps, features = resolve_seq_len(model, seq_len)
     if len(model.outputs) != 1:
         raise ModelError(f"{path} has {len(model.outputs)} outputs; edgeseq converts single-output models")
-    input_record = model_input_record(model)
-    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features, vocab=input_record.get("vocab_size"))
+    if len(model.inputs) > 1:  # several inputs, each by its name (quantize/multi_input.py)
+        steps, features, input_record, inputs = several_inputs(model, seq_len, calibration)
+    else:
+        steps, features = resolve_seq_len(model, seq_len)
+        input_record = model_input_record(model)
+        inputs = prepare_inputs(calibration, seq_len=steps, num_features=features,
+                                vocab=input_record.get("vocab_size"))
     if inputs.task is None:
         inputs = dataclasses.replace(inputs, dataset=None, task=_guess_task(model), y_val=None)
-    say(f"reference outputs from Keras on {len(inputs.X_val)} {inputs.validation_record['source']} samples")
+    say(f"reference outputs from Keras on {count(inputs.X_val)} {inputs.validation_record['source']} samples")
     from edgeseq.quantize.keras_fixes import batch1_safe_add
 
     with batch1_safe_add():  # a last batch of one sample would meet Keras's batch-1 `add` trap
-        reference = np.asarray(model.predict(inputs.X_val, batch_size=64, verbose=0), dtype=np.float32)
+        reference = np.asarray(model.predict(as_list(inputs.X_val, inputs.specs), batch_size=64, verbose=0),
+                               dtype=np.float32)
     keras_metric = None
     if inputs.y_val is not None:
         from edgeseq.quantize.validate import task_metric
@@ -365,7 +373,8 @@ def convert_model(
                            else "the Keras model"),
     }
     # A training run's own file is also checked against the outputs of the backend that trained it.
-    ctx["training_reference"] = load_reference(path, steps, features, model) if validate else None
+    ctx["training_reference"] = (load_reference(path, steps, features, model) if validate and inputs.specs is None
+                                 else None)
     del model
     results: list[ConversionResult] = []
     looped_fp32: int | None = None

@@ -35,18 +35,25 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
         from edgeseq.datasets import load_dataset
 
         dataset = load_dataset(dataset, data_dir=data_dir)
-    if len(info["inputs"]) != 1 or len(info["outputs"]) < 1:
-        raise InputError(f"{path} has {len(info['inputs'])} inputs; evaluate runs single-input sequence models")
-    shape = info["inputs"][0]["shape"]
-    data_shape = list(dataset.X_test.shape[1:])
-    tokens = is_id_input(info["inputs"][0]) and len(shape) == 2
-    if len(shape) != (2 if tokens else 3) or shape[1:] != data_shape:
-        what = "token ids" if getattr(dataset, "token_ids", False) else "features"
-        raise InputError(
-            f"{path} takes {'token ids' if tokens else 'input'} {shape[1:]} per sample but data set {dataset.name} "
-            f"has {what} {data_shape}",
-            "evaluate on the data set the model was converted for (same sequence length and features)",
-        )
+    several = len(info["inputs"]) > 1
+    if len(info["outputs"]) < 1:
+        raise InputError(f"{path} has no outputs")
+    if several:  # one array per input name (X_test_<name>), matched to the file's inputs by name at run time
+        if getattr(dataset, "inputs", None) is None:
+            raise InputError(f"{path} has {len(info['inputs'])} inputs but data set {dataset.name} holds one X",
+                             "give an .npz with X_train_<input> and X_test_<input> for each of the model's inputs")
+        tokens = False
+    else:
+        shape = info["inputs"][0]["shape"]
+        data_shape = list(dataset.X_test.shape[1:])
+        tokens = is_id_input(info["inputs"][0]) and len(shape) == 2
+        if len(shape) != (2 if tokens else 3) or shape[1:] != data_shape:
+            what = "token ids" if getattr(dataset, "token_ids", False) else "features"
+            raise InputError(
+                f"{path} takes {'token ids' if tokens else 'input'} {shape[1:]} per sample but data set "
+                f"{dataset.name} has {what} {data_shape}",
+                "evaluate on the data set the model was converted for (same sequence length and features)",
+            )
     vocab = vocab_from = None
     if tokens:
         vocab, vocab_from = vocab_of(path, f)
@@ -72,7 +79,7 @@ def evaluate_tflite(path: str | os.PathLike, dataset: Any, *, data_dir: str | No
                          "evaluate on the data set the model was trained on")
     _, runtime, version = interpreter_class()
     started = time.perf_counter()
-    outputs = run_tflite_isolated(f.data, dataset.X_test, str(path))
+    outputs = run_tflite_isolated(f.data, dataset.inputs["test"] if several else dataset.X_test, str(path))
     wall_s = time.perf_counter() - started
     return {
         "model": str(path),

@@ -31,8 +31,35 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
-    """Outputs (dequantized float32) of the first output for every sample; batch-1 models run one sample at a time."""
+def input_details_by_name(interp: Any, names: list[str]) -> dict[str, dict]:
+    """Each of `names` (Keras input names) to its interpreter input detail: through the serving signature, else by
+    tensor name (`serving_default_<name>:0`, or the name itself). InputError naming what is missing."""
+    details = interp.get_input_details()
+    by_index = {d["index"]: d for d in details}
+    found: dict[str, dict] = {}
+    try:
+        runner = interp.get_signature_runner()
+        for name, d in runner.get_input_details().items():
+            if name in names and d["index"] in by_index:
+                found[name] = by_index[d["index"]]
+    except (ValueError, RuntimeError, KeyError):  # no signature: tensor names below
+        pass
+    for d in details:
+        for name in names:
+            if name not in found and (d["name"] == name or d["name"].startswith(f"serving_default_{name}:")):
+                found[name] = d
+    missing = [n for n in names if n not in found]
+    if missing or len(details) != len(names):
+        raise InputError(f"the model's inputs ({', '.join(d['name'] for d in details)}) do not match the data's "
+                         f"({', '.join(names)})", "give one array per model input, named like its keras.Input")
+    return found
+
+
+def run_tflite(interp: Any, X: np.ndarray | dict) -> np.ndarray:
+    """Outputs (dequantized float32) of the first output for every sample; batch-1 models run one sample at a time.
+    Several inputs: `X` is {input name: array}, each fed to the input of that name."""
+    if isinstance(X, dict):
+        return _run_several(interp, X)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     shape = tuple(int(d) for d in inp["shape"])
@@ -53,6 +80,26 @@ def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
         interp.set_tensor(inp["index"], _quantize(chunk, inp))
         interp.invoke()
         results.append(_dequantize(interp.get_tensor(out["index"]), out)[:n])
+    return np.concatenate(results) if results else np.zeros((0,), np.float32)
+
+
+def _run_several(interp: Any, X: dict) -> np.ndarray:
+    details = input_details_by_name(interp, list(X))
+    out = interp.get_output_details()[0]
+    arrays = {}
+    for name, d in details.items():
+        ids = np.issubdtype(d["dtype"], np.integer) and not d["quantization"][0]
+        arrays[name] = np.asarray(X[name], dtype=np.int32 if ids else np.float32)
+        shape = [int(s) for s in d["shape"]]
+        if list(arrays[name].shape[1:]) != shape[1:]:
+            raise InputError(f"input {name!r}: data shape {list(arrays[name].shape[1:])} does not match the model's "
+                             f"{shape[1:]} (per sample)", "use data with the model's shapes")
+    results = []
+    for i in range(len(next(iter(arrays.values())))):
+        for name, d in details.items():
+            interp.set_tensor(d["index"], _quantize(arrays[name][i : i + 1], d))
+        interp.invoke()
+        results.append(_dequantize(interp.get_tensor(out["index"]), out)[:1])
     return np.concatenate(results) if results else np.zeros((0,), np.float32)
 
 

@@ -83,6 +83,8 @@ def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> 
     }
     if ds.token_ids:
         info["max_token_id"] = ds.max_token_id
+    if ds.inputs is not None:  # several inputs: X_train_<name> / X_test_<name>
+        info["input"] = "; ".join(f"{k} [N, {', '.join(map(str, v))}]" for k, v in ds.meta["inputs"].items())
     if as_json:
         meta = {k: v for k, v in ds.meta.items()}
         pre = dict(meta.get("preprocessing") or {})

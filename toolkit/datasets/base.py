@@ -38,6 +38,9 @@ class Dataset:
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     meta: dict = field(default_factory=dict)
+    # several inputs (edgeseq.datasets.multi): {"train": {name: array}, "test": {...}}; X_* is then the first input
+    # with a time axis, which decides seq_len and features
+    inputs: dict | None = None
 
     @property
     def seq_len(self) -> int:

@@ -210,6 +210,11 @@ def _read(path: Path) -> dict[str, np.ndarray]:
                        "copy the file again, or re-save it with numpy.savez")
         what = "a single .npy array" if magic == b"\x93NUMPY" else "not an .npz (zip) archive"
         raise _err(path, what, "save with numpy.savez(path, X_train=..., y_train=..., X_test=..., y_test=...)")
+    with zipfile.ZipFile(path) as zf:
+        names = {n[:-4] if n.endswith(".npy") else n for n in zf.namelist()}
+    if "X_train" not in names and any(n.startswith("X_train_") for n in names):  # several inputs, one key each
+        keys = tuple(n for n in sorted(names) if n.startswith(("X_train_", "X_test_")))
+        return read_npz(path, (*keys, "y_train", "y_test"), ("class_names",))
     return read_npz(path, REQUIRED, ("class_names",))
 
 
@@ -279,6 +284,11 @@ def _check_y(path: Path, key: str, y: np.ndarray, n: int, steps: int) -> tuple[n
 def load_user_npz(spec: str) -> Dataset:
     path = Path(spec).expanduser()
     raw = _read(path)
+    inputs = None
+    if "X_train" not in raw:  # several inputs (edgeseq.datasets.multi): X_* is the first one with a time axis
+        from edgeseq.datasets.multi import split_inputs
+
+        inputs, raw["X_train"], raw["X_test"] = split_inputs(path, raw)
     X_train, X_test = _check_x(path, "X_train", raw["X_train"]), _check_x(path, "X_test", raw["X_test"])
     if X_train.ndim != X_test.ndim:
         raise _err(path, f"'X_train' has shape {list(X_train.shape)} but 'X_test' has {list(X_test.shape)}: one holds "
@@ -327,4 +337,6 @@ def load_user_npz(spec: str) -> Dataset:
     meta = {"source": str(path.resolve()), "license": "user-supplied", "citation": None, "sha256": sha,
             "description": "user .npz", "preprocessing": {"normalization": None}}
     task = "classification" if cls_train else "regression"
-    return Dataset(path.name, task, X_train, y_train, X_test, y_test, num_classes, class_names, meta)
+    if inputs is not None:
+        meta["inputs"] = {k: list(v.shape[1:]) for k, v in inputs["train"].items()}
+    return Dataset(path.name, task, X_train, y_train, X_test, y_test, num_classes, class_names, meta, inputs)
