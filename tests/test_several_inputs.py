@@ -96,3 +96,47 @@ def test_two_inputs_convert_on_random_inputs_per_input(two, tmp_path):
     [r] = convert_model(two["keras"], ["int8"], out_dir=tmp_path / "o")
     assert r.ok and r.validation["passed"] and r.validation["data"]["source"] == "random-normal"
     assert r.manifest["calibration"]["inputs"] == ["sensors", "static"]
+
+
+def test_two_sequence_inputs_are_refused_for_streaming_with_the_reason():
+    import keras
+
+    from edgeseq.core.errors import InputError
+    from edgeseq.models.streaming import analyze_streaming
+
+    a, b = keras.Input((T, F), name="a"), keras.Input((T, 2), name="b")
+    x = keras.layers.Concatenate()([a, b])
+    model = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.GRU(4)(x)))
+    with pytest.raises(InputError, match="2 of its inputs have a time axis"):
+        analyze_streaming(model)
+
+
+def test_static_input_is_held_through_keras_steps():
+    import keras
+
+    from edgeseq.models.streaming import build_step_model, run_steps, state_specs
+
+    keras.utils.set_random_seed(1)
+    seq, static = keras.Input((T, F), name="sensors"), keras.Input((S,), name="static")
+    h = keras.layers.GRU(6, return_sequences=True, name="g1")(seq)
+    x = keras.layers.Concatenate()([keras.layers.GRU(5, name="g2")(h), keras.layers.Dense(4)(static)])
+    model = keras.Model([seq, static], keras.layers.Dense(2)(x))
+    step = build_step_model(model, batch_size=None)
+    assert [t.name for t in step.inputs] == ["x", "static", "state_g1_h", "state_g2_h"]
+    assert [n for n, _ in state_specs(model)] == ["state_g1_h", "state_g2_h"]
+    rng = np.random.default_rng(0)
+    X, st = rng.normal(size=(5, T, F)).astype(np.float32), rng.normal(size=(5, S)).astype(np.float32)
+    np.testing.assert_allclose(run_steps(step, X, held={"static": st}), model.predict([X, st], verbose=0), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_inputs_stream_the_sequence_and_hold_the_static_features(two, conversions):
+    from edgeseq.quantize.stream.convert import convert_stream
+
+    results = conversions.get(("several_inputs.two", "stream", "fp32,int8"), lambda out: convert_stream(
+        two["keras"], ["fp32", "int8"], out_dir=out, calibration=two["data"]))
+    for r in results:
+        v, stream = r.validation, r.manifest["stream"]
+        assert r.ok and v["passed"], (r.error, v)
+        assert stream["held"] == [{"name": "static", "shape": [1, S]}] and stream["kind"] == "recurrent-step"
+        assert v["tflite_metrics"]["accuracy"] >= v["keras_metrics"]["accuracy"] - 0.01

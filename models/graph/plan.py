@@ -235,12 +235,21 @@ class _Walker(_LayerRules):
 
 def graph_plan(model: Any) -> GraphPlan:
     """Walk `model`'s graph once: what each node becomes in the step, the state it needs; refusals with reasons."""
+    from edgeseq.models.streaming import held_inputs
+
     fn = _functional_of(model)
-    if len(fn.inputs) != 1 or len(fn.outputs) != 1:
-        raise ModelError(f"cannot stream {model.name}: it has {len(fn.inputs)} inputs and {len(fn.outputs)} outputs",
-                         "streaming exports single-input, single-output sequence models")
+    if len(fn.outputs) != 1:
+        raise ModelError(f"cannot stream {model.name}: it has {len(fn.outputs)} outputs",
+                         "streaming exports single-output sequence models")
+    held_names = {n: s for n, s in held_inputs(model)}  # static inputs, held for the whole stream
     w = _Walker(model)
-    w.meta[id(fn.inputs[0])] = _Meta(True)
+    seq = next(t for t in fn.inputs if str(t.name) not in held_names)
+    w.seq_len = seq.shape[1]
+    held = []
+    for t in fn.inputs:
+        w.meta[id(t)] = _Meta(t is seq)
+        if t is not seq:
+            held.append((str(t.name), held_names[str(t.name)], id(t)))
     try:
         w.find_position_ids(fn)
         w.walk(fn, w.needed(fn))
@@ -258,5 +267,5 @@ def graph_plan(model: Any) -> GraphPlan:
         raise ModelError(f"cannot stream {model.name}: it has neither recurrent layers, causal convolutions nor "
                          "causal self-attention", "streaming exports RNN/LSTM/GRU, causal Conv1D and causal "
                          "attention models")
-    return GraphPlan(model.name, w.seq_len, w.records, id(fn.inputs[0]), id(out), m.time, w.carried, w.attention,
-                     w.tables, w.needs_pos, m.delay, w.stateful)
+    return GraphPlan(model.name, w.seq_len, w.records, id(seq), id(out), m.time, w.carried, w.attention,
+                     w.tables, w.needs_pos, m.delay, w.stateful, held)

@@ -82,6 +82,7 @@ class GraphPlan:
     needs_pos: bool
     delay: int
     stateful: list  # names of the layers that carry state
+    held: list = field(default_factory=list)  # (name, shape, tensor id): static inputs, the same at every step
 
     def cache_specs(self, capacity: int) -> list[tuple[str, tuple[int, int, int]]]:
         specs = []
@@ -89,6 +90,10 @@ class GraphPlan:
             specs += [(f"k_cache_{i}", (a["heads"], int(capacity), a["key_dim"])),
                       (f"v_cache_{i}", (a["heads"], int(capacity), a["value_dim"]))]
         return specs
+
+    @property
+    def held_specs(self) -> list[tuple[str, tuple]]:
+        return [(n, s) for n, s, _ in self.held]
 
     def state_specs(self, capacity: int | None = None) -> list[tuple[str, tuple]]:
         """Every state input (name, shape without batch): carried ones, then the KV caches."""

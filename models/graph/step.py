@@ -73,6 +73,8 @@ def make_graph_step_layer(model: Any, capacity: int | None):
 
         def call(self, inputs):
             vals = {plan.input_id: ops.expand_dims(inputs["x"], 1)}  # (B, 1, F)
+            for name, _, tid in plan.held:  # static inputs: (B, F) as in the sequence model
+                vals[tid] = inputs[name]
             pos = ops.cast(inputs["pos"], "int32") if plan.needs_pos else None
             ready: dict[str, Any] = {}
             out: dict[str, Any] = {}
