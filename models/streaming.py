@@ -95,6 +95,8 @@ def _stateful_layers(model: Any) -> list:
             found.append(layer)
         elif isinstance(layer, keras.layers.Conv1D) and max(layer.kernel_size) > 1:
             found.append(layer)
+        elif isinstance(layer, keras.layers.GlobalAveragePooling1D | keras.layers.GlobalMaxPooling1D):
+            found.append(layer)  # running mean / max over time
         elif isinstance(layer, keras.Model):
             found.extend(_stateful_layers(layer))
     return found

@@ -18,6 +18,7 @@ from edgeseq.models.graph.rules import (
     ELEMENTWISE_OPS,
     IDENTITY_ALSO,
     MERGE,
+    POOLS,
     POSITIONS_DELAYED,
     WHY,
     GraphPlan,
@@ -172,6 +173,8 @@ class _Walker(_LayerRules):
             if op.mode != "last":
                 raise _refuse(self.name, op, "it averages over the whole sequence")
             return self._last(op, first)
+        if kind in POOLS:
+            return self._pool(node, op, first)
         if kind in WHY:
             raise _refuse(self.name, op, WHY[kind])
         probed = self._probe_positions(node, op, first)

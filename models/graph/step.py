@@ -22,7 +22,10 @@ taken); the layers' own weights are used (nothing is copied):
 - positions: a constant (T, d) table added to a tensor (a sinusoidal table, or an Embedding over ops.arange(T)
   evaluated while the model was built) and a custom layer whose only weight is a learned (N, d) position table
   (verified by probing it: it returns the input plus the table's first T rows, or the rows alone) add row `pos`;
-- the last step (`x[:, -1]`, SequencePooling("last")) drops the time axis.
+- the last step (`x[:, -1]`, SequencePooling("last")) drops the time axis;
+- GlobalAveragePooling1D / GlobalMaxPooling1D (channels_last) over time become running state: `state_<layer>_mean`
+  (the sum of the steps so far divided by the pooled length L, so the output at step L is the whole-sequence mean;
+  before that the steps still to come count as zeros) or `state_<layer>_max` with `state_<layer>_seen`.
 
 Anything else that needs other time steps is refused with the layer and the reason.
 """
@@ -128,6 +131,8 @@ def make_graph_step_layer(model: Any, capacity: int | None):
                         out[n] = _gated(s, old, r)
                     if layer.return_sequences:
                         y = ops.expand_dims(y, 1)
+                elif rec.kind == "pool":
+                    y = self._pool(layer, rec.info, h, inputs, out, gate_of(rec.info["gate"]))
                 elif rec.kind == "conv":
                     y = self._conv(layer, rec.info, h, inputs, out, ready, gate_of(rec.info["gate"]))
                 elif rec.kind == "mha":
@@ -158,6 +163,21 @@ def make_graph_step_layer(model: Any, capacity: int | None):
                 new_fill = ops.concatenate([fill[:, 1:], ops.ones_like(fill[:, :1])], axis=1)
                 out[f"state_{name}_fill"] = _gated(new_fill, fill, r)
             return ops.expand_dims(y, 1)
+
+        def _pool(self, layer, info, h, inputs, out, r):
+            """Running global pooling: the sum so far / L (mean), or the maximum so far (max; `seen` = 1 once a step
+            arrived, so the first step is taken as it is rather than compared with the zero initial state)."""
+            x, name = h[:, 0], layer.name  # (B, C)
+            if info["mode"] == "mean":
+                acc = inputs[f"state_{name}_mean"]
+                y = _gated(acc + x * (1.0 / info["length"]), acc, r)
+                out[f"state_{name}_mean"] = y
+            else:
+                best, seen = inputs[f"state_{name}_max"], inputs[f"state_{name}_seen"]
+                y = _gated(seen * ops.maximum(best, x) + (1.0 - seen) * x, best, r)
+                out[f"state_{name}_max"] = y
+                out[f"state_{name}_seen"] = _gated(ops.ones_like(seen), seen, r)
+            return ops.expand_dims(y, 1) if info["keepdims"] else y
 
         def _mha(self, layer, info, vals, inputs, out, pos, slots, attend):
             i = info["index"]
