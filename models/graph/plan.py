@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.core.errors import EdgeseqError, ModelError
+from edgeseq.models.graph.frames import CONV2D, FRAME, _FrameRules
 from edgeseq.models.graph.rules import (
     DEFAULT_HINT,
     ELEMENTWISE_OPS,
@@ -35,7 +36,7 @@ from edgeseq.models.recurrent_step import (
 )
 
 
-class _Walker(_LayerRules):
+class _Walker(_LayerRules, _FrameRules):
     def __init__(self, model: Any):
         self.model = model
         self.name = model.name
@@ -124,6 +125,9 @@ class _Walker(_LayerRules):
             self.tables.append(int(op.input_dim))
             rec, meta = _Rec("positions", info={"mode": "table", "table": "embeddings"}), _Meta(True)
         else:
+            if any(m.tpad for m in ins) and type(op).__name__ not in CONV2D:
+                raise _refuse(self.name, op, "it follows a ZeroPadding2D that pads the time axis; only a Conv2D "
+                                             "right after it streams that padding (as a causal buffer)")
             rec, meta = self.classify(node, op, ins)
         rec.node, rec.layer = node, op
         rec.src, rec.dst = [id(t) for t in node.input_tensors], [id(out)]
@@ -175,6 +179,8 @@ class _Walker(_LayerRules):
             return self._last(op, first)
         if kind in POOLS:
             return self._pool(node, op, first)
+        if kind in FRAME:
+            return self._frame(node, op, first)
         if kind in WHY:
             raise _refuse(self.name, op, WHY[kind])
         probed = self._probe_positions(node, op, first)

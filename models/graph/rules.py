@@ -65,6 +65,7 @@ class _Meta:
     delay: int = 0  # steps by which "valid" convolutions delay it
     gate: frozenset = frozenset()  # "valid" convolutions whose window must be full before states downstream move
     posids: bool = False  # position indices 0..T-1 computed from the input's shape (they only feed an Embedding)
+    tpad: int = 0  # zero frames a ZeroPadding2D put before the time axis (consumed by the next Conv2D: causal)
 
 
 @dataclass

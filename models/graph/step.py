@@ -131,6 +131,13 @@ def make_graph_step_layer(model: Any, capacity: int | None):
                         out[n] = _gated(s, old, r)
                     if layer.return_sequences:
                         y = ops.expand_dims(y, 1)
+                elif rec.kind == "reshape":
+                    y = ops.reshape(h, (-1, 1, *rec.info["frame"]))
+                elif rec.kind == "frame":  # ZeroPadding2D: frequency padded per frame; time padding is the buffer's
+                    (_, _), (left, right) = layer.padding
+                    y = ops.pad(h, ((0, 0), (0, 0), (left, right), (0, 0))) if left or right else h
+                elif rec.kind == "conv2d":
+                    y = self._conv2d(layer, rec.info, h, inputs, out, ready, gate_of(rec.info["gate"]))
                 elif rec.kind == "pool":
                     y = self._pool(layer, rec.info, h, inputs, out, gate_of(rec.info["gate"]))
                 elif rec.kind == "conv":
@@ -163,6 +170,30 @@ def make_graph_step_layer(model: Any, capacity: int | None):
                 new_fill = ops.concatenate([fill[:, 1:], ops.ones_like(fill[:, :1])], axis=1)
                 out[f"state_{name}_fill"] = _gated(new_fill, fill, r)
             return ops.expand_dims(y, 1)
+
+        def _conv2d(self, layer, info, h, inputs, out, ready, r):
+            """Conv2D / DepthwiseConv2D over [time, frequency]: the ring buffer of the last span frames plus this
+            one, convolved 'valid' (frequency padding, if any, came from a ZeroPadding2D per frame; the layer's own
+            stride and dilation in frequency)."""
+            name = layer.name
+            buf = inputs[f"state_{name}_buf"]  # (B, span, F, C): the last span frames, oldest first
+            window = ops.concatenate([buf, h], axis=1)  # (B, span + 1, F, C)
+            (_, sf), (dt, df) = tuple(layer.strides), tuple(layer.dilation_rate)
+            if info["depthwise"]:
+                y = ops.depthwise_conv(window, layer.kernel, strides=(1, sf), padding="valid", dilation_rate=(dt, df))
+            else:
+                y = ops.conv(window, layer.kernel, strides=(1, sf), padding="valid", dilation_rate=(dt, df))
+            if layer.use_bias:
+                y = y + layer.bias
+            if layer.activation is not None:
+                y = layer.activation(y)
+            out[f"state_{name}_buf"] = _gated(window[:, 1:], buf, r)
+            if info["valid"]:
+                fill = inputs[f"state_{name}_fill"]
+                ready[name] = fill[:, :1]
+                new_fill = ops.concatenate([fill[:, 1:], ops.ones_like(fill[:, :1])], axis=1)
+                out[f"state_{name}_fill"] = _gated(new_fill, fill, r)
+            return y  # (B, 1, F', C')
 
         def _pool(self, layer, info, h, inputs, out, r):
             """Running global pooling: the sum so far / L (mean), or the maximum so far (max; `seen` = 1 once a step
