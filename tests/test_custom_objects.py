@@ -45,7 +45,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 @pytest.fixture
 def isolated_env(monkeypatch):
     """Each test starts with no custom objects handed down and its own record of what was imported."""
-    monkeypatch.delenv(custom_objects.ENV, raising=False)
+    monkeypatch.setenv(custom_objects.ENV, "")  # restored (removed) after the test, whatever the test set
     monkeypatch.setattr(custom_objects, "_imported", {})
 
 
@@ -77,7 +77,7 @@ def test_use_checks_paths_and_hands_them_to_children(tmp_path, isolated_env):
         custom_objects.use([str(tmp_path / "a.txt")])
     (tmp_path / "mine.py").write_text("VALUE = 3\n")
     assert custom_objects.use([str(tmp_path / "mine.py"), "json"]) == [str(tmp_path / "mine.py"), "json"]
-    assert os.environ[custom_objects.ENV] == os.pathsep.join([str(tmp_path / "mine.py"), "json"])
+    assert custom_objects.listed() == [str(tmp_path / "mine.py"), "json"]
     assert custom_objects.import_all() == ["mine", "json"]
     (tmp_path / "broken.py").write_text("x = 1\nraise ValueError('nope')\n")
     custom_objects.use([str(tmp_path / "broken.py")])
