@@ -84,7 +84,7 @@ def test_npz_per_step_labels_and_targets(tmp_path):
     ({"X_train": np.zeros((240, T))}, "'X_train' has rank 2 .*token ids"),  # floats [N, T]: not ids
     ({"X_test": np.zeros((80, T, 2))}, "one holds token ids"),
     ({"X_train": np.full((240, T), -1)}, "token id -1"),
-    ({"y_train": np.zeros((240, T + 1), np.int64)}, r"expected labels \[N\] or one label per time step"),
+    ({"y_train": np.full((240, T + 1), 2, np.int64)}, r"expected labels \[N\], one label per time step"),
     ({"y_test": np.zeros((80, T), np.int64)}, "one labels each sequence, the other each time step"),
     ({"y_train": np.zeros((240, T + 1, 2), np.float32), "y_test": np.zeros((80, T + 1, 2), np.float32)},
      "per-step targets for 13 steps"),

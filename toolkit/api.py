@@ -123,12 +123,17 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
             calibration_samples: int | None = None, rnn_strategy: str | None = None, granularity: str | None = None,
             allow_flex: bool = False, validate: bool = True, strict: bool = True, trust_model: bool = False,
             data_dir: str | None = None, stream: bool = False, kv_capacity: int | None = None,
-            window: int | None = None, raise_on_error: bool = True,
+            window: int | None = None, custom_objects: Sequence[str] = (), raise_on_error: bool = True,
             progress: Callable[[str], None] | None = None) -> list:
     """Convert a .keras/.h5 model or a SavedModel directory with each recipe (comma-separated), validate each on
     LiteRT; returns one `ConversionResult` per recipe. `stream`, `kv_capacity` or `window` export step models.
-    With `raise_on_error` the first failed recipe's error is raised after every recipe was tried."""
+    With `raise_on_error` the first failed recipe's error is raised after every recipe was tried.
+    `custom_objects`: modules (paths or names) defining the model's own layers, imported before it loads, here and
+    in every child (edgeseq.core.custom_objects; it runs their code)."""
+    from edgeseq.core.custom_objects import use
     from edgeseq.core.fsio import check_file_name, check_output_dir
+
+    use(custom_objects)
     from edgeseq.quantize.recipes import parse_recipes
 
     # Every cheap check runs before TensorFlow is imported and before any conversion: a bad --out, --name or data
@@ -194,12 +199,15 @@ def profile(models: Sequence[PathLike], *, target: str | Sequence[str] = "local"
 def stream(models: Sequence[PathLike], contexts: str | Sequence[int] = "16,64,256", *, target: str = "local",
            runs: int = 200, warmup: int = 20, threads: int | None = 1, hop_ms: float | None = None,
            db: PathLike | None = None, input: PathLike | None = None, out: PathLike = "artifacts",
-           on_result: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None) -> list[dict]:
+           on_result: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
+           custom_objects: Sequence[str] = ()) -> list[dict]:
     """Per-step latency and memory of step models as the context grows (`profile --stream --contexts`): .tflite
     exports are profiled as they are, .keras models are exported to `out` first (their step, KV-cache and window
     models). One row per (file, context), each run stored in `db`."""
+    from edgeseq.core.custom_objects import use
     from edgeseq.streams.profile import parse_contexts, profile_contexts, stream_sweep
 
+    use(custom_objects)
     ctx = parse_contexts(contexts)
     keras_models = [m for m in models if str(m).endswith(".keras")]
     tflites = [m for m in models if not str(m).endswith(".keras")]

@@ -32,6 +32,7 @@ import numpy as np
 from edgeseq.core.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.capabilities import families_of, refusal
+from edgeseq.quantize.multi_input import count
 from edgeseq.quantize.stream.child import CALIBRATION_SEQUENCES, fit_windows
 from edgeseq.quantize.stream.jobs import _convert_items, run_stream_tflite
 
@@ -58,10 +59,17 @@ def _file_part(export: dict) -> str:
     return StreamKind(export["kind"]).file_part(export["size"])
 
 
-def _reference(model: Any, export: dict, X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs for the .tflite, Keras reference outputs) for one export."""
+def _reference(model: Any, export: dict, X: Any, steps: int) -> tuple[Any, np.ndarray]:
+    """(inputs for the .tflite, Keras reference outputs) for one export. A dict X is the sequence ("x") and held
+    static inputs (models with several inputs)."""
     from edgeseq.models.streaming import build_window_model
 
+    if isinstance(X, dict):
+        length = min(steps, export["size"] or steps)
+        feed = dict(X, x=np.ascontiguousarray(X["x"][:, :length]))
+        seq = next(t for t in model.inputs if str(t.name) not in X)
+        ordered = [feed["x"] if t is seq else feed[str(t.name)] for t in model.inputs]
+        return feed, np.asarray(model.predict(ordered, batch_size=64, verbose=0), np.float32)
     if export["kind"] == StreamKind.WINDOW:
         Xw = fit_windows(X, export["size"])
         win = build_window_model(model, export["size"], batch_size=None)
@@ -75,6 +83,16 @@ def _reference(model: Any, export: dict, X: np.ndarray, steps: int) -> tuple[np.
     return Xs, ref
 
 
+def _as_stream(model: Any, X: dict, n: int | None) -> dict:
+    """{input name: array} of a model with several inputs as the stream takes it: the sequence as "x", the held
+    static inputs by name."""
+    from edgeseq.models.streaming import held_inputs
+
+    held = {name for name, _ in held_inputs(model)}
+    seq = next(str(t.name) for t in model.inputs if str(t.name) not in held)
+    return {("x" if k == seq else k): np.ascontiguousarray(v[:n]) for k, v in X.items()}
+
+
 def _stream_record(model: Any, export: dict, parity_steps: int) -> dict:
     from edgeseq.models.streaming import state_specs, stream_delay
 
@@ -83,6 +101,12 @@ def _stream_record(model: Any, export: dict, parity_steps: int) -> dict:
                                        "pos = step index from 0; y = output",
                            "parity_steps": parity_steps}
     if export["kind"] in (StreamKind.RECURRENT_STEP, StreamKind.KV_CACHE):
+        from edgeseq.models.streaming import held_inputs
+
+        held = held_inputs(model)
+        if held:
+            rec["held"] = [{"name": n, "shape": [1, *s]} for n, s in held]
+            rec["held_note"] = "static inputs: set once per stream (StreamStepper.hold), the same at every step"
         specs = state_specs(model, export["size"])  # carried state (RNN cells, conv buffers), then KV caches
         rec["state"] = [{"name": n, "shape": [1, *s]} for n, s in specs]
         rec["state_floats"] = int(sum(int(np.prod(s)) for _, s in specs))
@@ -210,8 +234,17 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
     from edgeseq.quantize.convert import model_input_record, source_record
     from edgeseq.quantize.rebuild import is_token_input
 
-    input_record = model_input_record(model)
-    features = None if is_token_input(model) else int(model.inputs[0].shape[-1])  # None: one token id per step
+    several = len(model.inputs) > 1  # one sequence beside static inputs, held for the whole stream
+    if several:
+        from edgeseq.quantize.multi_input import several_inputs
+
+        if kind == StreamKind.WINDOW or windows:
+            raise InputError(f"{path.name} has several inputs: the sliding-window baseline re-runs one input",
+                             "stream its step model (convert --stream), which holds the static inputs")
+        _, features, input_record, inputs = several_inputs(model, steps, calibration)
+    else:
+        input_record = model_input_record(model)
+        features = None if is_token_input(model) else int(model.inputs[0].shape[-1])  # None: one token id per step
     exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows)
     if len(model.outputs[0].shape) == 3:
         # One output per time step (return_sequences=True heads): the step model emits y_t at every step, and
@@ -219,20 +252,24 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
         for e in exports:
             if e["kind"] != StreamKind.WINDOW:
                 e["collect"] = True
-    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features, vocab=input_record.get("vocab_size"))
+    if not several:
+        inputs = prepare_inputs(calibration, seq_len=steps, num_features=features,
+                                vocab=input_record.get("vocab_size"))
     task = inputs.task or _guess_task(model)
-    X_val = inputs.X_val[:PARITY_SEQUENCES]
+    X_val = _as_stream(model, inputs.X_val, PARITY_SEQUENCES) if several else inputs.X_val[:PARITY_SEQUENCES]
     refs = {}
     if validate:
-        say(f"Keras references on {len(X_val)} sequences")
+        say(f"Keras references on {count(X_val)} sequences")
         refs = {j: _reference(model, e, X_val, steps) for j, e in enumerate(exports)}
     from edgeseq.quantize.training_reference import load_reference
 
-    train_ref = load_reference(path, steps, features, model) if validate else None  # a training run's own file
+    train_ref = load_reference(path, steps, features, model) if validate and not several else None  # a training run's
     calibrated = [r for r in recipe_list if r.calibrated]
     X_cal, cal_record = (None, None)
     if calibrated:
         X_cal, cal_record = inputs.calibration(max(CALIBRATION_SEQUENCES, *(r.calibration_samples for r in calibrated)))
+        if several:
+            X_cal = _as_stream(model, X_cal, None)
     return {"path": path, "model": model, "recipes": recipe_list, "exports": exports, "inputs": inputs, "task": task,
             "families": families_of(model),
             "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
@@ -251,7 +288,7 @@ def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str]
     outputs: dict[int, Any] = {}
     started = time.perf_counter()
     if plan["validate"] and ok:
-        say(f"parity on LiteRT: {len(plan['X_val'])} sequences through {len(ok)} model(s)")
+        say(f"parity on LiteRT: {count(plan['X_val'])} sequences through {len(ok)} model(s)")
         ran = run_stream_tflite([(d, items[j][1], refs[j % len(exports)][0]) for j, d in ok],
                                 f"{plan['path'].name} --stream")
         outputs = {j: r for (j, _), r in zip(ok, ran, strict=True)}
@@ -292,7 +329,8 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         if per_step and output.ndim == ref[1].ndim and output.shape[1] > ref[1].shape[1]:
             # 'valid' convolutions: the step at t gives the sequence output at t - delay; steps before it are warm-up
             output = output[:, output.shape[1] - ref[1].shape[1]:]
-        validation = parity(ref[1], output, task, recipe.tolerance)
+        head = source.get("head")
+        validation = parity(ref[1], output, task, recipe.tolerance, head)
         how = ("T steps through the .tflite (state carried, int8 state requantized) vs the Keras sequence model"
                if export["kind"] != StreamKind.WINDOW else "window model vs Keras on windows")
         if per_step:
@@ -303,8 +341,8 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         y = inputs.y_val[: len(output)] if inputs.y_val is not None else None
         if y is not None and full and task and (output.shape[:-1] == y.shape or task == "regression"):
             try:
-                validation["tflite_metrics"] = task_metric(output, y, task)
-                validation["keras_metrics"] = task_metric(ref[1], y, task)
+                validation["tflite_metrics"] = task_metric(output, y, task, head)
+                validation["keras_metrics"] = task_metric(ref[1], y, task, head)
             except InputError:  # labels of another shape than the outputs (a delayed per-step model): parity only
                 validation.pop("tflite_metrics", None)
         from edgeseq.quantize.training_reference import check_keras_reference

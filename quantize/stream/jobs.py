@@ -49,7 +49,9 @@ def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], tru
     with tempfile.TemporaryDirectory(prefix="edgeseq-stream-") as tmp:
         job_dir = Path(tmp)
         for k, X_cal in enumerate(calibrations):
-            if X_cal is not None:
+            if isinstance(X_cal, dict):  # a sequence ("x") and held static inputs
+                np.savez(job_dir / f"calibration_{k}.npz", **X_cal)
+            elif X_cal is not None:
                 np.save(job_dir / f"calibration_{k}.npy", X_cal)
         start = 0
         while start < len(items):
@@ -80,6 +82,9 @@ def run_stream_tflite(items: list[tuple[bytes, dict, np.ndarray]], label: str) -
         job_dir = Path(tmp)
         for i, (data, _, X) in enumerate(items):
             (job_dir / f"m_{i}.tflite").write_bytes(data)
+            if isinstance(X, dict):  # a sequence ("x") and held static inputs
+                np.savez(job_dir / f"in_{i}.npz", **X)
+                continue
             X = np.asarray(X)
             np.save(job_dir / f"in_{i}.npy", X if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32))
         (job_dir / "run.json").write_text(json.dumps({"exports": [e for _, e, _ in items]}))

@@ -73,6 +73,11 @@ class StreamStepper:
                 raise AgentError("input", f"a window model takes [1, W, F] (or token ids [1, W]); this one takes "
                                  f"{list(self.x['shape'])}")
         self.pos = ins.get("pos")
+        # any other input is held: static features, the same at every step of a stream (zeros until `hold`)
+        self.held = sorted(n for n in ins if n not in ("x", "pos") and n not in self.state) if self.mode == "step" \
+            else []
+        for name in self.held:
+            interp.set_tensor(ins[name]["index"], self._zeros(ins[name]))
         self.ids = is_id_input(np, self.x)  # token ids: one int id per step (x [1], or a window [1, W])
         shape = [int(s) for s in self.x["shape"]]
         self.features = 1 if self.ids else shape[-1]
@@ -196,10 +201,20 @@ class StreamStepper:
     def output(self):
         return self.dequantize(self.interp.get_tensor(self.y["index"]), self.y)
 
-    def run(self, seq, collect: bool = False):
+    def hold(self, values) -> None:
+        """Set the held (static) inputs, {name: array of the input's shape}, for the steps that follow."""
+        for name in self.held:
+            if name not in values:
+                raise AgentError("input", f"no value for the held input {name!r}", f"give one for each of {self.held}")
+            d = self.ins[name]
+            self.interp.set_tensor(d["index"], self._quantize(self.np.reshape(values[name], d["shape"]), d))
+
+    def run(self, seq, collect: bool = False, held=None):
         """Feed a whole (T, F) sequence (token ids: (T,)) from a fresh state; the last step's output (or, with
-        `collect`, every step's, stacked: what a per-step model's parity compares)."""
+        `collect`, every step's, stacked: what a per-step model's parity compares). `held`: the static inputs."""
         self.reset()
+        if held is not None:
+            self.hold(held)
         ys = []
         for x_t in seq:
             self.step(x_t)
