@@ -118,12 +118,6 @@ class StreamStepper:
             self.mode = "internal"
             self.x = ins["x"] if "x" in ins else next(iter(ins.values()))
             self.y = outs.get("y") or next(iter(outs.values()))
-            shape = [int(s) for s in self.x["shape"]]
-            if len(shape) == (2 if is_id_input(np, self.x) else 3):
-                self.frames = shape[1]
-            elif len(shape) != (1 if is_id_input(np, self.x) else 2):
-                raise AgentError("input", f"a model with its state inside takes [1, F] or [1, K, F] frames (token "
-                                 f"ids: [1] or [1, K]); this one takes {shape}")
         else:
             if len(ins) != 1:
                 raise AgentError("input", f"--stream needs a step model (state inputs named like outputs), a model "
@@ -138,6 +132,12 @@ class StreamStepper:
         self.pos = ins.get("pos")
         self.ids = is_id_input(np, self.x)  # token ids: one int id per frame
         shape = [int(s) for s in self.x["shape"]]
+        if self.mode != "window":  # [1, F]: one frame per invoke; [1, K, F]: K (token ids: [1] or [1, K])
+            if len(shape) == (2 if self.ids else 3):
+                self.frames = shape[1]
+            elif len(shape) != (1 if self.ids else 2):
+                raise AgentError("input", f"a step model takes [1, F] or [1, K, F] frames (token ids: [1] or "
+                                 f"[1, K]); this one takes {shape}")
         self.features = 1 if self.ids else shape[-1]
         self.window = shape[1] if self.mode == "window" else None
         self._zero = {name: self._zeros(ins[name]) for name in self.state}

@@ -37,8 +37,14 @@ import click
               help="Export the step model: RNN/LSTM/GRU state or a causal Transformer's KV cache (see README Streaming).")
 @click.option("--kv-capacity", type=click.IntRange(min=1), default=None, help="--stream, causal Transformer: KV cache positions [seq_len].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
+@click.option("--state", type=click.Choice(["external", "internal", "both"]), default="external", show_default=True,
+              help="--stream: where the step model keeps its state: carried by the host (external) or inside the model "
+                   "in resource variables initialised by CALL_ONCE, with a 'reset' signature (internal).")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--stream, recurrent and conv models: K new frames per invoke (input [1, K, F]).")
 def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
-            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window) -> None:
+            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window, state,
+            stride) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
@@ -49,7 +55,7 @@ def convert(model_path, recipes, io, calibration, calibration_samples, seq_len, 
                           calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
                           granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
-                          window=window, raise_on_error=False, progress=progress)
+                          window=window, state=state, stride=stride, raise_on_error=False, progress=progress)
     if as_json:
         click.echo(json.dumps([r.manifest for r in results if r.ok], indent=2))
     for r in results:
