@@ -7,14 +7,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from _zoo_cache import costs, planner, prefetch_session, selected, small_zoo_jobs
+from _zoo_cache import costs, params, planner, prefetch_session, selected, small_zoo_jobs
+from test_agent import tflite_runtime_python  # noqa: F401 - the tflite-runtime 2.14 venv (a session fixture)
 
-from edgeseq.targets.runner import agent_path
+keras = pytest.importorskip("keras")
+
+from keras import layers  # noqa: E402
+
+from edgeseq.targets.runner import agent_path  # noqa: E402
 
 AGENT = agent_path()
+T, F, C = 12, 5, 3
 
 
 def _agent(*args, python: str = sys.executable) -> dict:
@@ -66,3 +73,273 @@ def test_host_carried_step_costs_little_more_than_its_invoke(small_gru_step):
     # pre-quantized input through a byte view of the buffer, calls the runtime's Invoke and copies each state once.
     step, inv = _floor(small_gru_step["gru-step-fp32.tflite"], lambda inv: 1.3 * inv)
     assert step <= 1.3 * inv, f"whole step {step:.2f} µs vs invoke {inv:.2f} µs: {step / inv:.2f}x"
+
+
+# ----------------------------------------------------------------------------------------------- models and exports
+def _x(n=6, t=T, seed=0, f=F):
+    return np.random.default_rng(seed).standard_normal((n, t, f)).astype("float32")
+
+
+def _zoo(arch, **kw):
+    from edgeseq.models.zoo import build_model
+
+    keras.utils.set_random_seed(0)
+    return build_model(arch, "tiny", seq_len=T, num_features=F, num_outputs=C, **kw)
+
+
+def _crnn(per_frame=False):
+    """A CRNN keyword spotter (causal Conv1D ring buffers -> GRU -> Dense), or a per-frame tagger of the same."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((T, F))
+    h = layers.Conv1D(8, 3, padding="causal", dilation_rate=2, activation="relu", name="conv")(inp)
+    h = layers.Conv1D(6, 2, padding="causal", name="conv2")(h)
+    h = layers.GRU(10, return_sequences=per_frame, name="gru")(h)
+    return keras.Model(inp, layers.Dense(C, activation="softmax", name="head")(h), name="tagger" if per_frame else "crnn")
+
+
+def _mha():
+    """A user's functional causal Transformer (keras MultiHeadAttention, learned positions): a KV step from its graph."""
+    from edgeseq.models.layers import LearnedPositionalEncoding
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((T, F))
+    h = LearnedPositionalEncoding(T, name="pos")(layers.Dense(8, name="proj")(inp))
+    a = layers.MultiHeadAttention(2, 4, name="mha")(h, h, use_causal_mask=True)
+    h = layers.LayerNormalization(name="ln")(layers.Add()([h, a]))
+    return keras.Model(inp, layers.Dense(C, activation="softmax", name="head")(h[:, -1, :]), name="user_mha")
+
+
+_MODELS = {  # name: how it is built
+    "gru": lambda: _zoo("gru", num_layers=2), "lstm": lambda: _zoo("lstm", num_layers=2), "rnn": lambda: _zoo("rnn"),
+    "kv": lambda: _zoo("transformer", causal=True), "crnn": _crnn, "tagger": lambda: _crnn(per_frame=True),
+    "mha": _mha,
+}
+FAST = ["fp32", "int8"]
+RECIPES = ["fp32", "fp16", "dynamic", "int8"]
+ATOL = {"fp32": 1e-5, "fp16": 5e-3, "dynamic": 0.05, "int8": 0.15, "int8-io8": 0.15}
+
+
+def _model(cache, which: str):
+    """(the Keras model, its saved file), built once per session in the calling thread."""
+    def build(folder):
+        model = _MODELS[which]()
+        model.save(folder / f"{which}.keras")
+        return model, folder / f"{which}.keras"
+
+    return cache.get(("state-inside.model", which), build)
+
+
+def _export(cache, which: str, recipes: tuple, stride: int = 1, state: str = "internal"):
+    from edgeseq.quantize.stream.convert import convert_stream
+
+    path = _model(cache, which)[1]
+    return (("state-inside", which, recipes, stride, state),
+            lambda folder: convert_stream(path, list(recipes), out_dir=folder, state=state, stride=stride,
+                                          raise_on_error=False, strict=which not in ("kv", "mha")))
+
+
+def _prefix_reference(model, X, stride=1):
+    """The sequence model's output after every frame (per-frame heads: its own outputs), at every stride-th frame."""
+    from edgeseq.models.streaming import build_window_model
+
+    if len(model.outputs[0].shape) == 3:
+        return np.asarray(model(X))
+    ref = np.stack([np.asarray(build_window_model(model, t, batch_size=None)(X[:, :t]))
+                    for t in range(1, X.shape[1] + 1)], axis=1)
+    return ref[:, stride - 1 :: stride]
+
+
+_STEP_SCRIPT = r"""
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])  # the agent's zipapp: its StreamStepper, as on a device
+from edgeseq_agent.stepper import StreamStepper
+try:
+    from ai_edge_litert.interpreter import Interpreter
+except ImportError:
+    from tflite_runtime.interpreter import Interpreter
+job = json.load(open(sys.argv[2]))
+X = np.load(job["inputs"])
+report = {}
+for key, path in job["files"].items():
+    def fresh(path=path):
+        it = Interpreter(model_path=path, num_threads=1)
+        it.allocate_tensors()
+        return it
+    try:
+        stepper = StreamStepper(np, fresh(), reload=fresh)
+        in_a_row = np.stack([stepper.run(seq, collect=True) for seq in X])  # one interpreter, reset in between
+        alone = StreamStepper(np, fresh()).run(X[1], collect=True)  # the second stream on a fresh interpreter
+        np.save(f"{job['out']}/{key}.npy", in_a_row)
+        report[key] = {"kind": stepper.kind, "reset": stepper.reset_method, "frames": stepper.frames,
+                       "reset_ok": bool(np.array_equal(in_a_row[1], alone))}
+    except Exception as exc:
+        report[key] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+print(json.dumps(report))
+"""
+
+
+def _step_files(files: dict, X: np.ndarray, tmp: Path, python: str = sys.executable) -> dict:
+    """Every file stepped through the agent's StreamStepper on `python`'s runtime: {key: report + 'ys'}."""
+    np.save(tmp / "X.npy", X)
+    (tmp / "job.json").write_text(json.dumps({"files": {k: str(v) for k, v in files.items()},
+                                              "inputs": str(tmp / "X.npy"), "out": str(tmp)}))
+    proc = subprocess.run([python, "-c", _STEP_SCRIPT, str(AGENT), str(tmp / "job.json")], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key, r in report.items():
+        if "error" not in r:
+            r["ys"] = np.load(tmp / f"{key}.npy")
+    return report
+
+
+def _check_file(res) -> None:
+    """An internal-state export: parity passed, only x in and y out, the state ops and the reset signature there."""
+    from edgeseq.quantize.runtime import load_interpreter
+    from edgeseq.targets.agent import resource_state, signature_details
+
+    assert res.ok, res.error and res.error.one_line()
+    m = res.manifest
+    assert m["stream"]["kind"] == "internal-state" and m["stream"]["reset"]["signature"] == "reset"
+    assert m["validation"]["passed"] is not False and "reset" in m["validation"]["how"]
+    interp = load_interpreter(res.tflite_path)
+    ins, outs = signature_details(interp)
+    assert set(ins) == {"x"} and set(outs) == {"y"}
+    ops, state = resource_state(np, interp)
+    assert set(ops) == {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
+    assert {s["name"] for s in state} == {v["name"] for v in m["stream"]["state_inside"]["variables"]}
+    assert "reset" in interp.get_signature_list()
+
+
+FAST_TESTS = {"test_a_recurrent_model_with_its_state_inside_steps_like_the_sequence_model",
+              "test_agent_steps_a_model_with_its_state_inside"}
+FLOOR_TESTS = {"test_host_carried_step_costs_little_more_than_its_invoke",
+               "test_state_inside_step_costs_its_invoke"}
+MATRIX = "test_every_kind_and_recipe_with_its_state_inside_on_both_runtimes"
+
+
+@planner
+def _plan(cache, items) -> dict:
+    jobs = []
+    if selected(items, __name__, FLOOR_TESTS):
+        jobs += costs(12, *[(k, m) for k, m in small_zoo_jobs(cache).items() if k[1] == "gru-step"],
+                      _small_internal(cache))
+    if selected(items, __name__, FAST_TESTS):
+        jobs += costs(14, _export(cache, "gru", ("fp32", "int8"), state="both"),
+                      _export(cache, "gru", ("fp32", "int8"), stride=3))
+    for item in selected(items, __name__, {MATRIX}):
+        jobs += costs(20, *_matrix_jobs(cache, params(item)["which"]))
+    return dict(jobs)
+
+
+@pytest.fixture
+def shared(conversions, request):
+    prefetch_session(conversions, request)
+    return lambda job: conversions.get(*job)
+
+
+# ----------------------------------------------------------------------------------------------- fast
+def test_a_recurrent_model_with_its_state_inside_steps_like_the_sequence_model(shared, conversions, tmp_path):
+    model = _model(conversions, "gru")[0]
+    both = shared(_export(conversions, "gru", ("fp32", "int8"), state="both"))
+    strided = shared(_export(conversions, "gru", ("fp32", "int8"), stride=3))
+    inside = [r for r in both if r.manifest and r.manifest["stream"]["kind"] == "internal-state"]
+    outside = [r for r in both if r.manifest and r.manifest["stream"]["kind"] == "recurrent-step"]
+    assert len(inside) == len(outside) == 2 and all(r.tflite_path.name.endswith(("-internal-fp32.tflite",
+                                                                                  "-internal-int8.tflite"))
+                                                    for r in inside)
+    for r in inside + strided:
+        _check_file(r)
+    assert [r.manifest["stream"]["frames_per_invoke"] for r in strided] == [3, 3]
+    X = _x(n=5, seed=3)
+    files = {f"{r.recipe.slug}-s{r.manifest['stream']['frames_per_invoke']}": r.tflite_path for r in inside + strided}
+    files |= {f"{r.recipe.slug}-host": r.tflite_path for r in outside}
+    got = _step_files(files, X, tmp_path)
+    for key, r in got.items():
+        assert "error" not in r, (key, r)
+        stride = int(key.split("-s")[-1]) if "-s" in key else 1
+        ref = _prefix_reference(model, X, stride)
+        assert r["ys"].shape == ref.shape, key
+        assert np.abs(r["ys"] - ref).max() <= ATOL[key.split("-")[0]], key
+        assert r["reset_ok"] and r["frames"] == stride, key
+        assert r["kind"] == ("recurrent-step" if key.endswith("host") else "internal-state")
+    # the same outputs whichever form holds the state (fp32: the same kernels see the same numbers)
+    np.testing.assert_array_equal(got["fp32-s1"]["ys"], got["fp32-host"]["ys"])
+
+
+def test_agent_steps_a_model_with_its_state_inside(shared, conversions, tmp_path):
+    model = _model(conversions, "gru")[0]
+    strided = {r.recipe.slug: r for r in shared(_export(conversions, "gru", ("fp32", "int8"), stride=3))}
+    seq = _x(n=1, seed=5)
+    np.save(tmp_path / "seq.npy", seq[0])
+    d = _agent("--model", strided["fp32"].tflite_path, "--stream", "--input", tmp_path / "seq.npy", "--runs", 30,
+               "--warmup", 3)
+    s = d["stream"]
+    assert s["kind"] == "internal-state" and s["mode"] == "internal" and s["reset"] == "signature"
+    assert s["frames_per_invoke"] == 3 and s["steps"] == T // 3 and s["passes"] >= 2
+    assert set(s["state_ops"]) == {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
+    assert s["state_bytes"] == strided["fp32"].manifest["stream"]["state_inside"]["state_bytes"] > 0
+    assert [i["name"] for i in d["inputs"]] == ["x"] and d["inputs"][0]["shape"] == [1, 3, F]
+    # final_output is the first pass's: fresh state (CALL_ONCE), then after every reset the same numbers
+    np.testing.assert_allclose(np.asarray(s["final_output"]), np.asarray(model(seq))[0], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- floors
+def _small_internal(cache):
+    """The small zoo's GRU (T=64, F=16) as a step file with its state inside (fp32, not validated: timing only)."""
+    from _zoo_cache import _build_small_zoo
+
+    from edgeseq.quantize.stream.convert import convert_stream
+
+    folder = cache.get(("small-zoo", "models"), _build_small_zoo)
+    return (("state-inside", "small-gru"),
+            lambda out: convert_stream(folder / "gru.keras", ["fp32"], out_dir=out, name="gru", state="internal",
+                                       validate=False))
+
+
+def test_state_inside_step_costs_its_invoke(shared, conversions):
+    # write the input, invoke, read the output: nothing else happens per step
+    (res,) = shared(_small_internal(conversions))
+    step, inv = _floor(res.tflite_path, lambda inv: 1.15 * inv + 1.0)
+    assert step <= 1.15 * inv + 1.0, f"whole step {step:.2f} µs vs invoke {inv:.2f} µs"
+
+
+# ----------------------------------------------------------------------------------------------- every kind x recipe
+def _matrix_jobs(cache, which: str) -> list:
+    jobs = [_export(cache, which, tuple(RECIPES + (["int8-io8"] if which == "gru" else [])))]
+    if which in ("crnn", "tagger"):  # conv ring buffers and a per-frame head, 3 frames per invoke
+        jobs.append(_export(cache, which, ("fp32", "int8"), stride=3))
+    return jobs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", list(_MODELS))
+def test_every_kind_and_recipe_with_its_state_inside_on_both_runtimes(which, shared, conversions, tmp_path,
+                                                                       tflite_runtime_python):  # noqa: F811
+    model = _model(conversions, which)[0]
+    results = [r for job in _matrix_jobs(conversions, which) for r in shared(job)]
+    files = {}
+    for r in results:
+        _check_file(r)
+        files[f"{r.recipe.slug}-s{r.manifest['stream']['frames_per_invoke']}"] = r.tflite_path
+    X = _x(n=6, seed=11)
+    (tmp_path / "litert").mkdir()
+    (tmp_path / "tfl214").mkdir()
+    litert = _step_files(files, X, tmp_path / "litert")
+    old = _step_files({k: v for k, v in files.items()}, X, tmp_path / "tfl214", python=tflite_runtime_python)
+    for runtime, got in (("ai-edge-litert", litert), ("tflite-runtime 2.14", old)):
+        for key, r in got.items():
+            recipe, stride = key.split("-s")[0], int(key.split("-s")[-1])
+            if runtime != "ai-edge-litert" and recipe == "dynamic":  # TF 2.21's FULLY_CONNECTED v12: known
+                assert "error" in r and "FULLY_CONNECTED" in r["error"], (key, r)
+                continue
+            assert "error" not in r, (runtime, key, r)
+            assert r["kind"] == "internal-state" and r["reset"] == "signature" and r["frames"] == stride
+            assert r["reset_ok"], f"{runtime} {key}: a stream after a reset differs from one on a fresh interpreter"
+            ref = _prefix_reference(model, X, stride)
+            diff = np.abs(r["ys"] - ref)
+            if recipe.startswith("int8") and which in ("kv", "mha"):  # int8 attention: LayerNorm float islands
+                assert diff.mean() < 0.08, (runtime, key, diff.mean())
+            else:
+                assert diff.max() <= ATOL[recipe], (runtime, key, diff.max())

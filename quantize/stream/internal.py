@@ -162,6 +162,7 @@ def internalize(data: bytes) -> tuple[bytes, dict]:
         handle_op, res = _handle(model, sg, name)
         handles[name] = res
         head += [handle_op, _op(model, "READ_VARIABLE", [res], [ins[name]])]
+        sg.tensors[ins[name]].name = name.encode()  # the value read is named as the state (agents report it so)
     for name in carried:
         tail.append(_op(model, "ASSIGN_VARIABLE", [handles[name], outs[name]], []))
     if slotted:
