@@ -453,3 +453,28 @@ def test_profile_stores_both_forms_and_the_report_sets_them_side_by_side(shared,
     assert len(advice) == 1 and ("ship" in advice[0] or "either form" in advice[0])
     html = write_report(db, tmp_path / "rep", fmt="html").read_text()
     assert "State carried by the host vs kept inside the model" in html and "state inside" in html
+
+
+# ----------------------------------------------------------------------------------------------- per-op time
+def test_per_op_time_covers_call_once_and_resource_variables(shared, conversions, wake_word, tmp_path):
+    # before: "op 0 is CALL_ONCE ... the sub-model route cuts the main graph and WHILE loops only", no per-op times
+    from click.testing import CliRunner
+
+    from edgeseq.commands.profile import profile
+
+    (inside,) = [r for r in shared(_export(conversions, "gru", ("fp32", "int8"), state="both"))
+                 if r.recipe.slug == "fp32" and r.manifest["stream"]["kind"] == "internal-state"]
+    res = CliRunner().invoke(profile, [str(inside.tflite_path), str(wake_word), "--ops", "--runs", "60", "--warmup",
+                                       "5", "--db", str(tmp_path / "r.db"), "--json"])
+    assert res.exit_code == 0, res.output
+    for row in json.loads(res.output)["runs"]:
+        assert row["ops_route"] == "sub-models", row.get("ops_reason")
+        by_type = {}
+        for op in row["ops"]:
+            assert not op.get("error"), op
+            by_type.setdefault(op["type"], []).append(op)
+        (init,) = by_type["CALL_ONCE"]
+        assert init["calls"] == 0 and init["mean_us"] == 0.0 and init["once_us"] > 0  # the initialiser, once
+        for name in ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"):
+            assert by_type[name] and all(op["calls"] == 1 and op["per_call_us"] is not None for op in by_type[name])
+        assert len(by_type["READ_VARIABLE"]) == (3 if "spotter" in row["model"] else 2)

@@ -106,7 +106,8 @@ JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as
   "ops":     {"route": "sub-models" | null, "reason": str | null, "replicas", "capture", "samples",
               "overhead_ns", "seconds",       # overhead_ns: a one-op model's invoke minus its op (median)
               "ops": [{"index", "subgraph", "type", "dtypes", "output_shape", "calls", "op_ns", "one_ns",
-                       "error"?}]}        # only with --ops (an optional key: no schema change); see "per-op time"
+                       "once_ns"?, "error"?}]}  # only with --ops (an optional key: no schema change); see "per-op
+                       # time"; once_ns (agent 3.2): CALL_ONCE's initialiser, timed once (calls 0 per invoke)
 }
 Schema "edgeseq.agent/2" (agent 2.x) had no code_kb / code_method: its model_peak_kb included the runtime's code
 pages paged in after the baseline (~2-4 MB on x86_64, page-cache dependent). "edgeseq.agent/1" (agent 1.x) had memory
