@@ -228,6 +228,9 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
         raise ModelError(f"{path.name} is a SavedModel: its graph holds no Keras layers to build a step (or window) "
                          "model from", "stream the .keras or .h5 file of the same model")
     kind = analyze_streaming(model).kind if window is None else StreamKind.WINDOW  # refusals come from here
+    if state != "external" and kind == StreamKind.WINDOW:
+        raise InputError(f"--state {state} moves a step model's state inside it; the window baseline of "
+                         f"{path.name} has no state (it re-runs the window)", "drop --state, or drop --window")
     if stride != 1 and kind != StreamKind.RECURRENT_STEP:
         why = "the window baseline re-runs the window per step" if kind == StreamKind.WINDOW else \
             "its step reads a position (a KV cache or a position table)"
