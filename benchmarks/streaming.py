@@ -49,8 +49,9 @@ def _models(out: Path, max_len: int) -> tuple[Path, ...]:
 
 def wake_word_tflite(path: Path, features: int = 40, stride: int = 3, seed: int = 0) -> Path:
     """A microWakeWord-style spotter written by TF's converter: int8 input [1, stride, features]; five conv layers,
-    each keeping its last kernel-1 inputs in a ring-buffer variable, a GRU-like cell (two variables) and a running
-    pool (a variable): 12 resource variables in all, zeroed by CALL_ONCE. Untrained (latency needs no weights)."""
+    each keeping its last kernel-1 inputs in a ring-buffer variable, a gated cell (two variables), a running pool,
+    a peak hold, two counters and the input's running energy: 12 resource variables in all, zeroed by CALL_ONCE.
+    Untrained (latency needs no weights)."""
     import numpy as np
     import tensorflow as tf
 
@@ -74,10 +75,12 @@ def wake_word_tflite(path: Path, features: int = 40, stride: int = 3, seed: int 
             self.count = tf.Variable(tf.zeros([1, 1]), name="count")
             self.steps = tf.Variable(tf.zeros([1, 1]), name="steps")
             self.peak = tf.Variable(tf.zeros([1, 2]), name="peak")
+            self.energy = tf.Variable(tf.zeros([1, 1]), name="energy")  # the input's running energy
             self.a, self.b, self.d = w(convs[-1][2], 2 * units), w(units, 2 * units), w(units, 2)
 
         @tf.function(input_signature=[tf.TensorSpec([1, stride, features], tf.float32, name="x")])
         def step(self, x):
+            self.energy.assign(0.95 * self.energy.read_value() + 0.05 * tf.reduce_mean(x * x, axis=[1, 2])[:, None])
             h = x
             for ring, kernel in zip(self.rings, self.kernels, strict=True):
                 buf = tf.concat([ring.read_value(), h], axis=1)

@@ -339,6 +339,7 @@ def test_every_kind_and_recipe_with_its_state_inside_on_both_runtimes(which, sha
             assert r["reset_ok"], f"{runtime} {key}: a stream after a reset differs from one on a fresh interpreter"
             ref = _prefix_reference(model, X, stride)
             diff = np.abs(r["ys"] - ref)
+            print(f"per-step parity {which} {key} on {runtime}: max |d| {diff.max():.2g}, mean {diff.mean():.2g}")
             if recipe.startswith("int8") and which in ("kv", "mha"):  # int8 attention: LayerNorm float islands
                 assert diff.mean() < 0.08, (runtime, key, diff.mean())
             else:
