@@ -1,7 +1,9 @@
 """The report's streaming section: per-step latency and memory against the context, as markdown, HTML and a PNG.
 
 Built from the stream runs in the results store (`stream_profile.rows_from_store`): a table per model and kind, the
-least-squares slopes (`stream_profile.fit_slopes`), and one three-panel plot. Kinds are `StreamKind` members, shown
+least-squares slopes (`stream_profile.fit_slopes`), one three-panel plot, and where a model was measured in both
+state forms (`--state both`) the host-carried and state-inside runs side by side (`state_pairs`) with which form a
+device app should ship and why (`ship_advice`, from the measured step, invoke, host overhead and model memory). Kinds are `StreamKind` members, shown
 by their `.label`. A section that cannot be built says why, in the section.
 """
 
