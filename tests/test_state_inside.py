@@ -479,3 +479,20 @@ def test_per_op_time_covers_call_once_and_resource_variables(shared, conversions
         for name in ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"):
             assert by_type[name] and all(op["calls"] == 1 and op["per_call_us"] is not None for op in by_type[name])
         assert len(by_type["READ_VARIABLE"]) == (3 if "spotter" in row["model"] else 2)
+
+
+def test_an_older_int8_file_is_requantized_through_a_table():
+    # files exported before the graph requantized int8 state: the agent maps every int8 code once (256 entries)
+    from types import SimpleNamespace
+
+    from edgeseq.targets.agent import StreamStepper
+
+    out_d = {"dtype": np.int8, "quantization": (0.05, 3)}
+    in_d = {"dtype": np.int8, "quantization": (0.02, -7)}
+    fn = StreamStepper._requant(SimpleNamespace(np=np), out_d, in_d)
+    src = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    dst = np.zeros_like(src)
+    fn(src, dst)
+    want = np.clip(np.round((src.astype(np.float32) - 3) * np.float32(0.05 / 0.02)) - 7, -128, 127).astype(np.int8)
+    np.testing.assert_array_equal(dst, want)
+    assert StreamStepper._requant(SimpleNamespace(np=np), in_d, in_d) is None  # same scale: a plain copy
