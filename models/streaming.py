@@ -267,11 +267,17 @@ def _get(model: Any, name: str) -> Any | None:
 
 
 # ----------------------------------------------------------------------------------------------- builders
-def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: int | None = 1) -> Any:
-    """The step model of `model` (see the module docstring). `kv_capacity` defaults to the model's seq_len."""
+def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: int | None = 1,
+                     stride: int = 1) -> Any:
+    """The step model of `model` (see the module docstring). `kv_capacity` defaults to the model's seq_len. With
+    `stride` K > 1 (recurrent and conv models) one call takes K frames, x (B, K, F), and steps K times; y is the
+    last frame's output, or every frame's (B, K, ...) for a model with an output per time step."""
     import keras
 
     info = analyze_streaming(model)
+    if stride != 1:
+        return _strided(model, build_step_model(model, kv_capacity=kv_capacity, batch_size=batch_size), info,
+                        stride, batch_size)
     F = info.num_features
     if F is None:  # token ids: one int32 id per step
         x = keras.Input(batch_shape=(batch_size,), dtype="int32", name="x")
@@ -308,6 +314,35 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
     outputs = step(inputs)
     # A list of inputs, not a dict: TFLiteConverter.from_keras_model takes a Keras-2 code path for dict inputs.
     return keras.Model(list(inputs.values()), outputs, name=name.replace("-", "_"))
+
+
+def _strided(model: Any, step_model: Any, info: StreamInfo, stride: int, batch_size: int | None) -> Any:
+    import keras
+    from keras import ops
+
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise InputError(f"--stride must be a positive integer, got {stride!r}")
+    names = [t.name.split(":")[0] for t in step_model.inputs]
+    if "pos" in names:
+        raise InputError(f"cannot stream {model.name} {stride} frames per invoke: its step reads a position (a KV "
+                         "cache or a position table), and --stride steps recurrent state and conv ring buffers only",
+                         "drop --stride for attention models")
+    F = info.num_features
+    x = keras.Input(batch_shape=(batch_size, stride) + (() if F is None else (F,)), name="x",
+                    dtype="int32" if F is None else "float32")
+    inputs = {"x": x}
+    for t, n in zip(step_model.inputs, names, strict=True):
+        if n != "x":
+            inputs[n] = keras.Input(batch_shape=(batch_size, *t.shape[1:]), name=n)
+    state = {n: v for n, v in inputs.items() if n != "x"}
+    ys = []
+    for k in range(stride):
+        out = step_model([x[:, k], *[state[n] for n in names if n != "x"]])
+        state = {n: out[n] for n in state}
+        ys.append(out["y"])
+    per_frame = len(model.outputs[0].shape) == 3
+    outputs = {"y": ops.stack(ys, axis=1) if per_frame else ys[-1], **state}
+    return keras.Model(list(inputs.values()), outputs, name=f"{step_model.name}_s{stride}")
 
 
 def build_window_model(model: Any, window: int, *, batch_size: int | None = 1) -> Any:

@@ -123,11 +123,13 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
             calibration_samples: int | None = None, rnn_strategy: str | None = None, granularity: str | None = None,
             allow_flex: bool = False, validate: bool = True, strict: bool = True, trust_model: bool = False,
             data_dir: str | None = None, stream: bool = False, kv_capacity: int | None = None,
-            window: int | None = None, custom_objects: Sequence[str] = (), raise_on_error: bool = True,
+            window: int | None = None, state: str = "external", stride: int = 1,
+            custom_objects: Sequence[str] = (), raise_on_error: bool = True,
             progress: Callable[[str], None] | None = None) -> list:
     """Convert a .keras/.h5 model or a SavedModel directory with each recipe (comma-separated), validate each on
-    LiteRT; returns one `ConversionResult` per recipe. `stream`, `kv_capacity` or `window` export step models.
-    With `raise_on_error` the first failed recipe's error is raised after every recipe was tried.
+    LiteRT; returns one `ConversionResult` per recipe. `stream`, `kv_capacity` or `window` export step models;
+    `state` ("external", "internal" or "both") says where a step model keeps its state, `stride` K its frames per
+    invoke. With `raise_on_error` the first failed recipe's error is raised after every recipe was tried.
     `custom_objects`: modules (paths or names) defining the model's own layers, imported before it loads, here and
     in every child (edgeseq.core.custom_objects; it runs their code)."""
     from edgeseq.core.custom_objects import use
@@ -156,10 +158,11 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
         dataset = load_dataset(dataset, data_dir=data_dir)
     common = dict(out_dir=out, name=name, seq_len=seq_len, calibration=dataset, validate=validate, strict=strict,
                   trust_model=trust_model, raise_on_error=raise_on_error, progress=progress)
-    if stream or kv_capacity is not None or window is not None:
+    if stream or kv_capacity is not None or window is not None or state != "external" or stride != 1:
         from edgeseq.quantize.stream.convert import convert_stream
 
-        return convert_stream(model, recipe_list, kv_capacity=kv_capacity, window=window, **common)
+        return convert_stream(model, recipe_list, kv_capacity=kv_capacity, window=window, state=state, stride=stride,
+                              **common)
     from edgeseq.quantize.convert import convert_model
 
     return convert_model(model, recipe_list, **common)

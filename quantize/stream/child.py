@@ -35,7 +35,8 @@ def _build(model: Any, export: dict, batch_size: int | None) -> Any:
 
     if export["kind"] == StreamKind.WINDOW:
         return build_window_model(model, export["size"], batch_size=batch_size)
-    return build_step_model(model, kv_capacity=export["size"], batch_size=batch_size)
+    return build_step_model(model, kv_capacity=export["size"], batch_size=batch_size,
+                            stride=int(export.get("stride") or 1))
 
 
 def _step_calibration(model: Any, export: dict, X: Any, samples: int, seed: int) -> list[dict]:
@@ -43,7 +44,8 @@ def _step_calibration(model: Any, export: dict, X: Any, samples: int, seed: int)
     X is the sequence "x" and held static inputs, fed at every step)."""
     from edgeseq.models.streaming import run_steps
 
-    step = _build(model, export, None)
+    k = int(export.get("stride") or 1)
+    step = _build(model, {**export, "stride": 1}, None)
     held = None
     if isinstance(X, dict):
         held = {k: v[:CALIBRATION_SEQUENCES] for k, v in X.items() if k != "x"}
@@ -54,7 +56,11 @@ def _step_calibration(model: Any, export: dict, X: Any, samples: int, seed: int)
     # Steps spread over the whole sequence, at least four positions: with `samples` <= the sequences, stepping every
     # T-th step recorded only step 0 (zero state), and the int8 state's range collapsed (parity 0.66 top-1).
     every = max(1, min(X.shape[1] // 4, X.shape[1] * len(X) // max(1, samples)))
+    every = max(k, every // k * k)  # K frames per invoke: a sample is the state at a chunk's start and its K frames
     _, seen = run_steps(step, X, record_every=every, held=held)
+    if k > 1:  # x becomes the K frames from the recorded step on (chunks that run past the end are left out)
+        seen = [{**feed, "x": X[:, j * every : j * every + k]} for j, feed in enumerate(seen)
+                if j * every + k <= X.shape[1]]
     pool = [{k: v[i : i + 1] for k, v in feed.items()} for feed in seen for i in range(len(X))]
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(pool), size=min(samples, len(pool)), replace=False)
@@ -74,6 +80,18 @@ def fit_windows(X: np.ndarray, size: int) -> np.ndarray:
         return np.ascontiguousarray(X[:, -size:])
     pad = np.zeros((len(X), size - X.shape[1], *X.shape[2:]), X.dtype)
     return np.concatenate([pad, X], axis=1)
+
+
+def _state_form(data: bytes, state: str) -> tuple[bytes, dict | None]:
+    """The converted step file in the form asked for: state carried by the host, an int8 state requantized in the
+    graph where its output scale differs from its input's; or with the state inside (resource variables)."""
+    from edgeseq.quantize.stream.internal import internalize, requantize_in_graph
+    from edgeseq.quantize.tflite.edit import dump, load
+
+    if state == "internal":
+        return internalize(data)
+    model = load(data)
+    return (dump(model), None) if requantize_in_graph(model) else (data, None)
 
 
 def _convert_child(job_dir: Path) -> int:
@@ -121,6 +139,10 @@ def _convert_child(job_dir: Path) -> int:
             if rep is not None:  # multi-input samples are dicts keyed by signature name
                 conv.representative_dataset = lambda rep=rep: (r if isinstance(r, dict) else [r] for r in rep)
             data = conv.convert()
+            if export["kind"] != StreamKind.WINDOW:
+                data, record = _state_form(data, export.get("state") or "external")
+                if record is not None:
+                    entry["state_inside"] = record
             (job_dir / f"out_{i}.tflite").write_bytes(data)
             entry.update(ok=True, convert_s=round(time.perf_counter() - started, 3))
         except EdgeseqError as exc:
@@ -153,8 +175,9 @@ def _run_child_main(job_dir: Path) -> int:
             interp = load_interpreter(job_dir / f"m_{i}.tflite")
             if export["kind"] == StreamKind.WINDOW:
                 out = run_tflite(interp, X)
-            else:
-                stepper = StreamStepper(np, interp)
+            else:  # one interpreter for every sequence, reset between them: parity checks the reset too
+                path = job_dir / f"m_{i}.tflite"
+                stepper = StreamStepper(np, interp, reload=lambda path=path: load_interpreter(path))
                 out = np.stack([stepper.run(seq, collect=export.get("collect", False),
                                             held=None if held is None else {k: v[n] for k, v in held.items()})
                                 for n, seq in enumerate(X)])

@@ -39,9 +39,10 @@ def _died(proc: subprocess.CompletedProcess, what: str) -> str:
 
 
 def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], trust: bool,
-                   label: str) -> list[bytes | EdgeseqError]:
+                   label: str, records: dict | None = None) -> list[bytes | EdgeseqError]:
     """Convert every item (model_path, recipe, export, cal: index into `calibrations`) in one child (TensorFlow
-    imported once); bytes or the error per item.
+    imported once); bytes or the error per item. `records` (when given) gets {item index: what the child said of a
+    file whose state it moved inside} (edgeseq.quantize.stream.internal).
 
     A child that dies (the converter can SIGSEGV) costs only the item in flight: a fresh child goes on after it.
     """
@@ -69,6 +70,8 @@ def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], tru
                     break
                 if entry.get("ok"):
                     results[i] = (job_dir / f"out_{i}.tflite").read_bytes()
+                    if records is not None and entry.get("state_inside") is not None:
+                        records[i] = entry["state_inside"]
                 else:
                     results[i] = childproc.error_from_record(entry["error"], f"{what}: ", default=ConversionError)
             else:

@@ -49,9 +49,14 @@ from edgeseq.quantize.rnn_routes import auto_rule_summary
 @click.option("--kv-capacity", type=click.IntRange(min=1), default=None,
               help="--stream, causal Transformer: KV cache positions [default: the sequence length].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
+@click.option("--state", type=click.Choice(["external", "internal", "both"]), default="external", show_default=True,
+              help="--stream: where the step model keeps its state: carried by the host (external) or inside the model "
+                   "in resource variables initialised by CALL_ONCE, with a 'reset' signature (internal).")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--stream, recurrent and conv models: K new frames per invoke (input [1, K, F]).")
 def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
             out_dir, name, validate, strict, trust_model, custom_objects, data_dir, as_json, stream, kv_capacity,
-            window) -> None:
+            window, state, stride) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
@@ -63,7 +68,8 @@ def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_
                           calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
                           granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
-                          window=window, custom_objects=custom_objects, raise_on_error=False, progress=progress)
+                          window=window, state=state, stride=stride, custom_objects=custom_objects,
+                          raise_on_error=False, progress=progress)
     if as_json:
         echo_json("convert", {"results": [{"recipe": r.recipe.slug, "written": r.ok, "manifest": r.manifest or None,
                                           "error": None if r.ok else r.error.one_line()} for r in results]})
