@@ -194,7 +194,7 @@ def internalize(data: bytes) -> tuple[bytes, dict]:
     reset = fb.SignatureDefT()
     reset.signatureKey, reset.subgraphIndex, reset.inputs, reset.outputs = RESET_SIGNATURE.encode(), init_index, [], []
     model.signatureDefs.append(reset)
-    record = {"variables": state, "state_bytes": int(sum(s["bytes"] for s in state if s["update"] != "counter")),
+    record = {"variables": state, "state_bytes": int(sum(s["bytes"] for s in state)),  # as an agent counts them
               "init": f"CALL_ONCE runs subgraph {init_index} (every variable set to its zero state) on the first "
                       "invoke",
               "reset": {"signature": RESET_SIGNATURE,
