@@ -96,7 +96,7 @@ def test_custom_layers_load_in_safe_mode_in_every_child(tmp_path, capsys, isolat
     assert code == 2 and len(line) == 1, err
     assert "Gain (registered as 'issue21_gain>Gain')" in line[0] and "--custom-objects PATH.py" in line[0]
     # the path: imported here (the reference) and in the conversion and streaming children
-    code, out, err = run_cli(["convert", str(path), "--recipe", "fp32,int8", "--out", str(tmp_path / "o"),
+    code, out, err = run_cli(["convert", str(path), "--recipe", "fp32,int8", "--calibration", "random", "--out", str(tmp_path / "o"),
                               "--custom-objects", str(tmp_path / "issue21_gain.py")], capsys)
     assert code == 0, err
     manifest = json.loads((tmp_path / "o" / "custom-int8.json").read_text())

@@ -153,7 +153,7 @@ def test_timeseries_transformer_converts_fp32_and_int8_on_edgeseqs_route(ts_tran
     for r in results:
         route, v = r.manifest["route"], r.validation
         assert r.ok and v["passed"] and "fallback" not in route and route["batch"] == 1, (r.error, v)
-        assert sorted(route["norms_as_beta"]) == ["layer_normalization", "layer_normalization_1"]
+        assert len(route["norms_as_beta"]) == 2 and all(n.startswith("layer_normalization") for n in route["norms_as_beta"])
         keras_acc, tfl_acc = v["keras_metrics"]["accuracy"], v["tflite_metrics"]["accuracy"]
         assert keras_acc > 0.8 and tfl_acc >= keras_acc - 0.01
     assert not (tmp_path / "cache" / "logs").exists()  # nothing refused, nothing logged

@@ -64,7 +64,7 @@ def test_npz_token_ids_are_read_as_int32_and_described(tmp_path):
     assert ds.input_shape == (T,) and ds.max_token_id == V - 1 and not ds.per_step
     res = CliRunner().invoke(cli, ["datasets", "show", str(tmp_path / "tok.npz"), "--json"])
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.output)["dataset"]
     assert info["train_shape"] == [240, T] and info["max_token_id"] == V - 1 and info["num_features"] is None
     assert info["input"].startswith("token ids int32") and info["labels"] == "one per sequence"
     text = CliRunner().invoke(cli, ["datasets", "show", str(tmp_path / "tok.npz")])
@@ -77,7 +77,7 @@ def test_npz_per_step_labels_and_targets(tmp_path):
     reg = load_dataset(save_npz(tmp_path / "reg.npz", tagger_arrays(regression=True)))
     assert reg.task == "regression" and reg.per_step and reg.output_dim == 2 and reg.y_test.shape == (80, T, 2)
     res = CliRunner().invoke(cli, ["datasets", "show", str(tmp_path / "reg.npz"), "--json"])
-    assert json.loads(res.output)["labels"] == "one per time step"
+    assert json.loads(res.output)["dataset"]["labels"] == "one per time step"
 
 
 @pytest.mark.parametrize("over, words", [
