@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 
 from edgeseq.core import custom_objects
 from edgeseq.core.errors import InputError, ModelError
@@ -30,16 +31,6 @@ LAYERS = textwrap.dedent('''
 ''')
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from edgeseq.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

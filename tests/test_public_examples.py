@@ -14,21 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 
 T_TS = 24  # the timeseries Transformer's length (the docs use 500; 96 in the issue): small keeps the test quick
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """`edgeseq ARGS` as the console runs it: (exit code, stdout, stderr)."""
-    from edgeseq.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def timeseries_arrays(n_train: int = 160, n_test: int = 64, seed: int = 0, steps: int = T_TS) -> dict:

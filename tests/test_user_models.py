@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 from _zoo_cache import costs, plan_table, planner, prefetch_session
 from click.testing import CliRunner
 
@@ -111,17 +112,6 @@ def test_per_frame_metrics_and_mismatches():
         metrics_for("classification", np.zeros((2, C)), y)  # a per-sequence model on per-frame labels
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """`edgeseq ARGS` as the console runs it: (exit code, stdout, stderr)."""
-    from edgeseq.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_line_error(err: str) -> str:
