@@ -17,12 +17,12 @@ the child's start, the test accuracy, and the GPU's speed-up over the CPU. Every
 training.json, reference.npz: the outputs computed on the device that trained it) goes under --out, so that on a
 CPU machine with TensorFlow
 
-    edgeseq convert OUT/gpu/gru/model.keras --recipe fp32,int8 --calibration fsdd
+    edgeseq convert OUT/gpu/gru/model.keras --recipe fp32,int8 --dataset fsdd
 
 converts it and checks the .tflite against the GPU-computed outputs ("vs the jax-trained reference").
 
-Status in this repository: run with `--device cpu` on JAX (2-core x86 CPU, no GPU); figures in the README section
-"Training on a GPU". **No GPU run happened in the session that wrote this script** (no GPU machine was lent), so
+Status in this repository: run with `--device cpu` on JAX (2-core x86 CPU, no GPU); figures in docs/training.md
+("The GPU benchmark"). **No GPU run happened in the session that wrote this script** (no GPU machine was lent), so
 the GPU branch (`--device gpu`: the backend's default device, checked to be a GPU first) is unexercised here; on
 this machine it stops in one line ("jax sees no GPU on this machine ...").
 """

@@ -5,7 +5,7 @@ the int8 Transformer slower than fp32 on this machine. Prints markdown tables.
 
 Models: DIR/<arch>-small/model.keras from --runs-dir when it is there, else `edgeseq train --preset small --dataset
 japanese_vowels` (latency does not depend on how well the weights are trained: --epochs 1 is enough). Then `edgeseq
-convert --recipe fp32,int8 --calibration japanese_vowels` with the default routes (the fp32 GRU keeps its WHILE loop,
+convert --recipe fp32,int8 --dataset japanese_vowels` with the default routes (the fp32 GRU keeps its WHILE loop,
 the int8 GRU is unrolled) and `edgeseq profile --ops --json --repeat N` on the local target, 1 thread, XNNPACK on.
 Per model the figures are the medians over the N runs (each a fresh agent process).
 """

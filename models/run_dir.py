@@ -185,6 +185,10 @@ def check_zoo_data(data: Any) -> None:
         raise InputError(f"data set {data.name} has one label per time step; the zoo's models give one output per "
                          "sequence", "build your own return_sequences=True model in Keras and convert it: "
                          "README 'Your own model'")
+    if getattr(data, "multi_label", False):
+        raise InputError(f"data set {data.name} has multi-label 0/1 labels [N, K]; the zoo's models give one softmax "
+                         "over classes", "build your own model with K sigmoid outputs in Keras and convert it: README "
+                         "'Your own model'")
 
 
 # float32 weights + gradients + Adam's two slots: four copies of every parameter while training.

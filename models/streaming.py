@@ -95,6 +95,8 @@ def _stateful_layers(model: Any) -> list:
             found.append(layer)
         elif isinstance(layer, keras.layers.Conv1D) and max(layer.kernel_size) > 1:
             found.append(layer)
+        elif isinstance(layer, keras.layers.GlobalAveragePooling1D | keras.layers.GlobalMaxPooling1D):
+            found.append(layer)  # running mean / max over time
         elif isinstance(layer, keras.Model):
             found.extend(_stateful_layers(layer))
     return found
@@ -120,11 +122,47 @@ def _token_ids(model: Any) -> bool:
     return len(inputs) == 1 and len(inputs[0].shape) == 2 and str(inputs[0].dtype).startswith(("int", "uint"))
 
 
+def held_inputs(model: Any) -> list[tuple[str, tuple]]:
+    """(name, shape without batch) of the inputs without a time axis (static features, [batch, F]): a step model
+    takes them as they are at every step, held for the whole stream. Refused when more than one input has a time
+    axis (which would the step's x be?)."""
+    if len(getattr(model, "inputs", None) or []) < 2:
+        return []
+    timed = [t for t in model.inputs if len(t.shape) == 3 or (len(t.shape) == 2 and str(t.dtype).startswith(
+        ("int", "uint")) and t.shape[1] is None)]
+    timed = timed or [t for t in model.inputs if len(t.shape) == 3]
+    if len(timed) != 1:
+        raise InputError(f"cannot stream {model.name}: {len(timed)} of its inputs have a time axis "
+                         f"({', '.join(str(t.name) for t in timed)}); a step model takes one step of one sequence",
+                         "stream a model with one sequence input (other inputs are held for the whole stream), or "
+                         "measure the sliding-window baseline of a single-input model with --window W")
+    held = [(str(t.name), tuple(int(d) for d in t.shape[1:])) for t in model.inputs if t is not timed[0]]
+    for name, shape in held:
+        if len(shape) != 1 or name in ("x", "pos", "y"):
+            raise InputError(f"cannot stream {model.name}: input {name!r} ({list(shape)}) is neither the sequence "
+                             "nor a static feature vector [batch, F] named other than x, pos and y",
+                             "give static inputs the shape [batch, F] and their own names")
+    return held
+
+
+def _time_input(model: Any) -> Any:
+    """The one input with a time axis (the only input of a single-input model)."""
+    if len(model.inputs) == 1:
+        return model.inputs[0]
+    held = {n for n, _ in held_inputs(model)}
+    return next(t for t in model.inputs if str(t.name) not in held)
+
+
 def _shape(model: Any) -> tuple[int | None, int | None]:
-    """(time steps or None, features; None for token ids)."""
+    """(time steps or None, features; None for token ids) of the sequence input."""
     if _token_ids(model):
         t = model.inputs[0].shape[1]
         return (int(t) if t is not None else None), None
+    if len(model.inputs) > 1:
+        seq = _time_input(model)
+        if len(seq.shape) == 2:
+            return (int(seq.shape[1]) if seq.shape[1] is not None else None), None
+        return (int(seq.shape[1]) if seq.shape[1] is not None else None), int(seq.shape[2])
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 3:
         raise ModelError(
             "a streaming model needs one [batch, time, features] input (or int token ids [batch, time])",
@@ -170,6 +208,8 @@ def analyze_streaming(model: Any) -> StreamInfo:
                 "retrain the causal Transformer with pooling='last' (the default for causal=True)",
             )
         return StreamInfo(StreamKind.KV_CACHE, seq_len, features, {"num_layers": len(attention)})
+    if len(model.inputs) > 1:  # a sequence beside static features: the graph walk holds the static inputs
+        return _graph_info(model, seq_len, features)
     if not _stateful_layers(model):
         raise ModelError(
             f"cannot stream {model.name}: it has neither recurrent layers, causal convolutions nor causal "
@@ -227,11 +267,17 @@ def _get(model: Any, name: str) -> Any | None:
 
 
 # ----------------------------------------------------------------------------------------------- builders
-def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: int | None = 1) -> Any:
-    """The step model of `model` (see the module docstring). `kv_capacity` defaults to the model's seq_len."""
+def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: int | None = 1,
+                     stride: int = 1) -> Any:
+    """The step model of `model` (see the module docstring). `kv_capacity` defaults to the model's seq_len. With
+    `stride` K > 1 (recurrent and conv models) one call takes K frames, x (B, K, F), and steps K times; y is the
+    last frame's output, or every frame's (B, K, ...) for a model with an output per time step."""
     import keras
 
     info = analyze_streaming(model)
+    if stride != 1:
+        return _strided(model, build_step_model(model, kv_capacity=kv_capacity, batch_size=batch_size), info,
+                        stride, batch_size)
     F = info.num_features
     if F is None:  # token ids: one int32 id per step
         x = keras.Input(batch_shape=(batch_size,), dtype="int32", name="x")
@@ -246,6 +292,8 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
         step = make_graph_step_layer(model, capacity)  # checks the capacity
         if plan.needs_pos:
             inputs["pos"] = keras.Input(batch_shape=(batch_size,), dtype="int32", name="pos")
+        for name, shape in plan.held_specs:  # static inputs, the same at every step of a stream
+            inputs[name] = keras.Input(batch_shape=(batch_size, *shape), name=name)
         for name, shape in plan.state_specs(capacity):
             inputs[name] = keras.Input(batch_shape=(batch_size, *shape), name=name)
         name = f"{model.name}_kv{capacity}" if capacity else f"{model.name}_step"
@@ -266,6 +314,35 @@ def build_step_model(model: Any, *, kv_capacity: int | None = None, batch_size: 
     outputs = step(inputs)
     # A list of inputs, not a dict: TFLiteConverter.from_keras_model takes a Keras-2 code path for dict inputs.
     return keras.Model(list(inputs.values()), outputs, name=name.replace("-", "_"))
+
+
+def _strided(model: Any, step_model: Any, info: StreamInfo, stride: int, batch_size: int | None) -> Any:
+    import keras
+    from keras import ops
+
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise InputError(f"--stride must be a positive integer, got {stride!r}")
+    names = [t.name.split(":")[0] for t in step_model.inputs]
+    if "pos" in names:
+        raise InputError(f"cannot stream {model.name} {stride} frames per invoke: its step reads a position (a KV "
+                         "cache or a position table), and --stride steps recurrent state and conv ring buffers only",
+                         "drop --stride for attention models")
+    F = info.num_features
+    x = keras.Input(batch_shape=(batch_size, stride) + (() if F is None else (F,)), name="x",
+                    dtype="int32" if F is None else "float32")
+    inputs = {"x": x}
+    for t, n in zip(step_model.inputs, names, strict=True):
+        if n != "x":
+            inputs[n] = keras.Input(batch_shape=(batch_size, *t.shape[1:]), name=n)
+    state = {n: v for n, v in inputs.items() if n != "x"}
+    ys = []
+    for k in range(stride):
+        out = step_model([x[:, k], *[state[n] for n in names if n != "x"]])
+        state = {n: out[n] for n in state}
+        ys.append(out["y"])
+    per_frame = len(model.outputs[0].shape) == 3
+    outputs = {"y": ops.stack(ys, axis=1) if per_frame else ys[-1], **state}
+    return keras.Model(list(inputs.values()), outputs, name=f"{step_model.name}_s{stride}")
 
 
 def build_window_model(model: Any, window: int, *, batch_size: int | None = 1) -> Any:
@@ -289,32 +366,35 @@ def build_window_model(model: Any, window: int, *, batch_size: int | None = 1) -
     return keras.Model(clone.inputs[0], clone.outputs[0], name=f"{model.name}_win{window}".replace("-", "_"))
 
 
-def initial_state(step_model: Any, batch: int = 1) -> dict[str, np.ndarray]:
-    """Zeros for every state input (and pos = 0 where there is one)."""
+def initial_state(step_model: Any, batch: int = 1, held: dict | None = None) -> dict[str, np.ndarray]:
+    """Zeros for every state input (and pos = 0 where there is one); `held` inputs are not state."""
     out = {}
     for t in step_model.inputs:
         name = t.name.split(":")[0]
-        if name == "x":
+        if name == "x" or name in (held or {}):
             continue
         shape = (batch, *[int(d) for d in t.shape[1:]])
         out[name] = np.zeros(shape, np.int32 if name == "pos" else np.float32)
     return out
 
 
-def run_steps(step_model: Any, X: np.ndarray, *, collect: bool = False, record_every: int = 0) -> Any:
-    """Feed X (N, T, F), or token ids (N, T), one step at a time through a batch-None step model in Keras.
+def run_steps(step_model: Any, X: np.ndarray, *, collect: bool = False, record_every: int = 0,
+              held: dict | None = None) -> Any:
+    """Feed X (N, T, F), or token ids (N, T), one step at a time through a batch-None step model in Keras; `held`:
+    {input name: (N, F)} static inputs, fed unchanged at every step.
 
     Returns the last step's y (N, ...), or with `collect` the stacked y of every step (N, T, ...). With
     `record_every` k > 0, also returns the step inputs seen at every k-th step (calibration samples for int8).
     """
     X = np.asarray(X)
     X = X.astype(np.int32) if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32, copy=False)
-    state = initial_state(step_model, len(X))
+    held = {k: np.asarray(v, np.float32) for k, v in (held or {}).items()}
+    state = initial_state(step_model, len(X), held)
     names = [n for n in state if n != "pos"]
     ys, seen = [], []
     y = None
     for t in range(X.shape[1]):
-        feed = {"x": X[:, t], **state}
+        feed = {"x": X[:, t], **held, **state}
         if record_every and t % record_every == 0:
             seen.append({k: np.array(v) for k, v in feed.items()})
         out = step_model(feed, training=False)

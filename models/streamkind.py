@@ -1,4 +1,4 @@
-"""The three ways a sequence model serves a stream, named once.
+"""The ways a sequence model serves a stream, named once.
 
 Every layer uses these names: the step-model builders in `models`, the stream exports and their manifests in
 `quantize` (`stream.kind`), the agent's JSON (`stream.kind`; the agent is standalone, so it spells the values out and
@@ -15,6 +15,10 @@ class StreamKind(str, Enum):
     RECURRENT_STEP = "recurrent-step"  # one step per invoke, the recurrent state carried between invokes
     KV_CACHE = "kv-cache"  # one attention step per invoke, keys/values of earlier steps kept in a cache
     WINDOW = "window"  # the whole window re-run for every new step (any model: the baseline)
+    # the state (recurrent state, KV cache, conv ring buffers) kept inside the model, in resource variables
+    # initialised by CALL_ONCE: the host writes the input, invokes and reads the output (edgeseq's --state internal,
+    # kws_streaming's internal-state mode, microWakeWord's published models)
+    INTERNAL_STATE = "internal-state"
 
     def __str__(self) -> str:
         return self.value
@@ -25,8 +29,9 @@ class StreamKind(str, Enum):
         return _LABELS[self]
 
     def file_part(self, size: int | None) -> str:
-        """The part of an export's file name: 'step', 'kv<capacity>', 'win<W>' (a name, never parsed back)."""
-        if self is StreamKind.RECURRENT_STEP:
+        """The part of an export's file name: 'step', 'kv<capacity>', 'win<W>' (a name, never parsed back). A model
+        with its state inside is named by the form it was exported from (`internal_part`)."""
+        if self in (StreamKind.RECURRENT_STEP, StreamKind.INTERNAL_STATE):
             return "step"
         return f"{'kv' if self is StreamKind.KV_CACHE else 'win'}{int(size or 0)}"
 
@@ -43,11 +48,12 @@ class StreamKind(str, Enum):
 
 
 _LABELS = {StreamKind.RECURRENT_STEP: "recurrent state", StreamKind.KV_CACHE: "kv cache",
-           StreamKind.WINDOW: "window recompute"}
+           StreamKind.WINDOW: "window recompute", StreamKind.INTERNAL_STATE: "state inside"}
 _ALIASES = {
     **{k.value: k for k in StreamKind},
     **{label: k for k, label in _LABELS.items()},
     # names used before edgeseq 0.2 (export specs, agent modes, analysis results), still read from old files
     "step": StreamKind.RECURRENT_STEP, "recurrent": StreamKind.RECURRENT_STEP,
     "kv": StreamKind.KV_CACHE, "transformer": StreamKind.KV_CACHE,
+    "internal": StreamKind.INTERNAL_STATE, "state-inside": StreamKind.INTERNAL_STATE,
 }

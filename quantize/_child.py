@@ -53,6 +53,10 @@ def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = Tr
             raise RuntimeError("calibrated recipe without calibration data")
 
         def representative():
+            if isinstance(calibration, list):  # several inputs, in Keras's order
+                for i in range(len(calibration[0])):
+                    yield [c[i : i + 1] for c in calibration]
+                return
             for i in range(len(calibration)):
                 yield [calibration[i : i + 1]]
 
@@ -66,6 +70,8 @@ def _converter(model: Any, recipe: Any, calibration: Any, per_channel: bool = Tr
 def _rebuild(model: Any, seq_len: int | None, strategy: str, report: dict) -> Any:
     from edgeseq.quantize.rebuild import fixed_shape_model
 
+    if strategy == "plain":  # the fallback: the model as saved, as TF's plain converter takes it (free batch)
+        return model
     if strategy == "fused":
         from edgeseq.quantize.fused_lstm import fused_model
 
@@ -101,6 +107,9 @@ def _post_process(data: bytes, strategy: str, report: dict) -> bytes:
     from edgeseq.core.errors import ConversionError
     from edgeseq.quantize.tflite import edit as tflite_edit
 
+    if strategy == "plain":  # the free batch (and a free time axis) fixed in the file's signature where it runs
+        data, report["fixed_signature"] = tflite_edit.fix_input_shapes(data, report.pop("fixed_shapes"))
+        return data
     if strategy == "fused":
         from edgeseq.quantize.fused_lstm import OP, count_fused_ops
 
@@ -118,18 +127,19 @@ def _post_process(data: bytes, strategy: str, report: dict) -> bytes:
     return data
 
 
-def _reason(exc: BaseException) -> str:
-    """The converter's own one-line reason, out of its multi-line MLIR dump."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in lines:
-        if "error:" in ln:
-            return ln.split("error:", 1)[1].strip()[:240]
-    return (lines[0] if lines else type(exc).__name__)[:240]
+def _refusal(exc: BaseException, model: Any, job: dict) -> str:
+    """The converter's refusal in words (quantize/converter_log.py), its whole text in the job's log file."""
+    from edgeseq.quantize.converter_log import layer_names, refusal_line, write_log
+
+    log = write_log(job.get("log_path"), str(exc), job)
+    return refusal_line(str(exc), layer_names(model), log)
 
 
 def run(job_dir: Path) -> int:
     job = json.loads((job_dir / "job.json").read_text())
     hook = os.environ.get(CRASH_HOOK_ENV)
+    if hook == f"refuse:{job['strategy']}":  # test hook: a converter refusal of this route, as TF words one
+        return _refuse_for_test(job_dir, job)
     if hook == "1" or (hook == "per-tensor" and job.get("per_channel") is False) or hook == f"route:{job['strategy']}":
         os.abort()
 
@@ -137,15 +147,27 @@ def run(job_dir: Path) -> int:
 
     from edgeseq.core.errors import ConversionError, EdgeseqError
     from edgeseq.core.fsio import childproc
+    from edgeseq.quantize.keras_fixes import install
     from edgeseq.quantize.loading import load_keras_model
     from edgeseq.quantize.recipes import Recipe
 
+    install()  # Keras's batch-1 `add` trap (quantize/keras_fixes.py), for every graph this process traces
     recipe = Recipe.from_dict(job["recipe"])
     report: dict[str, Any] = {"ok": False}
     try:
         model = load_keras_model(job["model_path"], trust_model=job["trust_model"])
+        from edgeseq.quantize.simplify import simplify_degenerate_norms
+
+        report["norms_as_beta"] = simplify_degenerate_norms(model)  # exact: LayerNorm over one element is beta
+        if job["strategy"] == "plain":
+            from edgeseq.quantize.multi_input import input_specs
+
+            report["fixed_shapes"] = [(s["name"], s["shape"]) for s in input_specs(model, job["seq_len"])]
         calib_path = job_dir / "calibration.npy"
         calibration = np.load(calib_path) if calib_path.exists() else None
+        if (job_dir / "calibration.npz").exists():  # several inputs: one array per input, fed in Keras's order
+            with np.load(job_dir / "calibration.npz") as cal:
+                calibration = [cal[str(t.name)] for t in model.inputs]
         strategy = job["strategy"]
         per_channel = job["per_channel"] if job.get("per_channel") is not None else recipe.per_channel_for(strategy)
         report["weight_scales"] = "per-channel" if per_channel else "per-tensor"
@@ -161,7 +183,7 @@ def run(job_dir: Path) -> int:
         except Exception as exc:  # noqa: BLE001 - the converter raises many types; its reason is the message
             hint = ("retry with --rnn-strategy unroll" if strategy in ("loop", "fused")
                     else "try another recipe (edgeseq models --capabilities lists what each supports)")
-            err = ConversionError(f"the converter refused: {_reason(exc)}", hint)
+            err = ConversionError(f"the converter refused {_refusal(exc, model, job)}", hint)
             report["error"] = childproc.error_record(err)
             (job_dir / "report.json").write_text(json.dumps(report))
             return 3
@@ -191,6 +213,20 @@ def run(job_dir: Path) -> int:
     report["ok"] = True
     (job_dir / "report.json").write_text(json.dumps(report))
     return 0
+
+
+def _refuse_for_test(job_dir: Path, job: dict) -> int:
+    from edgeseq.core.errors import ConversionError
+    from edgeseq.core.fsio import childproc
+    from edgeseq.quantize.converter_log import refusal_line, write_log
+
+    text = ('loc(callsite(fused["BiasAdd:", "functional_1/dense_1/BiasAdd@__inference_function_1"] at '
+            'fused["StatefulPartitionedCall:", "StatefulPartitionedCall_1"])): error: \'tf.Transpose\' op x should '
+            'be of the same rank with y, got x of rank 3, and y of rank 4\n<unknown>:0: note: called from')
+    line = refusal_line(text, ["dense_1"], write_log(job.get("log_path"), text, job))
+    err = ConversionError(f"the converter refused {line}", "try another recipe")
+    (job_dir / "report.json").write_text(json.dumps({"ok": False, "error": childproc.error_record(err)}))
+    return 3
 
 
 if __name__ == "__main__":

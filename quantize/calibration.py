@@ -30,21 +30,24 @@ class Inputs:
     y_val: np.ndarray | None
     validation_record: dict
     vocab: int | None = None  # token-id models: ids are 0..vocab-1 (X is int32 [N, T])
+    specs: list | None = None  # several inputs (quantize/multi_input.py): X_val is {input name: array}
 
     @property
     def tokens(self) -> bool:
-        return self.X_val.ndim == 2
+        return not isinstance(self.X_val, dict) and self.X_val.ndim == 2
 
-    def calibration(self, samples: int, seed: int = CALIBRATION_SEED) -> tuple[np.ndarray, dict]:
+    def calibration(self, samples: int, seed: int = CALIBRATION_SEED) -> tuple[Any, dict]:
         """`samples` seeded calibration inputs from the training split, and the record that reproduces them."""
+        if self.specs is not None:
+            return _calibration_multi(self, samples, seed)
         if self.dataset is None:
             rng = np.random.default_rng(seed)
             if self.tokens:
                 X = random_ids(rng, (samples, *self.X_val.shape[1:]), self.vocab)
-                return X, {"source": "random-ids", "note": f"uniform ids 0..{self.vocab - 1}, not data (--calibration random); "
+                return X, {"source": "random-ids", "note": f"uniform ids 0..{self.vocab - 1}, not data (--dataset random); "
                            "pass --dataset DATASET for a faithful int8 model", "samples": samples, "seed": seed}
             X = rng.standard_normal((samples, *self.X_val.shape[1:])).astype(np.float32)
-            return X, {"source": "random-normal", "note": "N(0,1) inputs, not data (--calibration random); pass "
+            return X, {"source": "random-normal", "note": "N(0,1) inputs, not data (--dataset random); pass "
                        "--dataset DATASET for a faithful int8 model", "samples": samples, "seed": seed}
         X_train = self.dataset.X_train
         idx = select_indices(len(X_train), samples, seed)
@@ -60,6 +63,65 @@ class Inputs:
             "indices_sha256": hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest(),
             "constant_step_guard": guard,
         }
+
+
+def _calibration_multi(self: Inputs, samples: int, seed: int) -> tuple[dict, dict]:
+    """Several inputs: the same seeded rows of every input (or random ones per input), constant steps guarded on
+    each time-axis input (the other inputs repeat their first row in the extra sample)."""
+    from edgeseq.quantize.multi_input import random_inputs, take
+
+    vocab = {s["name"]: self.vocab for s in self.specs if s["kind"] == "token-ids"}
+    if self.dataset is None:
+        X = random_inputs(self.specs, samples, np.random.default_rng(seed), vocab)
+        return X, {"source": "random-normal", "note": "no calibration data given: random inputs per input (N(0,1), "
+                   "ids 0..V-1); pass --calibration DATASET for a faithful int8 model", "samples": samples,
+                   "seed": seed, "inputs": [s["name"] for s in self.specs]}
+    train = self.dataset.inputs["train"]
+    idx = select_indices(len(next(iter(train.values()))), samples, seed)
+    from edgeseq.quantize.multi_input import check_data
+
+    X = take(check_data(self.name, train, self.specs, "train"), idx)
+    guards = {}
+    for s in self.specs:
+        if s["kind"] == "static":
+            continue
+        guarded, guard = guard_constant_steps(X[s["name"]], seed, self.vocab)
+        if guard:
+            guards[s["name"]] = guard
+            X = {k: guarded if k == s["name"] else np.concatenate([v, v[:1]]) for k, v in X.items()}
+    return X, {"source": "dataset", "dataset": self.name, "split": "train", "samples": int(len(idx)), "seed": seed,
+               "indices": idx.tolist(), "indices_sha256": hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest(),
+               "constant_step_guard": guards or None, "inputs": [s["name"] for s in self.specs]}
+
+
+def prepare_multi_inputs(source: Any, specs: list[dict], vocab: int | None = None,
+                         seed: int = CALIBRATION_SEED) -> Inputs:
+    """Validation inputs for a model with several inputs (`specs`: quantize/multi_input.py): the test split of a data
+    set with one array per input name, or random inputs per input's shape and dtype."""
+    from edgeseq.quantize.multi_input import check_data, random_inputs, take
+
+    if source is None:
+        ids = {s["name"]: vocab for s in specs if s["kind"] == "token-ids"}
+        X = random_inputs(specs, RANDOM_VALIDATION_SAMPLES, np.random.default_rng(seed + 1), ids)
+        record = {"source": "random-normal", "samples": RANDOM_VALIDATION_SAMPLES, "seed": seed + 1,
+                  "note": "no data set given: parity checked on random inputs per input, no accuracy"}
+        return Inputs(None, "random", None, X, None, record, vocab, specs)
+    ds = _load(source)
+    name = getattr(ds, "name", str(source))
+    if getattr(ds, "inputs", None) is None:
+        raise InputError(f"the model has {len(specs)} inputs ({', '.join(s['name'] for s in specs)}) but data set "
+                         f"{name} holds one X", "give an .npz with X_train_<input> and X_test_<input> for each input")
+    test = check_data(name, ds.inputs["test"], specs, "test")
+    check_data(name, ds.inputs["train"], specs, "train")
+    for s in specs:
+        if s["kind"] == "token-ids":
+            check_ids(test[s["name"]], vocab, f"data set {name} (X_test_{s['name']})")
+    n = len(ds.y_test)
+    idx = np.arange(n) if n <= VALIDATION_SAMPLES else select_indices(n, VALIDATION_SAMPLES, seed)
+    record = {"source": "dataset", "dataset": name, "split": "test", "samples": int(len(idx)),
+              "indices_sha256": hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest(),
+              "inputs": [s["name"] for s in specs]}
+    return Inputs(ds, name, ds.task, take(test, idx), ds.y_test[idx], record, vocab, specs)
 
 
 def guard_constant_steps(X: np.ndarray, seed: int, vocab: int | None = None) -> tuple[np.ndarray, dict | None]:

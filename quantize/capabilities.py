@@ -93,6 +93,10 @@ TABLE: tuple[Capability, ...] = (
                  "state (state_<layer>_buf); padding='causal' is exact, 'valid' delays y by (k-1)*dilation steps (the "
                  "manifest's delay_steps); padding='same' and strides > 1 are refused when the model is analysed")
       for form in (StreamKind.RECURRENT_STEP.value, StreamKind.KV_CACHE.value)),
+    Capability("recurrent", "*", StreamKind.INTERNAL_STATE.value, True,
+               "the step model's state moved inside it (--state internal): resource variables read at the start of "
+               "the graph and assigned at its end, zeroed by CALL_ONCE; KV caches and conv ring buffers too, and "
+               "--stride K frames per invoke for recurrent and conv models"),
     Capability("bidirectional", "*", StreamKind.RECURRENT_STEP.value, False,
                "a bidirectional RNN reads the sequence from its end: no output exists before the whole window",
                "retrain with bidirectional=False, or use the window baseline (--window W)"),

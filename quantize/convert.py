@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -35,19 +34,21 @@ from edgeseq.core.fsio import (
 from edgeseq.quantize import rnn_routes
 from edgeseq.quantize.calibration import Inputs, prepare_inputs
 from edgeseq.quantize.capabilities import families_of, refusal
+from edgeseq.quantize.converter_log import layer_names, log_path_for
 from edgeseq.quantize.float_ops import float_in_file
 from edgeseq.quantize.float_ops import resolve as resolve_float_ops
 from edgeseq.quantize.granularity import GRANULARITY_RULE, granularity_figure, prefer_per_tensor
 from edgeseq.quantize.inspect import analyze
 from edgeseq.quantize.manifest import build_manifest, manifest_path_for
+from edgeseq.quantize.multi_input import as_list, count, several_inputs
 from edgeseq.quantize.quant_match import op_layers
 from edgeseq.quantize.recipes import Recipe, get_recipe
 from edgeseq.quantize.slim import compact
+from edgeseq.quantize.source import _guess_task, default_name, head_record, model_input_record, source_record
 from edgeseq.quantize.tflite.reader import parse_bytes
 from edgeseq.quantize.training_reference import check_reference, load_reference
 
 CHILD_TIMEOUT_S = 900
-_GENERIC_STEMS = {"model", "best", "final", "last", "checkpoint"}
 
 
 @dataclass
@@ -65,64 +66,6 @@ class ConversionResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def default_name(model_path: str | os.PathLike) -> str:
-    """runs/gru-jv/model.keras -> 'gru-jv'; their_model.keras -> 'their_model'."""
-    p = Path(model_path)
-    stem = p.parent.name if p.stem.lower() in _GENERIC_STEMS and p.parent.name else p.stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-") or "model"
-
-
-def layer_names(model: Any) -> list[str]:
-    """Every layer name of a Keras model, nested models and wrapped layers included."""
-    names, stack = [], list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop()
-        names.append(layer.name)
-        stack.extend(getattr(layer, "layers", []) or [])
-        if getattr(layer, "layer", None) is not None:
-            stack.append(layer.layer)
-    return sorted(set(names))
-
-
-def _guess_task(model: Any) -> str | None:
-    """Classification when the model ends in a softmax (a Softmax layer or a Dense with softmax activation)."""
-    last = model.layers[-1] if model.layers else None
-    if last is None:
-        return None
-    if type(last).__name__ == "Softmax" or getattr(last, "get_config", dict)().get("activation") == "softmax":
-        return "classification"
-    return None
-
-
-def model_input_record(model: Any) -> dict:
-    """What the model's input is, for the manifest (`source.input`): features, or token ids with the vocabulary
-    size (what the agent's random ids and evaluate's id check read)."""
-    from edgeseq.quantize.loading import saved_model_vocab
-    from edgeseq.quantize.rebuild import is_token_input, token_vocab
-
-    if not is_token_input(model):
-        return {"kind": "features", "dtype": "float32"}
-    vocab, where = token_vocab(model), "Embedding input_dim"
-    if vocab is None:
-        vocab, where = saved_model_vocab(model), "the SavedModel's embedding variable"
-    return {"kind": "token-ids", "dtype": "int32", "vocab_size": vocab, "vocab_from": where if vocab else None}
-
-
-def source_record(path: Path, model: Any, task: str | None, input_record: dict) -> dict:
-    """The manifest's `source`: path, format, sha256 and bytes (of a SavedModel directory's files), parameters,
-    task, input, and whether the model gives one output per time step."""
-    from edgeseq.quantize.loading import source_fingerprint
-
-    sha, size = source_fingerprint(path)
-    loaded = getattr(model, "edgeseq_source", None) or {}
-    fmt, policy = loaded.get("format", "keras"), loaded.get("trained_dtype_policy")
-    out_rank = len(model.outputs[0].shape)
-    return {"path": str(path), "format": fmt, "sha256": sha, "bytes": size, "parameters": int(model.count_params()),
-            "task": task, "input": input_record, "per_step_output": out_rank == 3,
-            "output_shape": [None if d is None else int(d) for d in model.outputs[0].shape],
-            **({"trained_dtype_policy": policy, "converted_compute": "float32"} if policy else {})}
 
 
 def _run_child(job_dir: Path, label: str, hint: str) -> dict:
@@ -145,7 +88,8 @@ def _run_child(job_dir: Path, label: str, hint: str) -> dict:
     raise ConversionError(f"the converter failed on {label} (exit {proc.returncode}: {tail[0][:160]})", hint)
 
 
-def _validate(data: bytes, recipe: Recipe, inputs: Inputs, reference: np.ndarray, keras_metric: dict | None) -> dict:
+def _validate(data: bytes, recipe: Recipe, inputs: Inputs, reference: np.ndarray, keras_metric: dict | None,
+              label: str, head: dict | None = None) -> dict:
     from edgeseq.quantize.isolated import run_tflite_isolated
     from edgeseq.quantize.runtime import interpreter_class
     from edgeseq.quantize.validate import parity, task_metric
@@ -154,11 +98,11 @@ def _validate(data: bytes, recipe: Recipe, inputs: Inputs, reference: np.ndarray
     try:
         outputs = run_tflite_isolated(data, inputs.X_val, f"the {recipe.slug} model")
     except ModelError as exc:
-        raise ConversionError(f"converted, but the runtime cannot run it: {exc.message}") from exc
-    result = parity(reference, outputs, inputs.task, recipe.tolerance)
+        raise ConversionError(f"{label}: converted, but the runtime cannot run it: {exc.message}") from exc
+    result = parity(reference, outputs, inputs.task, recipe.tolerance, head)
     result.update(runtime=runtime, runtime_version=version, data=inputs.validation_record)
     if inputs.y_val is not None:
-        result["tflite_metrics"] = task_metric(outputs, inputs.y_val, inputs.task)
+        result["tflite_metrics"] = task_metric(outputs, inputs.y_val, inputs.task, head)
         result["keras_metrics"] = keras_metric
     return result
 
@@ -201,12 +145,15 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgeseq-convert-") as tmp:
         job_dir = Path(tmp)
-        if X_cal is not None:
+        if isinstance(X_cal, dict):  # several inputs: one array per input name
+            np.savez(job_dir / "calibration.npz", **X_cal)
+        elif X_cal is not None:
             np.save(job_dir / "calibration.npy", X_cal)
         job = {"model_path": str(ctx["model_path"]), "recipe": recipe.to_dict(), "seq_len": ctx["seq_len"],
                "strategy": strategy, "trust_model": ctx["trust_model"], "per_channel": per_channel,
                "measure_looped_fp32": strategy == "unroll" and looped_fp32_bytes is None,
-               "float_ops": ctx["float_ops"].get(recipe.slug, {}).get("ops", [])}
+               "float_ops": ctx["float_ops"].get(recipe.slug, {}).get("ops", []),
+               "log_path": str(log_path_for(ctx["name"], recipe.slug))}
         (job_dir / "job.json").write_text(json.dumps(job))
         report = _run_child(job_dir, label, hint)
         data = (job_dir / "model.tflite").read_bytes()
@@ -229,7 +176,8 @@ def _make_candidate(recipe: Recipe, ctx: dict, strategy: str, per_channel: bool,
         warnings.append("the model uses Flex (Select TF) ops: stock LiteRT/TFLite device runtimes cannot run it")
     started = time.perf_counter()
     if ctx["validate"] and not info["flex_ops"]:
-        validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"])
+        validation = _validate(data, recipe, ctx["inputs"], ctx["reference"], ctx["keras_metric"], label,
+                               ctx["source"].get("head"))
         validation["reference"] = ctx["reference_from"]
         check_reference(validation, data, recipe, ctx["inputs"].task, ctx["training_reference"])
     else:
@@ -268,6 +216,30 @@ def _choose_route(recipe: Recipe, ctx: dict, X_cal: np.ndarray | None, looped_fp
     return rnn_routes.choose(route_plan, attempt, label)
 
 
+PLAIN_CONVERTER = "tf.lite.TFLiteConverter.from_keras_model on the model as saved (TF's plain route)"
+
+
+def _plain_fallback(recipe: Recipe, ctx: dict, X_cal: np.ndarray | None, label: str,
+                    failed: ConversionError) -> tuple[_Candidate, str, dict, dict]:
+    """edgeseq's own route (batch-1 rebuild, fixed time axis, RNN routes) failed to convert: convert the model as
+    saved, as TF's plain converter does, with the free batch (and time axis) then fixed to the data's shape in the
+    file where that runs; validated the same way. The original error stands when this fails too."""
+    if ctx["source"]["format"] == "saved_model":
+        raise failed
+    plain_label = f"{label}, TF's plain converter route"
+    try:
+        cand = _make_candidate(recipe, ctx, "plain", recipe.per_channel_for("plain"), X_cal, None, plain_label,
+                               failed.hint or "try another recipe")
+    except ConversionError as exc:
+        why = exc.message.removeprefix(f"{plain_label}: ")
+        raise ConversionError(f"{failed.message}; TF's plain converter route failed too: {why}", failed.hint) from exc
+    info = {"rnn": "plain" if ctx["recurrent"] else "none",
+            "rnn_reason": "TF's plain converter route (edgeseq's own route failed to convert)"}
+    fallback = {"from": "edgeseq's batch-1 rebuild" + (" and RNN routes" if ctx["recurrent"] else ""),
+                "why": failed.one_line()[:400], "to": "plain"}
+    return cand, "plain", info, fallback
+
+
 def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> ConversionResult:
     result = ConversionResult(recipe)
     label = f"{ctx['name']} ({ctx['model_path'].name}) with recipe {recipe.slug}"
@@ -276,7 +248,13 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         ctx["float_ops"][recipe.slug] = resolve_float_ops(recipe.float_ops, ctx["op_evidence"], platform.machine())
     if recipe.calibrated:
         X_cal, calibration = ctx["inputs"].calibration(recipe.calibration_samples)
-    first, strategy, rnn_info = _choose_route(recipe, ctx, X_cal, looped_fp32_bytes, label)
+    fallback = None
+    try:
+        first, strategy, rnn_info = _choose_route(recipe, ctx, X_cal, looped_fp32_bytes, label)
+    except ConversionError as exc:  # never worse than TF's plain converter
+        first, strategy, rnn_info, fallback = _plain_fallback(recipe, ctx, X_cal, label, exc)
+        result.warnings.append("edgeseq's own route failed to convert; TF's plain converter route converted it "
+                               "(the manifest's route.fallback says why)")
     hint = ("retry with --rnn-strategy unroll" if strategy in ("loop", "fused") and recipe.calibrated
             else "try another recipe or --rnn-strategy" if ctx["recurrent"] else "try another recipe")
     kept, candidates = first, [first]
@@ -312,7 +290,8 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
     looped = report.get("looped_fp32_bytes") or looped_fp32_bytes
     route = {"converter": ("tf.lite.TFLiteConverter.from_keras_model over the SavedModel's serving signature "
                            "(keras.layers.TFSMLayer)" if ctx["source"]["format"] == "saved_model"
-                           else "tf.lite.TFLiteConverter.from_keras_model"), "batch": 1, "seq_len": ctx["seq_len"],
+                           else PLAIN_CONVERTER if fallback else "tf.lite.TFLiteConverter.from_keras_model"),
+             "batch": 1, "seq_len": ctx["seq_len"],
              "ops": "builtins+flex" if info["flex_ops"] else "builtins", **rnn_info,
              "compacted": {"converter_bytes": kept.converted_bytes, "bytes_saved": kept.converted_bytes - len(data)}}
     if recipe.mode != "fp32":
@@ -320,9 +299,14 @@ def _convert_one(recipe: Recipe, ctx: dict, looped_fp32_bytes: int | None) -> Co
         route["granularity"] = granularity
     if recipe.float_ops:  # what was asked, what stayed float and why, and what is float in the file
         route["float_ops"] = ctx["float_ops"][recipe.slug] | {"float_in_file": float_in_file(info)}
-    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill", "loop_quantize_hoisted", "int4"):
+    if fallback:
+        fixed = report.get("fixed_signature")
+        route["batch"] = 1 if fixed is not None else "free (the plain converter's signature; runs at batch 1)"
+        route["fallback"] = fallback | {"fixed_signature": fixed}
+    for key in ("fused_ops", "while_calibration", "splat_bytes_to_fill", "loop_quantize_hoisted", "norms_as_beta",
+                "int4"):
         if report.get(key):  # what the route needed: fused ops, the calibrator workaround, zero buffers as FILL,
-            # the int8 loop's input quantized once outside the loop
+            # the int8 loop's input quantized once outside the loop, LayerNorms over one element as their beta
             route[key] = report[key]
     if strategy == "unroll":
         route["size_cost"] = {"looped_fp32_bytes": looped, "ratio_to_looped_fp32":
@@ -390,20 +374,28 @@ def convert_model(
         check_file_name(name, "name")  # it becomes <name>-<slug>.tflite inside out_dir, never a path
     path = Path(model_path)
     model = load_keras_model(path, trust_model=trust_model)
-    steps, features = resolve_seq_len(model, seq_len)
     if len(model.outputs) != 1:
         raise ModelError(f"{path} has {len(model.outputs)} outputs; edgeseq converts single-output models")
-    input_record = model_input_record(model)
-    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features, vocab=input_record.get("vocab_size"))
+    if len(model.inputs) > 1:  # several inputs, each by its name (quantize/multi_input.py)
+        steps, features, input_record, inputs = several_inputs(model, seq_len, calibration)
+    else:
+        steps, features = resolve_seq_len(model, seq_len)
+        input_record = model_input_record(model)
+        inputs = prepare_inputs(calibration, seq_len=steps, num_features=features,
+                                vocab=input_record.get("vocab_size"))
     if inputs.task is None:
         inputs = dataclasses.replace(inputs, dataset=None, task=_guess_task(model), y_val=None)
-    say(f"reference outputs from Keras on {len(inputs.X_val)} {inputs.validation_record['source']} samples")
-    reference = np.asarray(model.predict(inputs.X_val, batch_size=64, verbose=0), dtype=np.float32)
+    say(f"reference outputs from Keras on {count(inputs.X_val)} {inputs.validation_record['source']} samples")
+    from edgeseq.quantize.keras_fixes import batch1_safe_add
+
+    with batch1_safe_add():  # a last batch of one sample would meet Keras's batch-1 `add` trap
+        reference = np.asarray(model.predict(as_list(inputs.X_val, inputs.specs), batch_size=64, verbose=0),
+                               dtype=np.float32)
     keras_metric = None
     if inputs.y_val is not None:
         from edgeseq.quantize.validate import task_metric
 
-        keras_metric = task_metric(reference, inputs.y_val, inputs.task)
+        keras_metric = task_metric(reference, inputs.y_val, inputs.task, head_record(model))
     families = families_of(model)
     ctx = {
         "model_path": path.resolve(), "name": name or default_name(path), "seq_len": steps,
@@ -416,7 +408,8 @@ def convert_model(
                            else "the Keras model"),
     }
     # A training run's own file is also checked against the outputs of the backend that trained it.
-    ctx["training_reference"] = load_reference(path, steps, features, model) if validate else None
+    ctx["training_reference"] = (load_reference(path, steps, features, model) if validate and inputs.specs is None
+                                 else None)
     del model
     results: list[ConversionResult] = []
     looped_fp32: int | None = None

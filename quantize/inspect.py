@@ -245,6 +245,35 @@ def _weights(f: TFLiteFile) -> dict[str, Any]:
     return {"bytes": int(sum(by_dtype.values())), "bytes_by_dtype": dict(by_dtype), "parameters": int(params)}
 
 
+STATE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+
+
+def state_inside(f: TFLiteFile) -> dict[str, Any] | None:
+    """How a model keeps its state in resource variables (edgeseq's --state internal, kws_streaming's internal state,
+    microWakeWord): the state ops found, each variable the main graph reads (named by its READ_VARIABLE output),
+    frames per invoke from the input shape, and whether a `reset` signature exists; None for a model without them."""
+    main = f.model.subgraphs[0]
+    ops = [f.op_names[op.opcodeIndex] for op in main.operators or []]
+    found = sorted({o for o in ops if o in STATE_OPS})
+    if not found:
+        return None
+    seen, variables = set(), []
+    for op, name in zip(main.operators or [], ops, strict=True):
+        if name == "READ_VARIABLE" and _ins(op) and _outs(op) and _ins(op)[0] not in seen:
+            seen.add(_ins(op)[0])
+            t = main.tensors[_outs(op)[0]]
+            variables.append({**describe_tensor(f, t), "bytes": f.tensor_bytes(t)})
+    inputs = [main.tensors[i] for i in (main.inputs if main.inputs is not None else [])]
+    shape = [int(d) for d in inputs[0].shape] if len(inputs) == 1 and inputs[0].shape is not None else []
+    ids = bool(inputs) and f.tensor_dtype(inputs[0]).startswith("int") and _qparams(inputs[0])[0] is None
+    frames = shape[1] if len(shape) == (2 if ids else 3) else 1
+    sigs = [s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else str(s.signatureKey)
+            for s in f.model.signatureDefs or []]
+    return {"ops": found, "variables": variables, "state_bytes": int(sum(v["bytes"] for v in variables)),
+            "frames_per_invoke": frames, "reset_signature": "reset" in sigs,
+            "initialiser": "CALL_ONCE" in found}
+
+
 def analyze(f: TFLiteFile, runtime: str = "ai_edge_litert") -> dict[str, Any]:
     main = f.model.subgraphs[0]
     by_type: dict[str, Counter] = defaultdict(Counter)
@@ -278,6 +307,7 @@ def analyze(f: TFLiteFile, runtime: str = "ai_edge_litert") -> dict[str, Any]:
         "peak_activation_bytes": peak_activation_bytes(f),
         "memory_estimate": estimate_memory(f, runtime),
         "flex_ops": f.is_flex(),
+        "state_inside": state_inside(f),
     }
 
 

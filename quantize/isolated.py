@@ -22,13 +22,16 @@ from edgeseq.core.fsio import childproc
 RUN_TIMEOUT_S = 900
 
 
-def run_tflite_isolated(data: bytes, X: np.ndarray, label: str) -> np.ndarray:
+def run_tflite_isolated(data: bytes, X: np.ndarray | dict, label: str) -> np.ndarray:
     """Dequantized outputs of `data` on every sample of X; ModelError naming how the runtime died if it did."""
     with tempfile.TemporaryDirectory(prefix="edgeseq-run-") as tmp:
         job = Path(tmp)
         (job / "model.tflite").write_bytes(data)
-        X = np.asarray(X)
-        np.save(job / "inputs.npy", X if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32))
+        if isinstance(X, dict):  # several inputs, by name
+            np.savez(job / "inputs.npz", **X)
+        else:
+            X = np.asarray(X)
+            np.save(job / "inputs.npy", X if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32))
         cmd = [sys.executable, "-m", "edgeseq.quantize.isolated", str(job)]
         try:
             proc = childproc.run(cmd, timeout=RUN_TIMEOUT_S, scratch=job)
@@ -49,7 +52,12 @@ def _main(job: Path) -> int:
 
     try:
         interp = load_interpreter(job / "model.tflite")
-        np.save(job / "outputs.npy", run_tflite(interp, np.load(job / "inputs.npy")))
+        if (job / "inputs.npz").exists():
+            with np.load(job / "inputs.npz") as data:
+                X = {k: data[k] for k in data.files}
+        else:
+            X = np.load(job / "inputs.npy")
+        np.save(job / "outputs.npy", run_tflite(interp, X))
     except EdgeseqError as exc:
         (job / "error.json").write_text(json.dumps(childproc.error_record(exc)))
         return 1

@@ -218,6 +218,34 @@ def holds_lambda(config: dict) -> bool:
     return "Lambda" in _walk_classes(config)
 
 
+def _custom_classes(node: Any) -> set[tuple[str, str]]:
+    """(class name, registered name) of every object in a config that Keras did not ship (a `registered_name` with a
+    package, `Package>Class`)."""
+    found: set[tuple[str, str]] = set()
+    if isinstance(node, dict):
+        reg = node.get("registered_name")
+        if isinstance(node.get("class_name"), str) and isinstance(reg, str) and ">" in reg:
+            found.add((node["class_name"], reg))
+        for value in node.values():
+            found |= _custom_classes(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _custom_classes(value)
+    return found
+
+
+def check_registered(path: str | os.PathLike, config: dict) -> None:
+    """Every custom class the file names is registered in this process, else one line naming it and the option."""
+    import keras
+
+    missing = sorted(reg for cls, reg in _custom_classes(config) if keras.saving.get_registered_object(reg) is None)
+    if missing:
+        names = ", ".join(f"{r.split('>', 1)[1]} (registered as {r!r})" for r in missing[:4])
+        raise ModelError(f"{path} uses custom class(es) {names} that no imported module registers",
+                         "pass --custom-objects PATH.py (or a module name): the file that defines them with "
+                         "@keras.saving.register_keras_serializable; importing it runs its code")
+
+
 def register_edgeseq_layers() -> None:
     """Import the zoo's custom layers so their registered names resolve in safe mode."""
     try:
@@ -240,7 +268,11 @@ def load_keras_model(path: str | os.PathLike, *, trust_model: bool = False) -> A
         raise ModelError(f"{path} holds a Python lambda layer, which safe mode refuses to load", TRUST_HINT)
     import keras
 
+    from edgeseq.core.custom_objects import import_all
+
     register_edgeseq_layers()
+    import_all()  # --custom-objects: the user's modules register their classes (in this process and every child)
+    check_registered(path, config)
     try:
         model = keras.saving.load_model(str(path), compile=False, safe_mode=not trust_model)
     except Exception as exc:

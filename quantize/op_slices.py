@@ -6,15 +6,21 @@ the tensors a full invoke of the real model produced, times them alternately, an
 the op's time per call: what one more such op costs inside a runtime, with the invoke's fixed cost (the Python call,
 the interpreter, a delegate's entry) cancelled out. Only the Python agent and the device's own runtime are needed,
 so it works the same on ai-edge-litert and tflite-runtime. LiteRT's profiler C API was tried first (see
-README "Per-op time"): its events carry whole microseconds and XNNPACK's own op names, so the sub-µs XNNPACK ops of
-these models read 0.
+docs/profiling.md, "Per-op time"): its events carry whole microseconds and XNNPACK's own op names, so the sub-µs
+XNNPACK ops of these models read 0.
 
 A WHILE loop in the main graph is cut too: its cond and body subgraphs are also written whole as capture models (the
 agent runs them from the loop's first state, counting the trips and reading the first iteration's tensors), and
 their ops are cut like the main graph's, called once per trip (the cond once more). What cannot be cut, with the
-reason `cut_ops` returns: custom ops, other control flow (IF, CALL_ONCE, StableHLO regions, a loop inside a loop),
-resource variables and variable tensors (state the one-op models would not carry), and weights outside the
+reason `cut_ops` returns: custom ops, other control flow (IF, StableHLO regions, a loop inside a loop), resource
+variables inside a loop, variable tensors (state the one-op models would not carry), and weights outside the
 flatbuffer (>2 GiB models).
+
+A model that keeps its state in resource variables (edgeseq's --state internal, kws_streaming, microWakeWord) is cut
+too: CALL_ONCE's initialiser subgraph is written whole and timed once (it runs on the first invoke only, so it adds
+nothing per invoke: calls 0, `once_ns`); a READ_VARIABLE or ASSIGN_VARIABLE slice takes its VAR_HANDLE with it (a
+resource cannot be fed from outside), and a READ first assigns the variable the value the real invoke read (fed
+like any input), so the replicas read what the model reads; VAR_HANDLE is timed like any op.
 
 The pack handed to the agent is one uncompressed zip: `slices.json` (schema PACK_SCHEMA, the model's sha256, per op
 its index, subgraph, type, dtypes, output shape, the tensors to feed and its two files) and the .tflite files.
@@ -79,6 +85,10 @@ def why_not(f: TFLiteFile) -> str | None:
         name = f.op_names[op.opcodeIndex]
         if name == "WHILE":
             run += [op.builtinOptions.condSubgraphIndex, op.builtinOptions.bodySubgraphIndex]
+        elif name == "CALL_ONCE":
+            init = subgraphs[op.builtinOptions.initSubgraphIndex]
+            if any(_subgraph_refs(o) for o in init.operators or []):
+                return f"op {k} is CALL_ONCE, whose initialiser runs other subgraphs itself"
         elif _subgraph_refs(op):
             return (f"op {k} is {name}, which runs other subgraphs inside it; the sub-model route cuts the main "
                     "graph and WHILE loops only")
@@ -92,9 +102,9 @@ def why_not(f: TFLiteFile) -> str | None:
                 return f"op {k}{where} is the custom op {name!r}: a one-op model of it needs that op's kernel"
             if s and _subgraph_refs(op):
                 return f"op {k}{where} is {name}, a loop or branch inside a loop, which the route does not cut"
-            if name in _STATE_OPS:
-                return (f"op {k}{where} is {name}: state kept in resource variables lives across ops, so one-op "
-                        "models cannot reproduce it")
+            if s and name in _STATE_OPS:
+                return (f"op {k}{where} is {name}: resource variables inside a loop, which the route does not "
+                        "cut")
         if any(t.isVariable for t in sg.tensors or []):
             return f"subgraph {s} has variable tensors (state carried between invokes)"
     return None
@@ -147,24 +157,46 @@ class _Builder:
         return pack_model(m, 4096 + sum(len(b.data) for b in self.buffers if b.data is not None))
 
 
+def _producer(sg: Any, tensor: int) -> Any:
+    return next(o for o in sg.operators or [] if tensor in _ints(o.outputs))
+
+
+def _assign_code(f: TFLiteFile) -> int:
+    """The model's own ASSIGN_VARIABLE opcode (a READ slice assigns the value first); ValueError without one."""
+    return next(i for i, name in enumerate(f.op_names) if name == "ASSIGN_VARIABLE")
+
+
 def _slice(f: TFLiteFile, sg: Any, op: Any, replicas: int) -> tuple[bytes, list[int]]:
-    """The op `replicas` times, reading the same inputs; returns (model bytes, the original tensors fed, in order)."""
+    """The op `replicas` times, reading the same inputs; returns (model bytes, the original tensors fed, in order).
+    A resource input comes with its VAR_HANDLE; a READ_VARIABLE's variable is first assigned the value it read."""
     b = _Builder(f, sg)
     ins, outs, mids = _ints(op.inputs), _ints(op.outputs), _ints(op.intermediates)
     local: dict[int, int] = {}
     feeds: list[int] = []
+    inputs: list[int] = []  # the slice's own tensor for each feed
+    new_ops, graph_outs = [], []
     for i in ins:
         if i >= 0 and i not in local:
             local[i] = b.tensor(i)
-            if not f.is_constant(sg.tensors[i]):
+            if f.tensor_dtype(sg.tensors[i]) == "resource":
+                new_ops.append(b.op(_producer(sg, i), [], [local[i]]))
+                if f.op_names[op.opcodeIndex] == "READ_VARIABLE":
+                    value = b.tensor(outs[0])  # named t<output>: fed the value the real invoke read
+                    feeds.append(outs[0])
+                    inputs.append(value)
+                    assign = copy.copy(op)
+                    assign.opcodeIndex = _assign_code(f)
+                    assign.builtinOptionsType, assign.builtinOptions = 0, None
+                    new_ops.append(b.op(assign, [local[i], value], []))
+            elif not f.is_constant(sg.tensors[i]):
                 feeds.append(i)
-    new_ops, graph_outs = [], []
+                inputs.append(local[i])
     for r in range(replicas):
         o_new = [b.tensor(i, f"r{r}_t{i}", fresh_output=True) for i in outs]
         m_new = [b.tensor(i, f"r{r}_m{i}", fresh_output=True) for i in mids] if mids else None
         new_ops.append(b.op(op, [local[i] if i >= 0 else -1 for i in ins], o_new, m_new))
         graph_outs += o_new
-    return b.model(new_ops, [local[i] for i in feeds], graph_outs), feeds
+    return b.model(new_ops, inputs, graph_outs), feeds
 
 
 def _whole(f: TFLiteFile, s: int) -> bytes:
@@ -215,6 +247,13 @@ def cut_ops(path: str | os.PathLike | TFLiteFile, replicas: int = REPLICAS) -> O
             name = f.op_names[op.opcodeIndex]
             if name == "WHILE":
                 continue  # its cond and body ops are cut instead; the loop's own bookkeeping is not timed
+            if name == "CALL_ONCE":  # the initialiser, whole: timed once, on a fresh interpreter's first invoke
+                init = op.builtinOptions.initSubgraphIndex
+                entry = {"index": k, "subgraph": s, "type": name, "dtypes": "", "output_shape": [], "feeds": [],
+                         "init": f"sg{init}.tflite", "loop": loop}
+                out.files[entry["init"]] = _whole(f, init)
+                out.ops.append(entry)
+                continue
             one, feeds = _slice(f, sg, op, 1)
             many, _ = _slice(f, sg, op, replicas)
             outs = _ints(op.outputs)

@@ -129,11 +129,18 @@ def _clone_layer(layer: Any, unroll: bool) -> Any:
 
 
 def fixed_shape_model(model: Any, seq_len: int | None, *, unroll: bool) -> Any:
-    """A batch-1, fixed-length functional model with `model`'s weights; RNNs unrolled when `unroll`."""
+    """A batch-1, fixed-length functional model with `model`'s weights; RNNs unrolled when `unroll`. A model with
+    several inputs gets batch-1 inputs named like its own (quantize/multi_input.py)."""
     import keras
 
-    shape = fixed_batch_shape(model, seq_len)
-    inp = fixed_input(model, seq_len)
+    if len(model.inputs) > 1:
+        from edgeseq.quantize.multi_input import fixed_inputs
+
+        inp = fixed_inputs(model, seq_len)
+        shape = tuple(inp[0].shape)
+    else:
+        shape = fixed_batch_shape(model, seq_len)
+        inp = fixed_input(model, seq_len)
     if not unroll:
         # Shares the layers (and weights) of `model`: nothing to copy.
         return keras.Model(inp, model(inp), name=f"{model.name}_fixed")
@@ -151,7 +158,8 @@ def fixed_shape_model(model: Any, seq_len: int | None, *, unroll: bool) -> Any:
             f"cannot rebuild this model unrolled ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})",
             "use --rnn-strategy loop, or build the model as a Functional/Sequential model",
         ) from exc
-    if not isinstance(clone, keras.Model) or tuple(clone.inputs[0].shape) != shape:
+    if not isinstance(clone, keras.Model) or tuple(clone.inputs[0].shape) != shape or len(clone.inputs) != len(
+            model.inputs):
         clone = keras.Model(inp, clone(inp), name=f"{model.name}_unrolled")
     src, dst = model.get_weights(), clone.get_weights()
     if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst, strict=True)):

@@ -31,8 +31,35 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
-    """Outputs (dequantized float32) of the first output for every sample; batch-1 models run one sample at a time."""
+def input_details_by_name(interp: Any, names: list[str]) -> dict[str, dict]:
+    """Each of `names` (Keras input names) to its interpreter input detail: through the serving signature, else by
+    tensor name (`serving_default_<name>:0`, or the name itself). InputError naming what is missing."""
+    details = interp.get_input_details()
+    by_index = {d["index"]: d for d in details}
+    found: dict[str, dict] = {}
+    try:
+        runner = interp.get_signature_runner()
+        for name, d in runner.get_input_details().items():
+            if name in names and d["index"] in by_index:
+                found[name] = by_index[d["index"]]
+    except (ValueError, RuntimeError, KeyError):  # no signature: tensor names below
+        pass
+    for d in details:
+        for name in names:
+            if name not in found and (d["name"] == name or d["name"].startswith(f"serving_default_{name}:")):
+                found[name] = d
+    missing = [n for n in names if n not in found]
+    if missing or len(details) != len(names):
+        raise InputError(f"the model's inputs ({', '.join(d['name'] for d in details)}) do not match the data's "
+                         f"({', '.join(names)})", "give one array per model input, named like its keras.Input")
+    return found
+
+
+def run_tflite(interp: Any, X: np.ndarray | dict) -> np.ndarray:
+    """Outputs (dequantized float32) of the first output for every sample; batch-1 models run one sample at a time.
+    Several inputs: `X` is {input name: array}, each fed to the input of that name."""
+    if isinstance(X, dict):
+        return _run_several(interp, X)
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     shape = tuple(int(d) for d in inp["shape"])
@@ -56,15 +83,37 @@ def run_tflite(interp: Any, X: np.ndarray) -> np.ndarray:
     return np.concatenate(results) if results else np.zeros((0,), np.float32)
 
 
-def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str) -> dict[str, float]:
+def _run_several(interp: Any, X: dict) -> np.ndarray:
+    details = input_details_by_name(interp, list(X))
+    out = interp.get_output_details()[0]
+    arrays = {}
+    for name, d in details.items():
+        ids = np.issubdtype(d["dtype"], np.integer) and not d["quantization"][0]
+        arrays[name] = np.asarray(X[name], dtype=np.int32 if ids else np.float32)
+        shape = [int(s) for s in d["shape"]]
+        if list(arrays[name].shape[1:]) != shape[1:]:
+            raise InputError(f"input {name!r}: data shape {list(arrays[name].shape[1:])} does not match the model's "
+                             f"{shape[1:]} (per sample)", "use data with the model's shapes")
+    results = []
+    for i in range(len(next(iter(arrays.values())))):
+        for name, d in details.items():
+            interp.set_tensor(d["index"], _quantize(arrays[name][i : i + 1], d))
+        interp.invoke()
+        results.append(_dequantize(interp.get_tensor(out["index"]), out)[:1])
+    return np.concatenate(results) if results else np.zeros((0,), np.float32)
+
+
+def task_metric(outputs: np.ndarray, labels: np.ndarray, task: str, head: dict | None = None) -> dict[str, float]:
     """Accuracy for classifiers, MSE and MAE for regression: the same terms training reports. Per-time-step outputs
-    ([N, T, C] / [N, T, H] against labels [N, T] / [N, T, H]) are scored per frame (`per_frame`, `frames`)."""
+    ([N, T, C] / [N, T, H] against labels [N, T] / [N, T, H]) are scored per frame (`per_frame`, `frames`); sigmoid
+    heads against 0/1 labels are thresholded (edgeseq.core.metrics; `head` is the manifest's source.head)."""
     from edgeseq.core.metrics import metrics_for
 
-    return metrics_for(task, outputs, labels)
+    return metrics_for(task, outputs, labels, head)
 
 
-def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: Tolerance) -> dict[str, Any]:
+def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: Tolerance,
+           head: dict | None = None) -> dict[str, Any]:
     """Diffs against Keras; `passed` with the reasons it did not. Diffs are scaled by max(1, max|reference|).
 
     Top-1 agreement is gated on decisive samples only (Keras's top-two margin above twice the mean-abs tolerance),
@@ -89,6 +138,19 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
         failures.append(f"max |diff| {result['max_abs_diff']:.3g} > {tol.max_abs * scale:.3g}")
     if result["mean_abs_diff"] > tol.mean_abs * scale:
         failures.append(f"mean |diff| {result['mean_abs_diff']:.3g} > {tol.mean_abs * scale:.3g}")
+    if (head or {}).get("activation") == "sigmoid":
+        from edgeseq.core.metrics import head_threshold
+
+        threshold = head_threshold(head, reference)[0]
+        agree = (ref > threshold) == (got > threshold)
+        decisive = np.abs(ref - threshold) > 2 * tol.mean_abs * scale
+        result["agreement"] = f"thresholded at {threshold:g}, output by output"
+        result["top1_agreement"] = float(agree.mean())
+        result["decisive_samples"] = int(decisive.sum())
+        result["top1_agreement_decisive"] = float(agree[decisive].mean()) if decisive.any() else 1.0
+        if result["top1_agreement_decisive"] < tol.top1:
+            failures.append(f"thresholded agreement {result['top1_agreement_decisive']:.3f} < {tol.top1}")
+        task = None  # no argmax below
     if task == "classification" and reference.ndim == 3:  # one class vector per time step: compare frames
         ref = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
         got = outputs.reshape(ref.shape).astype(np.float64)

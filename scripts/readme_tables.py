@@ -57,8 +57,15 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def exit_codes_block(width: int) -> list[str]:
+    import importlib
+
+    from edgeseq.cli import COMMANDS
     from edgeseq.core.errors import exit_codes
 
+    # exit_codes() walks the error classes defined so far: load every command first (no TensorFlow), so the table
+    # lists every class the CLI raises (e.g. targets' SetupNeeded) whatever this process happened to import before.
+    for module, _, _ in COMMANDS.values():
+        importlib.import_module(f"edgeseq.commands.{module}")
     rows = [[code, meaning, ", ".join(f"`{c}`" for c in classes) or "(the CLI itself)"]
             for code, meaning, classes in exit_codes()]
     return _table(["exit", "meaning", "raised as"], rows, ["--:", "---", "---"])

@@ -20,7 +20,7 @@ from edgeseq.targets import agent_build
 from edgeseq.targets.agent_build import PYZ_NAME, agent_pyz, build_agent_pyz
 
 AGENT_DIR = Path(__file__).resolve().parents[1] / "targets" / "agent"
-SECTIONS = ("document", "facts", "memory", "runtime", "inputs", "measuring", "streaming", "ops", "cli")
+SECTIONS = ("document", "facts", "memory", "runtime", "inputs", "measuring", "stepper", "streaming", "ops", "cli")
 RUNTIMES = {"numpy", "ai_edge_litert", "tflite_runtime"}
 
 

@@ -115,7 +115,7 @@ def test_int8_without_data_is_refused_unless_random_is_asked(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["convert", str(tmp_path / "m.keras"), "--recipe", "fp32,int8", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "int8 needs calibration data" in err and "--calibration random" in err
+    assert exc.value.code == 2 and "int8 needs calibration data" in err and "--dataset random" in err
     with pytest.raises(SystemExit) as exc:  # on purpose: the check passes (and the missing model is named)
         main(["convert", str(tmp_path / "m.keras"), "--recipe", "int8", "--calibration", "random"])
     err = capsys.readouterr().err

@@ -151,14 +151,17 @@ def test_non_causal_attention_is_refused_with_the_reason(make, words):
     assert info.value.hint and "window" in info.value.hint
 
 
-def test_global_pooling_after_attention_is_refused():
+def test_global_pooling_after_causal_attention_streams_as_a_running_mean():
+    """Issue 21: refused before; a running mean (state) whose value after the last step is the sequence output."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((T, F))
     h = layers.Dense(D)(inp)
     h = layers.MultiHeadAttention(2, 8)(h, h, use_causal_mask=True)
-    model = keras.Model(inp, layers.Dense(K)(layers.GlobalAveragePooling1D()(h)))
-    with pytest.raises(InputError, match="averages over the whole sequence"):
-        analyze_streaming(model)
+    model = keras.Model(inp, layers.Dense(K)(layers.GlobalAveragePooling1D(name="gap")(h)))
+    assert analyze_streaming(model).kind == StreamKind.KV_CACHE
+    assert ("state_gap_mean", (D,)) in state_specs(model, T)
+    y = run_steps(build_step_model(model, batch_size=None), _x())
+    np.testing.assert_allclose(y, np.asarray(model(_x())), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- conv (fast)

@@ -316,7 +316,9 @@ def test_every_recipe_streams_recurrent_models_within_tolerance(arch, shared, co
     seq = _x(n=1, seed=9)
     np.save(tmp_path / "seq.npy", seq[0])
     rc, d = _agent("--model", io8.tflite_path, "--stream", "--input", tmp_path / "seq.npy", "--runs", 12)
-    assert rc == 0 and all(s["requantized"] and s["dtype"] == "int8" for s in d["stream"]["state"])
+    # int8 state whose output scale differs from its input's is requantized in the graph (a QUANTIZE op), so the
+    # agent copies its bytes as they are
+    assert rc == 0 and all(not s["requantized"] and s["dtype"] == "int8" for s in d["stream"]["state"])
     np.testing.assert_allclose(np.asarray(d["stream"]["final_output"]), np.asarray(model(seq))[0], atol=0.1)
 
 

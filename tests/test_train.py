@@ -121,7 +121,7 @@ def test_cli_one_epoch_tiny_run_prints_plain_progress_without_tty(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "epoch 1/1" in proc.stderr and "Traceback" not in proc.stderr
+    assert "[1/1] transformer-tiny epoch" in proc.stderr and "Traceback" not in proc.stderr
     assert "test accuracy" in proc.stdout
     rec = json.loads((out / "training.json").read_text())
     assert rec["model"]["arch"] == "transformer" and rec["epochs_run"] == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run_cli
 from _zoo_cache import costs, plan_table, planner, prefetch_session
 from click.testing import CliRunner
 
@@ -64,7 +65,7 @@ def test_npz_token_ids_are_read_as_int32_and_described(tmp_path):
     assert ds.input_shape == (T,) and ds.max_token_id == V - 1 and not ds.per_step
     res = CliRunner().invoke(cli, ["datasets", "show", str(tmp_path / "tok.npz"), "--json"])
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.output)["dataset"]
     assert info["train_shape"] == [240, T] and info["max_token_id"] == V - 1 and info["num_features"] is None
     assert info["input"].startswith("token ids int32") and info["labels"] == "one per sequence"
     text = CliRunner().invoke(cli, ["datasets", "show", str(tmp_path / "tok.npz")])
@@ -77,14 +78,14 @@ def test_npz_per_step_labels_and_targets(tmp_path):
     reg = load_dataset(save_npz(tmp_path / "reg.npz", tagger_arrays(regression=True)))
     assert reg.task == "regression" and reg.per_step and reg.output_dim == 2 and reg.y_test.shape == (80, T, 2)
     res = CliRunner().invoke(cli, ["datasets", "show", str(tmp_path / "reg.npz"), "--json"])
-    assert json.loads(res.output)["labels"] == "one per time step"
+    assert json.loads(res.output)["dataset"]["labels"] == "one per time step"
 
 
 @pytest.mark.parametrize("over, words", [
     ({"X_train": np.zeros((240, T))}, "'X_train' has rank 2 .*token ids"),  # floats [N, T]: not ids
     ({"X_test": np.zeros((80, T, 2))}, "one holds token ids"),
     ({"X_train": np.full((240, T), -1)}, "token id -1"),
-    ({"y_train": np.zeros((240, T + 1), np.int64)}, r"expected labels \[N\] or one label per time step"),
+    ({"y_train": np.full((240, T + 1), 2, np.int64)}, r"expected labels \[N\], one label per time step"),
     ({"y_test": np.zeros((80, T), np.int64)}, "one labels each sequence, the other each time step"),
     ({"y_train": np.zeros((240, T + 1, 2), np.float32), "y_test": np.zeros((80, T + 1, 2), np.float32)},
      "per-step targets for 13 steps"),
@@ -111,17 +112,6 @@ def test_per_frame_metrics_and_mismatches():
         metrics_for("classification", np.zeros((2, C)), y)  # a per-sequence model on per-frame labels
 
 
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    """`edgeseq ARGS` as the console runs it: (exit code, stdout, stderr)."""
-    from edgeseq.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def one_line_error(err: str) -> str:

@@ -123,15 +123,21 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
             calibration_samples: int | None = None, rnn_strategy: str | None = None, granularity: str | None = None,
             allow_flex: bool = False, validate: bool = True, strict: bool = True, trust_model: bool = False,
             data_dir: str | None = None, stream: bool = False, kv_capacity: int | None = None,
-            window: int | None = None, float_ops: str | None = None, target: str = "local",
-            db: PathLike | None = None, raise_on_error: bool = True,
-            progress: Callable[[str], None] | None = None) -> list:
+            window: int | None = None, state: str = "external", stride: int = 1, float_ops: str | None = None,
+            target: str = "local", db: PathLike | None = None, custom_objects: Sequence[str] = (),
+            raise_on_error: bool = True, progress: Callable[[str], None] | None = None) -> list:
     """Convert a .keras/.h5 model or a SavedModel directory with each recipe (comma-separated), validate each on
-    LiteRT; returns one `ConversionResult` per recipe. `stream`, `kv_capacity` or `window` export step models.
-    `float_ops` ("BATCH_MATMUL,SOFTMAX" or "auto") keeps op types of the int8 recipe float; auto reads the stored
-    `profile --ops` runs of `target` in `db` (else the default table of its CPU).
-    With `raise_on_error` the first failed recipe's error is raised after every recipe was tried."""
+    LiteRT; returns one `ConversionResult` per recipe. `stream`, `kv_capacity` or `window` export step models;
+    `state` ("external", "internal" or "both") says where a step model keeps its state, `stride` K its frames per
+    invoke. `float_ops` ("BATCH_MATMUL,SOFTMAX" or "auto") keeps op types of the int8 recipe float; auto reads the
+    stored `profile --ops` runs of `target` in `db` (else the default table of its CPU). With `raise_on_error` the
+    first failed recipe's error is raised after every recipe was tried.
+    `custom_objects`: modules (paths or names) defining the model's own layers, imported before it loads, here and
+    in every child (edgeseq.core.custom_objects; it runs their code)."""
+    from edgeseq.core.custom_objects import use
     from edgeseq.core.fsio import check_file_name, check_output_dir
+
+    use(custom_objects)
     from edgeseq.quantize.recipes import parse_recipes
 
     # Every cheap check runs before TensorFlow is imported and before any conversion: a bad --out, --name or data
@@ -145,7 +151,7 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
     calibrated = [r.slug for r in recipe_list if r.calibrated]
     if dataset is None and calibrated:
         raise InputError(f"{', '.join(calibrated)} needs calibration data and none was given",
-                         "pass --dataset NAME or FILE.npz (the data the model will see), or --calibration random "
+                         "pass --dataset NAME or FILE.npz (the data the model will see), or --dataset random "
                          "to calibrate on N(0,1) inputs on purpose")
     if isinstance(dataset, str) and dataset == "random":
         dataset = None  # on purpose: the manifest's validation.data.source says random-normal
@@ -155,10 +161,11 @@ def convert(model: PathLike, recipes: str = "fp32", *, dataset: Any = None, out:
         dataset = load_dataset(dataset, data_dir=data_dir)
     common = dict(out_dir=out, name=name, seq_len=seq_len, calibration=dataset, validate=validate, strict=strict,
                   trust_model=trust_model, raise_on_error=raise_on_error, progress=progress)
-    if stream or kv_capacity is not None or window is not None:
+    if stream or kv_capacity is not None or window is not None or state != "external" or stride != 1:
         from edgeseq.quantize.stream.convert import convert_stream
 
-        return convert_stream(model, recipe_list, kv_capacity=kv_capacity, window=window, **common)
+        return convert_stream(model, recipe_list, kv_capacity=kv_capacity, window=window, state=state, stride=stride,
+                              **common)
     from edgeseq.quantize.convert import convert_model
 
     evidence = None
@@ -222,12 +229,15 @@ def profile(models: Sequence[PathLike], *, target: str | Sequence[str] = "local"
 def stream(models: Sequence[PathLike], contexts: str | Sequence[int] = "16,64,256", *, target: str = "local",
            runs: int = 200, warmup: int = 20, threads: int | None = 1, hop_ms: float | None = None,
            db: PathLike | None = None, input: PathLike | None = None, out: PathLike = "artifacts",
-           on_result: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None) -> list[dict]:
+           on_result: Callable[[dict], None] | None = None, say: Callable[[str], None] | None = None,
+           custom_objects: Sequence[str] = ()) -> list[dict]:
     """Per-step latency and memory of step models as the context grows (`profile --stream --contexts`): .tflite
     exports are profiled as they are, .keras models are exported to `out` first (their step, KV-cache and window
     models). One row per (file, context), each run stored in `db`."""
+    from edgeseq.core.custom_objects import use
     from edgeseq.streams.profile import parse_contexts, profile_contexts, stream_sweep
 
+    use(custom_objects)
     ctx = parse_contexts(contexts)
     keras_models = [m for m in models if str(m).endswith(".keras")]
     tflites = [m for m in models if not str(m).endswith(".keras")]

@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 
 from edgeseq.core.errors import EdgeseqError, ModelError
+from edgeseq.models.graph.frames import CONV2D, FRAME, _FrameRules
 from edgeseq.models.graph.rules import (
     DEFAULT_HINT,
     ELEMENTWISE_OPS,
     IDENTITY_ALSO,
     MERGE,
+    POOLS,
     POSITIONS_DELAYED,
     WHY,
     GraphPlan,
@@ -34,7 +36,7 @@ from edgeseq.models.recurrent_step import (
 )
 
 
-class _Walker(_LayerRules):
+class _Walker(_LayerRules, _FrameRules):
     def __init__(self, model: Any):
         self.model = model
         self.name = model.name
@@ -123,6 +125,9 @@ class _Walker(_LayerRules):
             self.tables.append(int(op.input_dim))
             rec, meta = _Rec("positions", info={"mode": "table", "table": "embeddings"}), _Meta(True)
         else:
+            if any(m.tpad for m in ins) and type(op).__name__ not in CONV2D:
+                raise _refuse(self.name, op, "it follows a ZeroPadding2D that pads the time axis; only a Conv2D "
+                                             "right after it streams that padding (as a causal buffer)")
             rec, meta = self.classify(node, op, ins)
         rec.node, rec.layer = node, op
         rec.src, rec.dst = [id(t) for t in node.input_tensors], [id(out)]
@@ -172,6 +177,10 @@ class _Walker(_LayerRules):
             if op.mode != "last":
                 raise _refuse(self.name, op, "it averages over the whole sequence")
             return self._last(op, first)
+        if kind in POOLS:
+            return self._pool(node, op, first)
+        if kind in FRAME:
+            return self._frame(node, op, first)
         if kind in WHY:
             raise _refuse(self.name, op, WHY[kind])
         probed = self._probe_positions(node, op, first)
@@ -235,12 +244,21 @@ class _Walker(_LayerRules):
 
 def graph_plan(model: Any) -> GraphPlan:
     """Walk `model`'s graph once: what each node becomes in the step, the state it needs; refusals with reasons."""
+    from edgeseq.models.streaming import held_inputs
+
     fn = _functional_of(model)
-    if len(fn.inputs) != 1 or len(fn.outputs) != 1:
-        raise ModelError(f"cannot stream {model.name}: it has {len(fn.inputs)} inputs and {len(fn.outputs)} outputs",
-                         "streaming exports single-input, single-output sequence models")
+    if len(fn.outputs) != 1:
+        raise ModelError(f"cannot stream {model.name}: it has {len(fn.outputs)} outputs",
+                         "streaming exports single-output sequence models")
+    held_names = {n: s for n, s in held_inputs(model)}  # static inputs, held for the whole stream
     w = _Walker(model)
-    w.meta[id(fn.inputs[0])] = _Meta(True)
+    seq = next(t for t in fn.inputs if str(t.name) not in held_names)
+    w.seq_len = seq.shape[1]
+    held = []
+    for t in fn.inputs:
+        w.meta[id(t)] = _Meta(t is seq)
+        if t is not seq:
+            held.append((str(t.name), held_names[str(t.name)], id(t)))
     try:
         w.find_position_ids(fn)
         w.walk(fn, w.needed(fn))
@@ -258,5 +276,5 @@ def graph_plan(model: Any) -> GraphPlan:
         raise ModelError(f"cannot stream {model.name}: it has neither recurrent layers, causal convolutions nor "
                          "causal self-attention", "streaming exports RNN/LSTM/GRU, causal Conv1D and causal "
                          "attention models")
-    return GraphPlan(model.name, w.seq_len, w.records, id(fn.inputs[0]), id(out), m.time, w.carried, w.attention,
-                     w.tables, w.needs_pos, m.delay, w.stateful)
+    return GraphPlan(model.name, w.seq_len, w.records, id(seq), id(out), m.time, w.carried, w.attention,
+                     w.tables, w.needs_pos, m.delay, w.stateful, held)

@@ -35,9 +35,8 @@ DEFAULT_HINT = "streaming exports causal models built from per-step layers, RNNs
 USER_NONCAUSAL_HINT = ("call the attention layer with use_causal_mask=True and retrain, or measure the sliding-window "
                        "baseline with --window W")
 POSITIONS_DELAYED = "it adds positions after a 'valid' Conv1D, which shifts every position (use padding='causal')"
+POOLS = {"GlobalAveragePooling1D": "mean", "GlobalMaxPooling1D": "max"}  # streamed as running state
 WHY = {
-    "GlobalAveragePooling1D": "it averages over the whole sequence",
-    "GlobalMaxPooling1D": "it takes a maximum over the whole sequence",
     "AveragePooling1D": "it pools neighbouring time steps",
     "MaxPooling1D": "it pools neighbouring time steps",
     "Flatten": "it mixes all time steps into one vector",
@@ -66,6 +65,7 @@ class _Meta:
     delay: int = 0  # steps by which "valid" convolutions delay it
     gate: frozenset = frozenset()  # "valid" convolutions whose window must be full before states downstream move
     posids: bool = False  # position indices 0..T-1 computed from the input's shape (they only feed an Embedding)
+    tpad: int = 0  # zero frames a ZeroPadding2D put before the time axis (consumed by the next Conv2D: causal)
 
 
 @dataclass
@@ -82,6 +82,7 @@ class GraphPlan:
     needs_pos: bool
     delay: int
     stateful: list  # names of the layers that carry state
+    held: list = field(default_factory=list)  # (name, shape, tensor id): static inputs, the same at every step
 
     def cache_specs(self, capacity: int) -> list[tuple[str, tuple[int, int, int]]]:
         specs = []
@@ -89,6 +90,10 @@ class GraphPlan:
             specs += [(f"k_cache_{i}", (a["heads"], int(capacity), a["key_dim"])),
                       (f"v_cache_{i}", (a["heads"], int(capacity), a["value_dim"]))]
         return specs
+
+    @property
+    def held_specs(self) -> list[tuple[str, tuple]]:
+        return [(n, s) for n, s, _ in self.held]
 
     def state_specs(self, capacity: int | None = None) -> list[tuple[str, tuple]]:
         """Every state input (name, shape without batch): carried ones, then the KV caches."""
@@ -188,6 +193,35 @@ class _LayerRules:
         gate = m.gate | ({op.name} if valid else set())
         info = {"k": k, "d": d, "span": span, "valid": valid, "gate": m.gate}
         return _Rec("conv", info=info), _Meta(True, m.delay + (span if valid else 0), frozenset(gate))
+
+    def _pool(self, node: Any, op: Any, m: _Meta) -> tuple[_Rec, _Meta]:
+        """Global average / max pooling over time as a running state: the sum of the steps so far divided by the
+        pooled length L (`state_<layer>_mean`; at step L it is the whole-sequence mean), or the maximum so far
+        (`state_<layer>_max`, with `state_<layer>_seen` marking that a step arrived). Every layer the walk accepted
+        before it is causal (a non-causal one is refused with its own reason), so the output after the last step
+        equals the whole-sequence output."""
+        mode = POOLS[type(op).__name__]
+        if getattr(op, "data_format", "channels_last") != "channels_last":
+            raise _refuse(self.name, op, "with data_format='channels_first' on a [batch, time, features] tensor it "
+                                         "pools each step's features and leaves [batch, time], which the next layer "
+                                         "reads across time (every step at once)",
+                          "pool over time with data_format='channels_last', or use --window W")
+        if not m.time:
+            raise _refuse(self.name, op, "its input has no time axis")
+        if node.arguments.kwargs.get("mask") is not None:
+            raise _refuse(self.name, op, "it is called with a mask; edgeseq streams unmasked pooling")
+        shape = node.input_tensors[0].shape
+        length = shape[1] if shape[1] is not None else (self.seq_len - m.delay if self.seq_len else None)
+        if length is None or shape[-1] is None:
+            raise _refuse(self.name, op, "the pooled length is not fixed", "give the model a fixed sequence length")
+        self._own(op)
+        c = int(shape[-1])
+        if mode == "mean":
+            self.carried.append((f"state_{op.name}_mean", (c,)))
+        else:
+            self.carried += [(f"state_{op.name}_max", (c,)), (f"state_{op.name}_seen", (1,))]
+        info = {"mode": mode, "length": int(length), "keepdims": bool(getattr(op, "keepdims", False)), "gate": m.gate}
+        return _Rec("pool", info=info), _Meta(False, m.delay, m.gate)
 
     def _mha(self, node: Any, op: Any) -> tuple[_Rec, _Meta]:
         from keras.src.backend import KerasTensor

@@ -22,7 +22,10 @@ taken); the layers' own weights are used (nothing is copied):
 - positions: a constant (T, d) table added to a tensor (a sinusoidal table, or an Embedding over ops.arange(T)
   evaluated while the model was built) and a custom layer whose only weight is a learned (N, d) position table
   (verified by probing it: it returns the input plus the table's first T rows, or the rows alone) add row `pos`;
-- the last step (`x[:, -1]`, SequencePooling("last")) drops the time axis.
+- the last step (`x[:, -1]`, SequencePooling("last")) drops the time axis;
+- GlobalAveragePooling1D / GlobalMaxPooling1D (channels_last) over time become running state: `state_<layer>_mean`
+  (the sum of the steps so far divided by the pooled length L, so the output at step L is the whole-sequence mean;
+  before that the steps still to come count as zeros) or `state_<layer>_max` with `state_<layer>_seen`.
 
 Anything else that needs other time steps is refused with the layer and the reason.
 """
@@ -73,6 +76,8 @@ def make_graph_step_layer(model: Any, capacity: int | None):
 
         def call(self, inputs):
             vals = {plan.input_id: ops.expand_dims(inputs["x"], 1)}  # (B, 1, F)
+            for name, _, tid in plan.held:  # static inputs: (B, F) as in the sequence model
+                vals[tid] = inputs[name]
             pos = ops.cast(inputs["pos"], "int32") if plan.needs_pos else None
             ready: dict[str, Any] = {}
             out: dict[str, Any] = {}
@@ -126,6 +131,15 @@ def make_graph_step_layer(model: Any, capacity: int | None):
                         out[n] = _gated(s, old, r)
                     if layer.return_sequences:
                         y = ops.expand_dims(y, 1)
+                elif rec.kind == "reshape":
+                    y = ops.reshape(h, (-1, 1, *rec.info["frame"]))
+                elif rec.kind == "frame":  # ZeroPadding2D: frequency padded per frame; time padding is the buffer's
+                    (_, _), (left, right) = layer.padding
+                    y = ops.pad(h, ((0, 0), (0, 0), (left, right), (0, 0))) if left or right else h
+                elif rec.kind == "conv2d":
+                    y = self._conv2d(layer, rec.info, h, inputs, out, ready, gate_of(rec.info["gate"]))
+                elif rec.kind == "pool":
+                    y = self._pool(layer, rec.info, h, inputs, out, gate_of(rec.info["gate"]))
                 elif rec.kind == "conv":
                     y = self._conv(layer, rec.info, h, inputs, out, ready, gate_of(rec.info["gate"]))
                 elif rec.kind == "mha":
@@ -156,6 +170,45 @@ def make_graph_step_layer(model: Any, capacity: int | None):
                 new_fill = ops.concatenate([fill[:, 1:], ops.ones_like(fill[:, :1])], axis=1)
                 out[f"state_{name}_fill"] = _gated(new_fill, fill, r)
             return ops.expand_dims(y, 1)
+
+        def _conv2d(self, layer, info, h, inputs, out, ready, r):
+            """Conv2D / DepthwiseConv2D over [time, frequency]: the ring buffer of the last span frames plus this
+            one, convolved 'valid' (frequency padding, if any, came from a ZeroPadding2D per frame; the layer's own
+            stride and dilation in frequency)."""
+            name = layer.name
+            buf = inputs[f"state_{name}_buf"]  # (B, span, F, C): the last span frames, oldest first
+            window = ops.concatenate([buf, h], axis=1)  # (B, span + 1, F, C)
+            (_, sf), (dt, df) = tuple(layer.strides), tuple(layer.dilation_rate)
+            if info["depthwise"]:
+                y = ops.depthwise_conv(window, layer.kernel, strides=(1, sf), padding="valid", dilation_rate=(dt, df))
+            else:
+                y = ops.conv(window, layer.kernel, strides=(1, sf), padding="valid", dilation_rate=(dt, df))
+            if layer.use_bias:
+                y = y + layer.bias
+            if layer.activation is not None:
+                y = layer.activation(y)
+            out[f"state_{name}_buf"] = _gated(window[:, 1:], buf, r)
+            if info["valid"]:
+                fill = inputs[f"state_{name}_fill"]
+                ready[name] = fill[:, :1]
+                new_fill = ops.concatenate([fill[:, 1:], ops.ones_like(fill[:, :1])], axis=1)
+                out[f"state_{name}_fill"] = _gated(new_fill, fill, r)
+            return y  # (B, 1, F', C')
+
+        def _pool(self, layer, info, h, inputs, out, r):
+            """Running global pooling: the sum so far / L (mean), or the maximum so far (max; `seen` = 1 once a step
+            arrived, so the first step is taken as it is rather than compared with the zero initial state)."""
+            x, name = h[:, 0], layer.name  # (B, C)
+            if info["mode"] == "mean":
+                acc = inputs[f"state_{name}_mean"]
+                y = _gated(acc + x * (1.0 / info["length"]), acc, r)
+                out[f"state_{name}_mean"] = y
+            else:
+                best, seen = inputs[f"state_{name}_max"], inputs[f"state_{name}_seen"]
+                y = _gated(seen * ops.maximum(best, x) + (1.0 - seen) * x, best, r)
+                out[f"state_{name}_max"] = y
+                out[f"state_{name}_seen"] = _gated(ops.ones_like(seen), seen, r)
+            return ops.expand_dims(y, 1) if info["keepdims"] else y
 
         def _mha(self, layer, info, vals, inputs, out, pos, slots, attend):
             i = info["index"]

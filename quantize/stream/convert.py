@@ -32,6 +32,7 @@ import numpy as np
 from edgeseq.core.errors import ConversionError, EdgeseqError, InputError, ModelError, ValidationError
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.quantize.capabilities import families_of, refusal
+from edgeseq.quantize.multi_input import count
 from edgeseq.quantize.stream.child import CALIBRATION_SEQUENCES, fit_windows
 from edgeseq.quantize.stream.jobs import _convert_items, run_stream_tflite
 
@@ -41,32 +42,52 @@ DEFAULT_PARITY_STEPS = 64  # for a variable-length RNN without --seq-len
 
 # ------------------------------------------------------------------------------------------------ export specs
 def _export_list(kind: StreamKind, kv_capacity: int | None, window: int | None, steps: int,
-                 contexts: list[int] | None = None, windows: bool = False) -> list[dict]:
-    """What to export: the step model (recurrent), KV models per capacity, window models per size."""
+                 contexts: list[int] | None = None, windows: bool = False, states: tuple = ("external",),
+                 stride: int = 1) -> list[dict]:
+    """What to export: the step model (recurrent), KV models per capacity, window models per size; each step model
+    in every state form asked for (carried by the host, or inside), K frames per invoke with `stride`."""
     if window is not None or kind == StreamKind.WINDOW:
         return [{"kind": StreamKind.WINDOW.value, "size": int(w)} for w in (contexts or [window or steps])]
     if kind == StreamKind.RECURRENT_STEP:
         out = [{"kind": kind.value, "size": None}]
     else:
         out = [{"kind": StreamKind.KV_CACHE.value, "size": int(c)} for c in (contexts or [kv_capacity or steps])]
+    out = [{**e, "state": st, "stride": stride} for e in out for st in states]
     if windows:
         out += [{"kind": StreamKind.WINDOW.value, "size": int(w)} for w in (contexts or [steps])]
     return out
 
 
 def _file_part(export: dict) -> str:
-    return StreamKind(export["kind"]).file_part(export["size"])
+    """'step', 'kv<C>', 'win<W>'; '-s<K>' for K frames per invoke; '-internal' for the state inside."""
+    part = StreamKind(export["kind"]).file_part(export["size"])
+    if int(export.get("stride") or 1) > 1:
+        part += f"-s{int(export['stride'])}"
+    return part + ("-internal" if export.get("state") == "internal" else "")
 
 
-def _reference(model: Any, export: dict, X: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs for the .tflite, Keras reference outputs) for one export."""
+def _length(export: dict, steps: int) -> int:
+    """Frames a parity sequence runs: the model's length (a KV cache's capacity when shorter), whole invokes only."""
+    k = int(export.get("stride") or 1)
+    return min(steps, export["size"] or steps) // k * k
+
+
+def _reference(model: Any, export: dict, X: Any, steps: int) -> tuple[Any, np.ndarray]:
+    """(inputs for the .tflite, Keras reference outputs) for one export. A dict X is the sequence ("x") and held
+    static inputs (models with several inputs)."""
     from edgeseq.models.streaming import build_window_model
 
+    if isinstance(X, dict):
+        length = min(steps, export["size"] or steps)
+        feed = dict(X, x=np.ascontiguousarray(X["x"][:, :length]))
+        seq = next(t for t in model.inputs if str(t.name) not in X)
+        ordered = [feed["x"] if t is seq else feed[str(t.name)] for t in model.inputs]
+        return feed, np.asarray(model.predict(ordered, batch_size=64, verbose=0), np.float32)
     if export["kind"] == StreamKind.WINDOW:
         Xw = fit_windows(X, export["size"])
         win = build_window_model(model, export["size"], batch_size=None)
         return Xw, np.asarray(win.predict(Xw, batch_size=64, verbose=0), np.float32)
-    length = min(steps, export["size"] or steps)
+    length = _length(export, steps)
     Xs = np.ascontiguousarray(X[:, :length])
     ref_model = model
     if model.inputs[0].shape[1] is not None and length != model.inputs[0].shape[1]:
@@ -75,14 +96,37 @@ def _reference(model: Any, export: dict, X: np.ndarray, steps: int) -> tuple[np.
     return Xs, ref
 
 
-def _stream_record(model: Any, export: dict, parity_steps: int) -> dict:
+def _as_stream(model: Any, X: dict, n: int | None) -> dict:
+    """{input name: array} of a model with several inputs as the stream takes it: the sequence as "x", the held
+    static inputs by name."""
+    from edgeseq.models.streaming import held_inputs
+
+    held = {name for name, _ in held_inputs(model)}
+    seq = next(str(t.name) for t in model.inputs if str(t.name) not in held)
+    return {("x" if k == seq else k): np.ascontiguousarray(v[:n]) for k, v in X.items()}
+
+
+def _stream_record(model: Any, export: dict, parity_steps: int, inside: dict | None = None) -> dict:
     from edgeseq.models.streaming import state_specs, stream_delay
 
     rec: dict[str, Any] = {"kind": StreamKind(export["kind"]).value,
                            "contract": "inputs named like outputs are state (fed back each step); x = step features; "
                                        "pos = step index from 0; y = output",
                            "parity_steps": parity_steps}
+    if export["kind"] != StreamKind.WINDOW:
+        rec["frames_per_invoke"] = int(export.get("stride") or 1)
+    if inside is not None:  # the state lives in resource variables: the device writes x, invokes, reads y
+        rec.update(kind=StreamKind.INTERNAL_STATE.value, form=StreamKind(export["kind"]).value,
+                   contract="x = the next frames_per_invoke frames; y = output; the state (recurrent state, KV "
+                            "caches, conv ring buffers, the position) lives in resource variables, set to zero by "
+                            "CALL_ONCE on the first invoke", state_inside=inside, reset=inside["reset"])
     if export["kind"] in (StreamKind.RECURRENT_STEP, StreamKind.KV_CACHE):
+        from edgeseq.models.streaming import held_inputs
+
+        held = held_inputs(model)
+        if held:
+            rec["held"] = [{"name": n, "shape": [1, *s]} for n, s in held]
+            rec["held_note"] = "static inputs: set once per stream (StreamStepper.hold), the same at every step"
         specs = state_specs(model, export["size"])  # carried state (RNN cells, conv buffers), then KV caches
         rec["state"] = [{"name": n, "shape": [1, *s]} for n, s in specs]
         rec["state_floats"] = int(sum(int(np.prod(s)) for _, s in specs))
@@ -120,12 +164,16 @@ def convert_stream(
     raise_on_error: bool = True,
     progress: Callable[[str], None] | None = None,
     windows: bool = False,
+    state: str = "external",
+    stride: int = 1,
 ) -> list[Any]:
     """Export the step model of a recurrent or causal Transformer model (or, with `window`, the window baseline).
 
     `contexts` exports one model per context (KV capacities, or windows when `window` is set); a recurrent step
     model does not depend on the context and is exported once. `windows` adds the window baseline at each context
-    (or at the model's length) to the step exports. Returns ConversionResults (one per recipe x export), each with a
+    (or at the model's length) to the step exports. `state` "internal" keeps the step model's state inside it
+    (resource variables, CALL_ONCE, a reset signature), "both" writes both forms; `stride` K > 1 takes K frames per
+    invoke (recurrent and conv models). Returns ConversionResults (one per recipe x export), each with a
     manifest holding a "stream" section and parity of T steps through the .tflite.
     """
     spec = {k: v for k, v in locals().items() if k not in ("raise_on_error", "progress", "trust_model")}
@@ -144,7 +192,7 @@ def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
     TensorFlow start-up for all of them. Errors are in each result's `error`; nothing is raised for them."""
     say = progress or (lambda _m: None)
     plans = [_plan(say=say, trust_model=trust_model, **spec) for spec in specs]
-    items, calibrations, refused = [], [], {}
+    items, calibrations, refused, records = [], [], {}, {}
     for k, plan in enumerate(plans):
         calibrations.append(plan["X_cal"])
         for r in plan["recipes"]:
@@ -161,19 +209,22 @@ def convert_stream_many(specs: list[dict], *, trust_model: bool = False,
     started = time.perf_counter()
     label = ", ".join(p["path"].name for p in plans) + " --stream"
     todo = [i for i in range(len(items)) if i not in refused]
-    done = iter(_convert_items([items[i] for i in todo], calibrations, trust_model, label) if todo else [])
+    done = iter(_convert_items([items[i] for i in todo], calibrations, trust_model, label, records) if todo else [])
     converted = [refused[i] if i in refused else next(done) for i in range(len(items))]
+    inside = [None] * len(items)
+    for k, record in records.items():
+        inside[todo[k]] = record
     convert_s = (time.perf_counter() - started) / max(1, len(items))
     out, at = [], 0
     for plan in plans:
         n = len(plan["recipes"]) * len(plan["exports"])
-        out.append(_complete(plan, converted[at : at + n], convert_s, say))
+        out.append(_complete(plan, converted[at : at + n], convert_s, say, inside[at : at + n]))
         at += n
     return out
 
 
 def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, seq_len, calibration,
-          calibration_samples, validate, strict, windows, say, trust_model) -> dict:
+          calibration_samples, validate, strict, windows, say, trust_model, state="external", stride=1) -> dict:
     """Load and check the model, decide the exports, prepare calibration, references and provenance."""
     from edgeseq.models.streaming import analyze_streaming
     from edgeseq.quantize.calibration import prepare_inputs
@@ -183,7 +234,9 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
 
     recipe_list = (parse_recipes(recipes, calibration_samples=calibration_samples) if isinstance(recipes, str)
                    else [get_recipe(r, calibration_samples=calibration_samples) for r in recipes])
-    for label, v in (("--kv-capacity", kv_capacity), ("--window", window)):
+    if state not in ("external", "internal", "both"):
+        raise InputError(f"--state must be external, internal or both, got {state!r}")
+    for label, v in (("--kv-capacity", kv_capacity), ("--window", window), ("--stride", stride)):
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise InputError(f"{label} must be a positive integer, got {v!r}")
     from edgeseq.core.fsio import check_file_name, check_output_dir
@@ -199,6 +252,14 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
         raise ModelError(f"{path.name} is a SavedModel: its graph holds no Keras layers to build a step (or window) "
                          "model from", "stream the .keras or .h5 file of the same model")
     kind = analyze_streaming(model).kind if window is None else StreamKind.WINDOW  # refusals come from here
+    if state != "external" and kind == StreamKind.WINDOW:
+        raise InputError(f"--state {state} moves a step model's state inside it; the window baseline of "
+                         f"{path.name} has no state (it re-runs the window)", "drop --state, or drop --window")
+    if stride != 1 and kind != StreamKind.RECURRENT_STEP:
+        why = "the window baseline re-runs the window per step" if kind == StreamKind.WINDOW else \
+            "its step reads a position (a KV cache or a position table)"
+        raise InputError(f"--stride {stride} takes several frames per invoke of recurrent and conv models; "
+                         f"{path.name} cannot: {why}", "drop --stride")
     t = model.inputs[0].shape[1]
     if t is None and seq_len is None:
         steps = DEFAULT_PARITY_STEPS
@@ -210,29 +271,47 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
     from edgeseq.quantize.convert import model_input_record, source_record
     from edgeseq.quantize.rebuild import is_token_input
 
-    input_record = model_input_record(model)
-    features = None if is_token_input(model) else int(model.inputs[0].shape[-1])  # None: one token id per step
-    exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows)
+    several = len(model.inputs) > 1  # one sequence beside static inputs, held for the whole stream
+    if several:
+        from edgeseq.quantize.multi_input import several_inputs
+
+        if kind == StreamKind.WINDOW or windows:
+            raise InputError(f"{path.name} has several inputs: the sliding-window baseline re-runs one input",
+                             "stream its step model (convert --stream), which holds the static inputs")
+        _, features, input_record, inputs = several_inputs(model, steps, calibration)
+    else:
+        input_record = model_input_record(model)
+        features = None if is_token_input(model) else int(model.inputs[0].shape[-1])  # None: one token id per step
+    states = ("external", "internal") if state == "both" else (state,)
+    exports = _export_list(kind, kv_capacity, window, steps, list(contexts) if contexts else None, windows, states,
+                           stride)
+    if stride > steps:
+        raise InputError(f"--stride {stride} is longer than the {steps}-step sequences parity runs",
+                         f"use --stride <= {steps}")
     if len(model.outputs[0].shape) == 3:
         # One output per time step (return_sequences=True heads): the step model emits y_t at every step, and
         # parity compares every step's y with the sequence model's output at that step.
         for e in exports:
             if e["kind"] != StreamKind.WINDOW:
                 e["collect"] = True
-    inputs = prepare_inputs(calibration, seq_len=steps, num_features=features, vocab=input_record.get("vocab_size"))
+    if not several:
+        inputs = prepare_inputs(calibration, seq_len=steps, num_features=features,
+                                vocab=input_record.get("vocab_size"))
     task = inputs.task or _guess_task(model)
-    X_val = inputs.X_val[:PARITY_SEQUENCES]
+    X_val = _as_stream(model, inputs.X_val, PARITY_SEQUENCES) if several else inputs.X_val[:PARITY_SEQUENCES]
     refs = {}
     if validate:
-        say(f"Keras references on {len(X_val)} sequences")
+        say(f"Keras references on {count(X_val)} sequences")
         refs = {j: _reference(model, e, X_val, steps) for j, e in enumerate(exports)}
     from edgeseq.quantize.training_reference import load_reference
 
-    train_ref = load_reference(path, steps, features, model) if validate else None  # a training run's own file
+    train_ref = load_reference(path, steps, features, model) if validate and not several else None  # a training run's
     calibrated = [r for r in recipe_list if r.calibrated]
     X_cal, cal_record = (None, None)
     if calibrated:
         X_cal, cal_record = inputs.calibration(max(CALIBRATION_SEQUENCES, *(r.calibration_samples for r in calibrated)))
+        if several:
+            X_cal = _as_stream(model, X_cal, None)
     return {"path": path, "model": model, "recipes": recipe_list, "exports": exports, "inputs": inputs, "task": task,
             "families": families_of(model),
             "steps": steps, "refs": refs, "X_val": X_val, "X_cal": X_cal, "cal_record": cal_record,
@@ -241,7 +320,8 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
             "source": source_record(path, model, task, input_record)}
 
 
-def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str], None]) -> list[Any]:
+def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str], None],
+              inside: list | None = None) -> list[Any]:
     """Parity on LiteRT for what converted, then manifests and files."""
     from edgeseq.quantize.convert import ConversionResult
 
@@ -251,7 +331,7 @@ def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str]
     outputs: dict[int, Any] = {}
     started = time.perf_counter()
     if plan["validate"] and ok:
-        say(f"parity on LiteRT: {len(plan['X_val'])} sequences through {len(ok)} model(s)")
+        say(f"parity on LiteRT: {count(plan['X_val'])} sequences through {len(ok)} model(s)")
         ran = run_stream_tflite([(d, items[j][1], refs[j % len(exports)][0]) for j, d in ok],
                                 f"{plan['path'].name} --stream")
         outputs = {j: r for (j, _), r in zip(ok, ran, strict=True)}
@@ -261,12 +341,12 @@ def _complete(plan: dict, converted: list, convert_s: float, say: Callable[[str]
     return [_finish(recipe, export, converted[j], outputs.get(j), refs.get(j % len(exports)), plan["inputs"],
                     plan["task"], plan["model"], plan["steps"], plan["base_name"], plan["source"],
                     plan["cal_record"] if recipe.calibrated else None, plan["out_dir"], plan["strict"], timing,
-                    ConversionResult, plan["training_reference"])
+                    ConversionResult, plan["training_reference"], (inside or [None] * len(items))[j])
             for j, (recipe, export) in enumerate(items)]
 
 
 def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_name, source, cal_record, out_dir,
-            strict, timing, ConversionResult, train_ref=None) -> Any:
+            strict, timing, ConversionResult, train_ref=None, inside=None) -> Any:
     from edgeseq.core.fsio import atomic_write_bytes, atomic_write_json
     from edgeseq.quantize.inspect import analyze
     from edgeseq.quantize.manifest import build_manifest, manifest_path_for
@@ -280,7 +360,7 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         return result
     name = f"{base_name}-{_file_part(export)}"
     tflite_path = out_dir / f"{name}-{recipe.slug}.tflite"
-    parity_steps = export["size"] if export["kind"] == StreamKind.WINDOW else min(steps, export["size"] or steps)
+    parity_steps = export["size"] if export["kind"] == StreamKind.WINDOW else _length(export, steps)
     if ref is None:
         validation = {"skipped": True, "passed": None, "reason": "--no-validate"}
     elif isinstance(output, EdgeseqError):
@@ -292,9 +372,13 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         if per_step and output.ndim == ref[1].ndim and output.shape[1] > ref[1].shape[1]:
             # 'valid' convolutions: the step at t gives the sequence output at t - delay; steps before it are warm-up
             output = output[:, output.shape[1] - ref[1].shape[1]:]
-        validation = parity(ref[1], output, task, recipe.tolerance)
+        head = source.get("head")
+        validation = parity(ref[1], output, task, recipe.tolerance, head)
         how = ("T steps through the .tflite (state carried, int8 state requantized) vs the Keras sequence model"
                if export["kind"] != StreamKind.WINDOW else "window model vs Keras on windows")
+        if inside is not None:
+            how = ("T frames through the .tflite (state inside; every sequence in one interpreter, reset by its "
+                   "'reset' signature in between) vs the Keras sequence model")
         if per_step:
             how += ": every step's y against the sequence model's output at that step"
         validation.update(runtime=runtime, runtime_version=version, data=inputs.validation_record,
@@ -303,8 +387,8 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         y = inputs.y_val[: len(output)] if inputs.y_val is not None else None
         if y is not None and full and task and (output.shape[:-1] == y.shape or task == "regression"):
             try:
-                validation["tflite_metrics"] = task_metric(output, y, task)
-                validation["keras_metrics"] = task_metric(ref[1], y, task)
+                validation["tflite_metrics"] = task_metric(output, y, task, head)
+                validation["keras_metrics"] = task_metric(ref[1], y, task, head)
             except InputError:  # labels of another shape than the outputs (a delayed per-step model): parity only
                 validation.pop("tflite_metrics", None)
         from edgeseq.quantize.training_reference import check_keras_reference
@@ -324,10 +408,10 @@ def _finish(recipe, export, data, output, ref, inputs, task, model, steps, base_
         name=name, tflite_path=tflite_path, report=info, recipe=recipe.to_dict(), source=source,
         route={"converter": "tf.lite.TFLiteConverter.from_keras_model", "batch": 1, "ops": "builtins",
                "rnn": "none (one step, no loop)" if export["kind"] != StreamKind.WINDOW else "window",
-               "stream": export["kind"]},
+               "stream": export["kind"], "state": "inside (resource variables)" if inside is not None else "host"},
         calibration=cal_record, validation=validation, timing=timing,
     )
-    manifest["stream"] = _stream_record(model, export, parity_steps)
+    manifest["stream"] = _stream_record(model, export, parity_steps, inside)
     atomic_write_bytes(tflite_path, data)
     result.manifest_path = atomic_write_json(manifest_path_for(tflite_path), manifest)
     result.manifest, result.validation, result.tflite_path = manifest, validation, tflite_path

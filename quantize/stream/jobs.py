@@ -39,9 +39,10 @@ def _died(proc: subprocess.CompletedProcess, what: str) -> str:
 
 
 def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], trust: bool,
-                   label: str) -> list[bytes | EdgeseqError]:
+                   label: str, records: dict | None = None) -> list[bytes | EdgeseqError]:
     """Convert every item (model_path, recipe, export, cal: index into `calibrations`) in one child (TensorFlow
-    imported once); bytes or the error per item.
+    imported once); bytes or the error per item. `records` (when given) gets {item index: what the child said of a
+    file whose state it moved inside} (edgeseq.quantize.stream.internal).
 
     A child that dies (the converter can SIGSEGV) costs only the item in flight: a fresh child goes on after it.
     """
@@ -49,7 +50,9 @@ def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], tru
     with tempfile.TemporaryDirectory(prefix="edgeseq-stream-") as tmp:
         job_dir = Path(tmp)
         for k, X_cal in enumerate(calibrations):
-            if X_cal is not None:
+            if isinstance(X_cal, dict):  # a sequence ("x") and held static inputs
+                np.savez(job_dir / f"calibration_{k}.npz", **X_cal)
+            elif X_cal is not None:
                 np.save(job_dir / f"calibration_{k}.npy", X_cal)
         start = 0
         while start < len(items):
@@ -67,6 +70,8 @@ def _convert_items(items: list[dict], calibrations: list[np.ndarray | None], tru
                     break
                 if entry.get("ok"):
                     results[i] = (job_dir / f"out_{i}.tflite").read_bytes()
+                    if records is not None and entry.get("state_inside") is not None:
+                        records[i] = entry["state_inside"]
                 else:
                     results[i] = childproc.error_from_record(entry["error"], f"{what}: ", default=ConversionError)
             else:
@@ -80,6 +85,9 @@ def run_stream_tflite(items: list[tuple[bytes, dict, np.ndarray]], label: str) -
         job_dir = Path(tmp)
         for i, (data, _, X) in enumerate(items):
             (job_dir / f"m_{i}.tflite").write_bytes(data)
+            if isinstance(X, dict):  # a sequence ("x") and held static inputs
+                np.savez(job_dir / f"in_{i}.npz", **X)
+                continue
             X = np.asarray(X)
             np.save(job_dir / f"in_{i}.npy", X if np.issubdtype(X.dtype, np.integer) else X.astype(np.float32))
         (job_dir / "run.json").write_text(json.dumps({"exports": [e for _, e, _ in items]}))

@@ -118,3 +118,45 @@ def splats_to_fill(data: bytes, min_bytes: int = SPLAT_MIN_BYTES) -> tuple[bytes
         if fills:
             sg.operators = fills + list(sg.operators)
     return (dump(model), saved) if saved else (data, 0)
+
+
+def fix_input_shapes(data: bytes, shapes: list[tuple[str, list[int]]]) -> tuple[bytes, dict | None]:
+    """The plain route's free axes (batch, and a free time axis) fixed in the file: each main-subgraph input whose
+    signature has -1 where `shapes` has a size takes that shape (what the runtime would be resized to anyway), and an
+    output's free batch becomes 1. Only where every fixed axis was free or already that size; the kernels recompute
+    every other shape when tensors are allocated, and validation then runs the edited file. Returns (bytes, what
+    changed), or the input unchanged and None where an axis cannot be fixed."""
+    model = load(data)
+    sg = model.subgraphs[0]
+    inputs = [int(i) for i in sg.inputs]
+    if len(inputs) != len(shapes):
+        return data, None
+    if len(shapes) > 1:  # several inputs: matched by name (TFLite's order is not Keras's)
+        by_name = {}
+        for idx in inputs:
+            tname = sg.tensors[idx].name.decode() if isinstance(sg.tensors[idx].name, bytes) else str(sg.tensors[idx].name)
+            found = [w for n, w in shapes if tname == n or tname.startswith(f"serving_default_{n}:")]
+            if len(found) != 1:
+                return data, None
+            by_name[idx] = found[0]
+        pairs = list(by_name.items())
+    else:
+        pairs = [(inputs[0], shapes[0][1])]
+    changed: dict[str, list] = {"inputs": [], "outputs": []}
+    for idx, want in pairs:
+        t = sg.tensors[idx]
+        sig = [int(d) for d in (t.shapeSignature if t.shapeSignature is not None else t.shape)]
+        if len(sig) != len(want) or any(s not in (-1, w) for s, w in zip(sig, want, strict=True)):
+            return data, None
+        if sig != list(want):
+            changed["inputs"].append({"from": sig, "to": list(want)})
+        t.shape, t.shapeSignature = np.array(want, np.int32), np.array(want, np.int32)
+    for idx in (int(i) for i in sg.outputs):
+        t = sg.tensors[idx]
+        if t.shapeSignature is not None and len(t.shapeSignature) and int(t.shapeSignature[0]) == -1:
+            sig = [int(d) for d in t.shapeSignature]
+            t.shapeSignature = np.array([1, *sig[1:]], np.int32)
+            changed["outputs"].append({"from": sig, "to": [1, *sig[1:]]})
+    if not changed["inputs"] and not changed["outputs"]:
+        return data, changed  # already fixed: nothing to edit
+    return dump(model), changed

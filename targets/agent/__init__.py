@@ -16,7 +16,8 @@ One module per section, in the order a run goes through them.
     runtime         importing ai_edge_litert / tflite_runtime; runtime errors classified (op, Flex, custom op)
     inputs          random or file inputs, shaped, typed and quantized for the interpreter
     measuring       sha256 check, load, allocate, first inference, warm-up, the timed loop: `measure()`
-    streaming       `StreamStepper` (state carried by name, KV caches, windows) and `--stream` measuring
+    stepper         `StreamStepper`: state carried by name, KV caches, state inside (resource variables), windows
+    streaming       `--stream` measuring: the stream's frames, the timed loop, the `stream` block
     ops             `measure_ops()`: `--ops`, each op of the model timed as one-op models fed real tensors
     cli             options, `main()`, errors as JSON (`_fail`); `__main__` runs it
 
@@ -85,18 +86,28 @@ JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as
              # unreadable. Stage readings are raw (VmHWM since the last reset). See the memory module.
   "device":  {"hostname", "machine", "cpu_model", "board", "cpu_count", "cpus_allowed", "cpu_mhz",
               "cpu_max_mhz", "mem_total_kb", "os", "os_release", "kernel", "python", "python_impl", "libc"},
-  "stream":  null | {"mode": "step" | "window", "kind": "recurrent-step" | "kv-cache" | "window",
-              "steps", "passes", "window", "capacity", "position_input",
-              "state": [{"name", "shape", "dtype", "bytes", "requantized", "update": "carry" | "write_at_pos"}],
-              "state_bytes",
+  "stream":  null | {"mode": "step" | "internal" | "window",
+              "kind": "recurrent-step" | "kv-cache" | "internal-state" | "window",
+              "steps", "passes", "window", "capacity", "position_input", "frames_per_invoke",
+              "state": [{"name", "shape", "dtype", "bytes", "requantized", "update": "carry" | "write_at_pos"
+                         | "inside"}],
+              "state_bytes", "state_ops": [...], "reset": "host" | "signature" | "reload",
               "invoke_ns": [...], "hop_ms", "deadline_met_share", "real_time_factor", "final_output": [...]}
-             # with --stream, timings_ns.invoke holds whole steps (set x/pos + invoke + carry state), raw
-             # kind (edgeseq.models.streamkind.StreamKind): "recurrent-step" steps with the state carried whole,
-             # "kv-cache" has a position input / `<name>_at_pos` outputs, "window" re-runs the whole window
+             # with --stream, timings_ns.invoke holds whole steps (set the input + invoke + carry state + read the
+             # output), raw; stream.invoke_ns the runtime's Invoke alone. kind
+             # (edgeseq.models.streamkind.StreamKind): "recurrent-step" steps with the state carried whole,
+             # "kv-cache" has a position input / `<name>_at_pos` outputs, "internal-state" keeps its state in
+             # resource variables (state_ops names the VAR_HANDLE / READ_VARIABLE / ASSIGN_VARIABLE / CALL_ONCE
+             # ops found; state lists the variables the graph reads; steps count invokes of frames_per_invoke
+             # frames each; reset says how a new stream starts: its "reset" signature or a fresh interpreter),
+             # "window" re-runs the whole window. Agent 3.2 added internal-state, frames_per_invoke, state_ops and
+             # reset (an optional addition: no schema change), and its loop sets a pre-quantized input through a
+             # view of the buffer and calls the runtime's Invoke: 3.1 quantized and copied every step.
   "ops":     {"route": "sub-models" | null, "reason": str | null, "replicas", "capture", "samples",
               "overhead_ns", "seconds",       # overhead_ns: a one-op model's invoke minus its op (median)
               "ops": [{"index", "subgraph", "type", "dtypes", "output_shape", "calls", "op_ns", "one_ns",
-                       "error"?}]}        # only with --ops (an optional key: no schema change); see "per-op time"
+                       "once_ns"?, "error"?}]}  # only with --ops (an optional key: no schema change); see "per-op
+                       # time"; once_ns (agent 3.2): CALL_ONCE's initialiser, timed once (calls 0 per invoke)
 }
 Schema "edgeseq.agent/2" (agent 2.x) had no code_kb / code_method: its model_peak_kb included the runtime's code
 pages paged in after the baseline (~2-4 MB on x86_64, page-cache dependent). "edgeseq.agent/1" (agent 1.x) had memory
@@ -118,6 +129,7 @@ from .document import (
     EXIT_MODEL,
     EXIT_OK,
     EXIT_RUNTIME,
+    KIND_INTERNAL,
     KIND_KV_CACHE,
     KIND_RECURRENT_STEP,
     KIND_WINDOW,
@@ -131,12 +143,14 @@ from .measuring import measure, sha256_file
 from .memory import MemoryMeter, code_rss_kb, reset_peak_rss
 from .ops import measure_ops
 from .runtime import classify_runtime_error, import_runtime
-from .streaming import StreamStepper, signature_details
+from .stepper import StreamStepper, resource_state, signature_details
 
 __all__ = [
-    "AGENT_VERSION", "EXIT_INPUT", "EXIT_INTERNAL", "EXIT_MODEL", "EXIT_OK", "EXIT_RUNTIME", "KIND_KV_CACHE",
+    "AGENT_VERSION", "EXIT_INPUT", "EXIT_INTERNAL", "EXIT_MODEL", "EXIT_OK", "EXIT_RUNTIME", "KIND_INTERNAL",
+    "KIND_KV_CACHE",
     "KIND_RECURRENT_STEP", "KIND_WINDOW", "SCHEMA", "STREAM_KINDS", "AgentError", "MemoryMeter", "StreamStepper",
     "_random_array", "classify_runtime_error", "code_rss_kb", "device_facts", "gather_vocab", "import_runtime",
-    "input_vocab", "is_id_input", "main", "make_inputs", "measure", "measure_ops", "reset_peak_rss", "sha256_file",
+    "input_vocab", "is_id_input", "main", "make_inputs", "measure", "measure_ops", "reset_peak_rss", "resource_state",
+    "sha256_file",
     "signature_details", "warm_numpy",
 ]

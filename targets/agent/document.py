@@ -10,11 +10,12 @@ import sys
 from .facts import device_facts
 
 SCHEMA = "edgeseq.agent/3"
-AGENT_VERSION = "3.2.0"  # 3.2: INT4 weights refused on tflite_runtime
+AGENT_VERSION = "3.3.0"  # 3.2: the stream loop with the state inside; 3.3: INT4 weights refused on tflite_runtime
 # stream.kind: the values of edgeseq.models.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
 # tests/test_agent.py checks they are the enum's)
 KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"
-STREAM_KINDS = (KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW)
+KIND_INTERNAL = "internal-state"  # the state lives in the model (resource variables): nothing carried by the host
+STREAM_KINDS = (KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW, KIND_INTERNAL)
 
 EXIT_OK, EXIT_INPUT, EXIT_MODEL, EXIT_RUNTIME, EXIT_INTERNAL = 0, 2, 3, 4, 5
 _EXIT_BY_KIND = {

@@ -138,8 +138,16 @@ def measure(args) -> dict:
     if args.stream:
         model = {"path": model_path, "size_bytes": size, "sha256": digest, "sha256_verified": verified}
         timings = {"import_runtime": t_import, "load": t_load, "allocate": t_alloc}
-        return _stream_measure(np, interp, args, {"model": model, "runtime": runtime, "timings": timings,
-                                                  "mem": mem})
+
+        def reload():  # a fresh interpreter: how a model with its state inside and no reset signature starts over
+            fresh = rt.Interpreter(**kwargs)
+            fresh.allocate_tensors()
+            return fresh
+
+        held = [interp]
+        del interp  # the stepper owns the interpreter from here (and may replace it)
+        return _stream_measure(np, held.pop(), args, {"model": model, "runtime": runtime, "timings": timings,
+                                                      "mem": mem}, reload)
     rng = random.Random(args.seed)
     # random floats go straight into the input tensors (None here); any other array is the agent's own copy, so it
     # is left out of the model's memory (harness_kb), as its input is under --stream

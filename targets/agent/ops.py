@@ -20,7 +20,11 @@ from .runtime import import_runtime
 # loop's cond and body run as models of their own from the loop's first state, which counts the trips and gives the
 # first iteration's tensors. An op's time per call is (T_R - T_1) / (R - 1), from the medians of alternating blocks
 # of invokes of the two models, so the invoke's fixed cost (Python, interpreter, a delegate's entry) cancels.
+# A model with its state in resource variables: CALL_ONCE's initialiser comes as a whole model ("init"), timed on
+# fresh interpreters' first invokes (what the real model's first invoke pays once: variables created and zeroed);
+# it is called 0 times per invoke after the first, so it reports `once_ns` and op_ns 0.
 OPS_ROUTE = "sub-models"
+INIT_TRIES = 5
 OPS_BLOCK = 10  # invokes per block; blocks alternate between the op-once and op-R-times models
 OPS_MAX_TRIPS = 1_000_000
 
@@ -148,6 +152,18 @@ def _time_pair(np, rt, args, one: bytes, many: bytes, feeds: list, samples: int)
     return _median(runs[0][0]), _median(runs[1][0])
 
 
+def _time_once(rt, args, data: bytes) -> float:
+    """Median over INIT_TRIES fresh interpreters of the first invoke of `data` (a CALL_ONCE initialiser)."""
+    clock, times = time.perf_counter_ns, []
+    for _ in range(INIT_TRIES):
+        interp = _ops_interpreter(rt, args, False, model_content=data)
+        interp.allocate_tensors()
+        t0 = clock()
+        interp.invoke()
+        times.append(clock() - t0)
+    return _median(times)
+
+
 def measure_ops(args, doc: dict) -> dict:
     """The document's `ops` section. Per op: index, subgraph, type, dtypes, output_shape, calls (per invoke of the
     model: a WHILE body's ops once per trip, its cond's once more), op_ns (one call) and one_ns (T_1), or an error.
@@ -173,6 +189,13 @@ def measure_ops(args, doc: dict) -> dict:
         entry = {k: op.get(k) for k in ("index", "subgraph", "type", "dtypes", "output_shape")}
         entry.update(calls=calls, op_ns=None, one_ns=None)
         ops.append(entry)
+        if op.get("init"):  # CALL_ONCE: its initialiser runs once per stream, on the first invoke
+            entry.update(calls=0, op_ns=0.0)
+            try:
+                entry["once_ns"] = _time_once(rt, args, z.read(op["init"]))
+            except Exception as exc:  # noqa: BLE001 - an initialiser that cannot run alone leaves the others
+                entry["error"] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
         if calls == 0 or (not op["feeds"] and op.get("type") == "DEQUANTIZE"):
             entry["op_ns"] = 0.0  # never runs, or dequantizes constant weights once (at the first invoke)
             continue

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from _tiny_tflite import build_tiny_models
 
+from edgeseq.core.progress import is_progress_line
+
 
 def _start(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path, Path]:
     """The CLI with a private TMPDIR; stderr goes to a file (training progress lines go there) read as it grows."""
@@ -30,7 +32,7 @@ def _error_lines(proc: subprocess.Popen, err: Path) -> list[str]:
     proc.wait(timeout=60)
     text = err.read_text(errors="replace")
     assert "Traceback" not in text, text
-    return [ln for ln in text.splitlines() if ln.strip() and " epoch " not in ln]
+    return [ln for ln in text.splitlines() if ln.strip() and not is_progress_line(ln)]
 
 
 def _processes_mentioning(needle: str) -> list[int]:
@@ -96,7 +98,7 @@ def test_sigterm_during_training_leaves_no_run_directory(tmp_path):
     run_dir = tmp_path / "runs" / "gru"
     proc, tmpdir, err = _start(["train", "--model", "gru", "--preset", "tiny", "--dataset", "japanese_vowels",
                                    "--epochs", "500", "--patience", "500", "--out", str(run_dir)], tmp_path)
-    _wait_for(lambda: b" epoch " in err.read_bytes(), "the first epoch")
+    _wait_for(lambda: b" epoch" in err.read_bytes(), "the first epoch")
     proc.send_signal(signal.SIGTERM)
     lines = _error_lines(proc, err)
     assert proc.returncode == 143, lines

@@ -65,11 +65,12 @@ def dataset_option(*, required: bool = False, aliases: tuple[str, ...] = (), hel
                         help=help or "Registered name (see `edgeseq datasets`), NAME:key=value, or a .npz.")
 
 
-def runs_option(default: int = RUNS, why: str = "") -> Callable:
-    return click.option("--runs", type=int, default=default, show_default=True,
+def runs_option(default: int = RUNS, why: str = "", minimum: int | None = None) -> Callable:
+    # profile and deploy check the range in the library (targets.limits); others let click refuse it
+    return click.option("--runs", type=int if minimum is None else click.IntRange(min=minimum), default=default, show_default=True,
                         help="Timed invokes per run." + (f" {why}" if why else ""))
 
 
-def warmup_option(default: int = WARMUP, why: str = "") -> Callable:
-    return click.option("--warmup", type=int, default=default, show_default=True,
+def warmup_option(default: int = WARMUP, why: str = "", minimum: int | None = None) -> Callable:
+    return click.option("--warmup", type=int if minimum is None else click.IntRange(min=minimum), default=default, show_default=True,
                         help="Untimed invokes before timing." + (f" {why}" if why else ""))

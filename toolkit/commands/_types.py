@@ -49,3 +49,8 @@ class FiniteFloat(click.ParamType):
 
     def __repr__(self) -> str:
         return f"FiniteFloat({self.describe()})"
+
+
+CUSTOM_OBJECTS_HELP = ("PATH.py or module name (repeatable) defining your own Keras layers "
+                       "(@keras.saving.register_keras_serializable); imported before the model loads, here and in "
+                       "every child process. It runs that code: an explicit opt-in, like --trust-model.")

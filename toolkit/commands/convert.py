@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edgeseq.commands._options import data_dir_option, dataset_option, db_option, echo_json, json_option
+from edgeseq.commands._types import CUSTOM_OBJECTS_HELP
 
 # The rules these options state are read from the code that applies them (no TensorFlow, no numpy: `--help` stays
 # fast; tests/test_one_source.py holds both).
@@ -47,6 +48,7 @@ from edgeseq.quantize.rnn_routes import auto_rule_summary
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="--no-strict keeps a file that failed parity (the manifest records the failure).")
 @click.option("--trust-model", is_flag=True, help="Load with safe_mode off (lets the file run Python code).")
+@click.option("--custom-objects", "custom_objects", multiple=True, metavar="PATH.py|MODULE", help=CUSTOM_OBJECTS_HELP)
 @data_dir_option()
 @json_option("the manifests")
 @click.option("--stream", is_flag=True,
@@ -54,9 +56,14 @@ from edgeseq.quantize.rnn_routes import auto_rule_summary
 @click.option("--kv-capacity", type=click.IntRange(min=1), default=None,
               help="--stream, causal Transformer: KV cache positions [default: the sequence length].")
 @click.option("--window", type=click.IntRange(min=1), default=None, help="--stream: the sliding-window baseline, W steps re-run per step.")
+@click.option("--state", type=click.Choice(["external", "internal", "both"]), default="external", show_default=True,
+              help="--stream: where the step model keeps its state: carried by the host (external) or inside the model "
+                   "in resource variables initialised by CALL_ONCE, with a 'reset' signature (internal).")
+@click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--stream, recurrent and conv models: K new frames per invoke (input [1, K, F]).")
 def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_strategy, granularity, allow_flex,
-            out_dir, name, validate, strict, trust_model, data_dir, as_json, stream, kv_capacity, window, float_ops,
-            target, db) -> None:
+            out_dir, name, validate, strict, trust_model, custom_objects, data_dir, as_json, stream, kv_capacity,
+            window, state, stride, float_ops, target, db) -> None:
     """Convert a .keras/.h5 model or a SavedModel directory to TFLite with one or more recipes, validate each on
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
@@ -68,8 +75,8 @@ def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_
                           calibration_samples=calibration_samples, rnn_strategy=rnn_strategy,
                           granularity=granularity, allow_flex=allow_flex, validate=validate, strict=strict,
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
-                          window=window, float_ops=float_ops, target=target, db=db, raise_on_error=False,
-                          progress=progress)
+                          window=window, state=state, stride=stride, float_ops=float_ops, target=target, db=db,
+                          custom_objects=custom_objects, raise_on_error=False, progress=progress)
     if as_json:
         echo_json("convert", {"results": [{"recipe": r.recipe.slug, "written": r.ok, "manifest": r.manifest or None,
                                           "error": None if r.ok else r.error.one_line()} for r in results]})

@@ -69,6 +69,8 @@ def datasets(ctx: click.Context, as_json: bool, data_dir: str | None) -> None:
 def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> None:
     """Load SPEC and describe it: shapes, dtypes, classes, preprocessing (validates a user .npz)."""
     as_json = as_json or ctx.obj.get("json", False)  # `datasets --json show X` as well as `datasets show X --json`
+    from edgeseq.core.metrics import label_reading
+
     ds = ds_lib.load_dataset(spec, data_dir=data_dir or ctx.obj.get("data_dir"))
     info = {
         "name": ds.name, "task": ds.task, "train_shape": list(ds.X_train.shape), "test_shape": list(ds.X_test.shape),
@@ -78,9 +80,12 @@ def show(ctx: click.Context, spec: str, as_json: bool, data_dir: str | None) -> 
         "input": (f"token ids int32 [N, {ds.seq_len}] (ids 0..{ds.max_token_id}: the model's vocabulary must be "
                   f"> {ds.max_token_id})" if ds.token_ids else f"features float32 [N, {ds.seq_len}, {ds.num_features}]"),
         "labels": ("one per time step" if ds.per_step else "one per sequence"),
+        "reading": label_reading(ds.task, ds.y_train, ds.seq_len),
     }
     if ds.token_ids:
         info["max_token_id"] = ds.max_token_id
+    if ds.inputs is not None:  # several inputs: X_train_<name> / X_test_<name>
+        info["input"] = "; ".join(f"{k} [N, {', '.join(map(str, v))}]" for k, v in ds.meta["inputs"].items())
     if as_json:
         meta = {k: v for k, v in ds.meta.items()}
         pre = dict(meta.get("preprocessing") or {})

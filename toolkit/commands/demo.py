@@ -26,8 +26,8 @@ from edgeseq.demo import ARCHS
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
               help="Training epochs at most (early stopping applies); fewer than train's 60 so the demo ends in "
                    "minutes.")
-@runs_option(100, "Fewer than profile's 200 so the demo ends in minutes.")
-@warmup_option(10, "Fewer than profile's 20 so the demo ends in minutes.")
+@runs_option(100, "Fewer than profile's 200 so the demo ends in minutes.", minimum=1)
+@warmup_option(10, "Fewer than profile's 20 so the demo ends in minutes.", minimum=0)
 @db_option()
 @click.option("--fresh", is_flag=True, help="Retrain even if the demo's runs already exist.")
 @click.option("--no-stream", is_flag=True, help="Skip the streaming comparison.")

@@ -8,7 +8,7 @@ import sys
 import click
 
 from edgeseq.commands._options import db_option, json_option, runs_option, warmup_option
-from edgeseq.commands._types import FiniteFloat
+from edgeseq.commands._types import CUSTOM_OBJECTS_HELP, FiniteFloat
 from edgeseq.profiling.fleet import profile_targets
 from edgeseq.profiling.run import profile_models  # re-exported for `edgeseq demo`
 from edgeseq.targets.limits import FLOAT_LIMITS, check_profile_options
@@ -70,6 +70,8 @@ __all__ = ["profile", "profile_models"]
               help="--stream: per-step latency and memory at each context; .keras models are exported to --out first.")
 @click.option("--out", "out_dir", default="artifacts", show_default=True, type=click.Path(file_okay=False),
               help="--contexts: where .keras models' step, KV-cache and window exports are written.")
+@click.option("--custom-objects", "custom_objects", multiple=True, metavar="PATH.py|MODULE",
+              help="--contexts with a .keras model: " + CUSTOM_OBJECTS_HELP)
 def profile(
     models,
     targets,
@@ -93,6 +95,7 @@ def profile(
     ops=False,
     out_dir="artifacts",
     wide=False,
+    custom_objects=(),
 ) -> None:
     """Measure latency and memory of .tflite models on a target.
 
@@ -116,6 +119,7 @@ def profile(
 
         rows = run_stream(models, contexts, target=targets[0], runs=runs, warmup=warmup, threads=threads,
                           hop_ms=hop_ms, db=db, input=input_path, on_result=said, out=out_dir,
+                          custom_objects=custom_objects,
                           say=(lambda m: click.echo(m, err=True)) if live else None)
         click.echo(stream_output(rows, as_json), nl=False)
         return

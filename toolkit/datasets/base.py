@@ -38,6 +38,9 @@ class Dataset:
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
     meta: dict = field(default_factory=dict)
+    # several inputs (edgeseq.datasets.multi): {"train": {name: array}, "test": {...}}; X_* is then the first input
+    # with a time axis, which decides seq_len and features
+    inputs: dict | None = None
 
     @property
     def seq_len(self) -> int:
@@ -62,11 +65,21 @@ class Dataset:
 
     @property
     def per_step(self) -> bool:
-        """y has a time axis: one label ([N, T]) or target vector ([N, T, H]) per time step."""
-        return self.y_train.ndim == (2 if self.task == "classification" else 3)
+        """y has a time axis: one label ([N, T]) or target vector ([N, T, H]) per time step. (Float [N, T] labels may
+        also be read per frame: the model's output shape decides, edgeseq.core.metrics.)"""
+        if self.task == "classification":
+            return self.y_train.ndim == 2 and self.y_train.shape[1] == self.seq_len
+        return self.y_train.ndim == 3
+
+    @property
+    def multi_label(self) -> bool:
+        """0/1 integer labels [N, K] (K != T): one per sigmoid output."""
+        return self.task == "classification" and self.y_train.ndim == 2 and not self.per_step
 
     @property
     def output_dim(self) -> int:
+        if self.multi_label:
+            return int(self.y_train.shape[1])
         if self.task == "classification":
             return int(self.num_classes)
         return int(self.y_train.shape[-1])

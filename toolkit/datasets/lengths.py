@@ -2,7 +2,7 @@
 
     ds_256 = at_length("fsdd", 256)
 
-How (the README's "Sweeps" section says the same):
+How (docs/sweeps.md says the same):
 - a generated data set with a `length` parameter (the adding problem) is generated at that length: its task is
   defined by the length;
 - any other data set is resampled along time to exactly `length` steps: float features by linear interpolation

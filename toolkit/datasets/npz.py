@@ -2,7 +2,9 @@
 
 X: numbers of shape [N, T, F], or integer token ids [N, T] (for models whose first layer is an Embedding; kept as
 int32). y: integers [N] (or [N, 1]) -> classification with num_classes = max(y_train) + 1, or [N, T] -> one label per
-time step; floats [N] or [N, H] -> regression ([N] becomes [N, 1]), or [N, T, H] -> one target vector per time step.
+time step, or 0/1 [N, K] -> multi-label (K sigmoid outputs); floats [N] or [N, H] -> regression ([N] becomes [N, 1]),
+or [N, T, H] -> one target vector per time step. 0/1 labels for sigmoid heads and float [N, T] labels (T horizons or
+one per frame) are read by the model's output shape when it is scored (edgeseq.core.metrics).
 Optional key `class_names`: strings, one per class.
 """
 
@@ -208,6 +210,11 @@ def _read(path: Path) -> dict[str, np.ndarray]:
                        "copy the file again, or re-save it with numpy.savez")
         what = "a single .npy array" if magic == b"\x93NUMPY" else "not an .npz (zip) archive"
         raise _err(path, what, "save with numpy.savez(path, X_train=..., y_train=..., X_test=..., y_test=...)")
+    with zipfile.ZipFile(path) as zf:
+        names = {n[:-4] if n.endswith(".npy") else n for n in zf.namelist()}
+    if "X_train" not in names and any(n.startswith("X_train_") for n in names):  # several inputs, one key each
+        keys = tuple(n for n in sorted(names) if n.startswith(("X_train_", "X_test_")))
+        return read_npz(path, (*keys, "y_train", "y_test"), ("class_names",))
     return read_npz(path, REQUIRED, ("class_names",))
 
 
@@ -252,9 +259,11 @@ def _check_y(path: Path, key: str, y: np.ndarray, n: int, steps: int) -> tuple[n
     if y.dtype.kind in "biu":
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == steps)):
-            raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N] or one label per "
-                             f"time step [N, {steps}]",
+        # [N, K] 0/1: one label per sigmoid output; not one-hot rows (exactly one 1 each: argmax them)
+        multi_label = (y.ndim == 2 and bool(np.all((y == 0) | (y == 1))) and not bool(np.all(y.sum(axis=1) == 1)))
+        if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == steps) or multi_label):
+            raise _err(path, f"key '{key}' has integer shape {list(y.shape)}, expected labels [N], one label per "
+                             f"time step [N, {steps}] or 0/1 multi-label labels [N, K]",
                        f"for one-hot labels use {key}.argmax(-1); for regression targets cast to float32")
         return y.astype(np.int64), True
     if y.ndim == 1:
@@ -275,6 +284,11 @@ def _check_y(path: Path, key: str, y: np.ndarray, n: int, steps: int) -> tuple[n
 def load_user_npz(spec: str) -> Dataset:
     path = Path(spec).expanduser()
     raw = _read(path)
+    inputs = None
+    if "X_train" not in raw:  # several inputs (edgeseq.datasets.multi): X_* is the first one with a time axis
+        from edgeseq.datasets.multi import split_inputs
+
+        inputs, raw["X_train"], raw["X_test"] = split_inputs(path, raw)
     X_train, X_test = _check_x(path, "X_train", raw["X_train"]), _check_x(path, "X_test", raw["X_test"])
     if X_train.ndim != X_test.ndim:
         raise _err(path, f"'X_train' has shape {list(X_train.shape)} but 'X_test' has {list(X_test.shape)}: one holds "
@@ -323,4 +337,6 @@ def load_user_npz(spec: str) -> Dataset:
     meta = {"source": str(path.resolve()), "license": "user-supplied", "citation": None, "sha256": sha,
             "description": "user .npz", "preprocessing": {"normalization": None}}
     task = "classification" if cls_train else "regression"
-    return Dataset(path.name, task, X_train, y_train, X_test, y_test, num_classes, class_names, meta)
+    if inputs is not None:
+        meta["inputs"] = {k: list(v.shape[1:]) for k, v in inputs["train"].items()}
+    return Dataset(path.name, task, X_train, y_train, X_test, y_test, num_classes, class_names, meta, inputs)

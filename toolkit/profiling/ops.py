@@ -48,6 +48,9 @@ def op_fields(agent_ops: dict | None, p50_us: float | None) -> dict:
               "share": mean / p50 if mean is not None and p50 else None}
         if e.get("error"):
             op["error"] = str(e["error"])
+        once = _num(e.get("once_ns"))
+        if once is not None:  # CALL_ONCE's initialiser: once per stream, nothing per invoke
+            op["once_us"] = once / 1e3
         ops.append(op)
     types: dict[str, dict] = defaultdict(lambda: {"count": 0, "calls": 0, "mean_us": 0.0})
     for op in ops:
@@ -87,6 +90,9 @@ def summary_line(row: dict) -> str:
             f"sum {_us(row.get('ops_sum_us'))} µs = {_pct(cov)} of p50 {_us(row.get('p50_us'))} µs"]
     if row.get("ops_overhead_us") is not None:
         bits.append(f"invoke overhead ~{_us(row['ops_overhead_us'])} µs")
+    once = [op for op in row.get("ops") or [] if op.get("once_us") is not None]
+    if once:
+        bits.append(f"CALL_ONCE initialiser {_us(sum(op['once_us'] for op in once))} µs on the first invoke only")
     failed = sum(1 for op in row.get("ops") or [] if op.get("error"))
     if failed:
         bits.append(f"{failed} ops could not run alone")

@@ -15,14 +15,16 @@ def convert_summary(r) -> str:
     size = m["artifact"]["bytes"] / 1024
     route = m["route"]["rnn"]
     parts = [f"{r.tflite_path}", f"{size:.1f} KiB", f"route {route}" if route != "none" else "no RNN"]
+    if m["route"].get("fallback"):
+        parts[-1] = "TF's plain converter route (fallback: route.fallback)"
     if v.get("skipped"):
         parts.append(f"not validated ({v['reason']})")
     else:
         parity = f"parity {'ok' if v['passed'] else 'FAILED'} max|d| {v['max_abs_diff']:.2g}"
         if "top1_agreement" in v:
-            parity += f" top-1 {v['top1_agreement']:.1%}"
+            parity += f" {'agree' if v.get('agreement') else 'top-1'} {v['top1_agreement']:.1%}"
         if v.get("data", {}).get("source") in ("random-normal", "random-ids"):
-            parity += " on random N(0,1) inputs (--calibration random)"
+            parity += " on random N(0,1) inputs (--dataset random)"
         parts.append(parity)
         ref = v.get("training_reference")
         if ref:  # the outputs of the backend that trained the model, stored in its run directory
@@ -57,7 +59,8 @@ def evaluation_line(e) -> str:
     if e.per_frame:
         metric = f"per-frame {metric} over {e.raw['frames']} frames"
     source = " (data set from the manifest)" if e.raw.get("dataset_from") == "manifest" else ""
-    return f"{e.model} on {e.dataset}{source} ({e.n} test samples, {e.runtime}): {metric}"
+    line = f"{e.model} on {e.dataset}{source} ({e.n} test samples, {e.runtime}): {metric}"
+    return f"{line}; labels read as {e.raw['reading']}" if e.raw.get("reading") else line
 
 
 def trained_lines(t, arch: str, preset: str, dataset_name: str) -> list[str]:

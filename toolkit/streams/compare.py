@@ -45,19 +45,23 @@ def stream_compare(
     hop_ms: float | None = 10.0,
     db: str | os.PathLike | None = None,
     target: str = "local",
+    state: str = "external",
 ) -> list[dict]:
     """The streaming trade-off on one RNN and one causal Transformer: export the RNN step model, the Transformer's
     KV-cache and window models per context, profile each in stream mode, and return one row per (kind, context):
     model, kind, context, p50_us, state_bytes, peak_rss_kb, deadline_met_share, x_rnn (p50 / the RNN's p50 at
     that context). `transformer_model_path=None` builds an untrained causal twin of the RNN's shape (latency does
-    not depend on the weights). Runs go to `db` (default: out_dir/stream-results.db)."""
+    not depend on the weights). `state` "both" (or "internal") adds (or takes) the step models with their state
+    inside (rows of kind internal-state, paired with the host-carried ones by `form`). Runs go to `db` (default:
+    out_dir/stream-results.db)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = parse_contexts(list(contexts))
     tf_path = Path(transformer_model_path) if transformer_model_path else _causal_twin(Path(rnn_model_path), out,
                                                                                        max(ctx))
     common = {"recipes": [recipe], "out_dir": out, "name": None, "kv_capacity": None, "window": None,
-              "seq_len": None, "calibration": None, "calibration_samples": None, "validate": False, "strict": True}
+              "seq_len": None, "calibration": None, "calibration_samples": None, "validate": False, "strict": True,
+              "state": state}
     done = convert_stream_many([{**common, "model_path": rnn_model_path, "contexts": None, "windows": False},
                                 {**common, "model_path": tf_path, "contexts": ctx, "windows": True}])
     if not done[0] or not done[0][0].ok:
@@ -65,7 +69,8 @@ def stream_compare(
     files = [res.tflite_path for group in done for res in group if res.ok]
     rows = profile_contexts(files, ctx, runs=runs, warmup=10, hop_ms=hop_ms, target=target,
                             db=db if db is not None else out / "stream-results.db")
-    rnn = {r["context"]: r["p50_us"] for r in rows if r["kind"] == StreamKind.RECURRENT_STEP}
+    rnn = {r["context"]: r["p50_us"] for r in rows if r["kind"] == r.get("form") == StreamKind.RECURRENT_STEP}
+    rnn = rnn or {r["context"]: r["p50_us"] for r in rows if r.get("form") == StreamKind.RECURRENT_STEP}
     for r in rows:
         base = rnn.get(r["context"])
         r["x_rnn"] = (r["p50_us"] / base) if base and r["p50_us"] else None

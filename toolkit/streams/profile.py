@@ -8,7 +8,11 @@ Three ways to serve a stream (`edgeseq.models.streamkind.StreamKind`), told apar
 - recurrent-step ("recurrent state"): a step model without a position input: constant work and memory per step;
 - kv-cache ("kv cache"): a step model with a `pos` input: attention over a cache of `capacity` slots, one export
   per context;
-- window ("window recompute"): a plain [1, W, F] model, re-run on the whole window for every new step.
+- window ("window recompute"): a plain [1, W, F] model, re-run on the whole window for every new step;
+- internal-state ("state inside"): the state (recurrent, KV cache, ring buffers) lives in the model's resource
+  variables: the host writes the input, invokes, reads the output. edgeseq's `--state internal` exports (their
+  manifest names the form they came from: `form`) and third-party files without a manifest alike; a row's `form`
+  pairs it with the host-carried export of the same model (the report sets the two side by side).
 
 Each (model, context) is one agent run (`--stream --steps context`), stored like any profile run (its options say
 stream/steps/hop_ms; the agent's "stream" block holds state bytes and deadline figures). This module measures and
@@ -107,7 +111,14 @@ def _serves(path: Path) -> int | None:
         return int(s["kv_capacity"])
     if kind is StreamKind.WINDOW:
         return int(s["window"])
+    if kind is StreamKind.INTERNAL_STATE:
+        return int(s["kv_capacity"]) if s.get("kv_capacity") else None
     if not s:
+        from edgeseq.quantize.inspect import state_inside
+        from edgeseq.quantize.tflite.reader import read_tflite
+
+        if state_inside(read_tflite(path)) is not None:  # a third-party model with its state inside: any length
+            return None
         inputs = (manifest.get("signature") or {}).get("inputs") or []
         if len(inputs) == 1 and len(inputs[0].get("shape") or []) == 3:
             return int(inputs[0]["shape"][1])  # a plain batch model: the window baseline at its own length
@@ -188,9 +199,11 @@ def row_from_run(run: dict) -> dict | None:
     if p50 is None:
         raise UnreadableStreamRun("stats.p50_us is missing")
     context = _number(stream, "steps", "stream", integer=True) or opts.get("steps") or 0
+    kind = stream_kind(stream)
     return {
         "run_id": run["id"], "model": source_name(run), "file": run["model_name"], "recipe": run.get("recipe"),
-        "kind": stream_kind(stream), "context": int(context),
+        "kind": kind, "context": int(context), "form": _form(run, kind),
+        "frames": _number(stream, "frames_per_invoke", "stream", integer=True) or 1,
         "p50_us": p50, "p99_us": _number(stats, "p99_us", "stats"), "mean_us": _number(stats, "mean_us", "stats"),
         "invoke_p50_us": _p50(stream.get("invoke_ns")), "state_bytes": _number(stream, "state_bytes", "stream"),
         "peak_rss_kb": _number(stats, "peak_rss_kb", "stats"),
@@ -199,6 +212,18 @@ def row_from_run(run: dict) -> dict | None:
         "deadline_met_share": _number(stream, "deadline_met_share", "stream"),
         "hop_ms": _number(stream, "hop_ms", "stream"), "target": run["target"],
     }
+
+
+def _form(run: dict, kind: StreamKind) -> StreamKind | None:
+    """The form a state-inside export came from (its manifest's stream.form: recurrent-step or kv-cache); the kind
+    itself for every other; None for a third-party file with its state inside (no manifest says)."""
+    if kind is not StreamKind.INTERNAL_STATE:
+        return kind
+    form = ((run.get("manifest") or {}).get("stream") or {}).get("form")
+    try:
+        return StreamKind.parse(form) if form else None
+    except ValueError:
+        return None
 
 
 def rows_from_store(db: str | Path | None, target: str | None = None, skipped: list[str] | None = None) -> list[dict]:
@@ -267,10 +292,12 @@ def stream_sweep(
     db: str | Path | None = None,
     windows: bool = True,
     say: Callable[[str], None] | None = None,
+    state: str = "external",
 ) -> list[dict]:
     """Export the streaming variants of each .keras model (RNN: one step model; causal Transformer: a KV cache per
-    context, and the window baseline per context) and profile them at every context. Exports are not re-validated
-    here (edgeseq convert --stream does that)."""
+    context, and the window baseline per context) and profile them at every context. `state` "internal" or "both"
+    exports the step models with their state inside too. Exports are not re-validated here (edgeseq convert
+    --stream does that)."""
     from edgeseq.quantize.stream.convert import convert_stream, streaming_kind
 
     say = say or (lambda _m: None)
@@ -284,7 +311,7 @@ def stream_sweep(
         else:
             kv = kind == StreamKind.KV_CACHE
             res = convert_stream(m, [recipe], out_dir=out_dir, contexts=contexts if kv else None,
-                                 windows=windows and kv, validate=False, raise_on_error=False)
+                                 windows=windows and kv, validate=False, raise_on_error=False, state=state)
         for r in res:
             if r.ok:
                 files.append(r.tflite_path)

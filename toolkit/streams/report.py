@@ -1,7 +1,9 @@
 """The report's streaming section: per-step latency and memory against the context, as markdown, HTML and a PNG.
 
 Built from the stream runs in the results store (`stream_profile.rows_from_store`): a table per model and kind, the
-least-squares slopes (`stream_profile.fit_slopes`), and one three-panel plot. Kinds are `StreamKind` members, shown
+least-squares slopes (`stream_profile.fit_slopes`), one three-panel plot, and where a model was measured in both
+state forms (`--state both`) the host-carried and state-inside runs side by side (`state_pairs`) with which form a
+device app should ship and why (`ship_advice`, from the measured step, invoke, host overhead and model memory). Kinds are `StreamKind` members, shown
 by their `.label`. A section that cannot be built says why, in the section.
 """
 
@@ -16,7 +18,9 @@ from edgeseq.models.streamkind import StreamKind
 from edgeseq.streams.profile import fit_slopes, rows_from_store
 
 _ORDER = list(StreamKind)
-_STYLE = {StreamKind.RECURRENT_STEP: ("o", "-"), StreamKind.KV_CACHE: ("s", "--"), StreamKind.WINDOW: ("^", ":")}
+_STYLE = {StreamKind.RECURRENT_STEP: ("o", "-"), StreamKind.KV_CACHE: ("s", "--"), StreamKind.WINDOW: ("^", ":"),
+          StreamKind.INTERNAL_STATE: ("D", "-.")}
+SAME = 0.03  # whole steps within 3% of each other: either form will do
 
 
 def _fmt(v, digits=1) -> str:
@@ -52,7 +56,8 @@ def render_markdown(rows: list[dict], note: str = "") -> str:
         lines += [note, ""]
     if not rows:
         return "\n".join(lines)
-    lines += ["Per-step latency (whole step: set x/pos, invoke, carry state) and memory as the context grows.", "",
+    lines += ["Per-step latency (whole step: set the input, invoke, carry the state the host carries, read the "
+              "output) and memory as the context grows.", "",
               "| model | kind | context | p50 µs/step | p99 µs/step | invoke p50 µs | state bytes | model MiB |"
               " process MiB | deadline met |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -69,7 +74,79 @@ def render_markdown(rows: list[dict], note: str = "") -> str:
         ctx = f"{s['contexts'][0]}..{s['contexts'][-1]}" if s["contexts"] else "-"
         lines.append(f"| {s['model']} | {_label(s['kind'])} | {ctx} | {_fmt(s['latency_us_per_step'], 4)} "
                      f"| {_fmt(s['state_bytes_per_step'], 1)} | {_fmt(_model_slope(s), 2)} |")
+    pairs = state_pairs(rows)
+    if pairs:
+        lines += ["", "### State carried by the host vs kept inside the model", "",
+                  "Each pair is one model, recipe and context exported both ways (`--state both`). Host overhead = "
+                  "whole step - invoke: what the host does around the invoke (the input, the state it carries, the "
+                  "output).", "",
+                  "| model | form | recipe | context | step p50 µs host / inside | invoke p50 µs host / inside "
+                  "| host overhead µs host / inside | state bytes | model MB host / inside | faster |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        for h, i in pairs:
+            lines.append(f"| {h['model']} | {_label(h['kind'])} | {h.get('recipe') or '-'} | {h['context']} "
+                         f"| {_fmt(h['p50_us'], 2)} / {_fmt(i['p50_us'], 2)} "
+                         f"| {_fmt(h.get('invoke_p50_us'), 2)} / {_fmt(i.get('invoke_p50_us'), 2)} "
+                         f"| {_fmt(_over(h), 2)} / {_fmt(_over(i), 2)} | {_fmt(h.get('state_bytes'), 0)} "
+                         f"| {_fmt(_rss_mb(h, 'model_peak_kb'), 2)} / {_fmt(_rss_mb(i, 'model_peak_kb'), 2)} "
+                         f"| {_faster(h, i)} |")
+        lines += [""] + [f"- {line}" for line in ship_advice(pairs)]
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ host vs inside
+def state_pairs(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """(host-carried row, state-inside row) of the same model, recipe, context, frames per invoke and form."""
+    def key(r):
+        return (r.get("target"), r["model"], r.get("recipe"), r["context"], r.get("frames") or 1)
+
+    inside = {(*key(r), r.get("form")): r for r in rows if r["kind"] == StreamKind.INTERNAL_STATE}
+    pairs = [(r, inside[(*key(r), r["kind"])]) for r in rows
+             if r["kind"] in (StreamKind.RECURRENT_STEP, StreamKind.KV_CACHE) and (*key(r), r["kind"]) in inside]
+    return sorted(pairs, key=lambda p: (p[0]["model"], _ORDER.index(p[0]["kind"]), str(p[0].get("recipe")),
+                                        p[0]["context"]))
+
+
+def _over(r: dict) -> float | None:
+    return None if r.get("invoke_p50_us") is None else r["p50_us"] - r["invoke_p50_us"]
+
+
+def _faster(h: dict, i: dict) -> str:
+    ratio = i["p50_us"] / h["p50_us"]
+    return "either" if abs(ratio - 1) <= SAME else (f"inside ({ratio:.2f}x)" if ratio < 1 else f"host ({ratio:.2f}x)")
+
+
+def ship_advice(pairs: list[tuple[dict, dict]]) -> list[str]:
+    """Per form (recurrent state, KV cache): which form a device app should ship, and why, from the pairs measured."""
+    import numpy as np
+
+    out = []
+    for form in (StreamKind.RECURRENT_STEP, StreamKind.KV_CACHE):
+        mine = [(h, i) for h, i in pairs if h["kind"] == form]
+        if not mine:
+            continue
+        ratio = float(np.median([i["p50_us"] / h["p50_us"] for h, i in mine]))
+        saved = float(np.median([(_over(h) or 0) - (_over(i) or 0) for h, i in mine]))
+        added = float(np.median([(i.get("invoke_p50_us") or 0) - (h.get("invoke_p50_us") or 0) for h, i in mine]))
+        mem = [(i["model_peak_kb"] - h["model_peak_kb"]) for h, i in mine
+               if i.get("model_peak_kb") is not None and h.get("model_peak_kb") is not None]
+        memory = f"; the model's memory {float(np.median(mem)):+,.0f} KB inside" if mem else ""
+        why = (f"with the state inside the host's work per step drops by {saved:.2f} µs and the invoke changes by "
+               f"{added:+.2f} µs (the runtime reads and writes the variables itself)")
+        worst = max(mine, key=lambda p: p[1]["p50_us"] / p[0]["p50_us"])
+        where = f"{len(mine)} pair{'s' if len(mine) != 1 else ''}, contexts {mine[0][0]['context']}.." \
+                f"{mine[-1][0]['context']}"
+        if ratio < 1 - SAME:
+            verdict = f"ship the state inside: a whole step takes {ratio:.2f}x the host-carried one (median of {where})"
+        elif ratio > 1 + SAME:
+            verdict = (f"ship the host-carried form: with the state inside a whole step takes {ratio:.2f}x as long "
+                       f"(median of {where}; worst {worst[1]['p50_us'] / worst[0]['p50_us']:.2f}x at context "
+                       f"{worst[0]['context']})")
+        else:
+            verdict = (f"either form: a whole step takes {ratio:.2f}x the host-carried one (median of {where}); the "
+                       "state inside leaves the device app nothing to carry")
+        out.append(f"**{form.label}**: {verdict}; {why}{memory}.")
+    return out
 
 
 def render_html(rows: list[dict], png: Path | None, note: str = "") -> str:
@@ -97,6 +174,21 @@ def render_html(rows: list[dict], png: Path | None, note: str = "") -> str:
                  _fmt(s["state_bytes_per_step"], 1), _fmt(_model_slope(s), 2)]
         out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     out.append("</table>")
+    pairs = state_pairs(rows)
+    if pairs:
+        out.append("<h3>State carried by the host vs kept inside the model</h3><table><tr>" + "".join(
+            f"<th>{h}</th>" for h in ("model", "form", "recipe", "context", "step p50 µs host / inside",
+                                       "invoke p50 µs host / inside", "host overhead µs host / inside",
+                                       "state bytes", "model MB host / inside", "faster")) + "</tr>")
+        for h, i in pairs:
+            cells = [h["model"], _label(h["kind"]), h.get("recipe") or "-", h["context"],
+                     f"{_fmt(h['p50_us'], 2)} / {_fmt(i['p50_us'], 2)}",
+                     f"{_fmt(h.get('invoke_p50_us'), 2)} / {_fmt(i.get('invoke_p50_us'), 2)}",
+                     f"{_fmt(_over(h), 2)} / {_fmt(_over(i), 2)}", _fmt(h.get("state_bytes"), 0),
+                     f"{_fmt(_rss_mb(h, 'model_peak_kb'), 2)} / {_fmt(_rss_mb(i, 'model_peak_kb'), 2)}", _faster(h, i)]
+            out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        out.append("</table><ul>" + "".join(f"<li>{html.escape(a.replace('**', ''))}</li>"
+                                           for a in ship_advice(pairs)) + "</ul>")
     if png is not None and Path(png).is_file():
         data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
         out.append(f"<div><img alt='streaming' src='data:image/png;base64,{data}'></div>")
