@@ -10,7 +10,7 @@ import sys
 from .facts import device_facts
 
 SCHEMA = "edgeseq.agent/3"
-AGENT_VERSION = "3.2.0"
+AGENT_VERSION = "3.2.1"
 # stream.kind: the values of edgeseq.models.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
 # tests/test_agent.py checks they are the enum's)
 KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"
