@@ -153,24 +153,41 @@ def test_plot_labels_never_overlap(make):
 
 
 # ------------------------------------------------------------------------------------------------ the first screen
+FIRST_SCREEN = (1300, 900)
+
+
+def headless_browser() -> str | None:
+    """A headless Chromium's path, or None (then the first-screen tests skip, saying so)."""
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+def answer_box(browser: str, page) -> dict:
+    """Where the answer section lies on the first screen (FIRST_SCREEN CSS px): {"top", "bottom", "text"}, measured
+    by the browser itself on a copy of the page that writes the figures into its title (read with --dump-dom)."""
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", "<script>const a = document.getElementById('answer');"
+                                              "const r = a.getBoundingClientRect(); document.title = JSON.stringify("
+                                              "{top: r.top, bottom: r.bottom, text: a.innerText});</script></body>"))
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    title = re.search(r"<title>(.*?)</title>", done.stdout, re.S)
+    assert title and title.group(1).startswith("{"), done.stderr[-2000:]
+    import html
+
+    return json.loads(html.unescape(title.group(1)))
+
+
 @pytest.mark.slow
 def test_the_first_screen_of_the_html_states_the_answer(db, tmp_path):
     """Headless Chromium at 1300x900 on a report: the answer section lies wholly inside the first screen. Skips
     where no Chromium is installed (`apt-get install chromium`); the structural check above runs everywhere."""
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
-                   None)
+    browser = headless_browser()
     if browser is None:
         pytest.skip("no headless Chromium on this machine (apt-get install chromium)")
-    with ResultsStore(db) as store:  # a plot-heavy store: the answer must still come first
+    with ResultsStore(db) as store:  # more models: the answer must still come first
         for i in range(7, 15):
             store.add_run(test_recommend.run(i, f"extra-{i}", 1000.0 + 10 * i))
-    page = write_report(db, tmp_path / "html", fmt="html")
-    probe = page.with_name("probe.html")  # the same page, reporting where the answer section ends
-    probe.write_text(page.read_text().replace("</body>", "<script>document.title = 'bottom=' + Math.ceil("
-                                              "document.getElementById('answer').getBoundingClientRect().bottom)"
-                                              "</script></body>"))
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1300,900",
-                           "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
-    title = re.search(r"<title>bottom=(\d+)</title>", done.stdout)
-    assert title, done.stderr[-2000:]
-    assert int(title.group(1)) <= 900
+    box = answer_box(browser, write_report(db, tmp_path / "html", fmt="html"))
+    assert 0 <= box["top"] < box["bottom"] <= FIRST_SCREEN[1], box
+    assert "What to ship" in box["text"] and "extra-7: the fastest per sequence" in box["text"]
