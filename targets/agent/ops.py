@@ -150,11 +150,18 @@ def _capture(np, rt, args, z, pack) -> tuple:
         if missing:
             raise AgentError("model", f"the WHILE loop at op {loop['op']}: its input tensor {missing[0]} cannot be "
                                       f"read ({errors[(0, missing[0])]})")
-        cond = _ops_interpreter(rt, args, True, model_content=z.read(loop["cond_file"]))
-        body = _ops_interpreter(rt, args, True, model_content=z.read(loop["body_file"]))
-        state = [values[(0, t)] for t in loop["inputs"]]
-        trips[loop["op"]] = n = _run_loop(np, cond, body, loop, state, None)
-        if n and not _run_loop(np, cond, body, loop, state, n // 2):
+        try:
+            cond = _ops_interpreter(rt, args, True, model_content=z.read(loop["cond_file"]))
+            body = _ops_interpreter(rt, args, True, model_content=z.read(loop["body_file"]))
+            state = [values[(0, t)] for t in loop["inputs"]]
+            trips[loop["op"]] = n = _run_loop(np, cond, body, loop, state, None)
+            again = _run_loop(np, cond, body, loop, state, n // 2) if n else True
+        except AgentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reason names the loop that could not run on its own
+            raise AgentError("model", f"the WHILE loop at op {loop['op']} (cond subgraph {loop['cond']}, body "
+                                      f"{loop['body']}) failed when run on its own: {type(exc).__name__}: {exc}") from None
+        if not again:
             raise AgentError("model", f"the WHILE loop at op {loop['op']} ran {n} trips once, fewer the next time")
         for sg, interp in ((loop["cond"], cond), (loop["body"], body))[: 2 if n else 1]:  # no trip: the body never ran
             values.update({(sg, t): _read(np, interp, t, errors, (sg, t)) for t in need.get(sg, ())})
