@@ -28,8 +28,7 @@ from edgeseq.commands._options import budget_options, db_option, json_option
 @click.option("--target", default=None, help="Only runs on this target.")
 @json_option("the report (the same as --format json)")
 @click.option("--wide", is_flag=True, help="Every column (the table shows the main ones, piped or not).")
-@budget_options(" The report's first section, What to ship, names recommend's pick under the budgets given "
-                "(without any: the Pareto set).")
+@budget_options(" For What to ship, the report's first section.")
 def report(db, fmt, out_dir, target, as_json, wide, latency_budget_ms, memory_budget_mb, hop_ms,
            min_accuracy) -> None:
     """Tables and plots of everything in the results store, grouped by target/device, opening with what to ship
