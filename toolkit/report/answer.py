@@ -46,14 +46,21 @@ def _figs(c: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ Pareto
+TOLERANCE = 0.05  # p99 and memory within 5 % of each other count as equal: run-to-run noise, not a trade-off
+ACCURACY_TOLERANCE = 0.001
+
+
 def _dominates(a: dict, b: dict) -> bool:
-    """a is no worse than b on p99, memory and accuracy, and better on one (a missing figure is the worst)."""
+    """a is no worse than b on p99, memory and accuracy (within the tolerances), and clearly better on one (a
+    missing figure is the worst)."""
     inf = math.inf
-    ka = (a["p99_ms"], a["memory_mb"] if a["memory_mb"] is not None else inf,
-          -a["accuracy"] if a["accuracy"] is not None else inf)
-    kb = (b["p99_ms"], b["memory_mb"] if b["memory_mb"] is not None else inf,
-          -b["accuracy"] if b["accuracy"] is not None else inf)
-    return all(x <= y for x, y in zip(ka, kb, strict=True)) and ka != kb
+    lower = [(a["p99_ms"], b["p99_ms"])] + [(
+        a["memory_mb"] if a["memory_mb"] is not None else inf, b["memory_mb"] if b["memory_mb"] is not None else inf)]
+    acc_a = a["accuracy"] if a["accuracy"] is not None else -inf
+    acc_b = b["accuracy"] if b["accuracy"] is not None else -inf
+    no_worse = all(x <= y * (1 + TOLERANCE) or x == y for x, y in lower) and acc_a >= acc_b - ACCURACY_TOLERANCE
+    better = any(x < y * (1 - TOLERANCE) for x, y in lower) or acc_a > acc_b + ACCURACY_TOLERANCE
+    return no_worse and better
 
 
 def pareto_sentences(cands: list[dict]) -> list[dict]:
