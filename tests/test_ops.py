@@ -262,6 +262,28 @@ def test_the_ops_explain_the_invoke_on_the_zoo_models(conversions, request, tmp_
 
 
 @pytest.mark.slow
+def test_a_stacked_int8_gru_loop_gets_every_op_timed(tmp_path, capsys):
+    """Issue 25's file in small: two GRU layers (the first returns its sequence) converted to an int8 WHILE loop by
+    the real converter. Before the fix `profile --ops` exited 0 with no per-op time ("capturing the op inputs
+    failed: ValueError: Invalid tensor size")."""
+    import keras
+
+    from edgeseq.models.zoo import build_model
+    from edgeseq.quantize.convert import convert_model
+
+    keras.utils.set_random_seed(0)
+    build_model("gru", "tiny", seq_len=12, num_features=3, num_outputs=2, num_layers=2).save(tmp_path / "gru2.keras")
+    (res,) = convert_model(tmp_path / "gru2.keras", ["int8"], out_dir=tmp_path, name="gru2", validate=False)
+    code, out, err = cli(capsys, "profile", str(res.tflite_path), "--ops", "--json", "--runs", "20", "--warmup", "2",
+                         "--db", str(tmp_path / "r.db"))
+    assert code in (0, None), err
+    run = json.loads(out)["runs"][0]
+    assert run["ops_route"] == "sub-models", run["ops_reason"]
+    assert {o["subgraph"] for o in run["ops"]} >= {0, 1, 2, 3, 4}  # main, and two loops' cond and body
+    assert [o for o in run["ops"] if o.get("error") or o["mean_us"] is None] == []
+
+
+@pytest.mark.slow
 def test_the_route_works_on_tflite_runtime(files, tflite_runtime_python, tmp_path):
     """tflite-runtime 2.14 (armv7l boards) has no LiteRT profiler at all: the sub-model route is its per-op time."""
     import subprocess
