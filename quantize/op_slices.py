@@ -10,7 +10,8 @@ docs/profiling.md, "Per-op time"): its events carry whole microseconds and XNNPA
 XNNPACK ops of these models read 0.
 
 A WHILE loop in the main graph is cut too: its cond and body subgraphs are also written whole as capture models (the
-agent runs them from the loop's first state, counting the trips and reading the first iteration's tensors), and
+agent runs them from the loop's first state, counting the trips, then again to the middle trip, whose tensors it
+reads: at trip 0 a sequence sliced around step i has an empty prefix), and
 their ops are cut like the main graph's, called once per trip (the cond once more). What cannot be cut, with the
 reason `cut_ops` returns: custom ops, other control flow (IF, StableHLO regions, a loop inside a loop), resource
 variables inside a loop, variable tensors (state the one-op models would not carry), and weights outside the

@@ -268,6 +268,60 @@ def while_model(steps: int = 6, features: int = 4, hidden: int = 8, classes: int
     return b.finish()
 
 
+def sequence_loop_model(steps: int = 6) -> bytes:
+    """A WHILE loop that rewrites its sequence around step i, the way a converter writes a stacked RNN layer's output
+    sequence: body: prefix = SLICE(seq, [0], [i]), rest = SLICE(seq, [i], [-1]), seq' = CONCATENATION(prefix, rest),
+    i += 1. At trip 0 the prefix has shape [0] (LiteRT's get_tensor refuses a zero-size tensor).
+    main: [1, steps] -> RESHAPE [steps] -> WHILE(i=0, seq) -> RESHAPE [1, steps]."""
+    import numpy as np
+
+    b = TFLiteBuilder()
+    main, cond, body = b.subgraph("main"), b.subgraph("while_cond"), b.subgraph("while_body")
+
+    def loop_vars(sg, prefix):
+        return b.tensor(sg, f"{prefix}/i", [], "INT32"), b.tensor(sg, f"{prefix}/seq", [steps])
+
+    x = b.tensor(main, "serving_default_input:0", [1, steps])
+    flat = b.tensor(main, "flat/shape", [1], "INT32", np.array([steps], np.int32))
+    back = b.tensor(main, "out/shape", [2], "INT32", np.array([1, steps], np.int32))
+    seq = b.tensor(main, "seq", [steps])
+    i0 = b.tensor(main, "i0", [], "INT32", np.array(0, np.int32))
+    i_end, seq_end = loop_vars(main, "while")
+    out = b.tensor(main, "StatefulPartitionedCall:0", [1, steps])
+    b.op(main, "RESHAPE", [x, flat], [seq])
+    loop = b.s.WhileOptionsT()
+    loop.condSubgraphIndex, loop.bodySubgraphIndex = 1, 2
+    b.op(main, "WHILE", [i0, seq], [i_end, seq_end], loop)
+    b.op(main, "RESHAPE", [seq_end, back], [out])
+    main.inputs, main.outputs = [x], [out]
+
+    ci, cs = loop_vars(cond, "cond")
+    limit = b.tensor(cond, "cond/limit", [], "INT32", np.array(steps, np.int32))
+    flag = b.tensor(cond, "cond/Less", [], "BOOL")
+    b.op(cond, "LESS", [ci, limit], [flag])
+    cond.inputs, cond.outputs = [ci, cs], [flag]
+
+    bi, bs = loop_vars(body, "body")
+    one = b.tensor(body, "body/one", [], "INT32", np.array(1, np.int32))
+    shape1 = b.tensor(body, "body/shape1", [1], "INT32", np.array([1], np.int32))
+    zero = b.tensor(body, "body/zero", [1], "INT32", np.array([0], np.int32))
+    to_end = b.tensor(body, "body/to_end", [1], "INT32", np.array([-1], np.int32))
+    at = b.tensor(body, "body/at", [1], "INT32")
+    prefix = b.tensor(body, "body/prefix", [0], signature=[-1])
+    rest = b.tensor(body, "body/rest", [steps], signature=[-1])
+    seq_next = b.tensor(body, "body/seq_next", [steps])
+    i_next = b.tensor(body, "body/i_next", [], "INT32")
+    b.op(body, "RESHAPE", [bi, shape1], [at])
+    b.op(body, "SLICE", [bs, zero, at], [prefix], b.s.SliceOptionsT())
+    b.op(body, "SLICE", [bs, at, to_end], [rest], b.s.SliceOptionsT())
+    concat = b.s.ConcatenationOptionsT()
+    concat.axis = 0
+    b.op(body, "CONCATENATION", [prefix, rest], [seq_next], concat)
+    b.op(body, "ADD", [bi, one], [i_next], b.s.AddOptionsT())
+    body.inputs, body.outputs = [bi, bs], [i_next, seq_next]
+    return b.finish()
+
+
 def chain_model(n_ops: int, width: int = 16) -> bytes:
     """[1, width] through `n_ops` ops (FULLY_CONNECTED and TANH alternating, one shared weight): a long graph."""
     import numpy as np

@@ -10,6 +10,7 @@ import pytest
 from _zoo_cache import planner, prefetch_session, selected
 
 DEMO = "test_demo_runs_the_whole_line_and_says_where_the_report_is"
+FIRST_SCREEN = "test_the_demo_reports_first_screen_states_the_answer"
 
 
 def _run_demo(folder):
@@ -30,7 +31,7 @@ def _plan(cache, items) -> dict:
     """The demo is one child process that trains and converts: it runs in the session cache's pool with the other
     conversions (tests/_zoo_cache.py), so both cores work; its profile rows are only checked for memory, which
     other work on the machine does not change."""
-    return {("demo",): _run_demo} if selected(items, __name__, {DEMO}) else {}
+    return {("demo",): _run_demo} if selected(items, __name__, {DEMO, FIRST_SCREEN}) else {}
 
 
 @pytest.mark.slow
@@ -57,6 +58,24 @@ def test_demo_runs_the_whole_line_and_says_where_the_report_is(conversions, requ
         (row,) = profile_models([out / "artifacts" / f"{name}.tflite"], runs=10, warmup=2, db=tmp_path / "p.db")
         a, b = demo[name]["model_peak_kb"], row["model_peak_kb"]
         assert a and b and abs(a - b) <= max(0.2 * b, 256), (name, a, b)
+
+
+@pytest.mark.slow
+def test_the_demo_reports_first_screen_states_the_answer(conversions, request):
+    """The demo's report.html in headless Chromium at 1300x900: What to ship (the Pareto set of the demo's models,
+    one line each) lies wholly on the first screen. Skips without a Chromium (`apt-get install chromium`)."""
+    from test_report_answer import FIRST_SCREEN as SCREEN
+    from test_report_answer import answer_box, headless_browser
+
+    browser = headless_browser()
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (apt-get install chromium)")
+    prefetch_session(conversions, request)
+    out, proc = conversions.get(("demo",), _run_demo)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    box = answer_box(browser, out / "report" / "report.html")
+    assert 0 <= box["top"] < box["bottom"] <= SCREEN[1], box
+    assert "What to ship" in box["text"] and "Pareto-optimal" in box["text"] and "-tiny-" in box["text"], box
 
 
 @pytest.mark.parametrize("args, needle", [(["--preset", "huge"], "huge"), (["--epochs", "0"], "--epochs")])

@@ -4,13 +4,14 @@ slow zoo check that the ops explain the invoke (their sum within 25 % of its p50
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import test_agent
-from _tiny_tflite import TFLiteBuilder, dense_model, while_model
+from _tiny_tflite import TFLiteBuilder, dense_model, sequence_loop_model, while_model
 from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo_jobs
 
 from edgeseq.cli import main
@@ -57,7 +58,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("ops")
     out = {}
     for name, data in (("dense", dense_model()), ("loop", while_model()), ("branch", if_model()),
-                       ("custom", custom_model())):
+                       ("custom", custom_model()), ("sequence", sequence_loop_model())):
         out[name] = d / f"{name}.tflite"
         out[name].write_bytes(data)
     return out
@@ -117,6 +118,48 @@ def test_the_agent_times_every_op_and_a_while_body_once_per_trip(files):
     assert not any(o["type"] == "WHILE" for o in ops["ops"])
     assert all(o["op_ns"] is not None and o["op_ns"] >= 0 and "error" not in o for o in ops["ops"])
     assert ops["overhead_ns"] > 0
+
+
+def test_a_loop_that_slices_its_sequence_around_step_i_gets_every_op_timed(files, tmp_path, capsys):
+    """The stacked int8 GRU at T=140 of issue 25: its body reads an empty prefix of the sequence at trip 0, and
+    capturing that trip's tensors failed the whole route ("ValueError: Invalid tensor size"). The loop's ops are fed
+    the middle trip's tensors now, and every op of the file has a time."""
+    code, out, err = cli(capsys, "profile", str(files["sequence"]), "--ops", "--json", "--runs", "20",
+                         "--warmup", "2", "--db", str(tmp_path / "r.db"))
+    assert code in (0, None), err
+    run = json.loads(out)["runs"][0]
+    assert run["ops_route"] == "sub-models" and run["ops_reason"] is None
+    types = sorted(o["type"] for o in run["ops"])
+    assert types == ["ADD", "CONCATENATION", "LESS", "RESHAPE", "RESHAPE", "RESHAPE", "SLICE", "SLICE"]
+    assert all(o["mean_us"] is not None and not o.get("error") for o in run["ops"]), run["ops"]
+    assert {o["calls"] for o in run["ops"] if o["type"] in ("SLICE", "CONCATENATION")} == {6}
+
+
+def test_an_op_whose_input_cannot_be_read_says_so_and_the_others_keep_their_times(files, monkeypatch):
+    """A tensor the capture cannot read costs only the ops it feeds, with an error naming the op and the tensor."""
+    from edgeseq.targets.agent import ops as agent_ops
+
+    real = agent_ops._read
+
+    def refuse_the_concat_input(np, interp, t, errors, key):
+        if key[0] == 2 and t == 7:  # the body's prefix (tensor 7 of subgraph 2)
+            errors[key] = "ValueError: refused on purpose"
+            return None
+        return real(np, interp, t, errors, key)
+
+    monkeypatch.setattr(agent_ops, "_read", refuse_the_concat_input)
+    model = files["sequence"]
+    pack = write_pack(cut_ops(model), sha256_file(model), model.with_name("sequence-refused.zip"))
+    args = argparse.Namespace(model=str(model), ops=str(pack), threads=None, no_xnnpack=False, input=None,
+                              input_dist="normal", seed=0, vocab=None, runs=20)
+    doc = {"model": {"sha256": sha256_file(model)}, "runtime": {"name": "ai_edge_litert"}}
+    data = {"ops": agent_ops.measure_ops(args, doc)}  # in this process, so the patched reader is the one used
+    ops = data["ops"]
+    assert ops["route"] == "sub-models"
+    bad = [o for o in ops["ops"] if o.get("error")]
+    assert [o["type"] for o in bad] == ["CONCATENATION"]
+    assert "CONCATENATION (op 3): its input tensor 7 could not be read: ValueError: refused on purpose" in bad[0]["error"]
+    assert all(o["op_ns"] is not None for o in ops["ops"] if not o.get("error"))
 
 
 def test_json_store_report_and_compare_carry_the_per_op_figures(files, tmp_path, capsys):
@@ -221,13 +264,35 @@ def test_the_ops_explain_the_invoke_on_the_zoo_models(conversions, request, tmp_
 
 
 @pytest.mark.slow
+def test_a_stacked_int8_gru_loop_gets_every_op_timed(tmp_path, capsys):
+    """Issue 25's file in small: two GRU layers (the first returns its sequence) converted to an int8 WHILE loop by
+    the real converter. Before the fix `profile --ops` exited 0 with no per-op time ("capturing the op inputs
+    failed: ValueError: Invalid tensor size")."""
+    import keras
+
+    from edgeseq.models.zoo import build_model
+    from edgeseq.quantize.convert import convert_model
+
+    keras.utils.set_random_seed(0)
+    build_model("gru", "tiny", seq_len=12, num_features=3, num_outputs=2, num_layers=2).save(tmp_path / "gru2.keras")
+    (res,) = convert_model(tmp_path / "gru2.keras", ["int8"], out_dir=tmp_path, name="gru2", validate=False)
+    code, out, err = cli(capsys, "profile", str(res.tflite_path), "--ops", "--json", "--runs", "20", "--warmup", "2",
+                         "--db", str(tmp_path / "r.db"))
+    assert code in (0, None), err
+    run = json.loads(out)["runs"][0]
+    assert run["ops_route"] == "sub-models", run["ops_reason"]
+    assert {o["subgraph"] for o in run["ops"]} >= {0, 1, 2, 3, 4}  # main, and two loops' cond and body
+    assert [o for o in run["ops"] if o.get("error") or o["mean_us"] is None] == []
+
+
+@pytest.mark.slow
 def test_the_route_works_on_tflite_runtime(files, tflite_runtime_python, tmp_path):
     """tflite-runtime 2.14 (armv7l boards) has no LiteRT profiler at all: the sub-model route is its per-op time."""
     import subprocess
 
     from edgeseq.targets.runner import agent_path
 
-    for name in ("dense", "loop"):
+    for name in ("dense", "loop", "sequence"):  # sequence: an empty slice at trip 0 (tflite-runtime refuses it too)
         pack = write_pack(cut_ops(files[name]), sha256_file(files[name]), tmp_path / f"{name}.zip")
         done = subprocess.run([tflite_runtime_python, str(agent_path()), "--model", str(files[name]), "--runs", "20",
                                "--ops", str(pack)], capture_output=True, text=True, timeout=300)

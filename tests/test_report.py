@@ -46,7 +46,8 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_terminal_table_groups_repeated_runs(db, capsys):
     code, out, _ = cli(capsys, "report", "--db", str(db))
     assert code == 0
-    assert out.startswith("== local")  # one section per target/device
+    assert out.startswith("## What to ship")  # the answer first (tests/test_report_answer.py), then the table
+    out = out[out.index("== local"):]  # one section per target/device
     lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith(("dense-", "gru-"))}
     assert set(lines) == {"dense-fp32", "dense-int8", "gru-fp32"}
     assert lines["dense-fp32"].split()[-1] == "3"  # three runs of the same file and options: one row
@@ -202,7 +203,8 @@ def test_runs_stored_before_agent_2_still_read_and_their_model_memory_is_inferre
     assert rows["old-a"]["model_peak_kb"] == "4096" and rows["old-a"]["memory_method"] == "hwm-inferred"
     assert rows["old-b"]["model_peak_kb"] == "" and rows["old-b"]["peak_rss_kb"] == "41000.0"
     code, out, _ = cli(capsys, "report", "--db", str(db))
-    assert code == 0 and "model MiB" in out and "4.0" in out.split("old-a")[1].splitlines()[0]
+    table = out[out.index("== "):]  # after What to ship
+    assert code == 0 and "model MiB" in table and "4.0" in table.split("old-a")[1].splitlines()[0]
     res = compare_runs(db, "old-a", "old-b")
     by = {r["key"]: r for r in res["rows"]}
     assert by["model_peak_kb"]["a"] == 4096 and by["model_peak_kb"]["b"] is None

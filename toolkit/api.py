@@ -279,11 +279,16 @@ def recommend(target: str, *, latency_budget_ms: float | None = None, memory_bud
 
 
 def report(db: PathLike | None = None, fmt: str = "html", *, out: PathLike | None = None,
-           target: str | None = None) -> Path:
-    """Write report.<fmt> (html, md, csv, json, table) and its plots to `out` (default ./report); returns its path."""
+           target: str | None = None, latency_budget_ms: float | None = None, memory_budget_mb: float | None = None,
+           hop_ms: float | None = None, min_accuracy: float | None = None) -> Path:
+    """Write report.<fmt> (html, md, csv, json, table) and its plots to `out` (default ./report); returns its path.
+    It opens with what to ship per target: recommend's pick under the budgets given (the same budgets as
+    `recommend`), or without any the Pareto set; the crossovers and claims that held."""
     from edgeseq.report.dispatch import write_report
 
-    return write_report(db, out or "report", fmt=fmt, target=target)
+    budgets = {"latency_ms": latency_budget_ms, "memory_mb": memory_budget_mb, "hop_ms": hop_ms,
+               "min_accuracy": min_accuracy}
+    return write_report(db, out or "report", fmt=fmt, target=target, budgets=budgets)
 
 
 def runs(db: PathLike | None = None, *, target: str | None = None):

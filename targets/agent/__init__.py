@@ -51,7 +51,7 @@ Exit status: 0 ok; 2 bad input/option; 3 model problem (missing, corrupt, checks
 JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as named)
 ---------------------------------------------------------------------------------------
 {
-  "schema": "edgeseq.agent/3", "agent_version": "3.2.0", "ok": true,
+  "schema": "edgeseq.agent/3", "agent_version": "3.3.1", "ok": true,
   "model":   {"path", "size_bytes", "sha256", "sha256_verified": bool | null},
   "runtime": {"name": "ai_edge_litert" | "tflite_runtime", "version", "numpy_version",
               "threads": int | null, "xnnpack": "default" | "off"},
@@ -107,7 +107,9 @@ JSON schema "edgeseq.agent/3" (all times in nanoseconds, sizes in bytes or kB as
               "overhead_ns", "seconds",       # overhead_ns: a one-op model's invoke minus its op (median)
               "ops": [{"index", "subgraph", "type", "dtypes", "output_shape", "calls", "op_ns", "one_ns",
                        "once_ns"?, "error"?}]}  # only with --ops (an optional key: no schema change); see "per-op
-                       # time"; once_ns (agent 3.2): CALL_ONCE's initialiser, timed once (calls 0 per invoke)
+                       # time"; once_ns (agent 3.2): CALL_ONCE's initialiser, timed once (calls 0 per invoke);
+                       # agent 3.3.1 feeds a WHILE loop's ops its middle trip's tensors (3.2.0: the first trip's,
+                       # whose empty slices failed the whole route) and an unreadable input fails only its ops
 }
 Schema "edgeseq.agent/2" (agent 2.x) had no code_kb / code_method: its model_peak_kb included the runtime's code
 pages paged in after the baseline (~2-4 MB on x86_64, page-cache dependent). "edgeseq.agent/1" (agent 1.x) had memory

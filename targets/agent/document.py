@@ -10,7 +10,7 @@ import sys
 from .facts import device_facts
 
 SCHEMA = "edgeseq.agent/3"
-AGENT_VERSION = "3.3.0"  # 3.2: the stream loop with the state inside; 3.3: INT4 weights refused on tflite_runtime
+AGENT_VERSION = "3.3.1"  # 3.2: the stream loop with the state inside; 3.3: INT4 weights refused on tflite_runtime; 3.3.1: a loop's ops timed on its middle trip
 # stream.kind: the values of edgeseq.models.streamkind.StreamKind, spelled out here (this file imports nothing from edgeseq;
 # tests/test_agent.py checks they are the enum's)
 KIND_RECURRENT_STEP, KIND_KV_CACHE, KIND_WINDOW = "recurrent-step", "kv-cache", "window"

@@ -17,8 +17,12 @@ from .runtime import import_runtime
 # leaves alone). PACK is a zip the host cut from this model (edgeseq.quantize.op_slices): per op one model holding
 # the op once and one holding it R times side by side. What to feed them comes from one full invoke with the run's
 # inputs on the builtin kernels with every tensor kept (XNNPACK keeps its partitions' tensors to itself); a WHILE
-# loop's cond and body run as models of their own from the loop's first state, which counts the trips and gives the
-# first iteration's tensors. An op's time per call is (T_R - T_1) / (R - 1), from the medians of alternating blocks
+# loop's cond and body run as models of their own from the loop's first state: once to count the trips N, then again
+# to trip N // 2, whose tensors feed the loop's ops. The middle trip, not the first: a converter writes a layer's
+# output sequence by slicing the sequence around step i and concatenating, so at trip 0 the prefix is empty (shape
+# [0, ...], which LiteRT's get_tensor refuses: "Invalid tensor size"), and an op whose work grows with i costs, on
+# average over the trips, what it costs at the middle one. An empty tensor is read as an empty array; a tensor that
+# cannot be read at all leaves the ops it feeds with an error naming it, never the whole route. An op's time per call is (T_R - T_1) / (R - 1), from the medians of alternating blocks
 # of invokes of the two models, so the invoke's fixed cost (Python, interpreter, a delegate's entry) cancels.
 # A model with its state in resource variables: CALL_ONCE's initialiser comes as a whole model ("init"), timed on
 # fresh interpreters' first invokes (what the real model's first invoke pays once: variables created and zeroed);
@@ -85,8 +89,41 @@ def _feed(interp, values: list, by_name: bool, allocate: bool = True) -> None:
         interp.set_tensor(index, value)
 
 
+def _read(np, interp, t: int, errors: dict, key: tuple):
+    """Tensor t as an array: zero-size tensors (LiteRT's get_tensor refuses them) as empty arrays of their shape;
+    one that cannot be read is noted in `errors` under key and gives None."""
+    try:
+        return np.array(interp.get_tensor(t))
+    except ValueError as exc:
+        detail = next((d for d in interp.get_tensor_details() if int(d["index"]) == t), None)
+        if detail is not None and 0 in [int(n) for n in detail["shape"]]:
+            return np.zeros([int(n) for n in detail["shape"]], detail["dtype"])
+        errors[key] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def _run_loop(np, cond, body, loop: dict, state: list, stop: int | None):
+    """Run the loop from `state`: to its end (stop None; returns the trip count) or up to trip `stop`, where it
+    returns with cond and body just invoked on that trip's state (True, or False when the loop ended before)."""
+    n = 0
+    while True:
+        _feed(cond, list(zip(loop["cond_inputs"], state)), False, n == 0)  # noqa: B905 - Python 3.9
+        cond.invoke()
+        if not bool(np.asarray(cond.get_tensor(loop["cond_output"])).reshape(-1)[0]):
+            return n if stop is None else False
+        _feed(body, list(zip(loop["body_inputs"], state)), False, n == 0)  # noqa: B905 - Python 3.9
+        body.invoke()
+        if n == stop:
+            return True
+        state = [np.array(body.get_tensor(t)) for t in loop["body_outputs"]]
+        n += 1
+        if n > OPS_MAX_TRIPS:
+            raise AgentError("model", f"the WHILE loop at op {loop['op']} ran past {OPS_MAX_TRIPS} trips")
+
+
 def _capture(np, rt, args, z, pack) -> tuple:
-    """({(subgraph, tensor): array} for every tensor an op reads, {WHILE op: trips}, how the tensors were made)."""
+    """({(subgraph, tensor): array} for every tensor an op reads, {WHILE op: trips}, how the tensors were made,
+    {(subgraph, tensor): why it could not be read})."""
     need: dict[int, set] = {}
     for op in pack["ops"]:
         need.setdefault(op["subgraph"], set()).update(op["feeds"])
@@ -104,32 +141,32 @@ def _capture(np, rt, args, z, pack) -> tuple:
         arr = arrays[i]
         full.set_tensor(d["index"], arr)
     full.invoke()
-    values = {(0, t): np.array(full.get_tensor(t)) for t in need.get(0, ())}
+    errors: dict = {}
+    values = {(0, t): _read(np, full, t, errors, (0, t)) for t in need.get(0, ())}
     del full
     trips = {}
     for loop in pack["loops"]:
-        cond = _ops_interpreter(rt, args, True, model_content=z.read(loop["cond_file"]))
-        body = _ops_interpreter(rt, args, True, model_content=z.read(loop["body_file"]))
-        state = [values[(0, t)] for t in loop["inputs"]]
-        n = 0
-        while True:
-            _feed(cond, list(zip(loop["cond_inputs"], state)), False, n == 0)  # noqa: B905 - Python 3.9
-            cond.invoke()
-            if n == 0:
-                values.update({(loop["cond"], t): np.array(cond.get_tensor(t)) for t in need.get(loop["cond"], ())})
-            if not bool(np.asarray(cond.get_tensor(loop["cond_output"])).reshape(-1)[0]):
-                break
-            _feed(body, list(zip(loop["body_inputs"], state)), False, n == 0)  # noqa: B905 - Python 3.9
-            body.invoke()
-            if n == 0:
-                values.update({(loop["body"], t): np.array(body.get_tensor(t)) for t in need.get(loop["body"], ())})
-            state = [np.array(body.get_tensor(t)) for t in loop["body_outputs"]]
-            n += 1
-            if n > OPS_MAX_TRIPS:
-                raise AgentError("model", f"the WHILE loop at op {loop['op']} ran past {OPS_MAX_TRIPS} trips")
-        trips[loop["op"]] = n
+        missing = [t for t in loop["inputs"] if values[(0, t)] is None]
+        if missing:
+            raise AgentError("model", f"the WHILE loop at op {loop['op']}: its input tensor {missing[0]} cannot be "
+                                      f"read ({errors[(0, missing[0])]})")
+        try:
+            cond = _ops_interpreter(rt, args, True, model_content=z.read(loop["cond_file"]))
+            body = _ops_interpreter(rt, args, True, model_content=z.read(loop["body_file"]))
+            state = [values[(0, t)] for t in loop["inputs"]]
+            trips[loop["op"]] = n = _run_loop(np, cond, body, loop, state, None)
+            again = _run_loop(np, cond, body, loop, state, n // 2) if n else True
+        except AgentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reason names the loop that could not run on its own
+            raise AgentError("model", f"the WHILE loop at op {loop['op']} (cond subgraph {loop['cond']}, body "
+                                      f"{loop['body']}) failed when run on its own: {type(exc).__name__}: {exc}") from None
+        if not again:
+            raise AgentError("model", f"the WHILE loop at op {loop['op']} ran {n} trips once, fewer the next time")
+        for sg, interp in ((loop["cond"], cond), (loop["body"], body))[: 2 if n else 1]:  # no trip: the body never ran
+            values.update({(sg, t): _read(np, interp, t, errors, (sg, t)) for t in need.get(sg, ())})
     kind = "builtin-kernels" if getattr(rt, "OpResolverType", None) is not None else "default-delegates"
-    return values, trips, kind
+    return values, trips, kind, errors
 
 
 def _time_pair(np, rt, args, one: bytes, many: bytes, feeds: list, samples: int) -> tuple:
@@ -175,7 +212,7 @@ def measure_ops(args, doc: dict) -> dict:
 
         z, pack = _read_pack(args.ops, doc["model"]["sha256"])
         _, _, rt = import_runtime(doc["runtime"]["name"])
-        values, trips, kind = _capture(np, rt, args, z, pack)
+        values, trips, kind, unread = _capture(np, rt, args, z, pack)
     except AgentError as exc:
         return {"route": None, "reason": exc.message}
     except Exception as exc:  # noqa: BLE001 - the whole-model figures stand; say why the ops could not be timed
@@ -198,6 +235,11 @@ def measure_ops(args, doc: dict) -> dict:
             continue
         if calls == 0 or (not op["feeds"] and op.get("type") == "DEQUANTIZE"):
             entry["op_ns"] = 0.0  # never runs, or dequantizes constant weights once (at the first invoke)
+            continue
+        bad = [t for t in op["feeds"] if values.get((op["subgraph"], t)) is None]
+        if bad:  # an input the capture could not read: this op has no figure, and says which input and why
+            why = unread.get((op["subgraph"], bad[0]), "not captured")
+            entry["error"] = f"{op.get('type')} (op {op.get('index')}): its input tensor {bad[0]} could not be read: {why}"[:300]
             continue
         try:
             feeds = [(t, values[(op["subgraph"], t)]) for t in op["feeds"]]

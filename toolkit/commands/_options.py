@@ -74,3 +74,29 @@ def runs_option(default: int = RUNS, why: str = "", minimum: int | None = None) 
 def warmup_option(default: int = WARMUP, why: str = "", minimum: int | None = None) -> Callable:
     return click.option("--warmup", type=int if minimum is None else click.IntRange(min=minimum), default=default, show_default=True,
                         help="Untimed invokes before timing." + (f" {why}" if why else ""))
+
+
+def budget_options(what: str = "") -> Callable:
+    """--latency-budget-ms, --memory-budget-mb, --hop-ms, --min-accuracy: `recommend`'s budgets, shared with `report`
+    (whose first section is what recommend picks under them); `what` is added to each help."""
+    from edgeseq.commands._types import FiniteFloat
+
+    opts = [
+        click.option("--latency-budget-ms", type=FiniteFloat(0, min_open=True, example="5"), default=None,
+                     help="Largest p99 latency: per sequence (whole models) or per step (stream runs)." + what),
+        click.option("--memory-budget-mb", type=FiniteFloat(0, min_open=True, example="8"), default=None,
+                     help="Largest model memory (what the model adds to the runtime; peak RSS when not measured)."
+                          + what),
+        click.option("--hop-ms", type=FiniteFloat(0, min_open=True, example="20"), default=None,
+                     help="Input period of a stream: a step (or a whole-window recompute) must finish within it."
+                          + what),
+        click.option("--min-accuracy", type=FiniteFloat(0, 1, example="0.95"), default=None,
+                     help="Smallest accuracy (a fraction); a model of unknown accuracy fails it." + what),
+    ]
+
+    def apply(f: Callable) -> Callable:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return apply

@@ -6,21 +6,13 @@ import json
 
 import click
 
-from edgeseq.commands._options import db_option, json_option
-from edgeseq.commands._types import FiniteFloat
+from edgeseq.commands._options import budget_options, db_option, json_option
 from edgeseq.core.errors import NothingFound
 
 
 @click.command()
 @click.option("--target", required=True, help="The target the models were profiled on (e.g. local, pi4).")
-@click.option("--latency-budget-ms", type=FiniteFloat(0, min_open=True, example="5"), default=None,
-              help="Largest p99 latency: per sequence (whole models) or per step (stream runs).")
-@click.option("--memory-budget-mb", type=FiniteFloat(0, min_open=True, example="8"), default=None,
-              help="Largest model memory (what the model adds to the runtime; peak RSS when not measured).")
-@click.option("--hop-ms", type=FiniteFloat(0, min_open=True, example="20"), default=None,
-              help="Input period of a stream: a step (or a whole-window recompute) must finish within it.")
-@click.option("--min-accuracy", type=FiniteFloat(0, 1, example="0.95"), default=None,
-              help="Smallest accuracy (a fraction); a model of unknown accuracy fails it.")
+@budget_options()
 @db_option()
 @json_option()
 def recommend(target, latency_budget_ms, memory_budget_mb, hop_ms, min_accuracy, db, as_json) -> None:

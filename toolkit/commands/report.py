@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgeseq.commands._options import db_option, json_option
+from edgeseq.commands._options import budget_options, db_option, json_option
 
 
 @click.command()
@@ -28,13 +28,18 @@ from edgeseq.commands._options import db_option, json_option
 @click.option("--target", default=None, help="Only runs on this target.")
 @json_option("the report (the same as --format json)")
 @click.option("--wide", is_flag=True, help="Every column (the table shows the main ones, piped or not).")
-def report(db, fmt, out_dir, target, as_json, wide) -> None:
-    """Tables and plots of everything in the results store, grouped by target/device."""
+@budget_options(" For What to ship, the report's first section.")
+def report(db, fmt, out_dir, target, as_json, wide, latency_budget_ms, memory_budget_mb, hop_ms,
+           min_accuracy) -> None:
+    """Tables and plots of everything in the results store, grouped by target/device, opening with what to ship
+    on each target (recommend's pick under the budgets given, else the Pareto set; crossovers; claims that held)."""
     from edgeseq.report.dispatch import show_report
 
     fmt = "json" if as_json else fmt
-
-    path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout, wide=wide)
+    budgets = {"latency_ms": latency_budget_ms, "memory_mb": memory_budget_mb, "hop_ms": hop_ms,
+               "min_accuracy": min_accuracy}
+    path = show_report(db, fmt, out_dir=out_dir, target=target, warn=_warn, stream=sys.stdout, wide=wide,
+                       budgets=budgets)
     if path is not None:
         click.echo(f"report written to {path} (plots in {path.parent})")
 

@@ -30,11 +30,31 @@ def _check_format(fmt: str) -> None:
         raise InputError(f"unknown report format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
 
 
+def _answer(db, target: str | None, budgets: dict | None, fmt: str):
+    """The "What to ship" section in `fmt` (the data itself for json)."""
+    from edgeseq.report.answer import answer_html, answer_markdown, ship_answer
+
+    answer = ship_answer(db, target=target, budgets=budgets)
+    return answer if fmt == "json" else answer_html(answer) if fmt == "html" else answer_markdown(answer)
+
+
+def _json_sections(db, target: str | None, budgets: dict | None) -> dict:
+    """Every section the text report shows, as data: the answer first, then streaming, scaling, claims."""
+    from edgeseq.streams.report import streaming_json
+    from edgeseq.sweep.report import sweep_json
+
+    hop = (budgets or {}).get("hop_ms")
+    return {"answer": _answer(db, target, budgets, "json"), "streaming": streaming_json(db, target),
+            **sweep_json(db, target, hop_ms=hop)}
+
+
 def write_report(
-    db: str | Path | None, out_dir: str | Path, fmt: str = "html", target: str | None = None, warn: Warn = None
+    db: str | Path | None, out_dir: str | Path, fmt: str = "html", target: str | None = None, warn: Warn = None,
+    budgets: dict | None = None,
 ) -> Path:
-    """Write the report in `fmt` (plus the PNG plots) under `out_dir`; returns the main file's path. The store is
-    only read; `warn` gets one line when damaged rows were skipped."""
+    """Write the report in `fmt` (plus the PNG plots) under `out_dir`; returns the main file's path. It opens with
+    "What to ship" (`edgeseq.report.answer`, under `budgets`: latency_ms, memory_mb, hop_ms, min_accuracy, as
+    `recommend` takes them). The store is only read; `warn` gets one line when damaged rows were skipped."""
     from edgeseq.core.fsio import atomic_write_text
     from edgeseq.report.plots import write_plots
     from edgeseq.streams.report import streaming_section
@@ -47,19 +67,26 @@ def write_report(
         warn_damage(store, warn)
     if not rows:
         raise StoreError(f"the results store {store.path} holds no runs", "run `edgeseq profile` first")
+    answer = _answer(db, target, budgets, fmt) if fmt not in ("csv", "json") else ""
+    hop = (budgets or {}).get("hop_ms")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         pngs = write_plots([r for r in rows if _plottable(r)], out_dir)
         streaming = streaming_section(db, out_dir, fmt, target)  # "" when no streaming runs are stored
         streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)
         streaming = quant_report_section(rows, fmt) + streaming  # per-op error of quantized files (quant-report)
-        streaming += sweep_section(db, out_dir, fmt, target)  # scaling and the textbook claims ("" without sweeps)
+        streaming += sweep_section(db, out_dir, fmt, target, hop_ms=hop)  # scaling, the claims ("" without sweeps)
         if fmt == "html":
             from edgeseq.report.html import render_html
 
-            path = atomic_write_text(out_dir / "report.html", render_html(rows, pngs, extra=streaming))
+            path = atomic_write_text(out_dir / "report.html", render_html(rows, pngs, extra=streaming, answer=answer))
         else:
-            text = _TEXT_RENDERERS[fmt](rows) + streaming
+            if fmt == "json":
+                text = render_json(rows, _json_sections(db, target, budgets))
+            elif fmt == "md":
+                text = render_md(rows, answer) + streaming
+            else:
+                text = (answer + "\n" if answer else "") + _TEXT_RENDERERS[fmt](rows) + streaming
             path = atomic_write_text(out_dir / f"report.{'txt' if fmt == 'table' else fmt}", text)
         return path
     except OSError as exc:
@@ -74,10 +101,12 @@ def show_report(
     warn: Warn = None,
     stream=None,
     wide: bool = False,
+    budgets: dict | None = None,
 ) -> Path | None:
     """What `edgeseq report` does. With `out_dir` (html: ./report when none is given) the report is written there
-    (`write_report`) and its path returned; otherwise it is printed to `stream` in `fmt` (the table drawn with rich
-    on a terminal, the streaming section after table and md) and None returned."""
+    (`write_report`) and its path returned; otherwise it is printed to `stream` in `fmt` (What to ship first, then
+    the table drawn with rich on a terminal, the per-op, streaming and sweep sections after table and md; json
+    carries them all as data) and None returned."""
     from edgeseq.streams.report import streaming_section
     from edgeseq.sweep.report import sweep_section
 
@@ -85,18 +114,25 @@ def show_report(
     if out_dir is None and fmt == "html":
         out_dir = "report"
     if out_dir is not None:
-        return write_report(db, out_dir, fmt=fmt, target=target, warn=warn)
+        return write_report(db, out_dir, fmt=fmt, target=target, warn=warn, budgets=budgets)
     stream = stream or sys.stdout
     rows = load_report(db, target=target, warn=warn)
+    hop = (budgets or {}).get("hop_ms")
     if fmt == "table":
+        answer = _answer(db, target, budgets, fmt) if rows else ""
+        stream.write(answer + ("\n" if answer else ""))
         print_table(rows, stream, wide)
         stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target)
-                     + sweep_section(db, None, "table", target))
+                     + sweep_section(db, None, "table", target, hop_ms=hop))
     elif fmt == "md":
-        stream.write(render_md(rows) + ops_report_section(rows, "md") + streaming_section(db, None, "md", target)
-                     + sweep_section(db, None, "md", target))
+        answer = _answer(db, target, budgets, fmt) if rows else ""
+        stream.write(render_md(rows, answer) + ops_report_section(rows, "md")
+                     + streaming_section(db, None, "md", target) + sweep_section(db, None, "md", target, hop_ms=hop))
+    elif fmt == "json":
+        sections = _json_sections(db, target, budgets) if rows else {}
+        stream.write(render_json(rows, sections) + "\n")
     else:
-        stream.write(_TEXT_RENDERERS[fmt](rows) + ("\n" if fmt == "json" else ""))
+        stream.write(_TEXT_RENDERERS[fmt](rows))
     stream.flush()
     return None
 

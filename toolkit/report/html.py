@@ -45,16 +45,20 @@ def _provenance_html(rows: list[dict]) -> list[str]:
     return out
 
 
-def render_html(rows: list[dict], pngs: list[Path], extra: str = "") -> str:
-    """The page; `extra` (already HTML, e.g. the streaming section) goes after the provenance table."""
+def render_html(rows: list[dict], pngs: list[Path], extra: str = "", answer: str = "") -> str:
+    """The page; `answer` (already HTML: "What to ship") comes first, right under the title, so the first screen
+    states it; `extra` (already HTML, e.g. the streaming section) goes after the provenance table."""
     esc = html.escape
     out = [
         "<!doctype html><html><head><meta charset='utf-8'><title>edgeseq report</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;"
         "font-size:13px;margin-bottom:1em}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}th{background:#f0f0f0}img{max-width:100%;"
-        "border:1px solid #ddd;margin:0.5em 0}.muted{color:#666;font-size:12px}</style></head><body>",
+        "border:1px solid #ddd;margin:0.5em 0}.muted{color:#666;font-size:12px}#answer{background:#f4f8ff;"
+        "border-left:4px solid #3a6ea5;padding:0.3em 1em;margin-bottom:1.2em}#answer h3{margin:0.6em 0 0.2em}"
+        "#answer ul{margin:0.2em 0}</style></head><body>",
         "<h1>edgeseq profile report</h1>",
+        answer,
         f"<p class='muted'>generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}; "
         "latency figures are per invoke, computed on the host from raw samples; model MiB is the agent's peak "
         "resident memory less what Python, numpy and the runtime held before the model loaded, process MiB the whole "

@@ -109,10 +109,11 @@ def latency_distribution(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def latency_vs_size(rows: list[dict], path: Path) -> Path:
+def latency_vs_size_figure(rows: list[dict]):
+    """The latency-vs-size figure (rows non-empty), labels placed apart (`edgeseq.report.labels`)."""
+    from edgeseq.report.labels import place_labels
+
     plt = _plt()
-    if not rows:
-        return _empty(path, "Latency vs model size", "no runs stored")
     colours = _colours(rows)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for r in rows:
@@ -127,7 +128,6 @@ def latency_vs_size(rows: list[dict], path: Path) -> Path:
             capsize=3,
             alpha=0.85,
         )
-        ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7)
     _scale(ax, "x", [r["model_size_bytes"] / 1024 for r in rows])
     _scale(ax, "y", [r["p50_us"] for r in rows])
     ax.set_xlabel("model file size (KiB)")
@@ -135,8 +135,16 @@ def latency_vs_size(rows: list[dict], path: Path) -> Path:
     ax.set_title(f"Latency vs model size: {_title_where(rows)}")
     ax.grid(alpha=0.3, which="both")
     _legend(ax, colours, loc="best")
+    place_labels(ax, [(r["model_size_bytes"] / 1024, r["p50_us"]) for r in rows], [r["label"] for r in rows])
+    return fig
+
+
+def latency_vs_size(rows: list[dict], path: Path) -> Path:
+    if not rows:
+        return _empty(path, "Latency vs model size", "no runs stored")
+    fig = latency_vs_size_figure(rows)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 
@@ -175,17 +183,11 @@ def memory_per_model(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def accuracy_vs_latency(rows: list[dict], path: Path) -> Path:
-    """Scatter of accuracy against p50 per target; the Pareto front (nothing both faster and more accurate) is
-    drawn as a step line with ringed markers."""
+def accuracy_vs_latency_figure(rows: list[dict]):
+    """The accuracy-vs-latency figure (rows with an accuracy, non-empty), labels placed apart."""
+    from edgeseq.report.labels import place_labels
+
     plt = _plt()
-    rows = [r for r in rows if r.get("accuracy") is not None]
-    if not rows:
-        return _empty(
-            path,
-            "Accuracy vs latency",
-            "no accuracy recorded: profile models that have a converter manifest with validation results",
-        )
     colours = _colours(rows)
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for where, colour in colours.items():
@@ -202,13 +204,6 @@ def accuracy_vs_latency(rows: list[dict], path: Path) -> Path:
                 zorder=3,
                 edgecolors="black" if on else "none",
                 linewidths=1.4,
-            )
-            ax.annotate(
-                r["label"],
-                (r["p50_us"], r["accuracy"]),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=7,
             )
         fp = sorted((pts[i] for i in front), key=lambda p: p[0])
         if fp:
@@ -229,8 +224,23 @@ def accuracy_vs_latency(rows: list[dict], path: Path) -> Path:
     ax.set_title(f"Accuracy vs latency: {_title_where(rows)} (ringed = Pareto-optimal)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
+    place_labels(ax, [(r["p50_us"], r["accuracy"]) for r in rows], [r["label"] for r in rows])
+    return fig
+
+
+def accuracy_vs_latency(rows: list[dict], path: Path) -> Path:
+    """Scatter of accuracy against p50 per target; the Pareto front (nothing both faster and more accurate) is
+    drawn as a step line with ringed markers."""
+    rows = [r for r in rows if r.get("accuracy") is not None]
+    if not rows:
+        return _empty(
+            path,
+            "Accuracy vs latency",
+            "no accuracy recorded: profile models that have a converter manifest with validation results",
+        )
+    fig = accuracy_vs_latency_figure(rows)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 

@@ -95,8 +95,9 @@ def print_table(rows: list[dict], stream=None, wide: bool = False) -> None:
         stream.write(render_text(rows, wide) + ("\n" if rows else "no runs\n"))
 
 
-def render_md(rows: list[dict]) -> str:
-    parts = ["# edgeseq profile report", ""]
+def render_md(rows: list[dict], answer: str = "") -> str:
+    """The markdown report; `answer` (markdown, "What to ship") goes first, right under the title."""
+    parts = ["# edgeseq profile report", ""] + ([answer.rstrip("\n"), ""] if answer else [])
     for where, group in by_where(rows).items():
         parts += [f"## {where}", "", f"{device_line(group)}", ""]
         parts.append("| " + " | ".join(h for _, h, _ in COLUMNS) + " |")
@@ -168,6 +169,9 @@ def render_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def render_json(rows: list[dict]) -> str:
+def render_json(rows: list[dict], sections: dict | None = None) -> str:
+    """`edgeseq.report/1`: "groups" (every row, its per-op figures included), then every other section the text
+    report shows, as data: "answer" (What to ship), "streaming", "scaling" (fits, crossovers, per-step cost),
+    "claims", "failed_cells" (keys added within the schema's version: readers of /1 ignore them)."""
     keep = [{k: v for k, v in r.items() if k != "samples_us"} for r in rows]
-    return json.dumps({"schema": "edgeseq.report/1", "groups": keep}, indent=2, default=str)
+    return json.dumps({"schema": "edgeseq.report/1", **(sections or {}), "groups": keep}, indent=2, default=str)

@@ -281,6 +281,16 @@ def streaming_section(db: str | Path | None, out_dir: str | Path | None, fmt: st
     return ""
 
 
+def streaming_json(db: str | Path | None, target: str | None = None) -> dict:
+    """The streaming section as data for `report --format json`: {"runs", "ship_advice", "note"}."""
+    skipped: list[str] = []
+    try:
+        rows = rows_from_store(db, target, skipped=skipped)
+    except StoreError as exc:
+        return {"runs": [], "ship_advice": [], "note": f"The streaming section cannot be shown: {exc.message}."}
+    return {"runs": rows, "ship_advice": ship_advice(state_pairs(rows)), "note": _skipped_note(skipped) or None}
+
+
 def _skipped_note(skipped: list[str]) -> str:
     if not skipped:
         return ""

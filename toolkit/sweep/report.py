@@ -40,6 +40,27 @@ def sweep_section(db: str | Path | None, out_dir: str | Path | None, fmt: str, t
     return _wrap(text, fmt, [p for p in pngs if p is not None])
 
 
+def sweep_json(db: str | Path | None, target: str | None = None, hop_ms: float | None = None) -> dict:
+    """The sweep sections as data for `report --format json`: {"scaling": {fits, crossovers, streaming_costs},
+    "claims", "failed_cells"} (empty lists without sweeps; "error" when the store cannot be read)."""
+    from edgeseq.sweep.claims import textbook_claims
+    from edgeseq.sweep.rows import failed_cells, sweep_rows
+    from edgeseq.sweep.scaling import crossovers, scaling_fits, streaming_costs
+
+    empty = {"scaling": {"fits": [], "crossovers": [], "streaming_costs": []}, "claims": [], "failed_cells": []}
+    try:
+        rows = sweep_rows(db, target)
+        failed = failed_cells(db)
+    except StoreError as exc:
+        return {**empty, "error": exc.message}
+    if not rows:
+        return {**empty, "failed_cells": failed}
+    hop = hop_ms if hop_ms is not None else next((r["hop_ms"] for r in rows if r.get("hop_ms")), None)
+    return {"scaling": {"fits": scaling_fits(rows), "crossovers": crossovers(rows),
+                        "streaming_costs": streaming_costs(rows, hop_ms=hop)},
+            "claims": textbook_claims(rows), "failed_cells": failed}
+
+
 def _wrap(text: str, fmt: str, pngs: list[Path]) -> str:
     if fmt != "html":
         return "\n" + text
