@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages the remote-target tests need: a real sshd and ssh client, the real adb, and qemu-user-static +
-# debootstrap for the emulated arm64 Raspberry Pi. Idempotent: installs only what is missing, runs `apt-get update`
+# debootstrap for the emulated arm64 Raspberry Pi (and, optionally, a headless Chromium). Idempotent: installs only what is missing, runs `apt-get update`
 # at most once, and does nothing (exit 0) when not root or without apt-get; the tests then skip with a reason.
 set -euo pipefail
 
@@ -26,6 +26,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Headless Chromium for the test that looks at the report's first screen (1300x900). Optional: where the package is
+# not in apt (Ubuntu ships it as a snap) that one test skips with the reason.
+if ! command -v chromium >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+    || echo "setup-system: chromium not installable here; the report's first-screen test will skip" >&2
 fi
 
 # sshd refuses to start without its privilege-separation directory.
