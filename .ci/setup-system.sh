@@ -16,6 +16,7 @@ if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-query >/dev/null 2>
 fi
 
 missing=()
+updated=0
 for pkg in "${PACKAGES[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || missing+=("$pkg")
@@ -24,7 +25,7 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup-system: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt-get update -qq && updated=1
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
@@ -32,6 +33,7 @@ fi
 # not in apt (Ubuntu ships it as a snap) that one test skips with the reason.
 if ! command -v chromium >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
+  [ "$updated" = 1 ] || apt-get update -qq || true
   apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
     || echo "setup-system: chromium not installable here; the report's first-screen test will skip" >&2
 fi
