@@ -152,3 +152,27 @@ def test_an_inf_weight_that_keras_saturates_fails_parity_on_the_converted_nans(t
     assert code == 4 and len(errors) == 1, err
     assert "converted outputs non-finite (NaN)" in errors[0], errors[0]
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_a_stored_run_with_nan_latency_is_shown_as_nan_last_and_never_recommended(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "robustness"))
+    from test_hostile_store_targets import record
+
+    from edgeseq.store.results import ResultsStore
+
+    bad = record(1)
+    bad["stats_json"] = dict(bad["stats_json"], p50_us=NAN, mean_us=NAN, p99_us=NAN)
+    bad |= {"p50_us": NAN, "mean_us": NAN, "model_name": "nanmodel", "model_sha256": "f" * 64}
+    with ResultsStore(tmp_path / "s.db") as s:
+        s.add_run(bad)  # stored first: a NaN must not sort first anyway
+        s.add_run(record(0))
+    code, out, err = run_cli(["report", "--db", str(tmp_path / "s.db")], capsys)
+    rows = [ln.split() for ln in out.splitlines() if ln.startswith(("model0", "nanmodel"))]
+    assert code == 0 and [r[0] for r in rows] == ["model0", "nanmodel"], out
+    assert rows[1][3:5] == ["NaN", "NaN"], out
+    code, out, err = run_cli(["recommend", "--target", "local", "--latency-budget-ms", "100", "--db",
+                              str(tmp_path / "s.db")], capsys)
+    meets = out[out.index("meets"):out.index("excluded")]
+    assert code == 0 and "model0" in meets and "nanmodel" not in meets, out

@@ -71,7 +71,7 @@ def run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float =
     """Run the CLI; its own peak RSS comes from the launcher (so earlier processes' memory does not count)."""
     tmpdir = Path(cwd) / ".tmp"
     tmpdir.mkdir(exist_ok=True)
-    full_env = dict(os.environ, TMPDIR=str(tmpdir), **(env or {}))
+    full_env = {**os.environ, "TMPDIR": str(tmpdir), **(env or {})}  # env may set TMPDIR itself
     out_path, err_path, rep_path = Path(cwd) / ".stdout", Path(cwd) / ".stderr", Path(cwd) / ".rusage"
     started = time.monotonic()
     argv = [sys.executable, "-c", _LAUNCHER, str(rep_path), sys.executable, "-m", "edgeseq.cli", *args]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
+# numpy is imported inside the array functions: `edgeseq CMD --help` imports this module (through the recipes'
+# words) and must stay light.
 
 
 def is_number(value: Any) -> bool:
@@ -40,6 +41,8 @@ def at_least(value: Any, floor: float | None) -> bool:
 
 def nonfinite_count(array: Any) -> int:
     """How many elements of `array` are NaN or +-inf (0 for integer arrays)."""
+    import numpy as np
+
     a = np.asarray(array)
     if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.complexfloating):
         return 0
@@ -48,6 +51,8 @@ def nonfinite_count(array: Any) -> int:
 
 def nonfinite_rows(array: Any) -> int:
     """How many samples (rows along the first axis) hold at least one NaN or inf."""
+    import numpy as np
+
     a = np.asarray(array)
     if a.ndim == 0 or not np.issubdtype(a.dtype, np.floating):
         return int(nonfinite_count(a) > 0)
@@ -56,6 +61,8 @@ def nonfinite_rows(array: Any) -> int:
 
 def kinds(array: Any) -> str:
     """'NaN', 'inf' or 'NaN and inf': what non-finite values `array` holds (empty string when none)."""
+    import numpy as np
+
     a = np.asarray(array, dtype=np.float64) if np.asarray(array).dtype != object else np.asarray([], np.float64)
     found = [name for name, hit in (("NaN", np.isnan(a).any()), ("inf", np.isinf(a).any())) if hit]
     return " and ".join(found)
@@ -65,13 +72,17 @@ def show(value: Any, spec: str = ".3g") -> str:
     """A figure for a table: 'NaN', '+inf', '-inf' spelled out, '-' for None, else formatted with `spec`."""
     if value is None:
         return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+    if isinstance(value, bool | str | bytes):
         return str(value)
-    if math.isnan(value):
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return str(value)
+    if math.isnan(number):
         return "NaN"
-    if math.isinf(value):
-        return "+inf" if value > 0 else "-inf"
-    return format(value, spec)
+    if math.isinf(number):
+        return "+inf" if number > 0 else "-inf"
+    return format(number, spec)
 
 
 def rank_key(value: Any, *, descending: bool = False) -> tuple[int, float]:
