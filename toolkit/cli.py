@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         with click.Context(cli, info_name="edgeseq") as ctx:
             click.echo(cli.get_help(ctx))
         sys.exit(0)
+    oserrors.forget_created()  # what this command creates is what a failure takes away, nothing from before
     try:
         cli.main(args=args, prog_name="edgeseq", standalone_mode=False)
     except (EdgeseqError, OSError, sqlite3.Error) as exc:  # the file system refusing a write: one DiskError line

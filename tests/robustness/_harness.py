@@ -96,6 +96,18 @@ def run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float =
     return Outcome(rc, stdout, stderr, wall, kb / 1024)
 
 
+def private_box(tmp_path: Path, **extra: str) -> tuple[Path, Path, dict]:
+    """(working directory, private HOME, env) for a case: the user's real config, caches and Keras home kept out."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    work.mkdir()
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "EDGESEQ_TARGETS_FILE": str(home / "t.toml"),
+           "PYTHONDONTWRITEBYTECODE": "1", "MPLCONFIGDIR": str(tmp_path / "mpl"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGESEQ_CACHE_DIR": str(tmp_path / "cache" / "edgeseq"),
+           "KERAS_HOME": str(tmp_path / "keras"), **extra}
+    return work, home, env
+
+
 def run_hostile(args: list[str], *, cwd: Path, code: int | tuple[int, ...], watch: tuple[Path, ...] = (),
                 contains: str | tuple[str, ...] = (), env: dict | None = None,
                 timeout: float = DEFAULT_TIMEOUT_S, max_rss_mb: float = DEFAULT_MAX_RSS_MB,

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _harness import run
+from _harness import private_box, run
 
 from edgeseq.core.errors import DiskError
 
@@ -25,12 +25,7 @@ DISK_EXIT = DiskError.exit_code
 
 @pytest.fixture
 def box(tmp_path):
-    work, home = tmp_path / "work", tmp_path / "home"
-    (home / ".config").mkdir(parents=True)
-    work.mkdir()
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "EDGESEQ_TARGETS_FILE": str(home / "t.toml"),
-           "PYTHONDONTWRITEBYTECODE": "1", "MPLCONFIGDIR": str(tmp_path / "mpl"),
-           "XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGESEQ_CACHE_DIR": str(tmp_path / "cache" / "edgeseq")}
+    work, _, env = private_box(tmp_path)
     return work, env
 
 
@@ -125,6 +120,13 @@ def test_convert_on_a_read_only_file_system(box, read_only, keras_model):
     assert "read-only" in res.stderr_lines[0].lower() or "not writable" in res.stderr_lines[0], res.stderr
 
 
+def test_report_on_a_read_only_file_system(box, read_only, store):
+    work, env = box
+    res = run(["report", "--db", str(store), "--format", "html", "--out", str(read_only / "rep")], cwd=work, env=env,
+              timeout=300)
+    check(res, read_only, "read-only file system (EROFS)")
+
+
 @pytest.mark.slow
 def test_convert_stream_on_a_full_disk(box, full_disk, keras_model):
     work, env = box
@@ -148,14 +150,23 @@ def test_profile_store_on_a_full_disk(box, full_disk, tflite):
     check(res, full_disk)
 
 
-def test_profile_into_a_store_that_fills_up_keeps_it_whole(box, tmp_path, tflite, store):
-    """The store exists on a nearly full disk: the run is refused, the store keeps every earlier run, unchanged."""
+@pytest.mark.parametrize("schema", ["current", "v1"])
+def test_profile_into_a_store_that_fills_up_keeps_it_whole(box, tmp_path, tflite, store, schema):
+    """The store exists on a nearly full disk: the run is refused, the store keeps every earlier run, unchanged; an
+    old (v1) store that would be migrated first is not left half-migrated."""
     work, env = box
-    size = store.stat().st_size // 1024 + 128  # room for the WAL index when the test reads it back
+    source = tmp_path / "source.db"
+    source.write_bytes(store.read_bytes())
+    if schema == "v1":  # as edgeseq wrote it before sweeps: no ledger table, user_version 1
+        conn = sqlite3.connect(source)
+        conn.execute("DROP TABLE sweep_cells")
+        conn.execute("PRAGMA user_version = 1")
+        conn.close()
+    size = source.stat().st_size // 1024 + 128  # room for the WAL index when the test reads it back
     where = _mount(tmp_path / "near", f"size={size}k,mode=0777")
     try:
         db = where / "results.db"
-        db.write_bytes(store.read_bytes())
+        db.write_bytes(source.read_bytes())
         filler = where / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
         try:  # fill the rest
@@ -174,7 +185,10 @@ def test_profile_into_a_store_that_fills_up_keeps_it_whole(box, tmp_path, tflite
         conn = sqlite3.connect(db)
         assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 6
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         conn.close()
+        assert (version, "sweep_cells" in tables) == ((1, False) if schema == "v1" else (version, True))
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _harness import run_hostile
+from _harness import private_box, run_hostile
 from test_hostile_store_targets import NEEDLE, STRUCTURAL, make_store
 
 MODULES = {
@@ -25,14 +25,7 @@ MODULES = {
 
 @pytest.fixture
 def box(tmp_path):
-    work, home = tmp_path / "work", tmp_path / "home"
-    (home / ".config").mkdir(parents=True)
-    work.mkdir()
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "EDGESEQ_TARGETS_FILE": str(home / "t.toml"),
-           "PYTHONDONTWRITEBYTECODE": "1", "MPLCONFIGDIR": str(tmp_path / "mpl"),
-           "XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGESEQ_IMPORT_TIMEOUT_S": "3",
-           "KERAS_HOME": str(tmp_path / "keras")}
-    return work, home, env
+    return private_box(tmp_path, EDGESEQ_IMPORT_TIMEOUT_S="3")
 
 
 @pytest.fixture(scope="module")

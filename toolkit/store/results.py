@@ -87,9 +87,12 @@ class ResultsStore:
             self._open(create)
         except EdgeseqError:
             # a refused open (a full disk) leaves the store as it was: an empty WAL and its index made just now go
-            if all(not p.exists() or p.stat().st_size == 0 or p.name.endswith("-shm") for p in fresh):
-                for p in fresh:
-                    p.unlink(missing_ok=True)
+            try:
+                if all(not p.exists() or p.stat().st_size == 0 or p.name.endswith("-shm") for p in fresh):
+                    for p in fresh:
+                        p.unlink(missing_ok=True)
+            except OSError:  # a path under a file, a folder gone: nothing of ours to take away there
+                pass
             raise
 
     def _open(self, create: bool) -> None:
