@@ -141,6 +141,16 @@ def test_a_source_model_with_a_nan_weight_is_refused_before_conversion(tmp_path,
     assert not out.exists()
 
 
+def test_convert_stream_refuses_a_source_with_a_nan_weight_too(tmp_path, capsys):
+    model = _gru_with(NAN, tmp_path / "gru.keras")
+    out = tmp_path / "out"
+    code, _, err = run_cli(["convert", str(model), "--stream", "--recipe", "fp32", "--dataset", "random", "--out",
+                            str(out)], capsys)
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "non-finite (NaN)" in errors[0] and "'gru'" in errors[0], err
+    assert not out.exists()
+
+
 def test_an_inf_weight_that_keras_saturates_fails_parity_on_the_converted_nans(tmp_path, capsys):
     """GRU kernel[0, 0] = inf: Keras's outputs stay finite (the gates saturate), the .tflite's are NaN; today the
     fp32 file passed (inf - inf is NaN, and NaN > tol is False) and stayed."""
