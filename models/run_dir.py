@@ -111,11 +111,20 @@ def publish_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> Iterator[Pat
     stage: Path | None = None
     try:
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
+            from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+            make_dirs(out.parent)
             stage = _fresh_sibling(out)
         except OSError as exc:
             raise InputError(f"cannot create run directory {out}: {exc.strerror}", "choose a writable --out") from None
-        yield stage
+        try:
+            yield stage
+        except Exception as exc:  # noqa: BLE001 - a full disk while saving: named by the run folder (Keras names none)
+            from edgeseq.core.fsio.oserrors import disk_error
+
+            typed = disk_error(exc, out)
+            if typed is None:
+                raise
+            raise typed from exc
         try:
             os.rename(stage, out)  # fails if out exists (and is not empty): then move file by file
             stage = None

@@ -391,6 +391,10 @@ def convert_model(
     with batch1_safe_add():  # a last batch of one sample would meet Keras's batch-1 `add` trap
         reference = np.asarray(model.predict(as_list(inputs.X_val, inputs.specs), batch_size=64, verbose=0),
                                dtype=np.float32)
+        from edgeseq.quantize.source_check import refuse_nonfinite_source
+
+        refuse_nonfinite_source(model, as_list(inputs.X_val, inputs.specs), reference, str(path),
+                                f"{inputs.validation_record['source']} validation inputs")
     keras_metric = None
     if inputs.y_val is not None:
         from edgeseq.quantize.validate import task_metric

@@ -8,6 +8,7 @@ validated on the same inputs; the smaller per-tensor file is kept only when it l
 
 from __future__ import annotations
 
+from edgeseq.core.finite import at_least, within
 from edgeseq.quantize.recipes import MODES, Recipe
 
 ACCURACY_TOL = 0.001  # 0.1 accuracy point
@@ -91,7 +92,7 @@ def prefer_per_tensor(per_channel: dict, per_tensor: dict, channel_bytes: int, t
         limit = base - AGREEMENT_TOL
     else:
         limit = base * (1 + (MSE_TOL_REL if name == "mse" else DIFF_TOL_REL))
-    ok = pt >= limit if higher else pt <= limit
+    ok = at_least(pt, limit) if higher else within(pt, limit)  # a NaN figure never wins
     figures = f"{name} {pt:.4g} per-tensor vs {pc:.4g} per-channel"
     if ref is not None:
         figures += f", {ref:.4g} float"

@@ -274,6 +274,28 @@ def state_inside(f: TFLiteFile) -> dict[str, Any] | None:
             "initialiser": "CALL_ONCE" in found}
 
 
+def refuse_uninitialised_state(f: TFLiteFile, path: Any) -> None:
+    """ModelError for a model that keeps state in resource variables and reads one before anything wrote it, with no
+    CALL_ONCE initialiser: its first step reads memory no one set, so every figure measured from it is meaningless."""
+    main = f.model.subgraphs[0]
+    ops = [(f.op_names[op.opcodeIndex], op) for op in main.operators or []]
+    if not any(name == "READ_VARIABLE" for name, _ in ops) or any(name == "CALL_ONCE" for name, _ in ops):
+        return
+    assigned, unset = set(), []
+    for name, op in ops:
+        if name == "ASSIGN_VARIABLE" and _ins(op):
+            assigned.add(_ins(op)[0])
+        elif name == "READ_VARIABLE" and _ins(op) and _ins(op)[0] not in assigned and _outs(op):
+            unset.append(describe_tensor(f, main.tensors[_outs(op)[0]])["name"])
+    if unset:
+        from edgeseq.core.errors import ModelError
+
+        raise ModelError(f"{path} keeps its state in {len(unset)} resource variable(s) ({', '.join(unset[:3])}) that "
+                         "it reads before anything sets them: no CALL_ONCE initialiser, so the first step reads "
+                         "undefined memory", "re-export it with the variables initialised (TF's converter emits "
+                         "CALL_ONCE for a tf.Variable's initial value; edgeseq convert --stream --state internal does)")
+
+
 def analyze(f: TFLiteFile, runtime: str = "ai_edge_litert") -> dict[str, Any]:
     main = f.model.subgraphs[0]
     by_type: dict[str, Counter] = defaultdict(Counter)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeseq.core.errors import InputError
+from edgeseq.core.finite import at_least, kinds, nonfinite_rows, within
 from edgeseq.quantize.recipes import Tolerance
 
 
@@ -122,8 +123,10 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
     """
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     got = outputs.reshape(len(outputs), -1).astype(np.float64)
-    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
-    diff = np.abs(ref - got)
+    finite_ref = np.abs(ref[np.isfinite(ref)])
+    scale = max(1.0, float(finite_ref.max()) if finite_ref.size else 1.0)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, reported and failed below
+        diff = np.abs(ref - got)
     result: dict[str, Any] = {
         "samples": len(ref),
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,
@@ -132,23 +135,26 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
         "tolerance": {"max_abs": tol.max_abs, "mean_abs": tol.mean_abs, "top1": tol.top1},
     }
     failures = []
-    if not np.all(np.isfinite(got)):
-        failures.append("non-finite outputs")
-    if tol.max_abs is not None and result["max_abs_diff"] > tol.max_abs * scale:
+    # NaN/inf anywhere fail: a bare `diff > tol` is False for NaN, so a NaN diff would pass (edgeseq.core.finite).
+    for side, arr in (("reference (source model)", ref), ("converted", got)):
+        rows = nonfinite_rows(arr)
+        if rows:
+            failures.append(f"{side} outputs non-finite ({kinds(arr)}) on {rows} of {len(arr)} inputs")
+    if tol.max_abs is not None and not within(result["max_abs_diff"], tol.max_abs * scale):
         failures.append(f"max |diff| {result['max_abs_diff']:.3g} > {tol.max_abs * scale:.3g}")
-    if result["mean_abs_diff"] > tol.mean_abs * scale:
+    if not within(result["mean_abs_diff"], tol.mean_abs * scale):
         failures.append(f"mean |diff| {result['mean_abs_diff']:.3g} > {tol.mean_abs * scale:.3g}")
     if (head or {}).get("activation") == "sigmoid":
         from edgeseq.core.metrics import head_threshold
 
         threshold = head_threshold(head, reference)[0]
         agree = (ref > threshold) == (got > threshold)
-        decisive = np.abs(ref - threshold) > 2 * tol.mean_abs * scale
+        decisive = np.abs(ref - threshold) > 2 * tol.mean_abs * scale  # finite-ok: a mask; NaN failed above
         result["agreement"] = f"thresholded at {threshold:g}, output by output"
         result["top1_agreement"] = float(agree.mean())
         result["decisive_samples"] = int(decisive.sum())
         result["top1_agreement_decisive"] = float(agree[decisive].mean()) if decisive.any() else 1.0
-        if result["top1_agreement_decisive"] < tol.top1:
+        if not at_least(result["top1_agreement_decisive"], tol.top1):
             failures.append(f"thresholded agreement {result['top1_agreement_decisive']:.3f} < {tol.top1}")
         task = None  # no argmax below
     if task == "classification" and reference.ndim == 3:  # one class vector per time step: compare frames
@@ -158,11 +164,11 @@ def parity(reference: np.ndarray, outputs: np.ndarray, task: str | None, tol: To
     if task == "classification" and ref.shape[1] > 1:
         agree = ref.argmax(1) == got.argmax(1)
         top2 = np.sort(ref, axis=1)[:, -2:]
-        decisive = (top2[:, 1] - top2[:, 0]) > 2 * tol.mean_abs * scale
+        decisive = (top2[:, 1] - top2[:, 0]) > 2 * tol.mean_abs * scale  # finite-ok: a mask; NaN failed above
         result["top1_agreement"] = float(agree.mean())
         result["decisive_samples"] = int(decisive.sum())
         result["top1_agreement_decisive"] = float(agree[decisive].mean()) if decisive.any() else 1.0
-        if result["top1_agreement_decisive"] < tol.top1:
+        if not at_least(result["top1_agreement_decisive"], tol.top1):
             failures.append(f"top-1 agreement {result['top1_agreement_decisive']:.3f} < {tol.top1}")
     result["passed"] = not failures
     result["failures"] = failures

@@ -93,4 +93,6 @@ def agent_pyz() -> tuple[Path, str]:
             return _write(base / key, data)
         except OSError as exc:
             error = exc
-    raise OSError(f"cannot write {PYZ_NAME} to the edgeseq cache or the temp folder: {error}")
+    # the errno stays (a full disk is a DiskError with its path at the CLI), the message says both places were tried
+    raise OSError(getattr(error, "errno", None), f"cannot write {PYZ_NAME} to the edgeseq cache or the temp folder: "
+                  f"{getattr(error, 'strerror', None) or error}", getattr(error, "filename", None))

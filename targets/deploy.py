@@ -42,7 +42,10 @@ def deploy(
     """Deploy `model` to `target` and run it once; returns the result (schema edgeseq.agent/1) plus `deploy` facts."""
     check_deploy_options(runs, warmup, threads, timeout)
     model = Path(model)
-    read_tflite(model)  # the same checked reader as inspect/evaluate/profile: a bad file never reaches a device
+    from edgeseq.quantize.inspect import refuse_uninitialised_state
+
+    # the same checked reader as inspect/evaluate/profile: a bad file never reaches a device
+    refuse_uninitialised_state(read_tflite(model), model)
     try:
         return _deploy(target, model, runs, warmup, threads, keep, timeout, runner, benchmark_binary, log)
     except EdgeseqError as exc:

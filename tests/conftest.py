@@ -33,3 +33,12 @@ def conversions(tmp_path_factory):
     from _zoo_cache import ConversionCache
 
     return ConversionCache(tmp_path_factory.mktemp("conversions"))
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python() -> str:
+    """A venv's python with tflite-runtime 2.14 and numpy<2, built here when it is not cached (tests/_runtime214.py);
+    skips only when the machine has no Python 3.8-3.11 or no package index."""
+    from _runtime214 import tflite_runtime_214
+
+    return tflite_runtime_214()

@@ -18,7 +18,6 @@ from _tiny_tflite import build_tiny_models
 from edgeseq.targets.runner import agent_path
 
 AGENT = agent_path()  # the zipapp, built from targets/agent/ into the cache
-CACHE = Path(os.environ.get("EDGESEQ_TEST_CACHE", Path.home() / ".cache" / "edgeseq-tests"))
 
 
 @pytest.fixture(scope="session")
@@ -405,43 +404,7 @@ def test_agent_run_from_a_folder_with_a_shadowing_module(tiny, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ tflite-runtime 2.14
-_NETWORK_HINTS = (
-    "Could not find a version",
-    "No matching distribution",
-    "Network is unreachable",
-    "Temporary failure in name resolution",
-    "Connection",
-    "ProxyError",
-    "Max retries",
-)
-
-
-@pytest.fixture(scope="session")
-def tflite_runtime_python() -> str:
-    """A venv with tflite-runtime 2.14 and numpy<2 (it cannot share the main env's NumPy 2), cached across runs."""
-    venv = CACHE / f"tflite-runtime-2.14-py{sys.version_info.major}{sys.version_info.minor}"
-    py = venv / "bin" / "python"
-    probe = [str(py), "-c", "import tflite_runtime.interpreter, numpy; assert numpy.__version__ < '2'"]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return str(py)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    base = getattr(sys, "_base_executable", None) or "python3"
-    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=120)
-    pip = subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if pip.returncode != 0:
-        out = pip.stdout + pip.stderr
-        if any(h in out for h in _NETWORK_HINTS):
-            print(f"SKIP reason: pip could not reach the index for tflite-runtime 2.14: {out.strip()[-300:]}")
-            pytest.skip(
-                f"pip could not install tflite-runtime 2.14 (index unreachable): {out.strip()[-200:]}"
-            )
-        pytest.fail(f"pip install tflite-runtime failed: {out[-1000:]}")
-    return str(py)
+# `tflite_runtime_python`: the session fixture in conftest.py (tests/_runtime214.py) builds the venv.
 
 
 @pytest.mark.slow

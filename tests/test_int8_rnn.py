@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -62,7 +61,7 @@ def _cached_keys(item) -> list[tuple]:
     if item.originalname == "test_stacked_return_sequences_models_stay_flat_in_t":
         return [(p["arch"], True, True, p["recipe"], t) for t in (16, 128)]
     if item.originalname == "test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214":
-        return [(p["arch"], True, True, f"int8-{p['route']}", 16)] if HAS_214 else []  # else skipped
+        return [(p["arch"], True, True, f"int8-{p['route']}", 16)]
     if item.originalname == "test_int16x8_auto_unrolls_with_the_reasons_recorded":
         return [("lstm", False, False, "int16x8", 16)]
     return []
@@ -323,8 +322,6 @@ def test_a_masked_lstm_is_not_fused_but_still_converts(tmp_path):
 
 # ---------------------------------------------------------------- the files on tflite-runtime 2.14 (slow)
 
-RUNTIME_214 = Path.home() / ".cache" / "edgeseq-tests" / "tflite-runtime-2.14-py311" / "bin" / "python"
-HAS_214 = sys.version_info[:2] == (3, 11) and RUNTIME_214.exists()
 RUN_CODE = """
 import sys, numpy as np
 from tflite_runtime.interpreter import Interpreter
@@ -338,9 +335,9 @@ np.save(sys.argv[3], np.array(out))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_214, reason="needs the cached tflite-runtime 2.14 venv that tests/test_agent.py builds")
 @pytest.mark.parametrize("arch,route", [("lstm", "fused"), ("lstm", "loop"), ("gru", "loop")])
-def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, route, converted, tmp_path):
+def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, route, converted, tmp_path,
+                                                                        tflite_runtime_python):
     from edgeseq.quantize.runtime import load_interpreter
     from edgeseq.quantize.validate import run_tflite
 
@@ -348,7 +345,7 @@ def test_fused_and_looped_int8_files_run_the_same_on_tflite_runtime_214(arch, ro
     res = converted(arch, f"int8-{route}", 16, stacked=True, sequences=True)
     X = toy_dataset(seq_len=16).X_test[:16]
     np.save(tmp_path / "x.npy", X)
-    proc = subprocess.run([str(RUNTIME_214), "-c", RUN_CODE, str(res.tflite_path), str(tmp_path / "x.npy"),
+    proc = subprocess.run([tflite_runtime_python, "-c", RUN_CODE, str(res.tflite_path), str(tmp_path / "x.npy"),
                            str(tmp_path / "y.npy")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     litert = run_tflite(load_interpreter(res.tflite_path), X)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import test_agent
 from _tiny_tflite import TFLiteBuilder, dense_model, sequence_loop_model, while_model
 from _zoo_cache import planner, prefetch_session, selected, small_zoo, small_zoo_jobs
 
@@ -22,8 +21,6 @@ from edgeseq.quantize.op_slices import REPLICAS, cut_ops, write_pack
 from edgeseq.quantize.tflite.reader import parse_bytes
 from edgeseq.targets.local import LocalTarget
 from edgeseq.targets.runner import AgentOptions, run_agent
-
-tflite_runtime_python = test_agent.tflite_runtime_python  # the session fixture: a tflite-runtime 2.14 venv
 
 
 def if_model() -> bytes:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _zoo_cache import costs, params, planner, prefetch_session, selected, small_zoo_jobs
-from test_agent import tflite_runtime_python  # noqa: F401 - the tflite-runtime 2.14 venv (a session fixture)
 
 keras = pytest.importorskip("keras")
 
@@ -316,7 +315,7 @@ def _matrix_jobs(cache, which: str) -> list:
 @pytest.mark.slow
 @pytest.mark.parametrize("which", list(_MODELS))
 def test_every_kind_and_recipe_with_its_state_inside_on_both_runtimes(which, shared, conversions, tmp_path,
-                                                                       tflite_runtime_python):  # noqa: F811
+                                                                       tflite_runtime_python):
     model = _model(conversions, which)[0]
     results = [r for job in _matrix_jobs(conversions, which) for r in shared(job)]
     files = {}

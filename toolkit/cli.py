@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import sqlite3
 import sys
 
 import click
 
 from edgeseq import __version__
-from edgeseq.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EdgeseqError, exit_code_summary
-from edgeseq.core.fsio import childproc
+from edgeseq.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, DiskError, EdgeseqError, exit_code_summary
+from edgeseq.core.fsio import childproc, oserrors
 
 # name -> (module under edgeseq.commands, attribute, one-line help shown by --help without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -71,10 +72,14 @@ def main(argv: list[str] | None = None) -> None:
         with click.Context(cli, info_name="edgeseq") as ctx:
             click.echo(cli.get_help(ctx))
         sys.exit(0)
+    oserrors.forget_created()  # what this command creates is what a failure takes away, nothing from before
     try:
         cli.main(args=args, prog_name="edgeseq", standalone_mode=False)
-    except EdgeseqError as exc:
-        _fail(exc.one_line(), exc.exit_code)
+    except (EdgeseqError, OSError, sqlite3.Error) as exc:  # the file system refusing a write: one DiskError line
+        typed = oserrors.disk_error(exc) or exc
+        if not isinstance(typed, EdgeseqError):
+            _internal(typed)
+        _fail(typed.one_line(), typed.exit_code, disk=isinstance(typed, DiskError))
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort, cause kept
         if isinstance(exc, childproc.Terminated) or isinstance(exc.__cause__, childproc.Terminated):
             _fail("terminated by SIGTERM; child processes stopped, nothing half-written kept",
@@ -90,14 +95,25 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-line contract
-        if os.environ.get("EDGESEQ_DEBUG"):
-            raise
-        _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in edgeseq: please report it with the command; "
-              "EDGESEQ_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
+        typed = oserrors.disk_error(exc)  # e.g. Keras's own error raised from ENOSPC while saving
+        if typed is not None:
+            _fail(typed.one_line(), typed.exit_code, disk=True)
+        _internal(exc)
+    oserrors.forget_created()
     sys.exit(0)
 
 
-def _fail(message: str, code: int) -> None:
+def _internal(exc: BaseException) -> None:
+    if os.environ.get("EDGESEQ_DEBUG"):
+        raise exc
+    _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in edgeseq: please report it with the command; "
+          "EDGESEQ_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
+
+
+def _fail(message: str, code: int, *, disk: bool = False) -> None:
+    """One line on stderr and the exit code. The empty folders this command created are taken away first; when the
+    file system refused a write (`disk`), the files it created too: nothing partial is left."""
+    oserrors.remove_created(files=disk)
     click.echo(f"error: {' '.join(str(message).split())}", err=True)
     sys.exit(code)
 

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 from edgeseq.core.errors import InputError, check_finite, did_you_mean
+from edgeseq.core.finite import at_least, within
 from edgeseq.core.stats import memory_figures
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.store.results import ResultsStore
@@ -107,8 +108,7 @@ def _breach(budget: str, value: float | None, limit: float, unit: str, what: str
     if value is None:
         return {"budget": budget, "limit": limit, "value": None, "over_by": None, "ratio": None,
                 "text": f"{what} unknown (not measured)" if budget != "accuracy" else UNKNOWN_ACCURACY}
-    ok = value <= limit if above else value >= limit
-    if ok:
+    if within(value, limit) if above else at_least(value, limit):
         return None
     ratio = value / limit if above else (limit / value if value > 0 else None)  # None: no finite ratio (0 accuracy)
     over = value - limit

@@ -303,6 +303,11 @@ def _plan(*, model_path, recipes, out_dir, name, kv_capacity, window, contexts, 
     if validate:
         say(f"Keras references on {count(X_val)} sequences")
         refs = {j: _reference(model, e, X_val, steps) for j, e in enumerate(exports)}
+        from edgeseq.quantize.source_check import refuse_nonfinite_source
+
+        for j, (feed, ref) in refs.items():
+            same = isinstance(feed, np.ndarray) and exports[j]["kind"] != StreamKind.WINDOW and len(feed) == len(ref)
+            refuse_nonfinite_source(model, feed if same else None, ref, str(path), "validation sequences")
     from edgeseq.quantize.training_reference import load_reference
 
     train_ref = load_reference(path, steps, features, model) if validate and not several else None  # a training run's

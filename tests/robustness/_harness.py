@@ -71,7 +71,7 @@ def run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float =
     """Run the CLI; its own peak RSS comes from the launcher (so earlier processes' memory does not count)."""
     tmpdir = Path(cwd) / ".tmp"
     tmpdir.mkdir(exist_ok=True)
-    full_env = dict(os.environ, TMPDIR=str(tmpdir), **(env or {}))
+    full_env = {**os.environ, "TMPDIR": str(tmpdir), **(env or {})}  # env may set TMPDIR itself
     out_path, err_path, rep_path = Path(cwd) / ".stdout", Path(cwd) / ".stderr", Path(cwd) / ".rusage"
     started = time.monotonic()
     argv = [sys.executable, "-c", _LAUNCHER, str(rep_path), sys.executable, "-m", "edgeseq.cli", *args]
@@ -94,6 +94,18 @@ def run(args: list[str], *, cwd: Path, env: dict | None = None, timeout: float =
     for p in (out_path, err_path, rep_path):
         p.unlink()
     return Outcome(rc, stdout, stderr, wall, kb / 1024)
+
+
+def private_box(tmp_path: Path, **extra: str) -> tuple[Path, Path, dict]:
+    """(working directory, private HOME, env) for a case: the user's real config, caches and Keras home kept out."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    work.mkdir()
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "EDGESEQ_TARGETS_FILE": str(home / "t.toml"),
+           "PYTHONDONTWRITEBYTECODE": "1", "MPLCONFIGDIR": str(tmp_path / "mpl"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache"), "EDGESEQ_CACHE_DIR": str(tmp_path / "cache" / "edgeseq"),
+           "KERAS_HOME": str(tmp_path / "keras"), **extra}
+    return work, home, env
 
 
 def run_hostile(args: list[str], *, cwd: Path, code: int | tuple[int, ...], watch: tuple[Path, ...] = (),

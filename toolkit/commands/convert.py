@@ -68,7 +68,7 @@ def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_
     LiteRT, write file + manifest."""
     from edgeseq.api import convert as run_convert
     from edgeseq.core.progress import Progress
-    from edgeseq.report.views import conversion_failed, convert_summary
+    from edgeseq.report.views import conversion_failed, convert_summary, recipes_summary
 
     progress = Progress(1).note  # each phase as it starts, flushed, on a terminal or piped
     results = run_convert(model_path, recipes, dataset=dataset, out=out_dir, name=name, seq_len=seq_len, io=io,
@@ -77,14 +77,18 @@ def convert(model_path, recipes, io, dataset, calibration_samples, seq_len, rnn_
                           trust_model=trust_model, data_dir=data_dir, stream=stream, kv_capacity=kv_capacity,
                           window=window, state=state, stride=stride, float_ops=float_ops, target=target, db=db,
                           custom_objects=custom_objects, raise_on_error=False, progress=progress)
+    lines, error = recipes_summary(results)  # the worst failed recipe's exit code (README: several recipes)
     if as_json:
         echo_json("convert", {"results": [{"recipe": r.recipe.slug, "written": r.ok, "manifest": r.manifest or None,
-                                          "error": None if r.ok else r.error.one_line()} for r in results]})
+                                          "error": None if r.ok else r.error.one_line(),
+                                          "exit_code": None if r.ok else r.error.exit_code} for r in results],
+                              "exit_code": 0 if error is None else error.exit_code})
     for r in results:
         for warning in r.warnings:
             click.echo(f"warning: {r.recipe.slug}: {warning}", err=True)
         if not as_json:
             click.echo(convert_summary(r) if r.ok else conversion_failed(r))
-    failed = [r for r in results if not r.ok]
-    if failed:
-        raise failed[0].error
+    if not as_json and len(results) > 1:
+        click.echo("\n".join(lines))
+    if error is not None:
+        raise error

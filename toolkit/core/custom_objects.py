@@ -11,10 +11,13 @@ No Keras import here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,7 +25,37 @@ from pathlib import Path
 from edgeseq.core.errors import InputError, ModelError
 
 ENV = "EDGESEQ_CUSTOM_OBJECTS"
+# How long one module may take to import before it is called hung (a module that waits on a network, a lock, input):
+# seconds, from $EDGESEQ_IMPORT_TIMEOUT_S. Bounded with SIGALRM in the main thread; elsewhere not bounded.
+IMPORT_TIMEOUT_S = 120.0
 _imported: dict[str, str] = {}  # spec -> module name
+
+
+class _ImportHung(BaseException):  # not an Exception: a module catching those cannot swallow it
+    pass
+
+
+@contextlib.contextmanager
+def _deadline(spec: str):
+    """Raise _ImportHung in the importing code after the timeout (main thread only: signals go there)."""
+    try:
+        seconds = float(os.environ.get("EDGESEQ_IMPORT_TIMEOUT_S", IMPORT_TIMEOUT_S))
+    except ValueError:
+        seconds = IMPORT_TIMEOUT_S
+    if threading.current_thread() is not threading.main_thread() or not seconds > 0:
+        yield
+        return
+
+    def hung(_signum, _frame):
+        raise _ImportHung(spec)
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _is_path(spec: str) -> bool:
@@ -32,6 +65,18 @@ def _is_path(spec: str) -> bool:
 def _import_one(spec: str) -> str:
     if spec in _imported:
         return _imported[spec]
+    try:
+        with _deadline(spec):
+            return _import_bounded(spec)
+    except _ImportHung:
+        sys.modules.pop(Path(spec).stem if _is_path(spec) else spec, None)
+        limit = os.environ.get("EDGESEQ_IMPORT_TIMEOUT_S", f"{IMPORT_TIMEOUT_S:g}")
+        raise ModelError(f"importing --custom-objects {spec} did not finish within {limit} s (it hangs on import)",
+                         "make the module import without waiting (no network, input or locks at import time); "
+                         "EDGESEQ_IMPORT_TIMEOUT_S sets the limit") from None
+
+
+def _import_bounded(spec: str) -> str:
     try:
         if _is_path(spec):
             path = Path(spec).expanduser().resolve()
@@ -60,6 +105,12 @@ def _import_one(spec: str) -> str:
                              "give a path to the .py file, or put its folder on PYTHONPATH") from None
         raise ModelError(f"importing --custom-objects {spec} failed: {exc}", "fix the module (it must import "
                          "cleanly on its own)") from None
+    except SystemExit as exc:  # sys.exit() in the user's module must not end edgeseq with the module's status
+        sys.modules.pop(Path(spec).stem if _is_path(spec) else spec, None)
+        raise ModelError(f"importing --custom-objects {spec} failed: the module called sys.exit({exc.code!r})",
+                         "a module given to --custom-objects must only define and register layers") from None
+    except _ImportHung:
+        raise
     except Exception as exc:  # noqa: BLE001 - the user's module can raise anything; its line names where
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(Path(spec).name)]
         where = f" (line {frames[-1].lineno})" if frames else ""

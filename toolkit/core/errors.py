@@ -121,6 +121,14 @@ def exit_code_summary() -> str:
     return "Exit codes: " + ", ".join(["0 ok", *short]) + "."
 
 
+class DiskError(EdgeseqError):
+    """The file system refused a write: out of space, over quota, read-only, an I/O error, too many open files
+    (edgeseq.core.fsio.oserrors). The message names the path and the errno's meaning; nothing partial is kept."""
+
+    exit_code = 9
+    meaning = "the file system refused a write (no space, quota, read-only, I/O error, too many open files); nothing partial kept"
+
+
 class NothingFound(EdgeseqError):
     """The command ran and found nothing that answers it (recommend: no model meets every budget). Its output is
     complete; the exit code says "no" to a script."""

@@ -18,10 +18,20 @@ PERCENTILES = (50, 90, 99)
 
 
 def latency_stats(samples_ns: Sequence[int]) -> dict:
-    """mean/std/min/p50/p90/p99/max in microseconds, plus count, CV and throughput (inferences per second)."""
+    """mean/std/min/p50/p90/p99/max in microseconds, plus count, CV and throughput (inferences per second).
+
+    A NaN or infinite sample is not dropped: every figure is then NaN and `nonfinite_samples` says how many there
+    were, so a table shows NaN instead of a clean-looking figure computed over what was left."""
+    from edgeseq.core.finite import nonfinite_count
+
     a = np.asarray(samples_ns, dtype=np.float64)
     if a.size == 0:
         raise ValueError("no latency samples")
+    bad = nonfinite_count(a)
+    if bad:
+        nan = float("nan")
+        return {"count": int(a.size), "nonfinite_samples": bad, "mean_us": nan, "std_us": nan, "min_us": nan,
+                "max_us": nan, "cv": nan, "throughput_per_s": nan, **{f"p{p}_us": nan for p in PERCENTILES}}
     us = a / 1e3
     mean = float(us.mean())
     std = float(us.std(ddof=1)) if us.size > 1 else 0.0
@@ -133,8 +143,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     Ties: a point equal to another on both axes stays on the front; one equal on one axis and worse on the other
     does not.
     """
+    from edgeseq.core.finite import is_number
+
     front = []
     for i, (lat, acc) in enumerate(points):
+        if not (is_number(lat) and is_number(acc)):  # a NaN is never dominated (every comparison is False)
+            continue
         dominated = any(
             (lat2 <= lat and acc2 >= acc) and (lat2 < lat or acc2 > acc)
             for j, (lat2, acc2) in enumerate(points)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeseq.core.errors import EdgeseqError, InputError
+from edgeseq.core.finite import is_number, within
 
 
 def _mb(kb: float) -> str:
@@ -62,7 +63,7 @@ def check_memory_limit(models: Sequence[Path], memory_limit: str | int, targets:
     baseline_kb, runtime = base
     worst = max((predicted_need_kb(m, baseline_kb, runtime, xnnpack) | {"model": m} for m in models),
                 key=lambda n: n["need_kb"])
-    if limit_kb < worst["need_kb"]:
+    if is_number(worst["need_kb"]) and not within(worst["need_kb"], limit_kb):  # no prediction: no refusal
         raise InputError(
             f"{worst['model'].name} needs about {_mb(worst['need_kb'])} MiB, over --memory-limit {memory_limit}: "
             f"{_mb(baseline_kb)} MiB for Python, numpy and {runtime}, {_mb(worst['model_kb'])} MiB the model "

@@ -104,9 +104,11 @@ def _check_model(path: Path) -> None:
             f"{path} is not a TFLite model (no TFL3 identifier; corrupt or wrong file)",
             "pass a .tflite written by `edgeseq convert`",
         )
+    from edgeseq.quantize.inspect import refuse_uninitialised_state
     from edgeseq.quantize.tflite.reader import read_tflite
 
-    read_tflite(path)  # the checked reader and parser: refuses an inconsistent file before any target or the store
+    # the checked reader and parser: refuses an inconsistent file before any target or the store
+    refuse_uninitialised_state(read_tflite(path), path)
 
 
 def open_targets(names: Sequence[str], cpus: int | None, memory_limit, cpu_quota: float | None) -> list:

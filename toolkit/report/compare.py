@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeseq.core.errors import InputError
+from edgeseq.core.finite import is_number
 from edgeseq.core.stats import memory_figures
 from edgeseq.profiling.ops import compare_op_types, op_fields, render_compare_ops
 from edgeseq.report.rows import Fmt, Warn, accuracy_text, count_text, fixed, warn_damage
@@ -72,7 +73,7 @@ def compare_runs(db: str | Path | None, a: str, b: str, target: str | None = Non
     rows = []
     for key, name, fmt in COMPARE_METRICS:
         va, vb = _metric(ra, key), _metric(rb, key)
-        ratio = vb / va if va not in (None, 0) and vb is not None else None
+        ratio = vb / va if is_number(va) and is_number(vb) and va != 0 else None  # no ratio of a NaN (shown as NaN)
         rows.append(
             {
                 "metric": name,

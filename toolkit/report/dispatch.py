@@ -70,7 +70,8 @@ def write_report(
     answer = _answer(db, target, budgets, fmt) if fmt not in ("csv", "json") else ""
     hop = (budgets or {}).get("hop_ms")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+        make_dirs(out_dir)
         pngs = write_plots([r for r in rows if _plottable(r)], out_dir)
         streaming = streaming_section(db, out_dir, fmt, target)  # "" when no streaming runs are stored
         streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)

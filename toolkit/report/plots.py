@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseq.core.fsio import atomic_save_with
 from edgeseq.core.stats import pareto_front
 
 DPI = 110
@@ -67,7 +68,7 @@ def _empty(path: Path, title: str, text: str) -> Path:
     ax.set_axis_off()
     ax.set_title(title)
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True, transform=ax.transAxes)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -104,7 +105,7 @@ def latency_distribution(rows: list[dict], path: Path) -> Path:
     ax.set_title(f"Latency distribution per model: {_title_where(rows)}")
     ax.grid(axis="x", alpha=0.3)
     _legend(ax, colours, loc="lower right")
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -143,7 +144,7 @@ def latency_vs_size(rows: list[dict], path: Path) -> Path:
     if not rows:
         return _empty(path, "Latency vs model size", "no runs stored")
     fig = latency_vs_size_figure(rows)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     _plt().close(fig)
     return path
 
@@ -178,7 +179,7 @@ def memory_per_model(rows: list[dict], path: Path) -> Path:
     ax.set_title(f"Memory per model: {_title_where(rows)}")
     ax.grid(axis="x", alpha=0.3)
     _legend(ax, colours, loc="lower right")
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -239,7 +240,7 @@ def accuracy_vs_latency(rows: list[dict], path: Path) -> Path:
             "no accuracy recorded: profile models that have a converter manifest with validation results",
         )
     fig = accuracy_vs_latency_figure(rows)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     _plt().close(fig)
     return path
 
@@ -279,7 +280,7 @@ def op_types(rows: list[dict], path: Path, top: int = 12) -> Path:
     ax.set_title(f"Per-op time by op type ({_title_where(runs)})")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -289,7 +290,8 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     so a failure never leaves half a PNG."""
     import os
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+    make_dirs(out_dir)
     paths = []
     plots = dict(PLOTS)
     if any(r.get("ops_route") for r in rows):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from edgeseq.core.finite import is_number, rank_key, show
 from edgeseq.core.stats import cv, memory_figures
 from edgeseq.profiling.ops import op_fields
 from edgeseq.store.results import ResultsStore
@@ -21,7 +22,7 @@ Warn = Callable[[str], None] | None
 
 def fixed(digits: int, scale: float = 1.0) -> Fmt:
     """A formatter: the value times `scale` with `digits` decimals, '-' for None."""
-    return lambda v: "-" if v is None else f"{float(v) * scale:.{digits}f}"
+    return lambda v: "-" if v is None else f"{float(v) * scale:.{digits}f}" if is_number(v) else show(v)
 
 
 def count_text(v) -> str:
@@ -29,7 +30,7 @@ def count_text(v) -> str:
 
 
 def accuracy_text(v) -> str:
-    return "-" if v is None else f"{float(v):.4f}"
+    return "-" if v is None else f"{float(v):.4f}" if is_number(v) else show(v)
 
 
 COLUMNS: list[tuple[str, str, Fmt]] = [
@@ -184,7 +185,7 @@ def load_groups(store: ResultsStore, target: str | None = None, with_samples: bo
         if with_samples:
             row["samples_us"] = (last["samples"] / 1e3).tolist()
         out.append(row)
-    out.sort(key=lambda r: (r["where"], r.get("p50_us") is None, r.get("p50_us") or 0.0))
+    out.sort(key=lambda r: (r["where"], *rank_key(r.get("p50_us"))))  # NaN/inf/missing last, never first
     return out
 
 

@@ -7,6 +7,7 @@ call them too. One unit style everywhere: KiB for sizes, µs for latency.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 
 def convert_summary(r) -> str:
@@ -51,6 +52,37 @@ def convert_summary(r) -> str:
 
 def conversion_failed(r) -> str:
     return f"FAILED {r.recipe.slug}: {r.error.one_line()}"
+
+
+# Several recipes: each is attempted; the exit code is the worst (highest) of the failed recipes' codes.
+SEVERAL_RECIPES_RULE = ("every recipe is attempted; a summary lists each as written or failed, one line each; the "
+                        "exit code is the worst (highest) of the failed recipes' codes, 0 when all were written")
+
+
+def recipes_summary(results: list) -> tuple[list[str], Any]:
+    """(the summary's lines, the error to exit with or None): one line per recipe, written (its file) or failed (its
+    exit code and reason), under a header with the counts; the error carries the worst exit code and names every
+    failed recipe, so its one stderr line is the whole story."""
+    from edgeseq.core.errors import EdgeseqError
+
+    failed = [r for r in results if not r.ok]
+    width = max(len(r.recipe.slug) for r in results)
+    lines = [f"summary: {len(results) - len(failed)} of {len(results)} recipes written"
+             + (f", {len(failed)} failed" if failed else "")]
+    for r in results:
+        lines.append(f"  written  {r.recipe.slug:<{width}}  {r.tflite_path}" if r.ok else
+                     f"  failed   {r.recipe.slug:<{width}}  exit {r.error.exit_code}: {r.error.one_line()[:160]}")
+    if not failed:
+        return lines, None
+    worst = max(failed, key=lambda r: r.error.exit_code)
+    if len(results) == 1:
+        return lines, worst.error
+    written = [r.recipe.slug for r in results if r.ok]
+    err = EdgeseqError(f"{len(failed)} of {len(results)} recipes failed ({', '.join(r.recipe.slug for r in failed)}); "
+                       f"written: {', '.join(written) or 'none'}; worst: {worst.recipe.slug}: {worst.error.message}",
+                       worst.error.hint)
+    err.exit_code = worst.error.exit_code
+    return lines, err
 
 
 def evaluation_line(e) -> str:

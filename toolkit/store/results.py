@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from edgeseq.core.errors import StoreError
+from edgeseq.core.errors import EdgeseqError, StoreError
 from edgeseq.store.rows import (
     MAX_SAMPLES_BYTES,
     SAMPLES_CODEC,
@@ -44,6 +44,7 @@ from edgeseq.store.schema import (
     integrity_problem,
     migrate,
     reason,
+    store_error,
     table_names,
 )
 
@@ -81,6 +82,20 @@ class ResultsStore:
         self.path = Path(path) if path is not None else default_db_path()
         self.writable = create
         self.damaged: dict[object, str] = {}  # row id -> why it was skipped
+        fresh = [p for p in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if not p.exists()]
+        try:
+            self._open(create)
+        except EdgeseqError:
+            # a refused open (a full disk) leaves the store as it was: an empty WAL and its index made just now go
+            try:
+                if all(not p.exists() or p.stat().st_size == 0 or p.name.endswith("-shm") for p in fresh):
+                    for p in fresh:
+                        p.unlink(missing_ok=True)
+            except OSError:  # a path under a file, a folder gone: nothing of ours to take away there
+                pass
+            raise
+
+    def _open(self, create: bool) -> None:
         if not create:
             if not self.path.exists():
                 raise StoreError(f"no results store at {self.path}", "run `edgeseq profile` first, or pass --db")
@@ -105,7 +120,8 @@ class ResultsStore:
             conn.text_factory = text_factory
             conn.execute("PRAGMA query_only = ON")
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the results store {self.path}: {reason(exc)}", hint) from None
+            raise store_error(f"cannot open the results store {self.path}: {reason(exc)}", hint, exc,
+                              self.path) from None
         return conn
 
     def _guard(self, step: Callable[[], None], verb: str, hint: str) -> None:
@@ -116,7 +132,8 @@ class ResultsStore:
             raise
         except sqlite3.Error as exc:
             self.conn.close()
-            raise StoreError(f"cannot {verb} the results store {self.path}: {reason(exc)}", hint) from None
+            raise store_error(f"cannot {verb} the results store {self.path}: {reason(exc)}", hint, exc,
+                              self.path) from None
 
     def _inspect(self) -> None:
         """Refuse what is not an edgeseq store this version can read; reads only."""
@@ -161,10 +178,8 @@ class ResultsStore:
                 self.conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(
-                f"cannot write to the results store {self.path}: {reason(exc)}",
-                "choose a writable path with --db",
-            ) from None
+            raise store_error(f"cannot write to the results store {self.path}: {reason(exc)}",
+                              "choose a writable path with --db", exc, self.path) from None
         return int(cur.lastrowid)
 
     # ------------------------------------------------------------------ reading
@@ -260,8 +275,8 @@ class ResultsStore:
                 self.conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to the results store {self.path}: {reason(exc)}",
-                             "choose a writable path with --db") from None
+            raise store_error(f"cannot write to the results store {self.path}: {reason(exc)}",
+                              "choose a writable path with --db", exc, self.path) from None
 
     def cells(self) -> dict[str, dict]:
         """Every readable sweep cell by key (none in a store from before sweeps); a damaged row is skipped and

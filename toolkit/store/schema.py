@@ -195,7 +195,8 @@ def create_atomically(path: Path, migrations: Sequence[Migration]) -> None:
     at all. When another process (or fleet thread) got there first, its store is kept and this one dropped."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.new")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+        make_dirs(path.parent)
         conn = sqlite3.connect(str(tmp), timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
@@ -210,9 +211,8 @@ def create_atomically(path: Path, migrations: Sequence[Migration]) -> None:
             if not path.exists():
                 os.replace(tmp, path)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(
-            f"cannot open the results store {path}: {reason(exc)}", "choose a writable path with --db"
-        ) from None
+        raise store_error(f"cannot open the results store {path}: {reason(exc)}", "choose a writable path with --db",
+                          exc, path) from None
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
@@ -224,6 +224,13 @@ def create_atomically(path: Path, migrations: Sequence[Migration]) -> None:
 # ---------------------------------------------------------------------------------------------- messages
 def first_line(text: str) -> str:
     return str(text).splitlines()[0] if str(text) else ""
+
+
+def store_error(message: str, hint: str, exc: BaseException, path: Path) -> Exception:
+    """The file system refusing (disk full, read-only, I/O error: a DiskError naming `path`), else a StoreError."""
+    from edgeseq.core.fsio.oserrors import disk_error
+
+    return disk_error(exc, path) or StoreError(message, hint)
 
 
 def reason(exc: BaseException) -> str:

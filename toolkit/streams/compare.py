@@ -55,7 +55,8 @@ def stream_compare(
     inside (rows of kind internal-state, paired with the host-carried ones by `form`). Runs go to `db` (default:
     out_dir/stream-results.db)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+    make_dirs(out)
     ctx = parse_contexts(list(contexts))
     tf_path = Path(transformer_model_path) if transformer_model_path else _causal_twin(Path(rnn_model_path), out,
                                                                                        max(ctx))

@@ -14,6 +14,7 @@ import html
 from pathlib import Path
 
 from edgeseq.core.errors import StoreError
+from edgeseq.core.fsio import atomic_save_with
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.streams.profile import fit_slopes, rows_from_store
 
@@ -255,8 +256,9 @@ def plot_streaming(rows: list[dict], path: str | Path) -> Path | None:
     fig.suptitle(f"Streaming: cost per new step as the context grows ({', '.join(wheres)})", fontsize=11)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+    make_dirs(path.parent)
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI))
     plt.close(fig)
     return path
 

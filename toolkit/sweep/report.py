@@ -12,6 +12,7 @@ import html
 from pathlib import Path
 
 from edgeseq.core.errors import StoreError
+from edgeseq.core.fsio import atomic_save_with
 
 
 def sweep_section(db: str | Path | None, out_dir: str | Path | None, fmt: str, target: str | None = None,
@@ -151,6 +152,6 @@ def plot_scaling(rows: list[dict], path: Path) -> Path | None:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    atomic_save_with(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI))
     plt.close(fig)
     return path

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeseq.core.errors import EdgeseqError, InputError, TargetError
+from edgeseq.core.errors import DiskError, EdgeseqError, InputError, TargetError
 from edgeseq.core.fsio import atomic_write_text
 from edgeseq.core.progress import Progress
 from edgeseq.sweep.grid import Cell, SweepSpec, describe, expand
@@ -66,7 +66,8 @@ def finished_artifact(out: Path, cell: Cell) -> dict | None:
 def adopt(out: Path, work: Path, result: dict) -> None:
     """Move what a worker made in `work` into place: the model folder, then each file's folder (marker inside)."""
     final = model_dir(out, result["model_key"])
-    final.mkdir(parents=True, exist_ok=True)
+    from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+    make_dirs(final)
     src = work / "run" if (work / "run").is_dir() else work
     if "error" not in result and not (final / "model" / "model.keras").exists():
         staging = work / ".model"
@@ -117,10 +118,10 @@ def _job_for(out: Path, cells: list[Cell], data_dir: str | None = None, db: Any 
 
 def _run_local(out: Path, job: dict) -> dict:
     """One worker process (`python -m edgeseq.sweep.build`) for one model."""
-    from edgeseq.core.fsio import childproc
+    from edgeseq.core.fsio import childproc, oserrors
 
     work = out / ".work" / f"{job['model_key']}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    work.mkdir(parents=True)
+    oserrors.make_dirs(work)
     try:
         job = {**job, "work": str(work.resolve())}
         atomic_write_text(work / "job.json", json.dumps(job))
@@ -131,9 +132,16 @@ def _run_local(out: Path, job: dict) -> dict:
         try:
             result = json.loads((work / "result.json").read_text())
         except (OSError, ValueError):
+            full = oserrors.full_disk_error(work)  # it could not even write its result: the sweep stops here
+            if full is not None:
+                raise full from None
             tail = (proc.stderr or "").strip().splitlines()
             why = tail[-1] if tail else f"exit status {proc.returncode}"
             return {"model_key": job["model_key"], "error": {"reason": f"the sweep worker failed: {why}"}}
+        for record in [(result.get("error") or {}).get("record"),
+                       *((a.get("error") if isinstance(a, dict) else None) for a in result.get("artifacts", {}).values())]:
+            if isinstance(record, dict) and record.get("kind") == "DiskError":  # a full disk stops the whole sweep
+                raise childproc.error_from_record(record)
         adopt(out, work, result)
         return result
     finally:
@@ -245,7 +253,8 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
     stop = threading.Event()  # tells the profiling threads to end
     try:
         say(f"{len(todo)} cells to run ({result.skipped} recorded earlier)")
-        out.mkdir(parents=True, exist_ok=True)
+        from edgeseq.core.fsio.oserrors import make_dirs  # removed again if the command fails
+        make_dirs(out)
         clear_stale_work(out)
         progress = Progress(len(todo), tty=tty, say=say)
         lock = threading.Lock()
@@ -289,6 +298,8 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] = print, tty: bool = F
                 group = futures.pop(fut)
                 try:
                     built = fut.result()
+                except DiskError:  # a full disk fails every cell after it too: the sweep stops, in one line
+                    raise
                 except Exception as exc:  # noqa: BLE001 - a worker or Ray task that dies fails its cells, not the sweep
                     why = exc.one_line() if isinstance(exc, EdgeseqError) else f"{type(exc).__name__}: {exc}"
                     built = {"error": {"reason": f"building failed: {str(why).splitlines()[0][:300]}"}}

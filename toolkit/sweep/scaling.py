@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from edgeseq.core.errors import check_finite
+from edgeseq.core.finite import is_number, within
 from edgeseq.models.streamkind import StreamKind
 
 # two-sided 95% quantiles of Student's t, df = 1..30 (beyond: the Cornish-Fisher expansion, within 1e-4)
@@ -47,8 +48,7 @@ def as_number(value: object) -> float | None:
     """A finite float, or None for anything else (None, NaN, a bool, text)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return float(value) if is_number(value) else None  # NaN/inf never enter a fit (edgeseq.core.finite)
 
 
 def _loglog(ns: np.ndarray, ys: np.ndarray) -> dict | None:
@@ -223,7 +223,7 @@ def streaming_costs(rows: Iterable[dict], hop_ms: float | None = None) -> list[d
             rtf = None if hop_ms is None or p99 is None else p99 / (hop_ms * 1000.0)
             out.append({"target": target, "device": r.get("device"), "recipe": recipe, "arch": arch, "size": size,
                         "n": n, "served": served, "served_label": _kind_label(served), "p50_us": p50, "p99_us": p99,
-                        "rtf": rtf, "keeps_up": None if rtf is None else rtf <= 1.0})
+                        "rtf": rtf, "keeps_up": None if rtf is None else within(rtf, 1.0)})
     fastest: dict[tuple, dict] = {}
     for r in out:
         k = (r["target"], r["recipe"], r["size"], r["n"])

@@ -27,9 +27,15 @@ def user_umask() -> int:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `path` whole or not at all, with the mode a plain open() would give (0644 under umask 0022): mkstemp's
     0600 would make converted files unreadable to a deploy script or web server running as another user."""
+    from edgeseq.core.fsio.oserrors import make_dirs, note_new_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    existed = path.exists()
+    try:
+        make_dirs(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _with_path(exc, path) from exc
     try:
         os.fchmod(fd, 0o666 & ~user_umask())
         with os.fdopen(fd, "wb") as fh:
@@ -37,10 +43,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+        if not existed:
+            note_new_file(path)
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # write() and fsync() name no file: name the one being written
+            raise _with_path(exc, path) from exc
         raise
     return path
+
+
+def _with_path(exc: OSError, path: Path) -> OSError:
+    return exc if exc.filename is not None else type(exc)(exc.errno, exc.strerror, str(path))
+
+
+def atomic_save_with(path: str | os.PathLike, writer: Any) -> Path:
+    """`writer(file object)` (e.g. `lambda fh: fig.savefig(fh, format="png")`) into memory, then written atomically:
+    a library that writes straight to a path would leave half a file behind on a full disk."""
+    import io
+
+    buf = io.BytesIO()
+    writer(buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -41,6 +41,9 @@ class Terminated(KeyboardInterrupt):
 
 def error_record(exc: BaseException) -> dict:
     """A JSON-serialisable record of an edgeseq error; any other exception becomes a plain record naming its type."""
+    from edgeseq.core.fsio.oserrors import disk_error
+
+    exc = disk_error(exc) or exc  # a full disk in a child is the parent's DiskError, not an unknown failure
     if isinstance(exc, errors.EdgeseqError):
         return {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}
     return {"kind": "EdgeseqError", "message": f"{type(exc).__name__}: {exc}", "hint": None}
