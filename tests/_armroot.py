@@ -217,15 +217,15 @@ import keras, numpy as np, tensorflow as tf
 from edgeseq.models.zoo import build_model
 keras.utils.set_random_seed(0)
 model = build_model("gru", "tiny", seq_len=16, num_features=4, num_outputs=3, unroll=True)
-fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec([1, 16, 4], tf.float32)])
-conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+conv = tf.lite.TFLiteConverter.from_keras_model(model)  # weights frozen as constants (signature batch 1)
 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
 open(sys.argv[1], "wb").write(conv.convert())
 """
 
 
 def tiny_model(dest: Path) -> Path:
-    """A converted zoo model (GRU, tiny preset, unrolled, batch 1, builtin ops only), cached by TF version: the
+    """A converted zoo model (GRU, tiny preset, unrolled, batch 1, builtin ops only, weights as constants: v1 kept them
+    in resource variables nothing initialised and computed NaN), cached by TF version: the
     TF import and conversion (~10 s) run once per cache, in a child process so tests never import TensorFlow."""
     from importlib import metadata
 
@@ -233,7 +233,7 @@ def tiny_model(dest: Path) -> Path:
         tf_version = metadata.version("tensorflow-cpu")
     except metadata.PackageNotFoundError:
         tf_version = metadata.version("tensorflow")
-    cached = cache_root().parent / "models" / f"gru-tiny-unrolled-b1-tf{tf_version}.tflite"
+    cached = cache_root().parent / "models" / f"gru-tiny-unrolled-b1-v2-tf{tf_version}.tflite"
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
     except OSError:  # no writable home (CI users, sandboxes): cache per user in the temp dir instead

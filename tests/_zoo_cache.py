@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +37,7 @@ class ConversionCache:
         self._lock = threading.Lock()
         self._entries: dict[Hashable, Future] = {}
         self._made = 0
+        self.seconds: dict[Hashable, float] = {}  # what each entry cost (the session summary prints the largest)
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
@@ -58,8 +60,10 @@ class ConversionCache:
             if owner:
                 fut = self._entries[key] = Future()
         if owner:
+            started = time.perf_counter()
             try:
                 fut.set_result(make(self._folder(key)))
+                self.seconds[key] = time.perf_counter() - started
             except Exception as exc:  # noqa: BLE001 - kept for every test that asks for this entry
                 fut.set_exception(exc)
             except BaseException:  # Ctrl-C: nothing is cached, the next run makes it again
@@ -97,6 +101,14 @@ class ConversionCache:
 # The first test that asks for the cache makes every planned entry of the session in one pool, longest first (a
 # `make` may carry a `cost` attribute, in rough seconds), so both cores stay busy to the end.
 _PLANNERS: dict[str, Callable[[ConversionCache, list], dict]] = {}
+
+
+def summary(cache: ConversionCache, top: int = 12) -> list[str]:
+    """The entries that cost most, for the end of a session's output (tests/conftest.py prints it)."""
+    ranked = sorted(cache.seconds.items(), key=lambda kv: -kv[1])
+    total = sum(cache.seconds.values())
+    return [f"conversion cache: {len(ranked)} entries, {total:.0f} s of work (two at a time)"] + [
+        f"  {sec:7.1f} s  {key}" for key, sec in ranked[:top]]
 
 
 def planner(fn: Callable[[ConversionCache, list], dict]) -> Callable[[ConversionCache, list], dict]:

@@ -27,12 +27,23 @@ def edgeseq_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def conversions(tmp_path_factory):
+def conversions(tmp_path_factory, pytestconfig):
     """The session's cache of built and converted models (tests/_zoo_cache.py): each distinct conversion is made once
     and shared read-only; copy a file before changing it."""
     from _zoo_cache import ConversionCache
 
-    return ConversionCache(tmp_path_factory.mktemp("conversions"))
+    pytestconfig.edgeseq_conversions = cache = ConversionCache(tmp_path_factory.mktemp("conversions"))
+    return cache
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """What the shared conversions cost: where the suite's time goes, in every CI log."""
+    cache = getattr(config, "edgeseq_conversions", None)
+    if cache is not None and cache.seconds:
+        from _zoo_cache import summary
+
+        for line in summary(cache):
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

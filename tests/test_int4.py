@@ -16,7 +16,6 @@ from edgeseq.quantize.recipes import Recipe, get_recipe
 from edgeseq.quantize.slim import compact
 from edgeseq.targets.agent.runtime import int4_tensors
 
-tflite_runtime_python = test_agent.tflite_runtime_python  # the session fixture: a tflite-runtime 2.14 venv
 
 
 def run(data: bytes, x: np.ndarray) -> np.ndarray:
