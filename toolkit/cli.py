@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "convert": ("convert", "convert", "Convert a .keras model to TFLite with one or more recipes, then validate."),
     "inspect": ("inspect", "inspect", "Describe any .tflite: signature, ops, dtypes, size, MACs, memory."),
     "evaluate": ("evaluate", "evaluate", "Accuracy (or MSE) of a .tflite on a data set, on the LiteRT runtime."),
+    "calibrate": ("calibrate", "calibrate", "Time generated single-op and block models on a target, for estimate."),
+    "estimate": ("estimate", "estimate", "Predict a .tflite's p50 latency and memory on a target without running it."),
     "profile": ("profile", "profile", "Measure latency and memory of .tflite models on a target."),
     "report": ("report", "report", "Tables and plots of everything in the results store."),
     "compare": ("report", "compare", "Two models or runs side by side, with ratios."),

@@ -1,0 +1,52 @@
+"""The calibration grid: which small models `edgeseq calibrate` builds, as data (the child builds them by `block`).
+
+Each spec is one Keras block at one shape, converted fp32 and int8 with the real TF converter (the `convert` route:
+WHILE loops for RNNs, the fused LSTM op where asked) and timed op by op (`profile --ops`) with XNNPACK on and off.
+The shapes are the ones sequence models use: recurrent cells of 32-128 units over 8-40 features, attention over
+16-384 positions at widths 32-64, dense stacks and their activations, Conv2D/DepthwiseConv2D front ends, token
+embeddings (GATHER), and QUANTIZE/DEQUANTIZE at every int8 file's edges. `quick` is a four-model grid for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+RECIPES = ("fp32", "int8")
+GRID_VERSION = 1
+
+# block -> parameter sets; names are derived from them, so a file name says what it holds
+_FULL: dict[str, list[dict]] = {
+    "rnn": [{"cell": c, "units": u, "steps": t, "features": f}
+            for c in ("rnn", "gru", "lstm") for (u, t, f) in ((32, 16, 8), (64, 32, 16), (128, 24, 40))],
+    "fused_lstm": [{"units": 32, "steps": 16, "features": 8}, {"units": 64, "steps": 16, "features": 16}],
+    "attention": [{"d": 32, "heads": 2, "steps": 16, "ff": 64}, {"d": 48, "heads": 4, "steps": 64, "ff": 96},
+                  {"d": 64, "heads": 4, "steps": 160, "ff": 128}, {"d": 48, "heads": 4, "steps": 384, "ff": 96}],
+    "matmul": [{"steps": 32, "d": 16}, {"steps": 128, "d": 32}, {"steps": 512, "d": 16}],
+    "dense": [{"steps": 1, "features": 16, "units": 32}, {"steps": 32, "features": 16, "units": 64},
+              {"steps": 128, "features": 40, "units": 128}],
+    "conv2d": [{"steps": 32, "features": 16, "channels": 8}, {"steps": 64, "features": 40, "channels": 16}],
+    "embedding": [{"vocab": 100, "d": 16, "steps": 32, "units": 32}, {"vocab": 1000, "d": 32, "steps": 64,
+                                                                     "units": 64}],
+}
+_QUICK: dict[str, list[dict]] = {
+    "dense": [{"steps": 4, "features": 8, "units": 16}],
+    "rnn": [{"cell": "gru", "units": 16, "steps": 4, "features": 8}],
+}
+
+
+def spec_name(block: str, params: dict) -> str:
+    bits = [block] + [f"{k[0]}{v}" if isinstance(v, int) else str(v) for k, v in sorted(params.items())]
+    return "-".join(bits)
+
+
+def grid(quick: bool = False) -> list[dict]:
+    """[{"name", "block", "params"}] in a fixed order (the progress line counts them)."""
+    table = _QUICK if quick else _FULL
+    return [{"name": spec_name(b, p), "block": b, "params": p} for b, ps in table.items() for p in ps]
+
+
+def grid_key(quick: bool = False) -> str:
+    """Short hash of the grid and its version: the calibration folder's name, so a changed grid starts afresh."""
+    text = json.dumps([GRID_VERSION, grid(quick)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
