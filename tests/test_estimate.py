@@ -123,3 +123,18 @@ def test_calibrate_quick_builds_times_and_resumes(tmp_path, capsys):
                               "--json"], capsys)
     again = json.loads(out)
     assert code == 0 and again["runs_added"] == 0 and again["skipped"] == 8
+
+
+def test_pairs_join_estimates_with_measurements_worst_first():
+    from edgeseq.report.estimates import pairs
+
+    rows = pairs({"a": {"p50_us": 11.0}, "b": {"p50_us": 5.0}, "c": {"p50_us": 3.0}}, {"a": 10.0, "b": 10.0})
+    assert [r["key"] for r in rows] == ["b", "a"]
+    assert rows[0]["error"] == pytest.approx(-0.5) and rows[1]["measured_us"] == 10.0
+
+
+def test_the_report_shows_estimated_against_measured(files, store, tmp_path, capsys):
+    code, out, err = run_cli(["report", "--db", str(store), "--format", "md"], capsys)
+    assert code == 0, err
+    section = out[out.index("## Estimated vs measured"):]
+    assert "of 2 within +-10 % of measured" in section and "| local | dense |" in section

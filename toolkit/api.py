@@ -199,7 +199,7 @@ def profile(models: Sequence[PathLike], *, target: str | Sequence[str] = "local"
     return [_run(r) for r in fleet.rows]
 
 
-def calibrate(target: str = "local", *, db: PathLike | None = None, quick: bool = False, runs: int = 100,
+def calibrate(target: str = "local", *, db: PathLike | None = None, quick: bool = False, runs: int = 30,
               xnnpack: Sequence[bool] = (True, False)) -> dict:
     """Build the calibration grid's models and time them op by op on `target` (resumable); the summary dict."""
     from edgeseq.estimate.calibrate import calibrate as run_calibrate

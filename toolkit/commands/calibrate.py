@@ -12,7 +12,7 @@ from edgeseq.commands._options import db_option, echo_json, json_option, runs_op
 @click.option("--quick", is_flag=True, help="A four-model grid (tests, a first look) instead of the full one.")
 @click.option("--no-xnnpack-pass", "no_off", is_flag=True,
               help="Time with XNNPACK on only (half the runs; estimates with --no-xnnpack then fall back).")
-@runs_option(default=100, why="Fewer than profile's: each op is timed again on its own.", minimum=20)
+@runs_option(default=30, why="Fewer than profile's: each op is timed again on its own, as many times.", minimum=20)
 @db_option()
 @json_option("the summary")
 def calibrate(target, quick, no_off, runs, db, as_json) -> None:

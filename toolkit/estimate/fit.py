@@ -119,6 +119,7 @@ class CalRun:
     p50_us: float
     work: ModelWork
     op_us: dict[tuple[int, int], float]  # (subgraph, index) -> one call, µs
+    sha256: str = ""
 
 
 def cal_run(row: dict, ops: list[dict], work: ModelWork) -> CalRun | None:
@@ -129,7 +130,8 @@ def cal_run(row: dict, ops: list[dict], work: ModelWork) -> CalRun | None:
     if not times or not set(times) <= known or row.get("p50_us") is None:
         return None
     xnn = (row.get("options") or {}).get("xnnpack")
-    return CalRun(xnnpack=xnn is not False, p50_us=float(row["p50_us"]), work=work, op_us=times)
+    return CalRun(xnnpack=xnn is not False, p50_us=float(row["p50_us"]), work=work, op_us=times,
+                  sha256=str(row.get("model_sha256") or ""))
 
 
 def fit(runs: list[CalRun], target: str, toolchain: str,

@@ -3,7 +3,7 @@
 Each spec is one Keras block at one shape, converted fp32 and int8 with the real TF converter (the `convert` route:
 WHILE loops for RNNs, the fused LSTM op where asked) and timed op by op (`profile --ops`) with XNNPACK on and off.
 The shapes are the ones sequence models use: recurrent cells of 32-128 units over 8-40 features, attention over
-16-384 positions at widths 32-64, dense stacks and their activations, Conv2D/DepthwiseConv2D front ends, token
+16-256 positions at widths 32-64, dense stacks and their activations, Conv2D/DepthwiseConv2D front ends, token
 embeddings (GATHER), and QUANTIZE/DEQUANTIZE at every int8 file's edges. `quick` is a four-model grid for tests.
 """
 
@@ -21,7 +21,7 @@ _FULL: dict[str, list[dict]] = {
             for c in ("rnn", "gru", "lstm") for (u, t, f) in ((32, 16, 8), (64, 32, 16), (128, 24, 40))],
     "fused_lstm": [{"units": 32, "steps": 16, "features": 8}, {"units": 64, "steps": 16, "features": 16}],
     "attention": [{"d": 32, "heads": 2, "steps": 16, "ff": 64}, {"d": 48, "heads": 4, "steps": 64, "ff": 96},
-                  {"d": 64, "heads": 4, "steps": 160, "ff": 128}, {"d": 48, "heads": 4, "steps": 384, "ff": 96}],
+                  {"d": 64, "heads": 4, "steps": 160, "ff": 128}, {"d": 48, "heads": 4, "steps": 256, "ff": 96}],
     "matmul": [{"steps": 32, "d": 16}, {"steps": 128, "d": 32}, {"steps": 512, "d": 16}],
     "dense": [{"steps": 1, "features": 16, "units": 32}, {"steps": 32, "features": 16, "units": 64},
               {"steps": 128, "features": 40, "units": 128}],

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeseq.core.errors import EdgeseqError, InputError, StoreError
 from edgeseq.profiling.ops import ops_report_section
 from edgeseq.report.compare import compare_runs, print_compare
+from edgeseq.report.estimates import estimates_section
 from edgeseq.report.rows import COLUMNS, Warn, load_groups, load_report, warn_damage
 from edgeseq.report.text import fit_columns, print_table, render_csv, render_json, render_md, render_text
 from edgeseq.store.results import ResultsStore
@@ -52,6 +53,7 @@ def write_report(
         streaming = streaming_section(db, out_dir, fmt, target)  # "" when no streaming runs are stored
         streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)
         streaming += sweep_section(db, out_dir, fmt, target)  # scaling and the textbook claims ("" without sweeps)
+        streaming += estimates_section(db, fmt, target)  # estimated vs measured ("" without per-op runs)
         if fmt == "html":
             from edgeseq.report.html import render_html
 
@@ -89,10 +91,10 @@ def show_report(
     if fmt == "table":
         print_table(rows, stream, wide)
         stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target)
-                     + sweep_section(db, None, "table", target))
+                     + sweep_section(db, None, "table", target) + estimates_section(db, "table", target))
     elif fmt == "md":
         stream.write(render_md(rows) + ops_report_section(rows, "md") + streaming_section(db, None, "md", target)
-                     + sweep_section(db, None, "md", target))
+                     + sweep_section(db, None, "md", target) + estimates_section(db, "md", target))
     else:
         stream.write(_TEXT_RENDERERS[fmt](rows) + ("\n" if fmt == "json" else ""))
     stream.flush()
