@@ -72,7 +72,7 @@ def _step_models():
     for arch in ("rnn", "gru", "lstm"):
         out.append((f"{arch}-step", build_step_model(build_model(arch, "small", seq_len=None, num_features=F,
                                                                 num_outputs=K))))
-    causal = build_model("transformer-causal", "small", seq_len=None, num_features=F, num_outputs=K)
+    causal = build_model("transformer-causal", "small", seq_len=128, num_features=F, num_outputs=K)
     out.append(("transformer-kv128-step", build_step_model(causal, kv_capacity=128)))
     return out
 
@@ -103,7 +103,7 @@ def build(folder: Path, say) -> list[Path]:
                     continue
             files.append(path)
     for name, step in _step_models():
-        specs = [(i.name, [1, *[int(d) for d in i.shape[1:]]]) for i in step.inputs]
+        specs = [(i.name, [1, *[int(d) for d in i.shape[1:]]], str(i.dtype)) for i in step.inputs]
         for r in ("fp32", "int8"):
             path = folder / f"{name}-{r}.tflite"
             if not path.exists():
@@ -111,8 +111,9 @@ def build(folder: Path, say) -> list[Path]:
                 if r == "int8":
                     conv.optimizations = [tf.lite.Optimize.DEFAULT]
                     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-                    conv.representative_dataset = lambda specs=specs: (
-                        [rng.standard_normal(s).astype(np.float32) for _, s in specs] for _ in range(16))
+                    conv.representative_dataset = lambda specs=specs: (  # by input name: TFLite's order differs
+                        {n: (np.zeros(s, dtype=d) if "int" in d else rng.standard_normal(s).astype(np.float32))
+                         for n, s, d in specs} for _ in range(16))
                 try:
                     path.write_bytes(conv.convert())
                 except Exception as exc:  # noqa: BLE001 - a refused model is reported, the rest go on

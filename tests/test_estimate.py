@@ -11,7 +11,7 @@ import pytest
 from _cli import run_cli
 from _tiny_tflite import dense_model, while_model
 
-from edgeseq.estimate.fit import Line, fit_line
+from edgeseq.estimate.fit import fit_line, nnls_relative
 from edgeseq.estimate.grid import grid, grid_key, spec_name
 from edgeseq.estimate.work import file_work
 
@@ -46,14 +46,14 @@ def test_work_counts_a_while_body_once_per_trip_and_its_cond_once_more(files):
     assert fc.macs > 0 and fc.bytes > 0 and fc.dtype == "float32"
 
 
-def test_fit_line_is_nonnegative_and_falls_back_to_the_median():
+def test_fit_line_is_nonnegative_and_constant_without_a_slope():
     exact = fit_line([(10.0, 2.0), (20.0, 3.0), (40.0, 5.0)])
     assert exact.a_us == pytest.approx(1.0) and exact.b_us == pytest.approx(0.1)
-    flat = fit_line([(10.0, 3.0), (20.0, 2.0), (30.0, 1.0)])  # time falling with work: no slope, the median
-    assert flat == Line(2.0, 0.0, 3)
+    flat = fit_line([(10.0, 3.0), (20.0, 2.0), (30.0, 1.0)])  # time falling with work: no slope
+    assert flat.coef[1] == 0.0 and 1.0 < flat.coef[0] < 3.0 and flat.n == 3  # a constant
     origin = fit_line([(10.0, 1.0), (20.0, 3.0)])  # a negative intercept: a line through the origin instead
     assert origin.a_us == 0.0 and origin.b_us > 0
-    assert fit_line([(5.0, 1.0), (5.0, 3.0)]) == Line(2.0, 0.0, 2)
+    assert fit_line([(5.0, 1.0), (5.0, 3.0)]).coef == (2.0, 0.0)
 
 
 def test_the_grid_names_say_what_each_file_holds_and_its_key_follows_the_grid():
@@ -138,3 +138,45 @@ def test_the_report_shows_estimated_against_measured(files, store, tmp_path, cap
     assert code == 0, err
     section = out[out.index("## Estimated vs measured"):]
     assert "of 2 within +-10 % of measured" in section and "| local | dense |" in section
+
+
+def test_an_estimate_sweep_shares_the_cost_sweeps_files_but_not_its_cells():
+    from edgeseq.sweep.grid import expand, spec_from_options
+
+    versions = {"edgeseq": "x", "tensorflow": "y", "keras": "z", "litert": "w"}
+    opts = {"arch": "gru", "seq_len": "16,32", "recipe": "fp32"}
+    cost = expand(spec_from_options({**opts, "mode": "cost"}).check(), versions)
+    est = expand(spec_from_options({**opts, "mode": "estimate"}).check(), versions)
+    assert [c.artifact_key for c in est] == [c.artifact_key for c in cost]
+    assert not {c.key for c in est} & {c.key for c in cost} and all(c.config["estimate"] for c in est)
+
+
+@pytest.mark.slow
+def test_sweep_mode_estimate_fills_cells_without_a_run(files, store, tmp_path):
+    import shutil
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "r.db"
+    shutil.copy(store, db)
+    res = subprocess.run([sys.executable, "-m", "edgeseq.cli", "sweep", "--arch", "gru", "--preset", "tiny",
+                          "--seq-len", "8", "--mode", "estimate", "--db", str(db), "--out", str(tmp_path / "sw")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT status, run_id, result_json FROM sweep_cells").fetchall()
+    runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    conn.close()
+    assert len(rows) == 1 and rows[0][0] == "ok" and rows[0][1] is None
+    result = json.loads(rows[0][2])
+    assert result["estimated"] is True and result["p50_us"] > 0
+    assert runs == 2  # the two per-op runs the store held: nothing was measured
+
+
+def test_nnls_keeps_every_coefficient_nonnegative_and_finds_an_exact_fit():
+    rows = [(1.0, 1.0, 0.0), (1.0, 2.0, 1.0), (1.0, 3.0, 4.0), (1.0, 5.0, 2.0)]
+    exact = nnls_relative(rows, [1 + 2 * b + 0.5 * c for _, b, c in rows])
+    assert exact == pytest.approx([1.0, 2.0, 0.5])
+    falling = nnls_relative([(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)], [3.0, 2.0, 1.0])
+    assert min(falling) >= 0.0 and falling[1] == 0.0

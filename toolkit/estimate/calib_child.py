@@ -26,6 +26,19 @@ def build_block(block: str, p: dict) -> tuple[Any, int]:
         h = layers.Embedding(p["vocab"], p["d"])(x)
         h = layers.GRU(p["units"])(h)
         return keras.Model(x, layers.Dense(4, activation="softmax")(h)), p["steps"]
+    if block == "conv1d":
+        x = keras.Input((p["steps"], p["features"]))
+        h = layers.Conv1D(p["channels"], 3, padding="causal", activation="relu")(x)
+        h = layers.Conv1D(p["channels"], 3, padding="same", activation="relu")(h)
+        h = layers.GlobalAveragePooling1D()(h)
+        return keras.Model(x, layers.Dense(4, activation="softmax")(h)), p["steps"]
+    if block == "kvstep":
+        from edgeseq.models.streaming import build_step_model
+        from edgeseq.models.zoo import build_model
+
+        full = build_model("transformer-causal", "small", seq_len=p["cache"], num_features=16, num_outputs=4,
+                           d_model=p["d"], num_heads=p["heads"], ff_dim=2 * p["d"], max_len=p["cache"])
+        return build_step_model(full, kv_capacity=p["cache"]), None
     if block == "conv2d":
         x = keras.Input((p["steps"], p["features"]))
         h = layers.Reshape((p["steps"], p["features"], 1))(x)
@@ -68,6 +81,23 @@ def build_block(block: str, p: dict) -> tuple[Any, int]:
     raise ValueError(f"unknown calibration block {block!r}")
 
 
+def _convert_step(model: Any, recipe: str) -> bytes:
+    """A step model (several inputs, batch 1 already) straight through the converter; inputs fed by name (the
+    file's input order is not Keras's)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    specs = [(i.name, [1, *[int(d) for d in i.shape[1:]]], str(i.dtype)) for i in model.inputs]
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if recipe == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.representative_dataset = lambda: (
+            {n: np.zeros(s, dtype=d) if "int" in d else rng.standard_normal(s).astype(np.float32)
+             for n, s, d in specs} for _ in range(16))
+    return conv.convert()
+
+
 def _calibration(model: Any, block: str, p: dict) -> np.ndarray:
     rng = np.random.default_rng(0)
     shape = (32, *[int(d) for d in model.inputs[0].shape[1:]])
@@ -92,12 +122,13 @@ def run(job_dir: Path) -> int:
 
         keras.utils.set_random_seed(0)
         model, steps = build_block(spec["block"], spec["params"])
-        cal = _calibration(model, spec["block"], spec["params"])
+        cal = None if steps is None else _calibration(model, spec["block"], spec["params"])
         strategy = "fused" if spec["block"] == "fused_lstm" else "loop"
         for r in todo:
             name = f"{spec['name']}-{r}.tflite"
             try:
-                data = convert_in_process(model, get_recipe(r), cal, steps, strategy)
+                data = (_convert_step(model, r) if steps is None
+                        else convert_in_process(model, get_recipe(r), cal, steps, strategy))
             except Exception as exc:  # noqa: BLE001 - one refused block leaves the rest of the grid
                 report["failed"][name] = f"{type(exc).__name__}: {exc}"[:300]
                 continue

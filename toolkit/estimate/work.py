@@ -32,6 +32,7 @@ class OpWork:
     bytes: int  # non-constant inputs + outputs
     elems: int  # output elements
     calls: int  # per invoke of the model
+    const_bytes: int = 0  # constant inputs (weights): a batch-1 matmul streams them once per call
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class LoopWork:
     trips: int
     carried_bytes: int  # loop values copied into the body each trip
     trips_known: bool
+    values: int = 0  # loop values (each copied in and out every trip)
+    body_ops: int = 0  # ops the cond and body run per trip (each an interpreter dispatch)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,15 @@ def _tensor_bytes(f: TFLiteFile, sg: Any, index: int) -> int:
         return 0
     try:
         return int(f.tensor_bytes(t))
+    except (ValueError, TypeError, KeyError):
+        return 0
+
+
+def _const_bytes(f: TFLiteFile, sg: Any, index: int) -> int:
+    if index < 0 or not f.is_constant(sg.tensors[index]):
+        return 0
+    try:
+        return int(f.tensor_bytes(sg.tensors[index]))
     except (ValueError, TypeError, KeyError):
         return 0
 
@@ -95,7 +107,8 @@ def _subgraph_ops(f: TFLiteFile, s: int, calls: int, out: list[OpWork]) -> None:
         out.append(OpWork(subgraph=s, index=i, type=name, dtype=_op_dtype(f, sg, op), macs=int(macs),
                           bytes=sum(_tensor_bytes(f, sg, t) for t in ins + outs),
                           elems=sum(_elems(sg, t) for t in outs if t >= 0),
-                          calls=0 if name in ONCE_OPS else calls))
+                          calls=0 if name in ONCE_OPS else calls,
+                          const_bytes=sum(_const_bytes(f, sg, t) for t in ins)))
 
 
 def model_work(f: TFLiteFile) -> ModelWork:
@@ -120,7 +133,9 @@ def model_work(f: TFLiteFile) -> ModelWork:
             notes.append(f"WHILE op {i}: trip count not derivable from the file; counted as 1")
             trips = 1
         carried = sum(_tensor_bytes(f, main, t) for t in _ints(op.inputs))
-        loops.append(LoopWork(index=i, trips=int(trips), carried_bytes=carried, trips_known=known))
+        loops.append(LoopWork(index=i, trips=int(trips), carried_bytes=carried, trips_known=known,
+                              values=len(_ints(op.inputs)),
+                              body_ops=len(subgraphs[cond].operators or []) + len(subgraphs[body].operators or [])))
         _subgraph_ops(f, cond, trips + 1, ops)
         _subgraph_ops(f, body, trips, ops)
     return ModelWork(ops, loops, notes)
