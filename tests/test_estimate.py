@@ -123,6 +123,9 @@ def test_calibrate_quick_builds_times_and_resumes(tmp_path, capsys):
                               "--json"], capsys)
     again = json.loads(out)
     assert code == 0 and again["runs_added"] == 0 and again["skipped"] == 8
+    code, out, err = run_cli(["recommend", "--target", "local", "--latency-budget-ms", "1000", "--db", str(db)],
+                             capsys)
+    assert code == 8 and "dense-" not in out  # the generated models feed estimates; they are no candidates
 
 
 def test_pairs_join_estimates_with_measurements_worst_first():

@@ -144,8 +144,12 @@ def _worst(breaches: list[dict]) -> float:
 # ------------------------------------------------------------------------------------------------ recommend
 def latest_runs(runs: list[dict]) -> list[dict]:
     """The latest run per (model sha256, stream or not, steps); runs come oldest first."""
+    from edgeseq.estimate.grid import is_calibration_file
+
     latest: dict[tuple, dict] = {}
     for r in runs:
+        if is_calibration_file(r["model_path"]):
+            continue  # `edgeseq calibrate`'s generated models: data for estimates, not candidates
         o = r.get("options") or {}
         latest[(r["model_sha256"], bool(o.get("stream")), o.get("steps") if o.get("stream") else None)] = r
     return list(latest.values())

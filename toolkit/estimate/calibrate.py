@@ -1,6 +1,6 @@
 """`edgeseq calibrate`: build the grid's models (edgeseq.estimate.grid) and time them op by op on a target.
 
-Bounded and resumable: files already built (in the store's folder, `calibration/<target>-<grid key>/`) are not
+Bounded and resumable: files already built (in the store's folder, `edgeseq-calibration/<target>-<grid key>/`) are not
 rebuilt, and a (file, XNNPACK on/off) pair that already has a per-op run on the target is not run again, so a
 stopped calibration goes on where it stopped. Runs land in the store like any `profile --ops` run (keyed by target,
 device, runtime and its version: the toolchain), and the estimate reads them together with the user's own.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgeseq.core.errors import ConversionError
 from edgeseq.core.fsio import childproc, sha256_file
-from edgeseq.estimate.grid import RECIPES, grid, grid_key
+from edgeseq.estimate.grid import CALIBRATION_DIR, RECIPES, grid, grid_key
 
 BUILD_TIMEOUT_S = 900.0
 CAL_RUNS = 30  # the agent times each op over as many invokes: 30 keeps a 256-step attention block in seconds
@@ -27,7 +27,7 @@ CAL_RUNS = 30  # the agent times each op over as many invokes: 30 keeps a 256-st
 
 def calibration_dir(db_path: Path, target: str, quick: bool) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in target)
-    return db_path.resolve().parent / "calibration" / f"{safe}-{grid_key(quick)}"
+    return db_path.resolve().parent / CALIBRATION_DIR / f"{safe}-{grid_key(quick)}"
 
 
 def _build(specs: list[dict], out: Path, note: Callable[[str], None]) -> dict:

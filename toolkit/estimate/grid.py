@@ -15,6 +15,9 @@ import hashlib
 import json
 
 RECIPES = ("fp32", "int8")
+# calibration files live in <the store's folder>/CALIBRATION_DIR/<target>-<grid key>/: their runs feed estimates,
+# and are no user's models (report tables and recommend leave them out)
+CALIBRATION_DIR = "edgeseq-calibration"
 GRID_VERSION = 1
 
 # block -> parameter sets; names are derived from them, so a file name says what it holds
@@ -40,6 +43,12 @@ _QUICK: dict[str, list[dict]] = {
     "dense": [{"steps": 4, "features": 8, "units": 16}],
     "rnn": [{"cell": "gru", "units": 16, "steps": 4, "features": 8}],
 }
+
+
+def is_calibration_file(path: str) -> bool:
+    from pathlib import Path
+
+    return CALIBRATION_DIR in Path(str(path)).parts
 
 
 def spec_name(block: str, params: dict) -> str:

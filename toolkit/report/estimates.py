@@ -10,8 +10,6 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-CALIBRATION_PART = "calibration"  # edgeseq calibrate's files live under <store>/calibration/: not the user's models
-
 
 def pairs(estimated: dict, measured: dict) -> list[dict]:
     """{key: {"p50_us", "p50_us_range", ...}} and {key: measured p50 µs} -> one row per key in both: the estimate's
@@ -50,6 +48,7 @@ def estimate_rows(db: str | Path | None, target: str | None = None) -> list[dict
     """Pairs for every measured file (XNNPACK on, latest run per file) on every target with per-op runs."""
     from edgeseq.core.errors import EdgeseqError
     from edgeseq.estimate.fit import fit
+    from edgeseq.estimate.grid import is_calibration_file
     from edgeseq.estimate.predict import calibration_runs, estimate_file
     from edgeseq.store.results import ResultsStore
 
@@ -66,7 +65,7 @@ def estimate_rows(db: str | Path | None, target: str | None = None) -> list[dict
             opts = r.get("options") or {}
             if r["target"] != tgt or opts.get("stream") or opts.get("xnnpack") is False:
                 continue
-            if CALIBRATION_PART in Path(r["model_path"]).parts or not Path(r["model_path"]).is_file():
+            if is_calibration_file(r["model_path"]) or not Path(r["model_path"]).is_file():
                 continue
             latest[r["model_sha256"]] = r
         estimated, measured = {}, {}
