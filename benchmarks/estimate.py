@@ -6,7 +6,7 @@ One process, back to back so both see the same load (the machine may be shared):
 into a fresh store in DIR (timed: the <= 10 min floor), then the benchmark's models are built with the real TF
 converter (the `convert` route: batch 1, WHILE loops, int8 calibrated on random inputs; no validation), estimated
 from the calibration runs only (the benchmark's own runs never enter the fit; timed: the <= 1 s per file floor),
-then measured with `profile` (XNNPACK on, 1 thread). Models: the zoo's four families (preset small, 16 features)
+then measured with `profile` (XNNPACK on, 1 thread; the median p50 of --passes interleaved passes). Models: the zoo's four families (preset small, 16 features)
 x fp32/int8 x T in {32, 128, 512}, the zoo's step models (one step of each RNN, the causal Transformer's KV-cache
 step), and user-shaped models (a non-causal Conv1D+attention encoder, a Bidirectional LSTM, a Conv2D CRNN, a token
 LSTM). Reported: the share within +-10 % and +-20 % of measured, the worst files, and leave-one-family-out: the
@@ -144,6 +144,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="bench-estimate")
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--passes", type=int, default=3, help="measure every file this many times, interleaved; median")
     ap.add_argument("--quick", action="store_true", help="the quick calibration grid (a smoke run, not the figures)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
@@ -167,10 +168,13 @@ def main() -> int:
     est = {f: estimate_file(pred, f) for f in files}
     est_s = (time.monotonic() - t1) / max(len(files), 1)
     worst_est_s = max((e["seconds"] for e in est.values()), default=0.0)
-    measured = {}
-    for f in files:
-        rows = profile_models([f], "local", runs=args.runs, warmup=20, threads=1, db=work / "bench.db")
-        measured[f] = rows[0]["p50_us"]
+    passes: dict[Path, list[float]] = {f: [] for f in files}
+    for _ in range(args.passes):  # interleaved: a burst of load on the shared machine hits one pass, not one file
+        for f in files:
+            rows = profile_models([f], "local", runs=args.runs, warmup=20, threads=1, db=work / "bench.db")
+            passes[f].append(rows[0]["p50_us"])
+    measured = {f: statistics.median(v) for f, v in passes.items()}
+    spread = statistics.median(max(v) / min(v) - 1 for v in passes.values())
     rows = [{"model": f.stem, "measured": measured[f], "estimated": est[f]["p50_us"],
              "range": est[f]["p50_us_range"], "error": _err(est[f]["p50_us"], measured[f]),
              "fallbacks": est[f]["fallbacks"]} for f in files]
@@ -188,6 +192,8 @@ def main() -> int:
     print(f"- calibration: {cal['files']} files, {cal['runs_added']} runs added ({cal['skipped']} already there), "
           f"{cal_s:.0f} s; predictor from {pred.runs} runs, {pred.op_samples} op samples ({pred.toolchain})")
     print(f"- estimate: {1000 * est_s:.0f} ms per file on average, worst {1000 * worst_est_s:.0f} ms")
+    print(f"- measured: median p50 of {args.passes} interleaved passes of {args.runs} invokes; the passes of one "
+          f"file differ by {100 * spread:.0f} % (median max/min - 1): the machine's own noise")
     print(f"- within +-10 %: {100 * _share(rows, 0.10):.0f} %; within +-20 %: {100 * _share(rows, 0.20):.0f} %; "
           f"median |error| {100 * statistics.median(errs):.1f} %, worst {100 * max(errs):.1f} %")
     print(f"- leave-one-family-out (Transformer, {len(lofo_rows)} files): within +-10 % "
