@@ -183,3 +183,9 @@ def test_nnls_keeps_every_coefficient_nonnegative_and_finds_an_exact_fit():
     assert exact == pytest.approx([1.0, 2.0, 0.5])
     falling = nnls_relative([(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)], [3.0, 2.0, 1.0])
     assert min(falling) >= 0.0 and falling[1] == 0.0
+
+
+def test_calibrate_refuses_an_unknown_target_before_building(tmp_path, capsys):
+    code, _, err = run_cli(["calibrate", "--target", "nosuch", "--quick", "--db", str(tmp_path / "r.db")], capsys)
+    assert code == 2 and "nosuch" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # no store, no calibration folder

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeseq.core.errors import ConversionError
+from edgeseq.core.errors import ConversionError, TargetError
 from edgeseq.core.fsio import childproc, sha256_file
 from edgeseq.estimate.grid import CALIBRATION_DIR, RECIPES, grid, grid_key
 
@@ -82,10 +82,11 @@ def calibrate(target: str = "local", *, db: str | os.PathLike | None = None, qui
     """Build what is missing, time what is not timed; {"folder", "files", "runs_added", "skipped", "failed",
     "seconds"}. `progress`: an edgeseq.core.progress.Progress-like factory taking the step count."""
     from edgeseq.core.progress import Progress
-    from edgeseq.profiling.run import profile_models
+    from edgeseq.profiling.run import open_targets, profile_models
     from edgeseq.store.results import preflight
 
     t0 = time.monotonic()
+    open_targets([target], None, None, None)  # an unknown or malformed target is refused before minutes of building
     db_path = preflight(db)
     folder = calibration_dir(db_path, target, quick)
     specs = grid(quick)
@@ -108,6 +109,8 @@ def calibrate(target: str = "local", *, db: str | os.PathLike | None = None, qui
             try:
                 rows = profile_models([f], target, runs=runs, warmup=10, threads=threads, db=db_path, xnnpack=x,
                                       ops=True)
+            except TargetError:
+                raise  # the device is gone or refuses: every later file would fail the same way
             except Exception as exc:  # noqa: BLE001 - one file that cannot run leaves the rest of the grid
                 failed[f"{f.name} xnnpack={'on' if x else 'off'}"] = f"{type(exc).__name__}: {exc}"[:200]
                 bar.step(f"{f.stem} xnnpack {'on' if x else 'off'}", "failed")
@@ -115,6 +118,10 @@ def calibrate(target: str = "local", *, db: str | os.PathLike | None = None, qui
             added += len(rows)
             p50 = rows[0].get("p50_us") if rows else None
             bar.step(f"{f.stem} xnnpack {'on' if x else 'off'}", f"p50 {p50:.1f} µs" if p50 else "")
+    if todo and not added:
+        first = next(iter(failed.items()))
+        raise TargetError(f"no calibration file ran on {target}: {first[0]}: {first[1]}",
+                          f"check the target with `edgeseq targets check {target}`, then rerun (built files are kept)")
     return {"target": target, "folder": str(folder), "files": len(files), "runs_added": added,
             "skipped": len(files) * len(xnnpack) - len(todo), "failed": failed,
             "seconds": round(time.monotonic() - t0, 1)}
