@@ -189,3 +189,18 @@ def test_calibrate_refuses_an_unknown_target_before_building(tmp_path, capsys):
     code, _, err = run_cli(["calibrate", "--target", "nosuch", "--quick", "--db", str(tmp_path / "r.db")], capsys)
     assert code == 2 and "nosuch" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())  # no store, no calibration folder
+
+
+def test_a_step_file_is_estimated_per_step_and_a_hand_written_manifest_is_no_crash(files, store, tmp_path):
+    import shutil
+
+    from edgeseq.estimate.predict import estimate_files
+
+    step = tmp_path / "gru-step.tflite"
+    shutil.copy(files["dense"], step)
+    step.with_suffix(".json").write_text(json.dumps({"stream": {"kind": "recurrent-step"}}))
+    odd = tmp_path / "odd.tflite"
+    shutil.copy(files["dense"], odd)
+    odd.with_suffix(".json").write_text(json.dumps({"stream": "yes"}))
+    rows = estimate_files([step, odd], "local", db=store)
+    assert [r["per"] for r in rows] == ["step", "invoke"]

@@ -78,8 +78,8 @@ def load_predictor(db: str | os.PathLike | None, target: str, keep: Callable[[Op
 def _per(path: Path) -> str:
     from edgeseq.quantize.manifest import manifest_path_for, read_manifest
 
-    manifest = read_manifest(manifest_path_for(path), strict=False) or {}
-    return "step" if (manifest.get("stream") or {}).get("kind") else "invoke"
+    stream = (read_manifest(manifest_path_for(path), strict=False) or {}).get("stream")
+    return "step" if isinstance(stream, dict) and stream.get("kind") else "invoke"
 
 
 def estimate_file(pred: Predictor, path: str | os.PathLike, xnnpack: bool = True) -> dict:
