@@ -234,3 +234,15 @@ if __name__ == "__main__":
         print("usage: python -m edgeseq.quantize._child JOBDIR", file=sys.stderr)
         sys.exit(2)
     sys.exit(run(Path(sys.argv[1])))
+
+
+def convert_in_process(model: Any, recipe: Any, calibration: Any, seq_len: int | None, strategy: str = "loop") -> bytes:
+    """The conversion this child makes (rebuild at batch 1, convert, route edits), in the calling process, for
+    callers that already run in a child of their own and convert many small models (edgeseq calibrate)."""
+    from edgeseq.quantize.keras_fixes import install
+
+    install()
+    report: dict[str, Any] = {}
+    fixed = _rebuild(model, seq_len, strategy, report)
+    data = _convert(fixed, recipe, calibration, recipe.per_channel_for(strategy), strategy, report)
+    return _post_process(data, strategy, report)

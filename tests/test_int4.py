@@ -17,7 +17,6 @@ from edgeseq.quantize.slim import compact
 from edgeseq.targets.agent.runtime import int4_tensors
 
 
-
 def run(data: bytes, x: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 

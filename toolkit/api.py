@@ -226,6 +226,21 @@ def profile(models: Sequence[PathLike], *, target: str | Sequence[str] = "local"
     return [_run(r) for r in fleet.rows]
 
 
+def calibrate(target: str = "local", *, db: PathLike | None = None, quick: bool = False, runs: int = 30,
+              xnnpack: Sequence[bool] = (True, False)) -> dict:
+    """Build the calibration grid's models and time them op by op on `target` (resumable); the summary dict."""
+    from edgeseq.estimate.calibrate import calibrate as run_calibrate
+
+    return run_calibrate(target, db=db, quick=quick, runs=runs, xnnpack=tuple(xnnpack))
+
+
+def estimate(models: Sequence[PathLike], *, target: str, db: PathLike | None = None, xnnpack: bool = True) -> list[dict]:
+    """Each .tflite's predicted p50 (with a range) and model memory on `target`, from its per-op runs; nothing runs."""
+    from edgeseq.estimate.predict import estimate_files
+
+    return estimate_files([str(m) for m in models], target, db=db, xnnpack=xnnpack)
+
+
 def stream(models: Sequence[PathLike], contexts: str | Sequence[int] = "16,64,256", *, target: str = "local",
            runs: int = 200, warmup: int = 20, threads: int | None = 1, hop_ms: float | None = None,
            db: PathLike | None = None, input: PathLike | None = None, out: PathLike = "artifacts",
@@ -268,12 +283,14 @@ def sweep(sweep_file: PathLike | None = None, *, say: Callable[[str], None] | No
 
 def recommend(target: str, *, latency_budget_ms: float | None = None, memory_budget_mb: float | None = None,
               hop_ms: float | None = None, min_accuracy: float | None = None,
-              db: PathLike | None = None) -> Recommendation:
-    """The stored models that meet every budget given on `target`, ranked by accuracy then p99."""
+              db: PathLike | None = None, estimate_paths: Sequence[PathLike] = ()) -> Recommendation:
+    """The stored models that meet every budget given on `target`, ranked by accuracy then p99; `estimate_paths`:
+    files with no run there, ranked from their estimates (marked "estimated")."""
     from edgeseq.recommend import recommend as run_recommend
 
     r = run_recommend(db, target, latency_budget_ms=latency_budget_ms, memory_budget_mb=memory_budget_mb,
-                      hop_ms=hop_ms, min_accuracy=min_accuracy)
+                      hop_ms=hop_ms, min_accuracy=min_accuracy,
+                      estimate_paths=tuple(str(p) for p in estimate_paths))
     return Recommendation(target=r["target"], budgets=r["budgets"], meets=r["meets"], excluded=r["excluded"],
                           closest=r["closest"], notes=r["notes"], raw=r)
 

@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("evaluate", "evaluate", "Accuracy (or MSE) of a .tflite on a data set, on the LiteRT runtime."),
     "quant-report": ("quant_report", "quant_report", "Where a quantized .tflite loses accuracy: every op's error "
                      "against the float model, ranked."),
+    "calibrate": ("calibrate", "calibrate", "Time generated single-op and block models on a target, for estimate."),
+    "estimate": ("estimate", "estimate", "Predict a .tflite's p50 latency and memory on a target without running it."),
     "profile": ("profile", "profile", "Measure latency and memory of .tflite models on a target."),
     "report": ("report", "report", "Tables and plots of everything in the results store."),
     "compare": ("report", "compare", "Two models or runs side by side, with ratios."),

@@ -144,8 +144,12 @@ def _worst(breaches: list[dict]) -> float:
 # ------------------------------------------------------------------------------------------------ recommend
 def latest_runs(runs: list[dict]) -> list[dict]:
     """The latest run per (model sha256, stream or not, steps); runs come oldest first."""
+    from edgeseq.estimate.grid import is_calibration_file
+
     latest: dict[tuple, dict] = {}
     for r in runs:
+        if is_calibration_file(r["model_path"]):
+            continue  # `edgeseq calibrate`'s generated models: data for estimates, not candidates
         o = r.get("options") or {}
         latest[(r["model_sha256"], bool(o.get("stream")), o.get("steps") if o.get("stream") else None)] = r
     return list(latest.values())
@@ -153,7 +157,7 @@ def latest_runs(runs: list[dict]) -> list[dict]:
 
 def recommend(db: str | Path | None, target: str, *, latency_budget_ms: float | None = None,
               memory_budget_mb: float | None = None, hop_ms: float | None = None,
-              min_accuracy: float | None = None) -> dict:
+              min_accuracy: float | None = None, estimate_paths: tuple = ()) -> dict:
     """The `edgeseq.recommend/1` object: target, budgets, meets (ranked), excluded (each with `breaches`), closest
     (None unless nothing meets every budget), notes."""
     budgets = check_budgets(latency_budget_ms, memory_budget_mb, hop_ms, min_accuracy)
@@ -181,6 +185,10 @@ def recommend(db: str | Path | None, target: str, *, latency_budget_ms: float | 
             c["real_time_factor"] = c["p99_ms"] / budgets["hop_ms"]
         breaches = judge(c, budgets)
         (excluded if breaches else meets).append({**c, "breaches": breaches} if breaches else c)
+    for c in estimated_candidates(db, target, estimate_paths, {x["sha256"] for x in meets + excluded}):
+        c["served"] = _served(c, budgets["hop_ms"])
+        breaches = judge(c, budgets)
+        (excluded if breaches else meets).append({**c, "breaches": breaches} if breaches else c)
     meets.sort(key=lambda c: (c["accuracy"] is None, -(c["accuracy"] or 0.0), _p99_key(c), c["model"]))
     for c in excluded:
         c["worst_ratio"] = _worst(c["breaches"])
@@ -195,6 +203,28 @@ def recommend(db: str | Path | None, target: str, *, latency_budget_ms: float | 
             c["worst_ratio"] = None  # JSON has no infinity
     return {"schema": SCHEMA, "target": target, "store": path, "budgets": budgets, "meets": meets,
             "excluded": excluded, "closest": closest, "notes": notes}
+
+
+def estimated_candidates(db, target: str, paths: tuple, measured: set[str]) -> list[dict]:
+    """Files with no run on the target, as candidates from `edgeseq estimate` (marked "estimated"): p99 is the top
+    of the estimated p50 range (a budget is judged against it), memory the predicted model memory."""
+    if not paths:
+        return []
+    from edgeseq.core.fsio import sha256_file
+    from edgeseq.estimate.predict import estimate_files
+
+    out = []
+    for row in estimate_files(list(paths), target, db=db):
+        sha = sha256_file(row["model_path"])
+        if sha in measured:
+            continue  # measured on the target: its run already stands
+        out.append({"model": f"{row['model']} (estimated)", "model_name": row["model"], "run_id": None,
+                    "sha256": sha, "recipe": None, "accuracy": None, "form": "whole", "kind": None, "steps": None,
+                    "latency_per": row["per"] if row["per"] == "step" else "sequence",
+                    "p99_ms": row["p50_us_range"][1] / 1e3, "p50_ms": row["p50_us"] / 1e3,
+                    "memory_mb": row["model_kb"] / 1024, "memory_basis": "model", "estimated": True,
+                    "fallbacks": row["fallbacks"]})
+    return out
 
 
 def _p99_key(c: dict) -> float:

@@ -12,9 +12,11 @@ from edgeseq.commands._types import FiniteFloat
 
 @click.command()
 @click.argument("sweep_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--mode", type=click.Choice(["cost", "full"]), default=None,
+@click.option("--mode", type=click.Choice(["cost", "full", "estimate"]), default=None,
               show_default="cost",
-              help="full: train, convert, validate, profile; cost: untrained seeded weights (scaling studies).")
+              help="full: train, convert, validate, profile; cost: untrained seeded weights (scaling studies); "
+                   "estimate: cost's files, latency from `edgeseq estimate` on each target (no run; needs "
+                   "`edgeseq calibrate` there).")
 @click.option("--dataset", default=None, help="Data set, resampled to each length (full mode: trained on it; "
                                               "cost mode: its shape).")
 @data_dir_option()

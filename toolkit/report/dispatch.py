@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeseq.core.errors import EdgeseqError, InputError, StoreError
 from edgeseq.profiling.ops import ops_report_section
 from edgeseq.report.compare import compare_runs, print_compare
+from edgeseq.report.estimates import estimates_section
 from edgeseq.report.quant import quant_report_section
 from edgeseq.report.rows import COLUMNS, Warn, load_groups, load_report, warn_damage
 from edgeseq.report.text import fit_columns, print_table, render_csv, render_json, render_md, render_text
@@ -77,6 +78,7 @@ def write_report(
         streaming = ops_report_section(rows, fmt) + streaming  # per-op tables of --ops runs ("" when none)
         streaming = quant_report_section(rows, fmt) + streaming  # per-op error of quantized files (quant-report)
         streaming += sweep_section(db, out_dir, fmt, target, hop_ms=hop)  # scaling, the claims ("" without sweeps)
+        streaming += estimates_section(db, fmt, target)  # estimated vs measured ("" without per-op runs)
         if fmt == "html":
             from edgeseq.report.html import render_html
 
@@ -124,11 +126,12 @@ def show_report(
         stream.write(answer + ("\n" if answer else ""))
         print_table(rows, stream, wide)
         stream.write(ops_report_section(rows, "table") + streaming_section(db, None, "table", target)
-                     + sweep_section(db, None, "table", target, hop_ms=hop))
+                     + sweep_section(db, None, "table", target, hop_ms=hop) + estimates_section(db, "table", target))
     elif fmt == "md":
         answer = _answer(db, target, budgets, fmt) if rows else ""
         stream.write(render_md(rows, answer) + ops_report_section(rows, "md")
-                     + streaming_section(db, None, "md", target) + sweep_section(db, None, "md", target, hop_ms=hop))
+                     + streaming_section(db, None, "md", target) + sweep_section(db, None, "md", target, hop_ms=hop)
+                     + estimates_section(db, "md", target))
     elif fmt == "json":
         sections = _json_sections(db, target, budgets) if rows else {}
         stream.write(render_json(rows, sections) + "\n")

@@ -134,7 +134,10 @@ def _opts_suffix(row: dict, common: tuple | None) -> str:
 
 def load_groups(store: ResultsStore, target: str | None = None, with_samples: bool = False) -> list[dict]:
     """One dict per (target, device, model sha256, options): the latest run's figures plus `runs` and `p50_cv`."""
-    runs = store.runs(target=target, with_samples=with_samples)
+    from edgeseq.estimate.grid import is_calibration_file
+
+    runs = [r for r in store.runs(target=target, with_samples=with_samples)  # calibration runs feed estimates only
+            if not is_calibration_file(r["model_path"])]
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         key = (r["target"], r["device_key"], r["model_sha256"], _opts_key(r))

@@ -214,3 +214,23 @@ def quant_report_lines(r: dict, top: int | None = None) -> list[str]:
     if r.get("written"):
         lines.append(f"saved: {r['written']}")
     return lines
+def estimate_lines(rows: list[dict]) -> list[str]:
+    """`edgeseq estimate`: one line per file (p50 and its range, per invoke or step, model memory), then fallbacks."""
+    out = []
+    for r in rows:
+        lo, hi = r["p50_us_range"]
+        out.append(f"{r['model_path']}  p50 ~{r['p50_us']:.1f} µs per {r['per']} ({lo:.1f}-{hi:.1f})  "
+                   f"model {r['model_kb']:,.0f} KiB  on {r['target']} ({r['toolchain']}, "
+                   f"XNNPACK {'on' if r['xnnpack'] else 'off'}), estimated")
+        for op, why in sorted(r["fallbacks"].items()):
+            out.append(f"  {op}: never timed on {r['target']}; {why}")
+        for note in r.get("notes") or []:
+            out.append(f"  note: {note}")
+    return out
+
+
+def calibrate_line(r: dict) -> str:
+    """`edgeseq calibrate`'s summary line (and one line per file that failed)."""
+    line = (f"calibrated {r['target']}: {r['files']} files in {r['folder']}, {r['runs_added']} runs added, "
+            f"{r['skipped']} already timed, {r['seconds']:.0f} s")
+    return "\n".join([line, *(f"  failed: {k}: {v}" for k, v in sorted(r["failed"].items()))])

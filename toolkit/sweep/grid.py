@@ -23,7 +23,7 @@ from edgeseq.core.errors import InputError, did_you_mean
 from edgeseq.models.streamkind import StreamKind
 from edgeseq.targets.agent import AGENT_VERSION
 
-MODES = ("cost", "full")
+MODES = ("cost", "full", "estimate")  # estimate: cost-mode files, latency from `edgeseq estimate`, no run
 FORMS = ("whole", "stream")
 # the zoo's architectures, plus the causal Transformer (whose stream form is a KV cache)
 SWEEP_ARCHS = ("rnn", "lstm", "gru", "transformer", "transformer-causal")
@@ -78,7 +78,7 @@ class SweepSpec:
             if value is not None and not (isinstance(value, str) and value.strip()):
                 raise InputError(f"sweep setting {name} must be a non-empty string, got {value!r}")
         if self.mode not in MODES:
-            raise InputError(f"unknown sweep mode {self.mode!r}", "choose --mode full (train) or cost (untrained)")
+            raise InputError(f"unknown sweep mode {self.mode!r}", "choose --mode full (train), cost (untrained) or estimate (no run)")
         if self.mode == "full" and not self.dataset:
             raise InputError("--mode full trains every model and needs a data set", "pass --dataset NAME")
         if self.dataset:
@@ -190,7 +190,8 @@ def expand(spec: SweepSpec, versions: dict | None = None, agent: str = AGENT_VER
     for arch in spec.archs:
         for preset in spec.presets:
             for n in sorted(set(spec.seq_lens)):
-                model = {"mode": spec.mode, "dataset": spec.dataset, "arch": arch, "preset": preset,
+                mode = "cost" if spec.mode == "estimate" else spec.mode  # estimate: the cost sweep's files
+                model = {"mode": mode, "dataset": spec.dataset, "arch": arch, "preset": preset,
                          "set": overrides, "size": spec.size_label(preset), "seq_len": int(n), "seed": spec.seed,
                          "epochs": spec.epochs if spec.mode == "full" else None,
                          "features": None if spec.dataset else spec.features,
@@ -203,6 +204,8 @@ def expand(spec: SweepSpec, versions: dict | None = None, agent: str = AGENT_VER
                         for target in spec.targets:
                             config = {**artifact, "target": target, "runs": spec.runs, "warmup": spec.warmup,
                                       "threads": spec.threads, "hop_ms": spec.hop_ms, "agent": agent}
+                            if spec.mode == "estimate":  # its own cells, on the same files as a cost sweep
+                                config["estimate"] = True
                             cells.append(Cell(_hash(config), model_key, artifact_key, config))
                             if len(cells) > MAX_CELLS:
                                 raise InputError(f"the grid has more than {MAX_CELLS:,} cells",

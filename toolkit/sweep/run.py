@@ -195,6 +195,9 @@ class TargetWorker(threading.Thread):
                     self.record(cell, "failed", why=f"target {self.target} dropped earlier in this sweep: "
                                 f"{self.dropped}")
                     continue
+                if cell.config.get("estimate"):
+                    self._estimate(cell, info)
+                    continue
                 while self.quiet is not None and not self.quiet.wait(0.5):
                     if self.stop.is_set():
                         return
@@ -214,6 +217,22 @@ class TargetWorker(threading.Thread):
                                     "p50_us": row.get("p50_us")})
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which re-raises it
             self.error = exc
+
+    def _estimate(self, cell: Cell, info: dict) -> None:
+        """`--mode estimate`: the cell's figures from `edgeseq estimate` (the target's per-op runs), nothing run."""
+        from edgeseq.estimate.predict import estimate_file, load_predictor
+
+        try:
+            if getattr(self, "predictor", None) is None:
+                self.predictor = load_predictor(self.db, self.target)
+            folder = model_dir(self.out, cell.model_key) / cell.artifact_key
+            est = estimate_file(self.predictor, folder / info["tflite"])
+        except EdgeseqError as exc:
+            self.record(cell, "failed", why=exc.one_line())
+            return
+        self.record(cell, "ok", info={**info, "estimated": True, "p50_us": est["p50_us"],
+                                      "p50_us_range": est["p50_us_range"], "model_kb": est["model_kb"],
+                                      "fallbacks": est["fallbacks"], "toolchain": est["toolchain"]})
 
 
 # ------------------------------------------------------------------------------------------ the sweep

@@ -1,0 +1,206 @@
+"""`edgeseq estimate` and `calibrate`: op work read from files, the per-op fits, estimates from stored per-op runs,
+the CLI's JSON and errors, and recommend's estimated candidates. No assertion on how fast anything is or on how close
+an estimate comes (benchmarks/estimate.py measures that)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _cli import run_cli
+from _tiny_tflite import dense_model, while_model
+
+from edgeseq.estimate.fit import fit_line, nnls_relative
+from edgeseq.estimate.grid import grid, grid_key, spec_name
+from edgeseq.estimate.work import file_work
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("estimate")
+    out = {}
+    for name, data in (("dense", dense_model()), ("loop", while_model())):
+        out[name] = d / f"{name}.tflite"
+        out[name].write_bytes(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(files, tmp_path_factory) -> Path:
+    """Per-op runs of both files on the local target, XNNPACK on: the data an estimate fits on."""
+    from edgeseq.profiling.run import profile_models
+
+    db = tmp_path_factory.mktemp("estimate-db") / "results.db"
+    profile_models([files["dense"], files["loop"]], "local", runs=20, warmup=2, db=db, ops=True)
+    return db
+
+
+def test_work_counts_a_while_body_once_per_trip_and_its_cond_once_more(files):
+    w = file_work(files["loop"])
+    assert len(w.loops) == 1 and w.loops[0].trips == 6 and w.loops[0].trips_known
+    calls = {(op.subgraph, op.type): op.calls for op in w.ops}
+    assert calls[(1, "LESS")] == 7 and calls[(0, "RESHAPE")] == 1
+    assert {op.calls for op in w.ops if op.subgraph == 2} == {6}
+    fc = next(op for op in w.ops if op.type == "FULLY_CONNECTED" and op.subgraph == 0)
+    assert fc.macs > 0 and fc.bytes > 0 and fc.dtype == "float32"
+
+
+def test_fit_line_is_nonnegative_and_constant_without_a_slope():
+    exact = fit_line([(10.0, 2.0), (20.0, 3.0), (40.0, 5.0)])
+    assert exact.a_us == pytest.approx(1.0) and exact.b_us == pytest.approx(0.1)
+    flat = fit_line([(10.0, 3.0), (20.0, 2.0), (30.0, 1.0)])  # time falling with work: no slope
+    assert flat.coef[1] == 0.0 and 1.0 < flat.coef[0] < 3.0 and flat.n == 3  # a constant
+    origin = fit_line([(10.0, 1.0), (20.0, 3.0)])  # a negative intercept: a line through the origin instead
+    assert origin.a_us == 0.0 and origin.b_us > 0
+    assert fit_line([(5.0, 1.0), (5.0, 3.0)]).coef == (2.0, 0.0)
+
+
+def test_the_grid_names_say_what_each_file_holds_and_its_key_follows_the_grid():
+    names = [g["name"] for g in grid()]
+    assert len(names) == len(set(names)) and spec_name("dense", {"steps": 4, "units": 8}) == "dense-s4-u8"
+    blocks = {g["block"] for g in grid()}
+    assert {"rnn", "attention", "matmul", "dense", "conv2d", "embedding", "fused_lstm"} <= blocks
+    assert grid_key(True) != grid_key(False) and len(grid(True)) < len(grid())
+
+
+def test_estimate_json_rows_carry_the_promised_fields(files, store, capsys):
+    code, out, err = run_cli(["estimate", str(files["dense"]), str(files["loop"]), "--target", "local",
+                              "--db", str(store), "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == "edgeseq.estimate/1" and len(doc["rows"]) == 2
+    for row in doc["rows"]:
+        assert row["model_path"] in (str(files["dense"]), str(files["loop"]))
+        lo, hi = row["p50_us_range"]
+        assert 0 < lo <= row["p50_us"] <= hi and row["model_kb"] > 0 and row["estimated"] is True
+        assert row["fallbacks"] == {}  # every op type of these files was timed in the store
+        assert row["per"] == "invoke"
+
+
+def test_estimate_text_names_ops_that_fell_back(files, store, tmp_path, capsys):
+    from edgeseq.estimate.predict import load_predictor
+
+    pred = load_predictor(store, "local", keep=lambda op: op.type != "FULLY_CONNECTED")
+    est = pred.predict(file_work(files["dense"]), True)
+    assert "FULLY_CONNECTED" in est["fallbacks"] and est["p50_us"] > 0
+    code, out, _ = run_cli(["estimate", str(files["dense"]), "--target", "local", "--db", str(store)], capsys)
+    assert code == 0 and "p50 ~" in out and "estimated" in out
+
+
+def test_estimate_errors_are_one_line_with_a_fix(files, store, tmp_path, capsys):
+    code, _, err = run_cli(["estimate", str(files["dense"]), "--target", "pi9", "--db", str(store)], capsys)
+    assert code != 0 and "edgeseq calibrate --target pi9" in err and "Traceback" not in err
+    code, _, err = run_cli(["estimate", str(tmp_path / "missing.tflite"), "--target", "local", "--db",
+                            str(store)], capsys)
+    assert code == 2 and "missing.tflite" in err and "Traceback" not in err
+
+
+def test_recommend_ranks_a_file_without_a_run_from_its_estimate(files, tmp_path, capsys):
+    from edgeseq.profiling.run import profile_models
+
+    db = tmp_path / "results.db"
+    profile_models([files["loop"]], "local", runs=20, warmup=2, db=db, ops=True)  # dense.tflite never runs
+    code, out, err = run_cli(["recommend", "--target", "local", "--latency-budget-ms", "1000", "--db", str(db),
+                              "--estimate", str(files["dense"]), "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    est = [c for c in doc["meets"] if c.get("estimated")]
+    assert [c["model"] for c in est] == ["dense (estimated)"] and est[0]["p99_ms"] > 0
+    assert [c["model"] for c in doc["meets"] if not c.get("estimated")] == ["loop"]
+
+
+@pytest.mark.slow
+def test_calibrate_quick_builds_times_and_resumes(tmp_path, capsys):
+    db = tmp_path / "results.db"
+    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--db", str(db),
+                              "--json"], capsys)
+    assert code == 0, err
+    first = json.loads(out)
+    assert first["schema"] == "edgeseq.calibrate/1" and first["files"] == 4 and first["runs_added"] == 8
+    assert first["failed"] == {}
+    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--db", str(db),
+                              "--json"], capsys)
+    again = json.loads(out)
+    assert code == 0 and again["runs_added"] == 0 and again["skipped"] == 8
+    code, out, err = run_cli(["recommend", "--target", "local", "--latency-budget-ms", "1000", "--db", str(db)],
+                             capsys)
+    assert code == 8 and "dense-" not in out  # the generated models feed estimates; they are no candidates
+
+
+def test_pairs_join_estimates_with_measurements_worst_first():
+    from edgeseq.report.estimates import pairs
+
+    rows = pairs({"a": {"p50_us": 11.0}, "b": {"p50_us": 5.0}, "c": {"p50_us": 3.0}}, {"a": 10.0, "b": 10.0})
+    assert [r["key"] for r in rows] == ["b", "a"]
+    assert rows[0]["error"] == pytest.approx(-0.5) and rows[1]["measured_us"] == 10.0
+
+
+def test_the_report_shows_estimated_against_measured(files, store, tmp_path, capsys):
+    code, out, err = run_cli(["report", "--db", str(store), "--format", "md"], capsys)
+    assert code == 0, err
+    section = out[out.index("## Estimated vs measured"):]
+    assert "of 2 within +-10 % of measured" in section and "| local | dense |" in section
+
+
+def test_an_estimate_sweep_shares_the_cost_sweeps_files_but_not_its_cells():
+    from edgeseq.sweep.grid import expand, spec_from_options
+
+    versions = {"edgeseq": "x", "tensorflow": "y", "keras": "z", "litert": "w"}
+    opts = {"arch": "gru", "seq_len": "16,32", "recipe": "fp32"}
+    cost = expand(spec_from_options({**opts, "mode": "cost"}).check(), versions)
+    est = expand(spec_from_options({**opts, "mode": "estimate"}).check(), versions)
+    assert [c.artifact_key for c in est] == [c.artifact_key for c in cost]
+    assert not {c.key for c in est} & {c.key for c in cost} and all(c.config["estimate"] for c in est)
+
+
+@pytest.mark.slow
+def test_sweep_mode_estimate_fills_cells_without_a_run(files, store, tmp_path):
+    import shutil
+    import sqlite3
+    import subprocess
+    import sys
+
+    db = tmp_path / "r.db"
+    shutil.copy(store, db)
+    res = subprocess.run([sys.executable, "-m", "edgeseq.cli", "sweep", "--arch", "gru", "--preset", "tiny",
+                          "--seq-len", "8", "--mode", "estimate", "--db", str(db), "--out", str(tmp_path / "sw")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT status, run_id, result_json FROM sweep_cells").fetchall()
+    runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    conn.close()
+    assert len(rows) == 1 and rows[0][0] == "ok" and rows[0][1] is None
+    result = json.loads(rows[0][2])
+    assert result["estimated"] is True and result["p50_us"] > 0
+    assert runs == 2  # the two per-op runs the store held: nothing was measured
+
+
+def test_nnls_keeps_every_coefficient_nonnegative_and_finds_an_exact_fit():
+    rows = [(1.0, 1.0, 0.0), (1.0, 2.0, 1.0), (1.0, 3.0, 4.0), (1.0, 5.0, 2.0)]
+    exact = nnls_relative(rows, [1 + 2 * b + 0.5 * c for _, b, c in rows])
+    assert exact == pytest.approx([1.0, 2.0, 0.5])
+    falling = nnls_relative([(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)], [3.0, 2.0, 1.0])
+    assert min(falling) >= 0.0 and falling[1] == 0.0
+
+
+def test_calibrate_refuses_an_unknown_target_before_building(tmp_path, capsys):
+    code, _, err = run_cli(["calibrate", "--target", "nosuch", "--quick", "--db", str(tmp_path / "r.db")], capsys)
+    assert code == 2 and "nosuch" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # no store, no calibration folder
+
+
+def test_a_step_file_is_estimated_per_step_and_a_hand_written_manifest_is_no_crash(files, store, tmp_path):
+    import shutil
+
+    from edgeseq.estimate.predict import estimate_files
+
+    step = tmp_path / "gru-step.tflite"
+    shutil.copy(files["dense"], step)
+    step.with_suffix(".json").write_text(json.dumps({"stream": {"kind": "recurrent-step"}}))
+    odd = tmp_path / "odd.tflite"
+    shutil.copy(files["dense"], odd)
+    odd.with_suffix(".json").write_text(json.dumps({"stream": "yes"}))
+    rows = estimate_files([step, odd], "local", db=store)
+    assert [r["per"] for r in rows] == ["step", "invoke"]

@@ -1,0 +1,249 @@
+"""Per-op latency predictors fitted on a target's per-op runs, and the whole-invoke model built on them (pure).
+
+The data: every stored run on the target with per-op times (`edgeseq calibrate`'s models and any `profile --ops`
+run whose file is still on disk), joined op by op (subgraph, index) with the op's work read from the file
+(edgeseq.estimate.work). Like nn-Meter's kernel predictors, but kept simple because these are small CPU kernels:
+- per (op type, dtype, XNNPACK on/off) a linear model in the op's work, with non-negative coefficients, fitted on
+  relative error (a 0.2 µs op matters as much as a 20 µs one): `a + b x MACs + c x bytes + d x weight bytes` for
+  matmul-like ops (a batch-1 matmul in a loop body streams its weights once per call: memory, not MACs, bounds it;
+  the bytes term tells QK^T from S.V at equal MACs), `a + b x bytes + c x elements` for the others (bytes = the
+  non-constant inputs and outputs), each plus a hinge `e x max(bytes - 2 MiB, 0)`: past the caches an op is bound
+  by memory (the 4 x 512 x 512 attention scores); the median where the data hold one work value;
+- an op type unseen in that dtype/delegate falls back to the same type in any dtype/delegate, then to one line per
+  (dtype, delegate) over every op's bytes; each fallback is named in the estimate;
+- the invoke: p50 = c0 + sum(calls x op time) + per WHILE loop trips x (t0 + t1 x values + t2 x carried bytes +
+  t3 x cond/body ops): what LiteRT's loop does per trip besides the ops (copies of every loop value in and out, a
+  dispatch per op), fitted (non-negative) on what the calibration runs' measured ops left of their p50, c0 on the
+  runs without loops;
+- the range: the 10th-90th percentile of measured / predicted over the calibration runs (widened to +-5 % at least).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgeseq.estimate.work import LOOP_OPS, ModelWork, OpWork
+
+MAC_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D",
+           "UNIDIRECTIONAL_SEQUENCE_LSTM")
+MIN_SPREAD = 0.05
+
+
+def work_of(op: OpWork) -> float:
+    """The op's main work figure (MACs for matmul-like ops, else bytes): what leave-one-out compares."""
+    return float(op.macs) if op.type in MAC_OPS and op.macs > 0 else float(op.bytes)
+
+
+CACHE_BYTES = 2 * 1024 * 1024  # past this many bytes touched, data come from memory: a steeper slope (the hinge)
+
+
+def features(op: OpWork) -> tuple[float, ...]:
+    past = float(max(op.bytes - CACHE_BYTES, 0))
+    if op.type in MAC_OPS and op.macs > 0:
+        return (1.0, float(op.macs), float(op.bytes), float(op.const_bytes), past)
+    return (1.0, float(op.bytes), float(op.elems), past)
+
+
+def nnls_relative(rows: list[tuple[float, ...]], ys: list[float], weights: list[float] | None = None) -> list[float]:
+    """min sum(w (x.c - y))^2 over c >= 0 (w = 1/y unless given), exactly, by trying every subset of columns (a few
+    columns only); zeros when nothing fits."""
+    import numpy as np
+
+    a = np.array(rows, dtype=float)
+    y = np.array(ys, dtype=float)
+    w = np.array(weights if weights is not None else [1.0 / max(v, 0.01) for v in ys], dtype=float)
+    aw, yw = a * w[:, None], y * w
+    n = a.shape[1]
+    best, best_err = [0.0] * n, float(np.sum(yw ** 2))
+    for k in range(1, n + 1):
+        for cols in itertools.combinations(range(n), k):
+            sub = aw[:, cols]
+            if np.linalg.matrix_rank(sub) < k:
+                continue
+            c, *_ = np.linalg.lstsq(sub, yw, rcond=None)
+            if (c < 0).any():
+                continue
+            err = float(np.sum((sub @ c - yw) ** 2))
+            if err < best_err - 1e-15:
+                best, best_err = [0.0] * n, err
+                for j, v in zip(cols, c, strict=True):
+                    best[j] = float(v)
+    return best
+
+
+@dataclass(frozen=True)
+class Line:
+    """A fitted op model: coefficients over `features(op)` (or over (1, work) for `fit_line`)."""
+
+    coef: tuple[float, ...]
+    n: int
+
+    def at(self, x: tuple[float, ...]) -> float:
+        return sum(c * v for c, v in zip(self.coef, x, strict=False))
+
+    def __call__(self, w: float) -> float:
+        return self.at((1.0, w))
+
+    @property
+    def a_us(self) -> float:
+        return self.coef[0]
+
+    @property
+    def b_us(self) -> float:
+        return self.coef[1] if len(self.coef) > 1 else 0.0
+
+
+def fit_model(points: list[tuple[tuple[float, ...], float]]) -> Line:
+    """Non-negative linear model on relative error; the median time when the points hold one work value."""
+    ys = [y for _, y in points]
+    width = len(points[0][0])
+    if len({x for x, _ in points}) < 2:
+        return Line((statistics.median(ys),) + (0.0,) * (width - 1), len(points))
+    return Line(tuple(nnls_relative([x for x, _ in points], ys)), len(points))
+
+
+def fit_line(points: list[tuple[float, float]]) -> Line:
+    """a + b x w, a and b >= 0, on relative error (the median for one work value)."""
+    return fit_model([((1.0, float(w)), y) for w, y in points])
+
+
+@dataclass
+class Predictor:
+    """Everything the estimate needs for one target (and toolchain): op models, fallbacks, the invoke model."""
+
+    target: str
+    toolchain: str
+    lines: dict[tuple[str, str, bool], Line] = field(default_factory=dict)
+    by_type: dict[tuple[str, bool], Line] = field(default_factory=dict)
+    generic: dict[tuple[str, bool], Line] = field(default_factory=dict)
+    invoke: dict[bool, tuple[float, ...]] = field(default_factory=dict)  # c0, t0, t1, t2, t3
+    spread: dict[bool, tuple[float, float]] = field(default_factory=dict)  # (low, high) multipliers
+    runs: int = 0
+    op_samples: int = 0
+
+    def op_us(self, op: OpWork, xnnpack: bool) -> tuple[float, str | None]:
+        """(time of one call in µs, the fallback used or None)."""
+        x = features(op)
+        line = self.lines.get((op.type, op.dtype, xnnpack))
+        if line is not None:
+            return max(line.at(x), 0.0), None
+        line = self.by_type.get((op.type, xnnpack)) or self.by_type.get((op.type, not xnnpack))
+        if line is not None:
+            return max(line.at(x), 0.0), "same op type, other dtype or delegate"
+        line = (self.generic.get((op.dtype, xnnpack)) or self.generic.get(("float32", xnnpack))
+                or next(iter(self.generic.values()), None))
+        if line is not None:
+            return max(line(float(op.bytes)), 0.0), "default: every op's time against its bytes"
+        return 1.0, "default: 1 µs (no calibration data)"
+
+    def loop_us(self, work: ModelWork, xnnpack: bool) -> float:
+        c = self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,) * 5
+        return sum(v * c[i + 1] for lp in work.loops for i, v in enumerate(_loop_terms(lp)))
+
+    def predict(self, work: ModelWork, xnnpack: bool) -> dict:
+        """{"p50_us", "p50_us_range", "ops_us", "fallbacks": {op type: reason}}."""
+        total, fallbacks = 0.0, {}
+        for op in work.ops:
+            if op.calls == 0 or op.type in LOOP_OPS:
+                continue
+            t, why = self.op_us(op, xnnpack)
+            total += t * op.calls
+            if why:
+                fallbacks[op.type] = why
+        c0 = (self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,))[0]
+        p50 = max(c0 + total + self.loop_us(work, xnnpack), 0.01)
+        lo, hi = self.spread.get(xnnpack) or self.spread.get(not xnnpack) or (1 - MIN_SPREAD, 1 + MIN_SPREAD)
+        return {"p50_us": p50, "p50_us_range": [p50 * lo, p50 * hi], "ops_us": total, "fallbacks": fallbacks}
+
+
+def _loop_terms(lp) -> tuple[float, float, float, float]:
+    return (float(lp.trips), float(lp.trips * lp.values), float(lp.trips * lp.carried_bytes),
+            float(lp.trips * lp.body_ops))
+
+
+@dataclass(frozen=True)
+class CalRun:
+    """One stored run with per-op times, joined with its file's work."""
+
+    xnnpack: bool
+    p50_us: float
+    work: ModelWork
+    op_us: dict[tuple[int, int], float]  # (subgraph, index) -> one call, µs
+    sha256: str = ""
+
+
+def cal_run(row: dict, ops: list[dict], work: ModelWork) -> CalRun | None:
+    """A store row (decoded, with `op_fields` ops) as a CalRun; None when its ops do not match the file's."""
+    times = {(int(o.get("subgraph") or 0), int(o["index"])): o["per_call_us"] for o in ops
+             if o.get("per_call_us") is not None and isinstance(o.get("index"), int)}
+    known = {(op.subgraph, op.index) for op in work.ops}
+    if not times or not set(times) <= known or row.get("p50_us") is None:
+        return None
+    xnn = (row.get("options") or {}).get("xnnpack")
+    return CalRun(xnnpack=xnn is not False, p50_us=float(row["p50_us"]), work=work, op_us=times,
+                  sha256=str(row.get("model_sha256") or ""))
+
+
+def fit(runs: list[CalRun], target: str, toolchain: str,
+        keep: Callable[[OpWork], bool] = lambda _op: True) -> Predictor:
+    """The predictor from calibration runs; `keep` drops op samples (leave-one-family-out)."""
+    pts: dict[tuple[str, str, bool], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    generic: dict[tuple[str, bool], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        for op in r.work.ops:
+            t = r.op_us.get((op.subgraph, op.index))
+            if t is None or op.calls == 0 or not keep(op):
+                continue
+            pts[(op.type, op.dtype, r.xnnpack)][features(op)].append(t)
+            if op.type not in MAC_OPS:
+                generic[(op.dtype, r.xnnpack)][float(op.bytes)].append(t)
+    pred = Predictor(target=target, toolchain=toolchain, runs=len(runs))
+    by_type: dict[tuple[str, bool], list] = defaultdict(list)
+    for key, by_x in pts.items():
+        points = [(x, statistics.median(ts)) for x, ts in by_x.items()]
+        pred.op_samples += sum(len(ts) for ts in by_x.values())
+        pred.lines[key] = fit_model(points)
+        by_type[(key[0], key[2])] += points
+    pred.by_type = {k: fit_model(v) for k, v in by_type.items()}
+    pred.generic = {k: fit_line([(w, statistics.median(ts)) for w, ts in v.items()]) for k, v in generic.items()}
+    for xnn in (True, False):
+        mine = [r for r in runs if r.xnnpack == xnn]
+        if not mine:
+            continue
+        pred.invoke[xnn] = _fit_invoke(mine)
+        ratios = sorted(r.p50_us / pred.predict(r.work, xnn)["p50_us"] for r in mine)
+        lo, hi = _quantile(ratios, 0.1), _quantile(ratios, 0.9)
+        pred.spread[xnn] = (min(lo, 1 - MIN_SPREAD), max(hi, 1 + MIN_SPREAD))
+    return pred
+
+
+def _measured_ops_us(r: CalRun) -> float:
+    return sum(r.op_us.get((op.subgraph, op.index), 0.0) * op.calls for op in r.work.ops
+               if op.type not in LOOP_OPS)
+
+
+def _fit_invoke(runs: list[CalRun]) -> tuple[float, ...]:
+    """c0 (median of p50 - measured ops over runs without loops), then the per-trip terms (non-negative least
+    squares of what the loops' runs left after c0, relative to their p50)."""
+    flat = [r.p50_us - _measured_ops_us(r) for r in runs if not r.work.loops]
+    c0 = max(statistics.median(flat), 0.0) if flat else 0.0
+    looped = [r for r in runs if r.work.loops]
+    if not looped:
+        return (c0, 0.0, 0.0, 0.0, 0.0)
+    rows = [tuple(sum(t) for t in zip(*(_loop_terms(lp) for lp in r.work.loops), strict=True)) for r in looped]
+    ys = [max(r.p50_us - _measured_ops_us(r) - c0, 0.0) for r in looped]
+    coef = nnls_relative(rows, ys, [1.0 / max(r.p50_us, 0.1) for r in looped])
+    return (c0, *coef)
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    if not xs:
+        return 1.0
+    i = q * (len(xs) - 1)
+    lo = int(i)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (i - lo)
