@@ -40,13 +40,15 @@ def _answer(db, target: str | None, budgets: dict | None, fmt: str):
 
 
 def _json_sections(db, target: str | None, budgets: dict | None) -> dict:
-    """Every section the text report shows, as data: the answer first, then streaming, scaling, claims."""
+    """Every section the text report shows, as data: the answer first, then streaming, scaling, claims, and the
+    estimated-vs-measured pairs."""
+    from edgeseq.report.estimates import estimate_rows
     from edgeseq.streams.report import streaming_json
     from edgeseq.sweep.report import sweep_json
 
     hop = (budgets or {}).get("hop_ms")
     return {"answer": _answer(db, target, budgets, "json"), "streaming": streaming_json(db, target),
-            **sweep_json(db, target, hop_ms=hop)}
+            **sweep_json(db, target, hop_ms=hop), "estimates": estimate_rows(db, target)}
 
 
 def write_report(
