@@ -15,7 +15,7 @@ import click
 
 # concept -> (the flag, {verb: old spellings kept as aliases there}, other names that must not appear anywhere)
 CONCEPTS: dict[str, tuple[str, dict[str, tuple[str, ...]], tuple[str, ...]]] = {
-    "data set": ("--dataset", {"convert": ("--calibration",)}, ("--data", "--calib")),
+    "data set": ("--dataset", {"convert": ("--calibration",), "quant-report": ("--calibration",)}, ("--data", "--calib")),
     "architecture": ("--arch", {"train": ("--model",)}, ("--architecture", "--arches")),
     "output folder": ("--out", {"datasets download": ("--dest",)}, ("--output", "--out-dir", "--output-dir")),
     "results store": ("--db", {}, ("--store", "--database", "--results")),

@@ -9,7 +9,7 @@ from edgeseq.commands._options import data_dir_option, dataset_option, echo_json
 
 @click.command("quant-report")
 @click.argument("path", type=click.Path())
-@dataset_option(help="Registered name, NAME:key=value, or a .npz: the test split is run through both models "
+@dataset_option(aliases=("--calibration",), help="Registered name, NAME:key=value, or a .npz: the test split is run through both models "
                      "[default: the data set named by the manifest beside the file].")
 @click.option("--reference", type=click.Path(dir_okay=False), default=None,
               help="The float reference (the same model converted fp32 by the same route) [default: an fp32 file "
