@@ -1,9 +1,9 @@
 """Hostile inputs for this wave's surfaces: `--custom-objects` modules that raise, exit, hang or are not Python; a
-state-inside stream file whose variables have no initialiser; a damaged store given to a target-keyed command.
+state-inside stream file whose variables have no initialiser; a damaged store given to a target-keyed command
+(recommend, estimate, calibrate); quant-report on a float file.
 
 Each case goes through `run_hostile` (tests/robustness/_harness.py): one `error:` line naming the problem, the
 documented exit code, no traceback, bounded time and memory, nothing new in the working directory or TMPDIR.
-(`quant-report` on a float file: that verb is not on main yet; its case belongs with it.)
 """
 
 from __future__ import annotations
@@ -83,9 +83,29 @@ def test_a_state_inside_file_without_an_initialiser_is_refused_before_it_runs(bo
                 watch=(home,))
 
 
+TARGET_KEYED = {
+    "recommend": ["recommend", "--target", "local", "--latency-budget-ms", "5"],
+    "estimate": ["estimate", "model.tflite", "--target", "local"],
+    "calibrate": ["calibrate", "--target", "local", "--quick"],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(TARGET_KEYED))
 @pytest.mark.parametrize("kind", STRUCTURAL)
-def test_a_damaged_store_given_to_a_target_keyed_command_is_one_line(box, kind):
+def test_a_damaged_store_given_to_a_target_keyed_command_is_one_line(box, kind, verb):
+    from _tiny_tflite import dense_model
+
     work, home, env = box
     make_store(kind, work / "store.db")
-    run_hostile(["recommend", "--target", "local", "--latency-budget-ms", "5", "--db", "store.db"], cwd=work, code=7,
-                contains=NEEDLE[kind], env=env, watch=(home,))
+    (work / "model.tflite").write_bytes(dense_model())
+    run_hostile([*TARGET_KEYED[verb], "--db", "store.db"], cwd=work, code=7, contains=NEEDLE[kind], env=env,
+                watch=(home,))
+
+
+def test_quant_report_on_a_float_file_is_one_line(box):
+    from _tiny_tflite import dense_model
+
+    work, home, env = box
+    (work / "float.tflite").write_bytes(dense_model())
+    run_hostile(["quant-report", "float.tflite", "--dataset", "random"], cwd=work, code=2,
+                contains=("is a float file", "int8"), env=env, watch=(home,))
