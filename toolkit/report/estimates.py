@@ -96,6 +96,8 @@ def _cells(rows: list[dict]) -> list[list[str]]:
 
 def estimates_section(db: str | Path | None, fmt: str, target: str | None = None) -> str:
     """The section for table, md and html ("" when nothing has both an estimate and a measurement)."""
+    from edgeseq.report.text import render_cells
+
     if fmt not in ("table", "md", "html"):
         return ""
     rows = estimate_rows(db, target)
@@ -104,18 +106,9 @@ def estimates_section(db: str | Path | None, fmt: str, target: str | None = None
     within = sum(abs(r["error"]) <= 0.10 for r in rows)
     lead = (f"{within} of {len(rows)} within +-10 % of measured (estimates from per-op runs: `edgeseq calibrate`, "
             "`profile --ops`; each file predicted without its own runs)")
-    cells = _cells(rows)
+    table = render_cells(_cells(rows), fmt)
     if fmt == "html":
-        esc = html.escape
-        return ("<h2>Estimated vs measured</h2>" + f"<p class='muted'>{esc(lead)}</p><table><tr>"
-                + "".join(f"<th>{esc(h)}</th>" for h in cells[0]) + "</tr>"
-                + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in cells[1:])
-                + "</table>")
+        return f"<h2>Estimated vs measured</h2><p class='muted'>{html.escape(lead)}</p>" + table
     if fmt == "md":
-        return ("\n## Estimated vs measured\n\n" + lead + "\n\n| " + " | ".join(cells[0]) + " |\n|"
-                + "|".join("---" if i < 2 else "---:" for i in range(len(cells[0]))) + "|\n"
-                + "".join("| " + " | ".join(r) + " |\n" for r in cells[1:]))
-    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in cells]
-    return "\n-- estimated vs measured: " + lead + "\n" + "\n".join(lines) + "\n"
+        return "\n## Estimated vs measured\n\n" + lead + "\n\n" + table
+    return "\n-- estimated vs measured: " + lead + "\n" + table + "\n"

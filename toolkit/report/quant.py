@@ -33,6 +33,7 @@ def quantized_files(rows: list[dict]) -> dict[str, dict | None]:
 
 def quant_report_section(rows: list[dict], fmt: str) -> str:
     """HTML or markdown; "" when the report holds no quantized file (and for the other formats)."""
+    from edgeseq.report.text import render_cells
     from edgeseq.report.views import quant_report_rows
 
     files = quantized_files(rows)
@@ -49,12 +50,7 @@ def quant_report_section(rows: list[dict], fmt: str) -> str:
         head, cells = quant_report_rows(rep)
         about = (f"{rep['summary']} ({rep['samples']} test samples of {rep['dataset']}; reference: "
                  f"{rep['reference']}; {rep['matched']} of {rep['total']} ops matched)")
-        if fmt == "html":
-            parts.append(f"<h3>{esc(name)}</h3><p>{esc(about)}</p><table><tr>"
-                         + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
-                         + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells)
-                         + "</table>")
-        else:
-            parts.append(f"\n### {name}\n\n{about}\n\n| " + " | ".join(head) + " |\n|"
-                         + "---|" * len(head) + "\n" + "".join("| " + " | ".join(row) + " |\n" for row in cells))
+        table = render_cells([head, *cells], fmt, left=len(head))
+        parts.append(f"<h3>{esc(name)}</h3><p>{esc(about)}</p>{table}" if fmt == "html"
+                     else f"\n### {name}\n\n{about}\n\n{table}")
     return "".join(parts)

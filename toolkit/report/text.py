@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 
 from edgeseq.report.rows import COLUMNS, Fmt, by_where, columns, device_line, tag_legend
+
+
+def render_cells(cells: list[list[str]], fmt: str, left: int = 2) -> str:
+    """A small table of strings (header row first) for a report section: aligned text, markdown or HTML; the first
+    `left` columns read left-aligned, the rest (figures) right-aligned."""
+    head, body = cells[0], cells[1:]
+    if fmt == "html":
+        esc = html.escape
+        return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in body) + "</table>")
+    if fmt == "md":
+        return ("| " + " | ".join(head) + " |\n|" + "|".join("---" if i < left else "---:" for i in range(len(head)))
+                + "|\n" + "".join("| " + " | ".join(r) + " |\n" for r in body))
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+                     for r in cells)
 
 
 def render_text(rows: list[dict], wide: bool = False) -> str:

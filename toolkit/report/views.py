@@ -205,11 +205,12 @@ def quant_report_rows(r: dict, top: int | None = None) -> tuple[list[str], list[
 
 def quant_report_lines(r: dict, top: int | None = None) -> list[str]:
     """`quant-report`'s text: what was compared, the table, the summary line, where it was saved."""
+    from edgeseq.report.text import render_cells
+
     head, cells = quant_report_rows(r, top)
-    widths = [max(len(h), *(len(c[k]) for c in cells)) if cells else len(h) for k, h in enumerate(head)]
     lines = [f"{r['model']} ({r.get('recipe') or 'recipe unknown'}) against {r['reference']}, on {r['samples']} "
              f"test samples of {r['dataset']}; {r['matched']} of {r['total']} ops matched; {r['runtime']}"]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [head, *cells]]
+    lines += render_cells([head, *cells], "table", left=len(head)).split("\n")
     lines.append(r["summary"])
     if r.get("written"):
         lines.append(f"saved: {r['written']}")
