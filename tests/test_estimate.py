@@ -46,6 +46,38 @@ def test_work_counts_a_while_body_once_per_trip_and_its_cond_once_more(files):
     assert fc.macs > 0 and fc.bytes > 0 and fc.dtype == "float32"
 
 
+def test_the_host_runtime_says_which_ops_xnnpack_takes_and_partitions_are_counted_per_call(files):
+    from edgeseq.estimate.delegation import delegated_ops, partitions, with_delegation
+    from edgeseq.estimate.work import model_work
+    from edgeseq.quantize.tflite.reader import read_tflite
+
+    f = read_tflite(files["loop"])
+    flags = delegated_ops(f)
+    w = with_delegation(model_work(f), flags)
+    kinds = {(op.subgraph, op.type, op.dtype): op.delegated for op in w.ops}
+    assert kinds[(0, "FULLY_CONNECTED", "float32")] is True and kinds[(2, "FULLY_CONNECTED", "float32")] is True
+    assert kinds[(1, "LESS", "int32")] is False and kinds[(2, "ADD", "int32")] is False  # the loop's counters
+    assert kinds[(0, "WHILE", "float32")] is False
+    # main: RESHAPE | WHILE | FC -> 2 partitions once; body: GATHER | RESHAPE..TANH | ADD(int32) -> 1 per trip (6)
+    assert partitions(flags, 0, 3) == 2 and partitions(flags, 2, 7) == 1 and w.partition_calls == 2 + 6
+    assert partitions({(0, 0): True, (0, 1): False, (0, 2): True}, 0, 3) == 2
+
+
+def test_repeated_runs_of_a_file_merge_into_their_quickest():
+    from edgeseq.estimate.fit import CalRun, quickest
+    from edgeseq.estimate.work import ModelWork
+
+    w = ModelWork([], [], [])
+    a = CalRun(True, 10.0, w, {(0, 0): 2.0, (0, 1): 5.0}, "s1")
+    b = CalRun(True, 12.0, w, {(0, 0): 1.5, (0, 1): 6.0}, "s1")
+    off = CalRun(False, 30.0, w, {(0, 0): 9.0}, "s1")  # XNNPACK off: another kernel, never merged with on
+    other = CalRun(True, 99.0, w, {(0, 0): 7.0}, "s2")
+    merged = {(r.sha256, r.xnnpack): r for r in quickest([a, b, off, other])}
+    assert len(merged) == 3
+    assert merged[("s1", True)].p50_us == 10.0 and merged[("s1", True)].op_us == {(0, 0): 1.5, (0, 1): 5.0}
+    assert merged[("s1", False)] is off and merged[("s2", True)] is other
+
+
 def test_fit_line_is_nonnegative_and_constant_without_a_slope():
     exact = fit_line([(10.0, 2.0), (20.0, 3.0), (40.0, 5.0)])
     assert exact.a_us == pytest.approx(1.0) and exact.b_us == pytest.approx(0.1)
@@ -113,16 +145,19 @@ def test_recommend_ranks_a_file_without_a_run_from_its_estimate(files, tmp_path,
 @pytest.mark.slow
 def test_calibrate_quick_builds_times_and_resumes(tmp_path, capsys):
     db = tmp_path / "results.db"
-    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--db", str(db),
-                              "--json"], capsys)
+    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--passes", "1",
+                              "--db", str(db), "--json"], capsys)
     assert code == 0, err
     first = json.loads(out)
     assert first["schema"] == "edgeseq.calibrate/1" and first["files"] == 4 and first["runs_added"] == 8
     assert first["failed"] == {}
-    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--db", str(db),
-                              "--json"], capsys)
-    again = json.loads(out)
-    assert code == 0 and again["runs_added"] == 0 and again["skipped"] == 8
+    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--passes", "2",
+                              "--db", str(db), "--json"], capsys)
+    again = json.loads(out)  # a second pass: every pair once more, the first pass's runs kept
+    assert code == 0 and again["runs_added"] == 8 and again["skipped"] == 8
+    code, out, err = run_cli(["calibrate", "--target", "local", "--quick", "--runs", "20", "--passes", "2",
+                              "--db", str(db), "--json"], capsys)
+    assert code == 0 and json.loads(out)["runs_added"] == 0
     code, out, err = run_cli(["recommend", "--target", "local", "--latency-budget-ms", "1000", "--db", str(db)],
                              capsys)
     assert code == 8 and "dense-" not in out  # the generated models feed estimates; they are no candidates

@@ -226,12 +226,13 @@ def profile(models: Sequence[PathLike], *, target: str | Sequence[str] = "local"
     return [_run(r) for r in fleet.rows]
 
 
-def calibrate(target: str = "local", *, db: PathLike | None = None, quick: bool = False, runs: int = 30,
-              xnnpack: Sequence[bool] = (True, False)) -> dict:
-    """Build the calibration grid's models and time them op by op on `target` (resumable); the summary dict."""
+def calibrate(target: str = "local", *, db: PathLike | None = None, quick: bool = False, runs: int = 40,
+              passes: int = 3, xnnpack: Sequence[bool] = (True, False)) -> dict:
+    """Build the calibration grid's models and time them op by op on `target`, `passes` times (resumable); the
+    summary dict."""
     from edgeseq.estimate.calibrate import calibrate as run_calibrate
 
-    return run_calibrate(target, db=db, quick=quick, runs=runs, xnnpack=tuple(xnnpack))
+    return run_calibrate(target, db=db, quick=quick, runs=runs, passes=passes, xnnpack=tuple(xnnpack))
 
 
 def estimate(models: Sequence[PathLike], *, target: str, db: PathLike | None = None, xnnpack: bool = True) -> list[dict]:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,11 @@ from edgeseq.core.fsio import childproc, sha256_file
 from edgeseq.estimate.grid import CALIBRATION_DIR, RECIPES, grid, grid_key
 
 BUILD_TIMEOUT_S = 900.0
-CAL_RUNS = 30  # the agent times each op over as many invokes: 30 keeps a 256-step attention block in seconds
+CAL_RUNS = 40  # the agent times each op over as many invokes: 40 keeps a 512-step attention block in seconds
+CAL_PASSES = 3  # every (file, XNNPACK) pair is timed this many times, a pass over the grid apart; the estimate takes
+# each op's quickest pass: on a shared machine a burst of load slows whatever runs during it (measured here: the same
+# calibration 2 minutes later fitted files 20-30 % slower), and the least disturbed of 3 passes minutes apart is
+# what a quiet device does
 
 
 def calibration_dir(db_path: Path, target: str, quick: bool) -> Path:
@@ -64,23 +69,24 @@ def _build(specs: list[dict], out: Path, note: Callable[[str], None]) -> dict:
         return json.loads(report_path.read_text())
 
 
-def _done(db_path: Path, target: str) -> set[tuple[str, bool]]:
-    """(sha256, xnnpack) pairs that already have a per-op run on `target`."""
+def _done(db_path: Path, target: str) -> Counter:
+    """(sha256, xnnpack) -> how many per-op runs the pair already has on `target`."""
     from edgeseq.store.results import ResultsStore
 
     if not db_path.exists():
-        return set()
+        return Counter()
     with ResultsStore(db_path, create=False) as store:
         rows = store.runs(target=target)
-    return {(r["model_sha256"], (r.get("options") or {}).get("xnnpack") is not False) for r in rows
-            if ((r.get("agent") or {}).get("ops") or {}).get("route")}
+    return Counter((r["model_sha256"], (r.get("options") or {}).get("xnnpack") is not False) for r in rows
+                   if ((r.get("agent") or {}).get("ops") or {}).get("route"))
 
 
 def calibrate(target: str = "local", *, db: str | os.PathLike | None = None, quick: bool = False,
-              runs: int = CAL_RUNS, xnnpack: tuple[bool, ...] = (True, False), threads: int | None = 1,
-              progress=None) -> dict:
-    """Build what is missing, time what is not timed; {"folder", "files", "runs_added", "skipped", "failed",
-    "seconds"}. `progress`: an edgeseq.core.progress.Progress-like factory taking the step count."""
+              runs: int = CAL_RUNS, passes: int = CAL_PASSES, xnnpack: tuple[bool, ...] = (True, False),
+              threads: int | None = 1, progress=None) -> dict:
+    """Build what is missing, time what is not timed (`passes` times, pass after pass over the grid); {"folder",
+    "files", "runs_added", "skipped", "failed", "seconds"}. `progress`: an edgeseq.core.progress.Progress-like
+    factory taking the step count."""
     from edgeseq.core.progress import Progress
     from edgeseq.profiling.run import open_targets, profile_models
     from edgeseq.store.results import preflight
@@ -101,7 +107,8 @@ def calibrate(target: str = "local", *, db: str | os.PathLike | None = None, qui
             bar.note(f"not built: {name}: {why[:120]}")
     files = sorted(folder.glob("*.tflite"))
     done = _done(db_path, target)
-    todo = [(f, x) for f in files for x in xnnpack if (sha256_file(f), x) not in done]
+    sums = {f: sha256_file(f) for f in files}
+    todo = [(f, x) for p in range(passes) for f in files for x in xnnpack if done[(sums[f], x)] <= p]
     added = 0
     if todo:
         bar = make(len(todo))
@@ -123,5 +130,5 @@ def calibrate(target: str = "local", *, db: str | os.PathLike | None = None, qui
         raise TargetError(f"no calibration file ran on {target}: {first[0]}: {first[1]}",
                           f"check the target with `edgeseq targets check {target}`, then rerun (built files are kept)")
     return {"target": target, "folder": str(folder), "files": len(files), "runs_added": added,
-            "skipped": len(files) * len(xnnpack) - len(todo), "failed": failed,
+            "skipped": len(files) * len(xnnpack) * passes - len(todo), "failed": failed,
             "seconds": round(time.monotonic() - t0, 1)}

@@ -3,18 +3,21 @@
 The data: every stored run on the target with per-op times (`edgeseq calibrate`'s models and any `profile --ops`
 run whose file is still on disk), joined op by op (subgraph, index) with the op's work read from the file
 (edgeseq.estimate.work). Like nn-Meter's kernel predictors, but kept simple because these are small CPU kernels:
-- per (op type, dtype, XNNPACK on/off) a linear model in the op's work, with non-negative coefficients, fitted on
-  relative error (a 0.2 µs op matters as much as a 20 µs one): `a + b x MACs + c x bytes + d x weight bytes` for
-  matmul-like ops (a batch-1 matmul in a loop body streams its weights once per call: memory, not MACs, bounds it;
-  the bytes term tells QK^T from S.V at equal MACs), `a + b x bytes + c x elements` for the others (bytes = the
-  non-constant inputs and outputs), each plus a hinge `e x max(bytes - 2 MiB, 0)`: past the caches an op is bound
-  by memory (the 4 x 512 x 512 attention scores); the median where the data hold one work value;
-- an op type unseen in that dtype/delegate falls back to the same type in any dtype/delegate, then to one line per
-  (dtype, delegate) over every op's bytes; each fallback is named in the estimate;
-- the invoke: p50 = c0 + sum(calls x op time) + per WHILE loop trips x (t0 + t1 x values + t2 x carried bytes +
-  t3 x cond/body ops): what LiteRT's loop does per trip besides the ops (copies of every loop value in and out, a
-  dispatch per op), fitted (non-negative) on what the calibration runs' measured ops left of their p50, c0 on the
-  runs without loops;
+- per (op type, dtype, kernel) a linear model in the op's work, with non-negative coefficients, fitted on relative
+  error (a 0.2 µs op matters as much as a 20 µs one): `a + b x MACs + c x bytes + d x weight bytes + e x output
+  elements` for matmul-like ops (a batch-1 matmul in a loop body streams its weights once per call; the builtin int8
+  BATCH_MATMUL pays per output element, so QK^T costs ~4x S.V at equal MACs), `a + b x bytes + c x elements` for the
+  others (bytes = the non-constant inputs and outputs), each plus a hinge `f x max(bytes - 2 MiB, 0)`: past the
+  caches an op is bound by memory; the median where the data hold one work value. The kernel is "xnnpack" for an op
+  the delegate takes (edgeseq.estimate.delegation asks the host runtime), else "builtin": an op XNNPACK leaves alone
+  runs the same kernel with XNNPACK on or off, and both kinds of run feed its line;
+- an op type unseen in that dtype/kernel falls back to the same type in any dtype/kernel, then to one line per
+  (dtype, kernel) over every op's bytes; each fallback is named in the estimate;
+- the invoke: p50 = c0 + c1 x delegate partition calls + sum(calls x op time) - k x (time of the ops past the
+  caches) + per WHILE loop trips x (t0 + t1 x loop values), float and quantized loop bodies apart: fitted
+  (non-negative) on what the calibration runs' p50 holds besides their measured ops. k: an op timed alone runs R
+  copies whose R outputs thrash the caches more than the one op does in its model;
+- repeats of one file (calibrate's passes) count once, with each op's quickest time and the lowest p50 (`quickest`);
 - the range: the 10th-90th percentile of measured / predicted over the calibration runs (widened to +-5 % at least).
 """
 
@@ -44,7 +47,7 @@ CACHE_BYTES = 2 * 1024 * 1024  # past this many bytes touched, data come from me
 def features(op: OpWork) -> tuple[float, ...]:
     past = float(max(op.bytes - CACHE_BYTES, 0))
     if op.type in MAC_OPS and op.macs > 0:
-        return (1.0, float(op.macs), float(op.bytes), float(op.const_bytes), past)
+        return (1.0, float(op.macs), float(op.bytes), float(op.const_bytes), float(op.elems), past)
     return (1.0, float(op.bytes), float(op.elems), past)
 
 
@@ -111,16 +114,22 @@ def fit_line(points: list[tuple[float, float]]) -> Line:
     return fit_model([((1.0, float(w)), y) for w, y in points])
 
 
+def route(op: OpWork, xnnpack: bool) -> str:
+    """The kernel that runs the op: "xnnpack" when the delegate takes it, else "builtin" (XNNPACK off, or an op the
+    delegate leaves to the interpreter: timed with XNNPACK off or on, it is the same kernel)."""
+    return "xnnpack" if xnnpack and op.delegated is not False else "builtin"
+
+
 @dataclass
 class Predictor:
     """Everything the estimate needs for one target (and toolchain): op models, fallbacks, the invoke model."""
 
     target: str
     toolchain: str
-    lines: dict[tuple[str, str, bool], Line] = field(default_factory=dict)
-    by_type: dict[tuple[str, bool], Line] = field(default_factory=dict)
-    generic: dict[tuple[str, bool], Line] = field(default_factory=dict)
-    invoke: dict[bool, tuple[float, ...]] = field(default_factory=dict)  # c0, t0, t1, t2, t3
+    lines: dict[tuple[str, str, str], Line] = field(default_factory=dict)  # (type, dtype, route)
+    by_type: dict[tuple[str, str], Line] = field(default_factory=dict)  # (type, route)
+    generic: dict[tuple[str, str], Line] = field(default_factory=dict)  # (dtype, route)
+    invoke: dict[bool, tuple[float, ...]] = field(default_factory=dict)  # c0, per partition call, k, t0..t3
     spread: dict[bool, tuple[float, float]] = field(default_factory=dict)  # (low, high) multipliers
     runs: int = 0
     op_samples: int = 0
@@ -128,41 +137,48 @@ class Predictor:
     def op_us(self, op: OpWork, xnnpack: bool) -> tuple[float, str | None]:
         """(time of one call in µs, the fallback used or None)."""
         x = features(op)
-        line = self.lines.get((op.type, op.dtype, xnnpack))
+        r = route(op, xnnpack)
+        other = "builtin" if r == "xnnpack" else "xnnpack"
+        line = self.lines.get((op.type, op.dtype, r))
         if line is not None:
             return max(line.at(x), 0.0), None
-        line = self.by_type.get((op.type, xnnpack)) or self.by_type.get((op.type, not xnnpack))
+        line = self.by_type.get((op.type, r)) or self.by_type.get((op.type, other))
         if line is not None:
-            return max(line.at(x), 0.0), "same op type, other dtype or delegate"
-        line = (self.generic.get((op.dtype, xnnpack)) or self.generic.get(("float32", xnnpack))
+            return max(line.at(x), 0.0), "same op type, other dtype or kernel"
+        line = (self.generic.get((op.dtype, r)) or self.generic.get(("float32", r))
                 or next(iter(self.generic.values()), None))
         if line is not None:
             return max(line(float(op.bytes)), 0.0), "default: every op's time against its bytes"
         return 1.0, "default: 1 µs (no calibration data)"
 
+    def _invoke(self, xnnpack: bool) -> tuple[float, ...]:
+        return self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,) * 7
+
     def loop_us(self, work: ModelWork, xnnpack: bool) -> float:
-        c = self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,) * 5
-        return sum(v * c[i + 1] for lp in work.loops for i, v in enumerate(_loop_terms(lp)))
+        c = self._invoke(xnnpack)
+        return sum(v * c[i + 3] for lp in work.loops for i, v in enumerate(_loop_terms(lp)))
 
     def predict(self, work: ModelWork, xnnpack: bool) -> dict:
         """{"p50_us", "p50_us_range", "ops_us", "fallbacks": {op type: reason}}."""
         total, fallbacks = 0.0, {}
+        c = self._invoke(xnnpack)
         for op in work.ops:
             if op.calls == 0 or op.type in LOOP_OPS:
                 continue
             t, why = self.op_us(op, xnnpack)
-            total += t * op.calls
+            total += t * op.calls * (1.0 - c[2] if _big(op) else 1.0)
             if why:
                 fallbacks[op.type] = why
-        c0 = (self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,))[0]
-        p50 = max(c0 + total + self.loop_us(work, xnnpack), 0.01)
+        fixed = c[0] + (c[1] * work.partition_calls if xnnpack else 0.0)
+        p50 = max(fixed + total + self.loop_us(work, xnnpack), 0.01)
         lo, hi = self.spread.get(xnnpack) or self.spread.get(not xnnpack) or (1 - MIN_SPREAD, 1 + MIN_SPREAD)
         return {"p50_us": p50, "p50_us_range": [p50 * lo, p50 * hi], "ops_us": total, "fallbacks": fallbacks}
 
 
 def _loop_terms(lp) -> tuple[float, float, float, float]:
-    return (float(lp.trips), float(lp.trips * lp.values), float(lp.trips * lp.carried_bytes),
-            float(lp.trips * lp.body_ops))
+    """Per trip: a constant and one per loop value, for float and for quantized bodies apart."""
+    t, tv = float(lp.trips), float(lp.trips * lp.values)
+    return (0.0, 0.0, t, tv) if lp.quantized else (t, tv, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -188,21 +204,42 @@ def cal_run(row: dict, ops: list[dict], work: ModelWork) -> CalRun | None:
                   sha256=str(row.get("model_sha256") or ""))
 
 
+def quickest(runs: list[CalRun]) -> list[CalRun]:
+    """Repeated runs of one file (same sha256 and XNNPACK setting) as one: the lowest p50 and, op by op, the lowest
+    time of any repeat (calibrate's passes; repeated `profile --ops` runs alike). Load on a shared machine only ever
+    slows a run down, so the quickest repeat is the least disturbed one."""
+    groups: dict[tuple, list[CalRun]] = defaultdict(list)
+    for r in runs:
+        groups[(r.sha256 or id(r), r.xnnpack)].append(r)
+    out = []
+    for same in groups.values():
+        first = same[0]
+        if len(same) == 1:
+            out.append(first)
+            continue
+        keys = set().union(*(r.op_us for r in same))
+        op_us = {k: min(r.op_us[k] for r in same if k in r.op_us) for k in keys}
+        out.append(CalRun(xnnpack=first.xnnpack, p50_us=min(r.p50_us for r in same), work=first.work, op_us=op_us,
+                          sha256=first.sha256))
+    return out
+
+
 def fit(runs: list[CalRun], target: str, toolchain: str,
         keep: Callable[[OpWork], bool] = lambda _op: True) -> Predictor:
     """The predictor from calibration runs; `keep` drops op samples (leave-one-family-out)."""
-    pts: dict[tuple[str, str, bool], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
-    generic: dict[tuple[str, bool], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    pts: dict[tuple[str, str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    generic: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         for op in r.work.ops:
             t = r.op_us.get((op.subgraph, op.index))
             if t is None or op.calls == 0 or not keep(op):
                 continue
-            pts[(op.type, op.dtype, r.xnnpack)][features(op)].append(t)
+            k = route(op, r.xnnpack)
+            pts[(op.type, op.dtype, k)][features(op)].append(t)
             if op.type not in MAC_OPS:
-                generic[(op.dtype, r.xnnpack)][float(op.bytes)].append(t)
+                generic[(op.dtype, k)][float(op.bytes)].append(t)
     pred = Predictor(target=target, toolchain=toolchain, runs=len(runs))
-    by_type: dict[tuple[str, bool], list] = defaultdict(list)
+    by_type: dict[tuple[str, str], list] = defaultdict(list)
     for key, by_x in pts.items():
         points = [(x, statistics.median(ts)) for x, ts in by_x.items()]
         pred.op_samples += sum(len(ts) for ts in by_x.values())
@@ -214,7 +251,7 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
         mine = [r for r in runs if r.xnnpack == xnn]
         if not mine:
             continue
-        pred.invoke[xnn] = _fit_invoke(mine)
+        pred.invoke[xnn] = _fit_invoke(mine, xnn)
         ratios = sorted(r.p50_us / pred.predict(r.work, xnn)["p50_us"] for r in mine)
         lo, hi = _quantile(ratios, 0.1), _quantile(ratios, 0.9)
         pred.spread[xnn] = (min(lo, 1 - MIN_SPREAD), max(hi, 1 + MIN_SPREAD))
@@ -226,18 +263,24 @@ def _measured_ops_us(r: CalRun) -> float:
                if op.type not in LOOP_OPS)
 
 
-def _fit_invoke(runs: list[CalRun]) -> tuple[float, ...]:
-    """c0 (median of p50 - measured ops over runs without loops), then the per-trip terms (non-negative least
-    squares of what the loops' runs left after c0, relative to their p50)."""
-    flat = [r.p50_us - _measured_ops_us(r) for r in runs if not r.work.loops]
-    c0 = max(statistics.median(flat), 0.0) if flat else 0.0
-    looped = [r for r in runs if r.work.loops]
-    if not looped:
-        return (c0, 0.0, 0.0, 0.0, 0.0)
-    rows = [tuple(sum(t) for t in zip(*(_loop_terms(lp) for lp in r.work.loops), strict=True)) for r in looped]
-    ys = [max(r.p50_us - _measured_ops_us(r) - c0, 0.0) for r in looped]
-    coef = nnls_relative(rows, ys, [1.0 / max(r.p50_us, 0.1) for r in looped])
-    return (c0, *coef)
+def _big(op: OpWork) -> bool:
+    return op.bytes > CACHE_BYTES
+
+
+def _fit_invoke(runs: list[CalRun], xnnpack: bool) -> tuple[float, ...]:
+    """What the runs' p50 holds besides their measured ops, as c0 + c1 x delegate partition calls - k x the time of
+    ops past the caches (timed alone, R copies of a 4 MiB output thrash the caches more than the one op does in its
+    model) + per WHILE trip terms: non-negative least squares relative to each run's p50."""
+    rows, ys = [], []
+    for r in runs:
+        loop = [sum(t) for t in zip(*(_loop_terms(lp) for lp in r.work.loops), strict=True)] or [0.0] * 4
+        ops = [(op, (r.op_us.get((op.subgraph, op.index)) or 0.0) * op.calls) for op in r.work.ops
+               if op.type not in LOOP_OPS]
+        rows.append((1.0, r.work.partition_calls if xnnpack else 0.0, -sum(t for op, t in ops if _big(op)), *loop))
+        ys.append(r.p50_us - sum(t for _, t in ops))
+    coef = nnls_relative(rows, ys, [1.0 / max(r.p50_us, 0.1) for r in runs])
+    coef[2] = min(coef[2], 0.9)
+    return tuple(coef)
 
 
 def _quantile(xs: list[float], q: float) -> float:

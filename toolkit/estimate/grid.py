@@ -2,11 +2,11 @@
 
 Each spec is one Keras block at one shape, converted fp32 and int8 with the real TF converter (the `convert` route:
 WHILE loops for RNNs, the fused LSTM op where asked) and timed op by op (`profile --ops`) with XNNPACK on and off.
-The shapes are the ones sequence models use: recurrent cells of 32-128 units over 8-40 features, attention over
-16-512 positions at widths 32-64 (512 x 512 scores of 4 heads no longer fit the caches: the per-op lines need that
-side too), a causal Transformer's KV-cache step (edgeseq's own step model), dense stacks and their activations,
-Conv1D and Conv2D/DepthwiseConv2D front ends, token embeddings (GATHER), and QUANTIZE/DEQUANTIZE at every int8
-file's edges. `quick` is a four-model grid for tests.
+The shapes are the ones sequence models use: recurrent cells of 32-192 units over 8-40 features and 16-256 steps
+(long loops pin what a loop pays per trip), attention over 16-512 positions at widths 32-64 (512 x 512 scores of 4
+heads no longer fit the caches: the per-op lines need that side too), a causal Transformer's KV-cache step
+(edgeseq's own step model), dense stacks and their activations, Conv1D and Conv2D/DepthwiseConv2D front ends, token
+embeddings (GATHER), and QUANTIZE/DEQUANTIZE at every int8 file's edges. `quick` is a four-model grid for tests.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ GRID_VERSION = 1
 # block -> parameter sets; names are derived from them, so a file name says what it holds
 _FULL: dict[str, list[dict]] = {
     "rnn": [{"cell": c, "units": u, "steps": t, "features": f}
-            for c in ("rnn", "gru", "lstm") for (u, t, f) in ((32, 16, 8), (64, 32, 16), (128, 24, 40))]
+            for c in ("rnn", "gru", "lstm") for (u, t, f) in ((32, 16, 8), (64, 128, 16), (128, 24, 40), (192, 48, 16))]
     + [{"cell": "gru", "units": 32, "steps": 96, "features": 80},  # a long, wide input carried through the loop
        {"cell": "lstm", "units": 48, "steps": 256, "features": 16}],
     "fused_lstm": [{"units": 32, "steps": 16, "features": 8}, {"units": 64, "steps": 16, "features": 16}],

@@ -13,24 +13,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgeseq.core.errors import NothingFound
-from edgeseq.estimate.fit import CalRun, Predictor, cal_run, fit
-from edgeseq.estimate.work import ModelWork, OpWork, file_work
+from edgeseq.estimate.fit import CalRun, Predictor, cal_run, fit, quickest
+from edgeseq.estimate.work import ModelWork, OpWork, model_work
 
 _WORK_CACHE: dict[tuple[str, float, int], ModelWork] = {}
 
 
+def work_of_file(path: str | os.PathLike) -> ModelWork:
+    """The file's work with which ops XNNPACK takes (asked of the host runtime), cached by path, mtime and size."""
+    from edgeseq.core.fsio import sha256_file
+    from edgeseq.estimate.delegation import cached_delegated_ops, with_delegation
+    from edgeseq.quantize.tflite.reader import read_tflite
+
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime, st.st_size)
+    if key not in _WORK_CACHE:
+        f = read_tflite(p)
+        _WORK_CACHE[key] = with_delegation(model_work(f), cached_delegated_ops(f, sha256_file(p)))
+    return _WORK_CACHE[key]
+
+
 def _work(path: Path) -> ModelWork | None:
     try:
-        st = path.stat()
-    except OSError:
+        return work_of_file(path)
+    except Exception:  # noqa: BLE001 - a stored run whose file changed or is unreadable is left out of the fit
         return None
-    key = (str(path.resolve()), st.st_mtime, st.st_size)
-    if key not in _WORK_CACHE:
-        try:
-            _WORK_CACHE[key] = file_work(path)
-        except Exception:  # noqa: BLE001 - a stored run whose file changed or is unreadable is left out of the fit
-            return None
-    return _WORK_CACHE[key]
 
 
 def toolchain_of(row: dict) -> str:
@@ -66,7 +74,7 @@ def calibration_runs(db: str | os.PathLike | None, target: str,
     if not out:
         raise NothingFound(f"the per-op runs on {target!r} name files that are no longer on disk",
                            f"run `edgeseq calibrate --target {target}` again: it rebuilds its files")
-    return out, toolchain
+    return quickest(out), toolchain
 
 
 def load_predictor(db: str | os.PathLike | None, target: str, keep: Callable[[OpWork], bool] = lambda _op: True,
@@ -88,7 +96,7 @@ def estimate_file(pred: Predictor, path: str | os.PathLike, xnnpack: bool = True
 
     t0 = time.perf_counter()
     p = Path(path)
-    work = file_work(p)
+    work = work_of_file(p)
     est = pred.predict(work, xnnpack)
     mem = predicted_need_kb(p, 0.0, xnnpack=xnnpack)
     return {"model_path": str(p), "model": p.stem, "target": pred.target, "toolchain": pred.toolchain,

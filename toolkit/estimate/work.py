@@ -10,7 +10,7 @@ reads the file, runs nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edgeseq.quantize.inspect import _op_dtype, _op_macs, _trip_count
@@ -33,6 +33,7 @@ class OpWork:
     elems: int  # output elements
     calls: int  # per invoke of the model
     const_bytes: int = 0  # constant inputs (weights): a batch-1 matmul streams them once per call
+    delegated: bool | None = None  # taken by XNNPACK (edgeseq.estimate.delegation); None: not asked
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class LoopWork:
     trips_known: bool
     values: int = 0  # loop values (each copied in and out every trip)
     body_ops: int = 0  # ops the cond and body run per trip (each an interpreter dispatch)
+    quantized: bool = False  # the body computes in int8/int16 (its per-trip cost differs: measured, fitted apart)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class ModelWork:
     ops: list[OpWork]
     loops: list[LoopWork]
     notes: list[str]
+    partition_calls: float = 0.0  # calls into the XNNPACK delegate per invoke (its partitions x their calls)
 
 
 def _ints(vec: Any) -> list[int]:
@@ -136,8 +139,11 @@ def model_work(f: TFLiteFile) -> ModelWork:
         loops.append(LoopWork(index=i, trips=int(trips), carried_bytes=carried, trips_known=known,
                               values=len(_ints(op.inputs)),
                               body_ops=len(subgraphs[cond].operators or []) + len(subgraphs[body].operators or [])))
+        start = len(ops)
         _subgraph_ops(f, cond, trips + 1, ops)
         _subgraph_ops(f, body, trips, ops)
+        if any(op.dtype in ("int8", "int16") for op in ops[start:]):
+            loops[-1] = replace(loops[-1], quantized=True)
     return ModelWork(ops, loops, notes)
 
 

@@ -12,12 +12,14 @@ called once from `edgeseq/__init__.py`. A user who wants every line sets `TF_CPP
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 # Start-up notices, not problems: absl's preamble, INFO lines in absl's format, and cpu_feature_guard's advice.
@@ -25,6 +27,7 @@ _NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|I\d{4} [\d:.]+\s+\d+ \S+:\d+\] .*"
     r"|To enable the following instructions: .*"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
     r"|.*rebuild TensorFlow with the appropriate compiler flags\.?)$"
 )
 
@@ -43,21 +46,29 @@ class _QuietLoader(importlib.abc.Loader):
         return self.inner.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                self.inner.exec_module(module)
-            finally:
+        with native_quiet():
+            self.inner.exec_module(module)
+
+
+@contextlib.contextmanager
+def native_quiet() -> Iterator[None]:
+    """File descriptor 2 pointed at a temporary file while the block runs (native libraries write there, below
+    Python's sys.stderr); afterwards what was written is replayed on stderr minus the known notices."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            rest = filter_noise(sink.read().decode(errors="replace"))
+            if rest:
+                sys.stderr.write(rest)
                 sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                sink.seek(0)
-                rest = filter_noise(sink.read().decode(errors="replace"))
-                if rest:
-                    sys.stderr.write(rest)
-                    sys.stderr.flush()
 
 
 class _Finder(importlib.abc.MetaPathFinder):
