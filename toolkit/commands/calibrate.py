@@ -24,7 +24,8 @@ def calibrate(target, quick, no_off, runs, passes, db, as_json) -> None:
     """Build single-op and small-block models (fp32 and int8, the real converter) and time each op on TARGET,
     XNNPACK on and off; the runs land in the store beside any `profile --ops` runs.
 
-    Resumable: files already built and (file, XNNPACK) pairs already timed on TARGET are skipped.
+    Resumable: files already built are not rebuilt, and a (file, XNNPACK) pair already timed --passes times on
+    TARGET is not timed again.
     """
     from edgeseq.api import calibrate as run_calibrate
     from edgeseq.report.views import calibrate_line

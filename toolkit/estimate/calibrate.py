@@ -24,10 +24,9 @@ from edgeseq.estimate.grid import CALIBRATION_DIR, RECIPES, grid, grid_key
 
 BUILD_TIMEOUT_S = 900.0
 CAL_RUNS = 40  # the agent times each op over as many invokes: 40 keeps a 512-step attention block in seconds
-CAL_PASSES = 3  # every (file, XNNPACK) pair is timed this many times, a pass over the grid apart; the estimate takes
-# each op's quickest pass: on a shared machine a burst of load slows whatever runs during it (measured here: the same
-# calibration 2 minutes later fitted files 20-30 % slower), and the least disturbed of 3 passes minutes apart is
-# what a quiet device does
+CAL_PASSES = 3  # every (file, XNNPACK) pair is timed this many times, a pass over the grid apart; the fit takes the
+# mean of each op's quickest two passes (edgeseq.estimate.fit.quickest): on a shared machine a burst of load slows
+# whatever runs during it (measured here: one calibration 2 minutes after another fitted files 20-30 % slower)
 
 
 def calibration_dir(db_path: Path, target: str, quick: bool) -> Path:

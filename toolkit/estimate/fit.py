@@ -17,7 +17,7 @@ run whose file is still on disk), joined op by op (subgraph, index) with the op'
   caches) + per WHILE loop trips x (t0 + t1 x loop values), float and quantized loop bodies apart: fitted
   (non-negative) on what the calibration runs' p50 holds besides their measured ops. k: an op timed alone runs R
   copies whose R outputs thrash the caches more than the one op does in its model;
-- repeats of one file (calibrate's passes) count once, with each op's quickest time and the lowest p50 (`quickest`);
+- repeats of one file (calibrate's passes) count once: per op and for the p50 the mean of the quickest two thirds;
 - the range: the 10th-90th percentile of measured / predicted over the calibration runs (widened to +-5 % at least).
 """
 
@@ -204,10 +204,17 @@ def cal_run(row: dict, ops: list[dict], work: ModelWork) -> CalRun | None:
                   sha256=str(row.get("model_sha256") or ""))
 
 
+def _trimmed(values: list[float]) -> float:
+    """The mean of the quickest two thirds (at least one): a pass slowed by a burst of load is dropped, and the
+    rest are averaged (the minimum of noisy per-op times would be biased low)."""
+    keep = sorted(values)[:max(1, len(values) - len(values) // 3)]
+    return sum(keep) / len(keep)
+
+
 def quickest(runs: list[CalRun]) -> list[CalRun]:
-    """Repeated runs of one file (same sha256 and XNNPACK setting) as one: the lowest p50 and, op by op, the lowest
-    time of any repeat (calibrate's passes; repeated `profile --ops` runs alike). Load on a shared machine only ever
-    slows a run down, so the quickest repeat is the least disturbed one."""
+    """Repeated runs of one file (same sha256 and XNNPACK setting) as one: per op and for the p50, the mean of the
+    quickest two thirds of the repeats (calibrate's passes; repeated `profile --ops` runs alike). Load on a shared
+    machine only ever slows a run down, so the slowest third is the disturbed part."""
     groups: dict[tuple, list[CalRun]] = defaultdict(list)
     for r in runs:
         groups[(r.sha256 or id(r), r.xnnpack)].append(r)
@@ -218,9 +225,9 @@ def quickest(runs: list[CalRun]) -> list[CalRun]:
             out.append(first)
             continue
         keys = set().union(*(r.op_us for r in same))
-        op_us = {k: min(r.op_us[k] for r in same if k in r.op_us) for k in keys}
-        out.append(CalRun(xnnpack=first.xnnpack, p50_us=min(r.p50_us for r in same), work=first.work, op_us=op_us,
-                          sha256=first.sha256))
+        op_us = {k: _trimmed([r.op_us[k] for r in same if k in r.op_us]) for k in keys}
+        out.append(CalRun(xnnpack=first.xnnpack, p50_us=_trimmed([r.p50_us for r in same]), work=first.work,
+                          op_us=op_us, sha256=first.sha256))
     return out
 
 
