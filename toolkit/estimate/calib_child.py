@@ -43,15 +43,16 @@ def build_block(block: str, p: dict) -> tuple[Any, int]:
         x = keras.Input((p["steps"], p["features"]))
         h = layers.Reshape((p["steps"], p["features"], 1))(x)
         h = layers.Conv2D(p["channels"], 3, padding="same", activation="relu")(h)
+        h = layers.MaxPooling2D((1, 2))(h)  # a CRNN front end pools the feature axis (MAX_POOL_2D)
         h = layers.DepthwiseConv2D(3, padding="same", activation="relu")(h)
         h = layers.Conv2D(p["channels"], 1, activation="relu")(h)
-        h = layers.Reshape((p["steps"], p["features"] * p["channels"]))(h)
+        h = layers.Reshape((p["steps"], p["features"] // 2 * p["channels"]))(h)
         h = layers.GlobalAveragePooling1D()(h)
         return keras.Model(x, layers.Dense(4, activation="softmax")(h)), p["steps"]
     x = keras.Input((p["steps"], p.get("features", p.get("d"))))
     if block == "rnn":
         cell = {"rnn": layers.SimpleRNN, "gru": layers.GRU, "lstm": layers.LSTM}[p["cell"]]
-        h = cell(p["units"])(x)
+        h = layers.Bidirectional(cell(p["units"]))(x) if p.get("bidirectional") else cell(p["units"])(x)
         return keras.Model(x, layers.Dense(4, activation="softmax")(h)), p["steps"]
     if block == "fused_lstm":
         h = layers.LSTM(p["units"])(x)

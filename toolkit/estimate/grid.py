@@ -5,8 +5,9 @@ WHILE loops for RNNs, the fused LSTM op where asked) and timed op by op (`profil
 The shapes are the ones sequence models use: recurrent cells of 32-192 units over 8-40 features and 16-256 steps
 (long loops pin what a loop pays per trip), attention over 16-512 positions at widths 32-64 (512 x 512 scores of 4
 heads no longer fit the caches: the per-op lines need that side too), a causal Transformer's KV-cache step
-(edgeseq's own step model), dense stacks and their activations, Conv1D and Conv2D/DepthwiseConv2D front ends, token
-embeddings (GATHER), and QUANTIZE/DEQUANTIZE at every int8 file's edges. `quick` is a four-model grid for tests.
+(edgeseq's own step model), dense stacks and their activations, Conv1D and Conv2D/DepthwiseConv2D/max-pooling front
+ends, a Bidirectional LSTM (two loops, REVERSE_V2), token embeddings (GATHER), and QUANTIZE/DEQUANTIZE at every int8
+file's edges. `quick` is a four-model grid for tests.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _FULL: dict[str, list[dict]] = {
     "rnn": [{"cell": c, "units": u, "steps": t, "features": f}
             for c in ("rnn", "gru", "lstm") for (u, t, f) in ((32, 16, 8), (64, 128, 16), (128, 24, 40), (192, 48, 16))]
     + [{"cell": "gru", "units": 32, "steps": 96, "features": 80},  # a long, wide input carried through the loop
-       {"cell": "lstm", "units": 48, "steps": 256, "features": 16}],
+       {"cell": "lstm", "units": 48, "steps": 256, "features": 16},
+       {"cell": "lstm", "units": 32, "steps": 48, "features": 16, "bidirectional": 1}],  # two loops, REVERSE_V2
     "fused_lstm": [{"units": 32, "steps": 16, "features": 8}, {"units": 64, "steps": 16, "features": 16}],
     "attention": [{"d": 32, "heads": 2, "steps": 16, "ff": 64}, {"d": 48, "heads": 4, "steps": 64, "ff": 96},
                   {"d": 64, "heads": 4, "steps": 160, "ff": 128}, {"d": 48, "heads": 4, "steps": 256, "ff": 96},
