@@ -146,7 +146,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="bench-estimate")
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--passes", type=int, default=5, help="measure every file this many times, interleaved; median")
+    ap.add_argument("--passes", type=int, default=7, help="measure every file this many times, interleaved; median")
     ap.add_argument("--quick", action="store_true", help="the quick calibration grid (a smoke run, not the figures)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
