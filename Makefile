@@ -22,11 +22,14 @@ demo: env
 system-deps:
 	@./.ci/setup-system.sh
 
+# Two pytest-xdist workers (CI has 2 cores), whole files to each; they share one cache of converted models
+# (tests/_zoo_cache.py). TEST_WORKERS=0 runs in one process; a failure's output reads the same either way.
+TEST_WORKERS ?= 2
 test: env system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # Longer fuzzing of the .tflite reader (tests/robustness/test_fuzz_tflite.py; EDGESEQ_FUZZ_SEED picks another run).
 fuzz: env

@@ -8,6 +8,7 @@ ones), or no reachable package index; every other failure is a test failure.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -40,11 +41,17 @@ def tflite_runtime_214() -> str:
         pytest.skip("tflite-runtime 2.14 needs Python 3.8-3.11 and none is installed here")
     interpreter, tag = base
     venv = CACHE / f"tflite-runtime-2.14-{tag}"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "a+") as lock:  # two test workers may both need it: one builds it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _venv_python(interpreter, venv)
+
+
+def _venv_python(interpreter: str, venv: Path) -> str:
     py = venv / "bin" / "python"
     probe = [str(py), "-c", "import tflite_runtime.interpreter, numpy; assert numpy.__version__ < '2'"]
     if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return str(py)
-    venv.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([interpreter, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True, timeout=120)
     pip = subprocess.run([str(py), "-m", "pip", "install", "-q", "tflite-runtime==2.14.0", "numpy<2"],
                          capture_output=True, text=True, timeout=300)

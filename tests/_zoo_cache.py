@@ -8,18 +8,29 @@ the same call the test made itself before (`convert_model`, `convert_stream`), i
 writes to. Tests only read what an entry holds; a test that would change a file must copy it first. Tests whose
 point is a monkeypatched or crashing conversion, or that count conversion children, still convert for themselves.
 
-`prefetch` makes entries two at a time (blocking until all are done, so no test runs meanwhile): each conversion
-spends its time in child processes, so two keep both cores of a CI machine busy while their parent threads wait.
-The first test that reads the cache makes every entry the session's selected tests will need (`planner`,
-`prefetch_session` below), so one pool covers them all. Models are built (seeded) in the calling thread only: Keras
-keeps its seed and name state per thread, so a model built in a pool thread would get other weights. Conversions
-only load the built file, predict and start children, which is safe on two threads (each has its own output folder).
+`prefetch` makes entries two at a time (blocking until its own are done, so no test of that process runs
+meanwhile): each conversion spends its time in child processes, so two keep both cores of a CI machine busy while
+their parent threads wait. The first test that reads the cache makes every entry the session's selected tests will
+need (`planner`, `prefetch_session` below), so one pool covers them all. Models are built (seeded) in the calling
+thread only: Keras keeps its seed and name state per thread, so a model built in a pool thread would get other
+weights. Conversions only load the built file, predict and start children, which is safe on two threads (each has
+its own output folder).
+
+The cache is one folder for the whole session, shared by pytest-xdist's workers (`make test` runs two): an entry's
+folder, result file (its return value, pickled) and lock file are named by its key, and the process that takes the
+entry's file lock first makes it; the others read its result (or wait on the lock while it is being made). A
+prefetching worker skips entries another worker is making, so two workers' pools share the plan's work.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
+import pickle
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -28,63 +39,116 @@ from pathlib import Path
 from typing import Any
 
 WORKERS = 2
+_DEFERRED = object()  # prefetch: another process is making this entry; `get` waits for it when a test needs it
 
 
 class ConversionCache:
     def __init__(self, root: Path, workers: int = WORKERS):
         self.root = root
         self.workers = workers
+        root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._entries: dict[Hashable, Future] = {}
-        self._made = 0
-        self.seconds: dict[Hashable, float] = {}  # what each entry cost (the session summary prints the largest)
+        self.seconds: dict[Hashable, float] = {}  # what each entry made here cost (summary() reads all processes')
 
     def __contains__(self, key: Hashable) -> bool:
-        return key in self._entries
+        return key in self._entries or self._paths(key)[1].exists()
 
-    def _folder(self, key: Hashable) -> Path:
-        with self._lock:
-            self._made += 1
-            n = self._made
+    def _paths(self, key: Hashable) -> tuple[Path, Path, Path]:
+        """An entry's folder, result file and lock file: named by the key alone, so every process finds them."""
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(map(str, key if isinstance(key, tuple) else (key,))))
-        folder = self.root / f"{n:03d}-{slug.strip('-')[:80]}"
-        folder.mkdir(parents=True)
-        return folder
+        name = f"{slug.strip('-')[:80]}-{hashlib.sha1(repr(key).encode()).hexdigest()[:10]}"
+        return self.root / name, self.root / f"{name}.result", self.root / f"{name}.lock"
 
     def get(self, key: Hashable, make: Callable[[Path], Any]) -> Any:
-        """`make(folder)` once per key and session (in a new empty folder); every call returns what that one call
-        returned, or raises what it raised (so each test that needs a failed entry fails with its error)."""
-        with self._lock:
-            fut = self._entries.get(key)
-            owner = fut is None
+        """`make(folder)` once per key and session (in a new empty folder), in whichever process asks first; every
+        call returns what that one call returned, or raises what it raised (so each test that needs a failed entry
+        fails with its error)."""
+        while True:
+            with self._lock:
+                fut = self._entries.get(key)
+                owner = fut is None
+                if owner:
+                    fut = self._entries[key] = Future()
             if owner:
-                fut = self._entries[key] = Future()
-        if owner:
-            started = time.perf_counter()
-            try:
-                fut.set_result(make(self._folder(key)))
-                self.seconds[key] = time.perf_counter() - started
-            except Exception as exc:  # noqa: BLE001 - kept for every test that asks for this entry
-                fut.set_exception(exc)
-            except BaseException:  # Ctrl-C: nothing is cached, the next run makes it again
+                self._settle(key, make, fut, wait=True)
+            value = fut.result()
+            if value is not _DEFERRED:
+                return value
+
+    def _settle(self, key: Hashable, make: Callable[[Path], Any], fut: Future, wait: bool) -> None:
+        try:
+            value = self._obtain(key, make, wait)
+            if value is _DEFERRED:
                 with self._lock:
                     del self._entries[key]
-                fut.cancel()
+            fut.set_result(value)
+        except Exception as exc:  # noqa: BLE001 - kept for every test that asks for this entry
+            fut.set_exception(exc)
+        except BaseException:  # Ctrl-C: nothing is cached, the next run makes it again
+            with self._lock:
+                del self._entries[key]
+            fut.cancel()
+            raise
+
+    def _obtain(self, key: Hashable, make: Callable[[Path], Any], wait: bool) -> Any:
+        """The entry from its result file, or made here under its file lock (or _DEFERRED when another process holds
+        that lock and `wait` is false)."""
+        folder, result, lock_path = self._paths(key)
+        if result.exists():
+            return self._load(key, make, result)
+        with open(lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return _DEFERRED
+            if result.exists():
+                return self._load(key, make, result)
+            shutil.rmtree(folder, ignore_errors=True)  # a process stopped mid-way (Ctrl-C) left it half made
+            folder.mkdir(parents=True)
+            started = time.perf_counter()
+            try:
+                value = make(folder)
+            except Exception as exc:
+                self._store(result, key, "error", exc, time.perf_counter() - started)
                 raise
-        return fut.result()
+            self.seconds[key] = seconds = time.perf_counter() - started
+            self._store(result, key, "ok", value, seconds)
+            return value
+
+    def _store(self, result: Path, key: Hashable, kind: str, value: Any, seconds: float) -> None:
+        """The result file (written whole, then renamed) and its cost beside it (for summary())."""
+        try:
+            blob = pickle.dumps((kind, value))
+            pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - an error that does not pickle is kept as its text
+            blob = pickle.dumps(("error", RuntimeError(f"{type(value).__name__}: {value}")) if kind == "error"
+                                else ("local", None))  # a value that does not: every other process makes its own
+        result.with_suffix(".cost").write_text(json.dumps({"key": repr(key), "seconds": seconds}))
+        tmp = result.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(blob)
+        tmp.replace(result)
+
+    def _load(self, key: Hashable, make: Callable[[Path], Any], result: Path) -> Any:
+        kind, value = pickle.loads(result.read_bytes())
+        if kind == "ok":
+            return value
+        if kind == "error":
+            raise value
+        folder = self._paths(key)[0].with_name(f"{self._paths(key)[0].name}@{os.getpid()}")  # "local"
+        folder.mkdir(parents=True)
+        return make(folder)
 
     def prefetch(self, jobs: dict[Hashable, Callable[[Path], Any]]) -> None:
-        """Make every job not made yet, `workers` at a time; returns when all are done (errors stay with their
-        entry and surface in `get`)."""
+        """Make every job not made yet, `workers` at a time, skipping those another process is making; returns when
+        this process's are done (errors stay with their entry and surface in `get`)."""
         todo = {k: m for k, m in jobs.items() if k not in self._entries}
-        if len(todo) <= 1 or self.workers <= 1:
-            for key, make in todo.items():
-                self.get(key, make)
+        if not todo:
             return
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="zoo-cache")
         try:
-            for f in [pool.submit(self.get, key, make) for key, make in todo.items()]:
+            for f in [pool.submit(self._prefetch_one, key, make) for key, make in todo.items()]:
                 f.exception()
         except BaseException:  # Ctrl-C: start nothing more, and take the running conversions' children down
             from edgeseq.core.fsio import childproc
@@ -93,6 +157,13 @@ class ConversionCache:
             childproc.kill_all()
             raise
         pool.shutdown()
+
+    def _prefetch_one(self, key: Hashable, make: Callable[[Path], Any]) -> None:
+        with self._lock:
+            if key in self._entries:
+                return
+            fut = self._entries[key] = Future()
+        self._settle(key, make, fut, wait=False)
 
 
 # ------------------------------------------------------------------------------------------ the session's plan
@@ -103,12 +174,16 @@ class ConversionCache:
 _PLANNERS: dict[str, Callable[[ConversionCache, list], dict]] = {}
 
 
-def summary(cache: ConversionCache, top: int = 12) -> list[str]:
-    """The entries that cost most, for the end of a session's output (tests/conftest.py prints it)."""
-    ranked = sorted(cache.seconds.items(), key=lambda kv: -kv[1])
-    total = sum(cache.seconds.values())
-    return [f"conversion cache: {len(ranked)} entries, {total:.0f} s of work (two at a time)"] + [
-        f"  {sec:7.1f} s  {key}" for key, sec in ranked[:top]]
+def summary(root: Path, top: int = 12) -> list[str]:
+    """The entries that cost most, for the end of a session's output (tests/conftest.py prints it): read from the
+    cache folder, so it covers every process of the session (pytest-xdist's workers made them)."""
+    costs = [json.loads(p.read_text()) for p in sorted(root.glob("*.cost"))] if root.is_dir() else []
+    if not costs:
+        return []
+    ranked = sorted(costs, key=lambda c: -c["seconds"])
+    total = sum(c["seconds"] for c in costs)
+    return [f"conversion cache: {len(ranked)} entries, {total:.0f} s of work (up to {WORKERS} at a time in each "
+            "test process)"] + [f"  {c['seconds']:7.1f} s  {c['key']}" for c in ranked[:top]]
 
 
 def planner(fn: Callable[[ConversionCache, list], dict]) -> Callable[[ConversionCache, list], dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -26,24 +27,32 @@ def edgeseq_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("edgeseq-cache")
 
 
+def _conversions_root(basetemp: Path, worker: bool) -> Path:
+    """The session's one cache folder: a pytest-xdist worker's basetemp lies in the session's (the controller's), so
+    every worker finds the same folder there."""
+    return (basetemp.parent if worker else basetemp) / "conversions"
+
+
 @pytest.fixture(scope="session")
-def conversions(tmp_path_factory, pytestconfig):
+def conversions(tmp_path_factory):
     """The session's cache of built and converted models (tests/_zoo_cache.py): each distinct conversion is made once
-    and shared read-only; copy a file before changing it."""
+    per session (in whichever worker asks first) and shared read-only; copy a file before changing it."""
     from _zoo_cache import ConversionCache
 
-    pytestconfig.edgeseq_conversions = cache = ConversionCache(tmp_path_factory.mktemp("conversions"))
-    return cache
+    worker = os.environ.get("PYTEST_XDIST_WORKER") is not None
+    return ConversionCache(_conversions_root(tmp_path_factory.getbasetemp(), worker))
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    """What the shared conversions cost: where the suite's time goes, in every CI log."""
-    cache = getattr(config, "edgeseq_conversions", None)
-    if cache is not None and cache.seconds:
-        from _zoo_cache import summary
+    """What the shared conversions cost: where the suite's time goes, in every CI log (read from the cache folder,
+    so under pytest-xdist the controller prints what all workers made)."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or os.environ.get("PYTEST_XDIST_WORKER") is not None:
+        return
+    from _zoo_cache import summary
 
-        for line in summary(cache):
-            terminalreporter.write_line(line)
+    for line in summary(_conversions_root(factory.getbasetemp(), worker=False)):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

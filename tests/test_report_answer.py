@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -168,9 +169,10 @@ def answer_box(browser: str, page) -> dict:
     probe.write_text(page.read_text().replace("</body>", "<script>const a = document.getElementById('answer');"
                                               "const r = a.getBoundingClientRect(); document.title = JSON.stringify("
                                               "{top: r.top, bottom: r.bottom, text: a.innerText});</script></body>"))
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}", "--dump-dom", probe.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    with tempfile.TemporaryDirectory(prefix="chromium-profile") as profile:  # its own: two test workers may run one
+        done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               f"--user-data-dir={profile}", f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}",
+                               "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
     title = re.search(r"<title>(.*?)</title>", done.stdout, re.S)
     assert title and title.group(1).startswith("{"), done.stderr[-2000:]
     import html
