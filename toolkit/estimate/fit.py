@@ -265,11 +265,6 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
     return pred
 
 
-def _measured_ops_us(r: CalRun) -> float:
-    return sum(r.op_us.get((op.subgraph, op.index), 0.0) * op.calls for op in r.work.ops
-               if op.type not in LOOP_OPS)
-
-
 def _big(op: OpWork) -> bool:
     return op.bytes > CACHE_BYTES
 
