@@ -167,7 +167,7 @@ def _assign_code(f: TFLiteFile) -> int:
     return next(i for i, name in enumerate(f.op_names) if name == "ASSIGN_VARIABLE")
 
 
-def _slice(f: TFLiteFile, sg: Any, op: Any, replicas: int) -> tuple[bytes, list[int]]:
+def slice_op(f: TFLiteFile, sg: Any, op: Any, replicas: int) -> tuple[bytes, list[int]]:
     """The op `replicas` times, reading the same inputs; returns (model bytes, the original tensors fed, in order).
     A resource input comes with its VAR_HANDLE; a READ_VARIABLE's variable is first assigned the value it read."""
     b = _Builder(f, sg)
@@ -255,8 +255,8 @@ def cut_ops(path: str | os.PathLike | TFLiteFile, replicas: int = REPLICAS) -> O
                 out.files[entry["init"]] = _whole(f, init)
                 out.ops.append(entry)
                 continue
-            one, feeds = _slice(f, sg, op, 1)
-            many, _ = _slice(f, sg, op, replicas)
+            one, feeds = slice_op(f, sg, op, 1)
+            many, _ = slice_op(f, sg, op, replicas)
             outs = _ints(op.outputs)
             entry = {"index": k, "subgraph": s, "type": name, "dtypes": _dtypes(f, sg, op),
                      "output_shape": [int(d) for d in sg.tensors[outs[0]].shape] if outs else [],

@@ -49,7 +49,6 @@ class ConversionCache:
         root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._entries: dict[Hashable, Future] = {}
-        self.seconds: dict[Hashable, float] = {}  # what each entry made here cost (summary() reads all processes')
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries or self._paths(key)[1].exists()
@@ -112,8 +111,7 @@ class ConversionCache:
             except Exception as exc:
                 self._store(result, key, "error", exc, time.perf_counter() - started)
                 raise
-            self.seconds[key] = seconds = time.perf_counter() - started
-            self._store(result, key, "ok", value, seconds)
+            self._store(result, key, "ok", value, time.perf_counter() - started)
             return value
 
     def _store(self, result: Path, key: Hashable, kind: str, value: Any, seconds: float) -> None:

@@ -63,6 +63,23 @@ def test_the_host_runtime_says_which_ops_xnnpack_takes_and_partitions_are_counte
     assert partitions({(0, 0): True, (0, 1): False, (0, 2): True}, 0, 3) == 2
 
 
+def test_delegation_answers_are_cached_by_sha256_and_a_damaged_entry_is_asked_again(files, tmp_path, monkeypatch):
+    from edgeseq.estimate import delegation
+    from edgeseq.quantize.tflite.reader import read_tflite
+
+    monkeypatch.setenv("EDGESEQ_CACHE_DIR", str(tmp_path))
+    f = read_tflite(files["dense"])
+    asked = []
+    real = delegation.delegated_ops
+    monkeypatch.setattr(delegation, "delegated_ops", lambda tfl: asked.append(1) or real(tfl))
+    first = delegation.cached_delegated_ops(f, "abc")
+    (entry,) = tmp_path.glob("delegation/*/abc.json")
+    assert delegation.cached_delegated_ops(f, "abc") == first and len(asked) == 1  # read back, not asked again
+    entry.write_text("{not json")
+    assert delegation.cached_delegated_ops(f, "abc") == first and len(asked) == 2
+    assert first[(0, 1)] is True  # the dense file's FULLY_CONNECTED
+
+
 def test_repeated_runs_of_a_file_merge_into_their_quickest():
     from edgeseq.estimate.fit import CalRun, quickest
     from edgeseq.estimate.work import ModelWork

@@ -16,8 +16,8 @@ from edgeseq.estimate.calibrate import CAL_PASSES, CAL_RUNS
 @runs_option(default=CAL_RUNS, why="Fewer than profile's: each op is timed again on its own, as many times.",
              minimum=20)
 @click.option("--passes", type=click.IntRange(1, 10), default=CAL_PASSES, show_default=True,
-              help="Time every file this many times, a pass over the grid apart; estimates use each op's quickest "
-                   "pass (a burst of load on a shared machine hits one pass).")
+              help="Time every file this many times, a pass over the grid apart; estimates average each op's "
+                   "quickest two thirds of them (a burst of load on a shared machine slows one pass).")
 @db_option()
 @json_option("the summary")
 def calibrate(target, quick, no_off, runs, passes, db, as_json) -> None:

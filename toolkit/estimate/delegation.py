@@ -18,7 +18,7 @@ from edgeseq.estimate.work import LOOP_OPS, ONCE_OPS, ModelWork
 from edgeseq.quantize.tflite.reader import TFLiteFile
 
 
-def _taken(cls: Any, data: bytes) -> bool | None:
+def _taken(cls: Any, data: bytes) -> bool:
     try:
         interp = cls(model_content=data, num_threads=1)
         interp.allocate_tensors()
@@ -53,7 +53,7 @@ def delegated_ops(f: TFLiteFile) -> dict[tuple[int, int], bool] | None:
 
 
 def _ask(f: TFLiteFile, cls: Any, todo: list[int], out: dict[tuple[int, int], bool]) -> None:
-    from edgeseq.quantize.op_slices import _slice
+    from edgeseq.quantize.op_slices import slice_op
 
     subgraphs = f.model.subgraphs
     for s in todo:
@@ -63,11 +63,11 @@ def _ask(f: TFLiteFile, cls: Any, todo: list[int], out: dict[tuple[int, int], bo
                 out[(s, i)] = False
                 continue
             try:
-                data, _ = _slice(f, sg, op, 1)
+                data, _ = slice_op(f, sg, op, 1)
             except Exception:  # noqa: BLE001 - an op that cannot be cut is counted as the builtin kernel's
                 out[(s, i)] = False
                 continue
-            out[(s, i)] = bool(_taken(cls, data))
+            out[(s, i)] = _taken(cls, data)
 
 
 def partitions(flags: dict[tuple[int, int], bool], subgraph: int, count: int) -> int:

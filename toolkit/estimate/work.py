@@ -10,7 +10,7 @@ reads the file, runs nothing.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from edgeseq.quantize.inspect import _op_dtype, _op_macs, _trip_count
@@ -136,14 +136,13 @@ def model_work(f: TFLiteFile) -> ModelWork:
             notes.append(f"WHILE op {i}: trip count not derivable from the file; counted as 1")
             trips = 1
         carried = sum(_tensor_bytes(f, main, t) for t in _ints(op.inputs))
-        loops.append(LoopWork(index=i, trips=int(trips), carried_bytes=carried, trips_known=known,
-                              values=len(_ints(op.inputs)),
-                              body_ops=len(subgraphs[cond].operators or []) + len(subgraphs[body].operators or [])))
         start = len(ops)
         _subgraph_ops(f, cond, trips + 1, ops)
         _subgraph_ops(f, body, trips, ops)
-        if any(op.dtype in ("int8", "int16") for op in ops[start:]):
-            loops[-1] = replace(loops[-1], quantized=True)
+        loops.append(LoopWork(index=i, trips=int(trips), carried_bytes=carried, trips_known=known,
+                              values=len(_ints(op.inputs)),
+                              body_ops=len(subgraphs[cond].operators or []) + len(subgraphs[body].operators or []),
+                              quantized=any(o.dtype in ("int8", "int16") for o in ops[start:])))
     return ModelWork(ops, loops, notes)
 
 
