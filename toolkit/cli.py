@@ -83,9 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             _internal(typed)
         _fail(typed.one_line(), typed.exit_code, disk=isinstance(typed, DiskError))
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort, cause kept
-        if isinstance(exc, childproc.Terminated) or isinstance(exc.__cause__, childproc.Terminated):
-            _fail("terminated by SIGTERM; child processes stopped, nothing half-written kept",
-                  childproc.Terminated.exit_code)
+        if childproc.terminating():
+            _terminated()
         if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
             _fail("interrupted; child processes stopped, nothing half-written kept", EXIT_INTERRUPTED)
         _fail("aborted", EXIT_INTERRUPTED)
@@ -97,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the last line of defence for the one-line contract
+        if childproc.terminating():  # a library's bare `except:` turned Terminated into its own error
+            _terminated()
         typed = oserrors.disk_error(exc)  # e.g. Keras's own error raised from ENOSPC while saving
         if typed is not None:
             _fail(typed.one_line(), typed.exit_code, disk=True)
@@ -110,6 +111,10 @@ def _internal(exc: BaseException) -> None:
         raise exc
     _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in edgeseq: please report it with the command; "
           "EDGESEQ_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
+
+
+def _terminated() -> None:
+    _fail("terminated by SIGTERM; child processes stopped, nothing half-written kept", childproc.Terminated.exit_code)
 
 
 def _fail(message: str, code: int, *, disk: bool = False) -> None:

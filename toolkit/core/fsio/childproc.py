@@ -18,10 +18,14 @@ from message text.
 
 from __future__ import annotations
 
+import _thread
+import atexit
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -128,21 +132,74 @@ def run(argv: Sequence[str], *, timeout: float, env: dict | None = None, cwd: st
     return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
 
-_terminating = False
+_terminating = False  # the first SIGTERM has been turned into Terminated
+_ended = False  # the process is on its way out (interpreter exit): no more Terminated
+STICKY_S = 1.0
+
+
+def terminating() -> bool:
+    """True once SIGTERM has arrived: the CLI reports any failure after it as the termination it is."""
+    return _terminating
+
+
+def _in_cleanup() -> bool:
+    """True while the main thread handles an interrupt: in a `finally` block, an `except` clause or an `__exit__`
+    that a KeyboardInterrupt (Terminated included) is passing through, or in code those call."""
+    exc, seen = sys.exc_info()[1], set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ if exc.__cause__ is not None else exc.__context__
+    return False
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    """The first SIGTERM kills the tracked children and raises Terminated. Python can lose that exception: raised
+    inside a finalizer (`__del__`, a weakref callback) it is printed and dropped, and a bare `except:` in a library
+    (Keras has several) swallows it; the command would then run on (a 500-epoch training did). So termination is
+    sticky: a watchdog thread delivers SIGTERM again every STICKY_S seconds, and each delivery raises Terminated
+    again unless the main thread is already cleaning up after it (then the cleanup is left to finish)."""
     global _terminating
-    if _terminating:  # a second SIGTERM while cleaning up: let the cleanup finish
-        return
+    if _terminating:
+        if _ended or _in_cleanup():
+            return
+        raise Terminated()
     _terminating = True
     kill_all()
+    threading.Thread(target=_redeliver, name="edgeseq-sigterm", daemon=True).start()
+    atexit.register(_end)  # registered last, so it runs first: nothing is raised into the exit handlers
     raise Terminated()
 
 
+def _redeliver() -> None:
+    main = threading.main_thread()
+    while not _ended and main.is_alive():
+        time.sleep(STICKY_S)
+        if not _ended:
+            signal.pthread_kill(main.ident, signal.SIGTERM)
+
+
+def _end() -> None:
+    global _ended
+    _ended = True
+
+
+def _quiet_unraisable(unraisable: object) -> None:
+    """An interrupt raised inside a finalizer is not an error to print (a traceback would break the one-line
+    contract): Terminated is raised again by the watchdog; a lost Ctrl-C is handed back to the main thread."""
+    exc = getattr(unraisable, "exc_value", None)
+    if isinstance(exc, Terminated):
+        return
+    if isinstance(exc, KeyboardInterrupt):
+        _thread.interrupt_main()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def install_signal_handlers() -> None:
-    """SIGTERM -> kill tracked children, then raise Terminated in the main thread. Main thread only."""
+    """SIGTERM -> kill tracked children, then raise Terminated in the main thread (and again while it is lost).
+    Main thread only."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
-
-
+        sys.unraisablehook = _quiet_unraisable
