@@ -29,7 +29,12 @@ def _start(args: list[str], cwd: Path) -> tuple[subprocess.Popen, Path, Path]:
 
 def _error_lines(proc: subprocess.Popen, err: Path) -> list[str]:
     """After exit: the lines that are not training progress."""
-    proc.wait(timeout=60)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("still running 60 s after SIGTERM; its stderr: " + err.read_text(errors="replace")[-3000:])
     text = err.read_text(errors="replace")
     assert "Traceback" not in text, text
     return [ln for ln in text.splitlines() if ln.strip() and not is_progress_line(ln)]
