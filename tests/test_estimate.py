@@ -97,6 +97,67 @@ def test_repeated_runs_of_a_file_merge_into_their_quickest():
     assert merged[("s1", False)] is off and merged[("s2", True)] is other
 
 
+def _bmm(index: int, k: int, elems: int, dtype: str = "int8", type_: str = "BATCH_MATMUL"):
+    from edgeseq.estimate.work import OpWork
+
+    return OpWork(subgraph=0, index=index, type=type_, dtype=dtype, macs=k * elems, bytes=2 * elems, elems=elems,
+                  calls=1, delegated=False)
+
+
+def test_a_matmuls_inner_dimension_scales_its_line_where_calibration_saw_it_and_only_there():
+    """Calibration: int8 matmuls at K = 16 on a line, at K = 12 1.5x slower than that line would say (the builtin
+    kernel's tiles). An unseen K = 12 size is scaled up, K = 16 and a far K are not; FULLY_CONNECTED never."""
+    from edgeseq.estimate.fit import CalRun, fit
+    from edgeseq.estimate.work import ModelWork
+
+    def cost(k: int, elems: int) -> float:
+        return (0.2 + 0.001 * k * elems) * (1.5 if k == 12 else 1.0)
+
+    runs = []
+    for i, (k, elems) in enumerate([(16, 1000), (16, 4000), (16, 16000), (12, 1000), (12, 16000), (32, 2000),
+                                    (32, 8000), (64, 4000)]):
+        for op_type in ("BATCH_MATMUL", "FULLY_CONNECTED"):
+            op = _bmm(0, k, elems, type_=op_type)
+            runs.append(CalRun(False, cost(k, elems) + 1.0, ModelWork([op], [], []), {(0, 0): cost(k, elems)},
+                               f"{op_type}{i}"))
+    pred = fit(runs, "local", "test")
+    bmm_line = pred.lines[("BATCH_MATMUL", "int8", "builtin")]
+    unseen12, seen16, far = _bmm(0, 12, 4000), _bmm(0, 16, 8000), _bmm(0, 200, 1000)
+    from edgeseq.estimate.fit import features
+
+    line12, est12 = bmm_line.at(features(unseen12)), pred.op_us(unseen12, False)[0]
+    assert est12 > 1.1 * line12  # the line alone, pooled over every K, is too low at K = 12
+    assert abs(est12 - cost(12, 4000)) < 0.5 * abs(line12 - cost(12, 4000))
+    assert est12 == pytest.approx(cost(12, 4000), rel=0.1)
+    assert pred.op_us(seen16, False)[0] == pytest.approx(cost(16, 8000), rel=0.15)
+    assert pred.shape_factor(("BATCH_MATMUL", "int8", "builtin"), features(far)) == pytest.approx(1.0, abs=0.02)
+    fc = _bmm(0, 12, 4000, type_="FULLY_CONNECTED")
+    assert pred.op_us(fc, False)[0] == pytest.approx(pred.lines[("FULLY_CONNECTED", "int8", "builtin")].at(
+        features(fc)))
+
+
+def test_the_invoke_model_charges_the_bytes_of_the_models_inputs():
+    """Runs whose p50 is their ops + 0.5 µs + 40 ns per KiB of model input: the fit finds the per-byte cost, and a
+    file with a large input (a step model's KV cache) is estimated with it."""
+    from dataclasses import replace
+
+    from edgeseq.estimate.fit import CalRun, fit
+    from edgeseq.estimate.work import ModelWork
+
+    runs = []
+    for i, inputs in enumerate([256, 4096, 32768, 131072, 262144, 1024, 65536]):
+        op = _bmm(0, 16, 1000 + 500 * i, dtype="float32")
+        op_us = 2.0 + i
+        runs.append(CalRun(False, op_us + 0.5 + 40e-6 * inputs, ModelWork([op], [], [], input_bytes=inputs),
+                           {(0, 0): op_us}, f"f{i}"))
+    pred = fit(runs, "local", "test")
+    assert pred.invoke[False][7] == pytest.approx(40e-6, rel=0.05)
+    small = runs[0].work
+    big = replace(small, input_bytes=512 * 1024)
+    gap = pred.predict(big, False)["p50_us"] - pred.predict(small, False)["p50_us"]
+    assert gap == pytest.approx(40e-6 * (512 * 1024 - 256), rel=0.05)
+
+
 def test_fit_line_is_nonnegative_and_constant_without_a_slope():
     exact = fit_line([(10.0, 2.0), (20.0, 3.0), (40.0, 5.0)])
     assert exact.a_us == pytest.approx(1.0) and exact.b_us == pytest.approx(0.1)

@@ -11,11 +11,19 @@ run whose file is still on disk), joined op by op (subgraph, index) with the op'
   caches an op is bound by memory; the median where the data hold one work value. The kernel is "xnnpack" for an op
   the delegate takes (edgeseq.estimate.delegation asks the host runtime), else "builtin": an op XNNPACK leaves alone
   runs the same kernel with XNNPACK on or off, and both kinds of run feed its line;
+- the shape correction: a matmul's or convolution's cost follows how its inner dimension K (head width, kernel
+  taps x input channels) fills the kernel's tiles, which a line in MACs cannot follow (the builtin int8 BATCH_MATMUL
+  at K = 12 runs 1.44x its line, at K = 16 1.0x). Such an op's line is scaled by the geometric mean of measured /
+  line over the calibration points of its kind, weighted by closeness in log K (width 0.1) and in log MACs (width
+  2), shrunk towards 1 when no point is close (a prior weight of 0.5). Not for FULLY_CONNECTED: measured, it made
+  the benchmark worse (batch-1 loop bodies and whole sequences share K and differ);
 - an op type unseen in that dtype/kernel falls back to the same type in any dtype/kernel, then to one line per
   (dtype, kernel) over every op's bytes; each fallback is named in the estimate;
 - the invoke: p50 = c0 + c1 x delegate partition calls + sum(calls x op time) - k x (time of the ops past the
-  caches) + per WHILE loop trips x (t0 + t1 x loop values), float and quantized loop bodies apart: fitted
-  (non-negative) on what the calibration runs' p50 holds besides their measured ops. k: an op timed alone runs R
+  caches) + per WHILE loop trips x (t0 + t1 x loop values), float and quantized loop bodies apart + c2 x the model's
+  input bytes: fitted (non-negative) on what the calibration runs' p50 holds besides their measured ops. c2: an op
+  timed alone finds its inputs in the caches, while the inputs the caller sets (a step model's KV cache, 256 KiB
+  in the grid's largest) come from memory on every invoke (that step model's p50 is 21 % above its ops' sum). k: an op timed alone runs R
   copies whose R outputs thrash the caches more than the one op does in its model;
 - repeats of one file (calibrate's passes) count once: per op and for the p50 the mean of the quickest two thirds;
 - the range: the 10th-90th percentile of measured / predicted over the calibration runs (widened to +-5 % at least).
@@ -24,6 +32,7 @@ run whose file is still on disk), joined op by op (subgraph, index) with the op'
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -34,6 +43,8 @@ from edgeseq.estimate.work import LOOP_OPS, ModelWork, OpWork
 MAC_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D",
            "UNIDIRECTIONAL_SEQUENCE_LSTM")
 MIN_SPREAD = 0.05
+SHAPED_OPS = ("BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D")  # the shape correction's ops
+K_WIDTH, MACS_WIDTH, PRIOR_WEIGHT = 0.1, 2.0, 0.5
 
 
 def work_of(op: OpWork) -> float:
@@ -129,7 +140,9 @@ class Predictor:
     lines: dict[tuple[str, str, str], Line] = field(default_factory=dict)  # (type, dtype, route)
     by_type: dict[tuple[str, str], Line] = field(default_factory=dict)  # (type, route)
     generic: dict[tuple[str, str], Line] = field(default_factory=dict)  # (dtype, route)
-    invoke: dict[bool, tuple[float, ...]] = field(default_factory=dict)  # c0, per partition call, k, t0..t3
+    # per (type, dtype, route) of SHAPED_OPS: (log K, log MACs) and log(measured / line) of each calibration point
+    shaped: dict[tuple[str, str, str], list[tuple[float, float, float]]] = field(default_factory=dict)
+    invoke: dict[bool, tuple[float, ...]] = field(default_factory=dict)  # c0, per partition call, k, t0..t3, c2
     spread: dict[bool, tuple[float, float]] = field(default_factory=dict)  # (low, high) multipliers
     runs: int = 0
     op_samples: int = 0
@@ -141,7 +154,7 @@ class Predictor:
         other = "builtin" if r == "xnnpack" else "xnnpack"
         line = self.lines.get((op.type, op.dtype, r))
         if line is not None:
-            return max(line.at(x), 0.0), None
+            return max(line.at(x), 0.0) * self.shape_factor((op.type, op.dtype, r), x), None
         line = self.by_type.get((op.type, r)) or self.by_type.get((op.type, other))
         if line is not None:
             return max(line.at(x), 0.0), "same op type, other dtype or kernel"
@@ -151,8 +164,21 @@ class Predictor:
             return max(line(float(op.bytes)), 0.0), "default: every op's time against its bytes"
         return 1.0, "default: 1 µs (no calibration data)"
 
+    def shape_factor(self, key: tuple[str, str, str], x: tuple[float, ...]) -> float:
+        """The shape correction (see the module's text): 1.0 for an op not in SHAPED_OPS."""
+        points = self.shaped.get(key)
+        if not points:
+            return 1.0
+        log_k, log_macs = _shape(x)
+        num = den = 0.0
+        for k, macs, log_ratio in points:
+            w = math.exp(-((log_k - k) / K_WIDTH) ** 2 - ((log_macs - macs) / MACS_WIDTH) ** 2)
+            num += w * log_ratio
+            den += w
+        return math.exp(num / (den + PRIOR_WEIGHT))
+
     def _invoke(self, xnnpack: bool) -> tuple[float, ...]:
-        return self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,) * 7
+        return self.invoke.get(xnnpack) or self.invoke.get(not xnnpack) or (0.0,) * 8
 
     def loop_us(self, work: ModelWork, xnnpack: bool) -> float:
         c = self._invoke(xnnpack)
@@ -169,7 +195,7 @@ class Predictor:
             total += t * op.calls * (1.0 - c[2] if _big(op) else 1.0)
             if why:
                 fallbacks[op.type] = why
-        fixed = c[0] + (c[1] * work.partition_calls if xnnpack else 0.0)
+        fixed = c[0] + (c[1] * work.partition_calls if xnnpack else 0.0) + c[7] * work.input_bytes
         p50 = max(fixed + total + self.loop_us(work, xnnpack), 0.01)
         lo, hi = self.spread.get(xnnpack) or self.spread.get(not xnnpack) or (1 - MIN_SPREAD, 1 + MIN_SPREAD)
         return {"p50_us": p50, "p50_us_range": [p50 * lo, p50 * hi], "ops_us": total, "fallbacks": fallbacks}
@@ -250,7 +276,9 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
     for key, by_x in pts.items():
         points = [(x, statistics.median(ts)) for x, ts in by_x.items()]
         pred.op_samples += sum(len(ts) for ts in by_x.values())
-        pred.lines[key] = fit_model(points)
+        pred.lines[key] = line = fit_model(points)
+        if key[0] in SHAPED_OPS and len(points[0][0]) == 6:
+            pred.shaped[key] = [(*_shape(x), math.log(max(y, 1e-3) / max(line.at(x), 1e-3))) for x, y in points]
         by_type[(key[0], key[2])] += points
     pred.by_type = {k: fit_model(v) for k, v in by_type.items()}
     pred.generic = {k: fit_line([(w, statistics.median(ts)) for w, ts in v.items()]) for k, v in generic.items()}
@@ -265,6 +293,11 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
     return pred
 
 
+def _shape(x: tuple[float, ...]) -> tuple[float, float]:
+    """(log inner dimension K = MACs / output elements, log MACs) from a matmul-like op's features."""
+    return math.log(max(x[1], 1.0) / max(x[4], 1.0)), math.log1p(x[1])
+
+
 def _big(op: OpWork) -> bool:
     return op.bytes > CACHE_BYTES
 
@@ -272,13 +305,15 @@ def _big(op: OpWork) -> bool:
 def _fit_invoke(runs: list[CalRun], xnnpack: bool) -> tuple[float, ...]:
     """What the runs' p50 holds besides their measured ops, as c0 + c1 x delegate partition calls - k x the time of
     ops past the caches (timed alone, R copies of a 4 MiB output thrash the caches more than the one op does in its
-    model) + per WHILE trip terms: non-negative least squares relative to each run's p50."""
+    model) + per WHILE trip terms + c2 x the model's input bytes: non-negative least squares relative to each run's
+    p50."""
     rows, ys = [], []
     for r in runs:
         loop = [sum(t) for t in zip(*(_loop_terms(lp) for lp in r.work.loops), strict=True)] or [0.0] * 4
         ops = [(op, (r.op_us.get((op.subgraph, op.index)) or 0.0) * op.calls) for op in r.work.ops
                if op.type not in LOOP_OPS]
-        rows.append((1.0, r.work.partition_calls if xnnpack else 0.0, -sum(t for op, t in ops if _big(op)), *loop))
+        rows.append((1.0, r.work.partition_calls if xnnpack else 0.0, -sum(t for op, t in ops if _big(op)), *loop,
+                     float(r.work.input_bytes)))
         ys.append(r.p50_us - sum(t for _, t in ops))
     coef = nnls_relative(rows, ys, [1.0 / max(r.p50_us, 0.1) for r in runs])
     coef[2] = min(coef[2], 0.9)

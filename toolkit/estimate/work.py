@@ -53,6 +53,7 @@ class ModelWork:
     loops: list[LoopWork]
     notes: list[str]
     partition_calls: float = 0.0  # calls into the XNNPACK delegate per invoke (its partitions x their calls)
+    input_bytes: int = 0  # the model's non-constant inputs: set by the caller, read from memory on every invoke
 
 
 def _ints(vec: Any) -> list[int]:
@@ -143,7 +144,7 @@ def model_work(f: TFLiteFile) -> ModelWork:
                               values=len(_ints(op.inputs)),
                               body_ops=len(subgraphs[cond].operators or []) + len(subgraphs[body].operators or []),
                               quantized=any(o.dtype in ("int8", "int16") for o in ops[start:])))
-    return ModelWork(ops, loops, notes)
+    return ModelWork(ops, loops, notes, input_bytes=sum(_tensor_bytes(f, main, t) for t in _ints(main.inputs)))
 
 
 def file_work(path: str | os.PathLike) -> ModelWork:
