@@ -131,6 +131,10 @@ def test_a_matmuls_inner_dimension_scales_its_line_where_calibration_saw_it_and_
     assert est12 == pytest.approx(cost(12, 4000), rel=0.1)
     assert pred.op_us(seen16, False)[0] == pytest.approx(cost(16, 8000), rel=0.15)
     assert pred.shape_factor(("BATCH_MATMUL", "int8", "builtin"), features(far)) == pytest.approx(1.0, abs=0.02)
+    from dataclasses import replace
+
+    shapeless = replace(unseen12, macs=0)  # MACs unknown (a dynamic shape): the line of bytes, no correction
+    assert pred.op_us(shapeless, False)[0] == pytest.approx(bmm_line.at(features(shapeless)))
     fc = _bmm(0, 12, 4000, type_="FULLY_CONNECTED")
     assert pred.op_us(fc, False)[0] == pytest.approx(pred.lines[("FULLY_CONNECTED", "int8", "builtin")].at(
         features(fc)))

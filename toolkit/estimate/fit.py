@@ -23,8 +23,8 @@ run whose file is still on disk), joined op by op (subgraph, index) with the op'
   caches) + per WHILE loop trips x (t0 + t1 x loop values), float and quantized loop bodies apart + c2 x the model's
   input bytes: fitted (non-negative) on what the calibration runs' p50 holds besides their measured ops. c2: an op
   timed alone finds its inputs in the caches, while the inputs the caller sets (a step model's KV cache, 256 KiB
-  in the grid's largest) come from memory on every invoke (that step model's p50 is 21 % above its ops' sum). k: an op timed alone runs R
-  copies whose R outputs thrash the caches more than the one op does in its model;
+  in the grid's largest) come from memory on every invoke (that step model's p50 is 21 % above its ops' sum).
+  k: an op timed alone runs R copies whose R outputs thrash the caches more than the one op does in its model;
 - repeats of one file (calibrate's passes) count once: per op and for the p50 the mean of the quickest two thirds;
 - the range: the 10th-90th percentile of measured / predicted over the calibration runs (widened to +-5 % at least).
 """
@@ -167,7 +167,7 @@ class Predictor:
     def shape_factor(self, key: tuple[str, str, str], x: tuple[float, ...]) -> float:
         """The shape correction (see the module's text): 1.0 for an op not in SHAPED_OPS."""
         points = self.shaped.get(key)
-        if not points:
+        if not points or len(x) != 6:  # no calibration points, or an op without MACs (its shapes unknown)
             return 1.0
         log_k, log_macs = _shape(x)
         num = den = 0.0
