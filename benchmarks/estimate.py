@@ -7,13 +7,14 @@ into a fresh store in DIR (timed: the <= 10 min floor), then the benchmark's mod
 converter (the `convert` route: batch 1, WHILE loops, int8 calibrated on random inputs; no validation), estimated
 from the calibration runs only (the benchmark's own runs never enter the fit; timed: the <= 1 s per file floor),
 then measured with `profile` (XNNPACK on, 1 thread; --passes interleaved passes, a pass taken again, up to --retries
-times, when a CPU canary timed around it ran more than 10 % slower than its quickest: this VM's neighbours slow it by
-20-70 % in bursts of seconds that no steal counter shows; the measured p50 is the median of the quiet passes, of
-every pass when fewer than 3 were quiet, and the median of every pass is reported beside it). Models: the zoo's four families (preset small, 16 features)
-x fp32/int8 x T in {32, 128, 512}, the zoo's step models (one step of each RNN, the causal Transformer's KV-cache
-step), and user-shaped models (a non-causal Conv1D+attention encoder, a Bidirectional LSTM, a Conv2D CRNN, a token
-LSTM). Reported: the share within +-10 % and +-20 % of measured, the worst files, and leave-one-family-out: the
-Transformer files predicted by a fit that dropped every op sample whose (type, dtype, work) a Transformer file has.
+times, when a CPU canary timed around it ran more than 10 % slower than its quickest: this VM's neighbours slow it
+by 20-70 % in bursts of seconds that no steal counter shows; the measured p50 is the median of the quiet passes, of
+every pass when fewer than 3 were quiet, and the median of every pass is reported beside it). Models: the zoo's four
+families (preset small, 16 features) x fp32/int8 x T in {32, 128, 512}, the zoo's step models (one step of each RNN,
+the causal Transformer's KV-cache step), and user-shaped models (a non-causal Conv1D+attention encoder, a
+Bidirectional LSTM, a Conv2D CRNN, a token LSTM). Reported: the share within +-10 % and +-20 % of measured, the
+worst files, and leave-one-family-out: the Transformer files predicted by a fit that dropped every op sample whose
+(type, dtype, work) a Transformer file has.
 """
 
 from __future__ import annotations
@@ -239,8 +240,8 @@ def main() -> int:
     print(f"- calibration: {cal['files']} files, {cal['runs_added']} runs added ({cal['skipped']} already there), "
           f"{cal_s:.0f} s; predictor from {pred.runs} runs, {pred.op_samples} op samples ({pred.toolchain})")
     print(f"- estimate: {1000 * est_s:.0f} ms per file on average, worst {1000 * worst_est_s:.0f} ms")
-    print(f"- measured: median p50 of {args.passes} interleaved passes of {args.runs} invokes; the passes of one "
-          f"file differ by {100 * spread:.0f} % (median max/min - 1): the machine's own noise; {gate.redone} of "
+    print(f"- measured: the median p50 of the quiet ones of {args.passes} interleaved passes of {args.runs} invokes; "
+          f"the passes of one file differ by {100 * spread:.0f} % (median max/min - 1): the machine's own noise; {gate.redone} of "
           f"{args.passes * len(files)} passes taken again (the CPU canary >10 % slow around them), {still} still "
           f"disturbed after {args.retries} tries (left out of a file's median when it kept 3 quiet passes)")
     print(f"- within +-10 %: {100 * _share(rows, 0.10):.0f} %; within +-20 %: {100 * _share(rows, 0.20):.0f} %; "
