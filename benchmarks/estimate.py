@@ -175,6 +175,8 @@ def main() -> int:
     ap.add_argument("--retries", type=int, default=4, help="take a disturbed pass again this many times at most")
     ap.add_argument("--quick", action="store_true", help="the quick calibration grid (a smoke run, not the figures)")
     args = ap.parse_args()
+    if args.retries < 0 or args.passes < 1 or args.runs < 1:
+        ap.error("--retries must be >= 0, --passes and --runs >= 1")
     work = Path(args.work).resolve()
     db = work / "results.db"
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
