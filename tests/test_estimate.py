@@ -106,7 +106,8 @@ def _bmm(index: int, k: int, elems: int, dtype: str = "int8", type_: str = "BATC
 
 def test_a_matmuls_inner_dimension_scales_its_line_where_calibration_saw_it_and_only_there():
     """Calibration: int8 matmuls at K = 16 on a line, at K = 12 1.5x slower than that line would say (the builtin
-    kernel's tiles). An unseen K = 12 size is scaled up, K = 16 and a far K are not; FULLY_CONNECTED never."""
+    kernel's tiles). An unseen K = 12 size is scaled up, K = 16 and a far K are not; a FULLY_CONNECTED follows its
+    weights' reuse, not K."""
     from edgeseq.estimate.fit import CalRun, fit
     from edgeseq.estimate.work import ModelWork
 
@@ -130,14 +131,74 @@ def test_a_matmuls_inner_dimension_scales_its_line_where_calibration_saw_it_and_
     assert abs(est12 - cost(12, 4000)) < 0.5 * abs(line12 - cost(12, 4000))
     assert est12 == pytest.approx(cost(12, 4000), rel=0.1)
     assert pred.op_us(seen16, False)[0] == pytest.approx(cost(16, 8000), rel=0.15)
-    assert pred.shape_factor(("BATCH_MATMUL", "int8", "builtin"), features(far)) == pytest.approx(1.0, abs=0.02)
+    assert pred.shape_factor(("BATCH_MATMUL", "int8", "builtin"), far) == pytest.approx(1.0, abs=0.02)
     from dataclasses import replace
 
     shapeless = replace(unseen12, macs=0)  # MACs unknown (a dynamic shape): the line of bytes, no correction
     assert pred.op_us(shapeless, False)[0] == pytest.approx(bmm_line.at(features(shapeless)))
-    fc = _bmm(0, 12, 4000, type_="FULLY_CONNECTED")
-    assert pred.op_us(fc, False)[0] == pytest.approx(pred.lines[("FULLY_CONNECTED", "int8", "builtin")].at(
-        features(fc)))
+    fc = _bmm(0, 12, 4000, type_="FULLY_CONNECTED")  # K = 12, but no weights: not a K = 12 correction
+    assert pred.op_us(fc, False)[0] < 1.1 * pred.lines[("FULLY_CONNECTED", "int8", "builtin")].at(features(fc))
+
+
+def _fc(k: int, n: int, rows: int, dtype: str = "float32"):
+    from edgeseq.estimate.work import OpWork
+
+    size = 4 if dtype == "float32" else 1
+    return OpWork(subgraph=0, index=0, type="FULLY_CONNECTED", dtype=dtype, macs=rows * k * n,
+                  bytes=size * rows * (k + n), elems=rows * n, calls=1, const_bytes=size * k * n + 4 * n, channels=n)
+
+
+def test_a_batch_1_fully_connected_is_corrected_towards_the_batch_1_points_only():
+    """Calibration: batched FCs on a line, batch-1 ones (weights streamed once per call) 1.5x what that line says.
+    A batch-1 FC at a size calibration did not hold is scaled up; a batched one at the same K and N is not."""
+    from edgeseq.estimate.fit import CalRun, fit, features
+    from edgeseq.estimate.work import ModelWork
+
+    def cost(op) -> float:
+        return (0.1 + 1e-5 * op.macs + 2e-6 * op.const_bytes) * (1.5 if op.elems == op.channels else 1.0)
+
+    shapes = [(64, 256, 1), (128, 512, 1), (192, 192, 1), (40, 512, 1), (64, 256, 32), (128, 512, 16), (192, 192, 2),
+              (128, 512, 2), (256, 256, 3),
+              (40, 128, 64), (16, 64, 128), (32, 128, 8), (96, 384, 4), (64, 64, 256), (128, 128, 48)]
+    runs = []
+    for i, shape in enumerate(shapes):
+        op = _fc(*shape)
+        runs.append(CalRun(True, cost(op) + 1.0, ModelWork([op], [], []), {(0, 0): cost(op)}, f"fc{i}"))
+    pred = fit(runs, "local", "test")
+    line = pred.lines[("FULLY_CONNECTED", "float32", "xnnpack")]
+    gemv, batched = _fc(90, 360, 1), _fc(90, 360, 32)
+    assert line.at(features(gemv)) < 0.9 * cost(gemv)  # the pooled line misses the batch-1 cost
+    assert pred.op_us(gemv, True)[0] == pytest.approx(cost(gemv), rel=0.1)
+    assert pred.op_us(batched, True)[0] == pytest.approx(cost(batched), rel=0.1)
+
+
+def test_a_convolution_is_corrected_by_its_output_channels():
+    """Calibration: 3x3 convolutions over one input channel run as the kernel's tiles compute them (the input
+    channel padded to 8, the output channels to 16), other convolutions on their line in MACs. At 8 channels and a
+    size not seen the estimate follows the 8-channel point, far above the line."""
+    from edgeseq.estimate.fit import CalRun, features, fit
+    from edgeseq.estimate.work import ModelWork, OpWork
+
+    def conv(k: int, n: int, pixels: int) -> OpWork:
+        return OpWork(subgraph=0, index=0, type="CONV_2D", dtype="int8", macs=pixels * k * n,
+                      bytes=pixels * (k + n), elems=pixels * n, calls=1, const_bytes=k * n + 4 * n, channels=n)
+
+    def cost(op: OpWork) -> float:  # one input channel: padded to 8 per tap, and N to 16
+        pixels = op.elems // op.channels
+        return 0.3 + 6e-6 * (pixels * max(op.channels, 16) * 72 if op.macs // op.elems == 9 else op.macs)
+
+    ops = [conv(9, 8, 512), conv(9, 16, 2560), conv(120, 64, 128), conv(192, 64, 128), conv(48, 32, 64),
+           conv(96, 32, 64), conv(16, 16, 1280), conv(72, 32, 400)]
+    runs = [CalRun(True, cost(op) + 1.0, ModelWork([op], [], []), {(0, 0): cost(op)}, f"c{i}")
+            for i, op in enumerate(ops)]
+    pred = fit(runs, "local", "test")
+    crnn = conv(9, 8, 2560)  # half the MACs of the 16-channel point, the same pixels: the same time
+    line = pred.lines[("CONV_2D", "int8", "xnnpack")].at(features(crnn))
+    est = pred.op_us(crnn, True)[0]
+    assert line < 0.2 * cost(crnn) and est > 3 * line  # the 8-channel point's ratio, not the line's
+    assert abs(est - cost(crnn)) < abs(line - cost(crnn))
+    wide = conv(9, 64, 2560)  # no point near 64 channels: the line, uncorrected
+    assert pred.shape_factor(("CONV_2D", "int8", "xnnpack"), wide) < 1.2
 
 
 def test_the_invoke_model_charges_the_bytes_of_the_models_inputs():

@@ -15,8 +15,13 @@ run whose file is still on disk), joined op by op (subgraph, index) with the op'
   taps x input channels) fills the kernel's tiles, which a line in MACs cannot follow (the builtin int8 BATCH_MATMUL
   at K = 12 runs 1.44x its line, at K = 16 1.0x). Such an op's line is scaled by the geometric mean of measured /
   line over the calibration points of its kind, weighted by closeness in log K (width 0.1) and in log MACs (width
-  2), shrunk towards 1 when no point is close (a prior weight of 0.5). Not for FULLY_CONNECTED: measured, it made
-  the benchmark worse (batch-1 loop bodies and whole sequences share K and differ);
+  2), shrunk towards 1 when no point is close (a prior weight of 0.2). A FULLY_CONNECTED's cost follows how often
+  each weight is used instead: a batch-1 one (a loop body's recurrent matmul) streams its weights from the caches
+  once per call and runs ~1.2x the line pooled with the batched ones (fp32, weights past 64 KiB), while K barely
+  matters to XNNPACK's float kernels. Its correction weighs the points by closeness in log(weight bytes per MAC)
+  (width 0.3: batch 1 and batch 2 are 0.69 apart) and in log MACs (width 1). A CONV_2D's by closeness in log K and
+  log output channels N (width 0.3): its kernels tile N too (XNNPACK here: 8 output channels cost what 16 do, so a
+  3x3 convolution over one input channel runs 2x its line at N = 8 and 1.05x at N = 16);
 - an op type unseen in that dtype/kernel falls back to the same type in any dtype/kernel, then to one line per
   (dtype, kernel) over every op's bytes; each fallback is named in the estimate;
 - the invoke: p50 = c0 + c1 x delegate partition calls + sum(calls x op time) - k x (time of the ops past the
@@ -43,8 +48,10 @@ from edgeseq.estimate.work import LOOP_OPS, ModelWork, OpWork
 MAC_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "CONV_3D",
            "UNIDIRECTIONAL_SEQUENCE_LSTM")
 MIN_SPREAD = 0.05
-SHAPED_OPS = ("BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D")  # the shape correction's ops
-K_WIDTH, MACS_WIDTH, PRIOR_WEIGHT = 0.1, 2.0, 0.5
+# the shape correction's ops, with the widths of its two closeness terms (see `_shape`)
+SHAPED_OPS = {"BATCH_MATMUL": (0.1, 2.0), "CONV_2D": (0.1, 0.3), "DEPTHWISE_CONV_2D": (0.1, 2.0),
+              "FULLY_CONNECTED": (0.3, 1.0)}
+PRIOR_WEIGHT = 0.2
 
 
 def work_of(op: OpWork) -> float:
@@ -154,7 +161,7 @@ class Predictor:
         other = "builtin" if r == "xnnpack" else "xnnpack"
         line = self.lines.get((op.type, op.dtype, r))
         if line is not None:
-            return max(line.at(x), 0.0) * self.shape_factor((op.type, op.dtype, r), x), None
+            return max(line.at(x), 0.0) * self.shape_factor((op.type, op.dtype, r), op), None
         line = self.by_type.get((op.type, r)) or self.by_type.get((op.type, other))
         if line is not None:
             return max(line.at(x), 0.0), "same op type, other dtype or kernel"
@@ -164,15 +171,16 @@ class Predictor:
             return max(line(float(op.bytes)), 0.0), "default: every op's time against its bytes"
         return 1.0, "default: 1 µs (no calibration data)"
 
-    def shape_factor(self, key: tuple[str, str, str], x: tuple[float, ...]) -> float:
+    def shape_factor(self, key: tuple[str, str, str], op: OpWork) -> float:
         """The shape correction (see the module's text): 1.0 for an op not in SHAPED_OPS."""
         points = self.shaped.get(key)
-        if not points or len(x) != 6:  # no calibration points, or an op without MACs (its shapes unknown)
+        if not points or op.macs <= 0:  # no calibration points, or an op without MACs (its shapes unknown)
             return 1.0
-        log_k, log_macs = _shape(x)
+        log_k, log_macs = _shape(op)
+        k_width, macs_width = SHAPED_OPS[key[0]]
         num = den = 0.0
         for k, macs, log_ratio in points:
-            w = math.exp(-((log_k - k) / K_WIDTH) ** 2 - ((log_macs - macs) / MACS_WIDTH) ** 2)
+            w = math.exp(-((log_k - k) / k_width) ** 2 - ((log_macs - macs) / macs_width) ** 2)
             num += w * log_ratio
             den += w
         return math.exp(num / (den + PRIOR_WEIGHT))
@@ -261,6 +269,7 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
         keep: Callable[[OpWork], bool] = lambda _op: True) -> Predictor:
     """The predictor from calibration runs; `keep` drops op samples (leave-one-family-out)."""
     pts: dict[tuple[str, str, str], dict[tuple, list[float]]] = defaultdict(lambda: defaultdict(list))
+    shapes: dict[tuple, tuple[float, float]] = {}  # (type, features) -> the shape correction's coordinates
     generic: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         for op in r.work.ops:
@@ -269,6 +278,8 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
                 continue
             k = route(op, r.xnnpack)
             pts[(op.type, op.dtype, k)][features(op)].append(t)
+            if op.type in SHAPED_OPS and op.macs > 0:
+                shapes[(op.type, features(op))] = _shape(op)
             if op.type not in MAC_OPS:
                 generic[(op.dtype, k)][float(op.bytes)].append(t)
     pred = Predictor(target=target, toolchain=toolchain, runs=len(runs))
@@ -277,8 +288,9 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
         points = [(x, statistics.median(ts)) for x, ts in by_x.items()]
         pred.op_samples += sum(len(ts) for ts in by_x.values())
         pred.lines[key] = line = fit_model(points)
-        if key[0] in SHAPED_OPS and len(points[0][0]) == 6:
-            pred.shaped[key] = [(*_shape(x), math.log(max(y, 1e-3) / max(line.at(x), 1e-3))) for x, y in points]
+        if key[0] in SHAPED_OPS:
+            pred.shaped[key] = [(*shapes[(key[0], x)], math.log(max(y, 1e-3) / max(line.at(x), 1e-3)))
+                                for x, y in points if (key[0], x) in shapes]
         by_type[(key[0], key[2])] += points
     pred.by_type = {k: fit_model(v) for k, v in by_type.items()}
     pred.generic = {k: fit_line([(w, statistics.median(ts)) for w, ts in v.items()]) for k, v in generic.items()}
@@ -293,9 +305,16 @@ def fit(runs: list[CalRun], target: str, toolchain: str,
     return pred
 
 
-def _shape(x: tuple[float, ...]) -> tuple[float, float]:
-    """(log inner dimension K = MACs / output elements, log MACs) from a matmul-like op's features."""
-    return math.log(max(x[1], 1.0) / max(x[4], 1.0)), math.log1p(x[1])
+def _shape(op: OpWork) -> tuple[float, float]:
+    """The shape correction's two coordinates: (log inner dimension K = MACs / output elements, log MACs); for
+    FULLY_CONNECTED log(weight bytes / MACs) in K's place (how often each weight is used per call); for CONV_2D log
+    output channels in MACs' place."""
+    log_k = math.log(max(op.macs, 1) / max(op.elems, 1))
+    if op.type == "FULLY_CONNECTED":
+        return math.log(max(op.const_bytes, 1) / max(op.macs, 1)), math.log1p(op.macs)
+    if op.type == "CONV_2D":
+        return log_k, math.log(max(op.channels, 1))
+    return log_k, math.log1p(op.macs)
 
 
 def _big(op: OpWork) -> bool:

@@ -34,6 +34,7 @@ class OpWork:
     calls: int  # per invoke of the model
     const_bytes: int = 0  # constant inputs (weights): a batch-1 matmul streams them once per call
     delegated: bool | None = None  # taken by XNNPACK (edgeseq.estimate.delegation); None: not asked
+    channels: int = 0  # the first output's last dimension (a convolution's output channels, a matmul's N)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ def _elems(sg: Any, index: int) -> int:
     return out
 
 
+def _channels(sg: Any, outs: list[int]) -> int:
+    shape = sg.tensors[outs[0]].shape if outs and outs[0] >= 0 else None
+    return max(int(shape[-1]), 0) if shape is not None and len(shape) else 0
+
+
 def _lstm_macs(sg: Any, op: Any) -> int:
     """UNIDIRECTIONAL_SEQUENCE_LSTM: per step, 4 gates over the input and the recurrent state."""
     ins = _ints(op.inputs)
@@ -112,7 +118,7 @@ def _subgraph_ops(f: TFLiteFile, s: int, calls: int, out: list[OpWork]) -> None:
                           bytes=sum(_tensor_bytes(f, sg, t) for t in ins + outs),
                           elems=sum(_elems(sg, t) for t in outs if t >= 0),
                           calls=0 if name in ONCE_OPS else calls,
-                          const_bytes=sum(_const_bytes(f, sg, t) for t in ins)))
+                          const_bytes=sum(_const_bytes(f, sg, t) for t in ins), channels=_channels(sg, outs)))
 
 
 def model_work(f: TFLiteFile) -> ModelWork:
