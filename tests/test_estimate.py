@@ -151,7 +151,7 @@ def _fc(k: int, n: int, rows: int, dtype: str = "float32"):
 def test_a_batch_1_fully_connected_is_corrected_towards_the_batch_1_points_only():
     """Calibration: batched FCs on a line, batch-1 ones (weights streamed once per call) 1.5x what that line says.
     A batch-1 FC at a size calibration did not hold is scaled up; a batched one at the same K and N is not."""
-    from edgeseq.estimate.fit import CalRun, fit, features
+    from edgeseq.estimate.fit import CalRun, features, fit
     from edgeseq.estimate.work import ModelWork
 
     def cost(op) -> float:
