@@ -24,9 +24,10 @@ system-deps:
 
 # Two pytest-xdist workers (CI has 2 cores), whole files to each; they share one cache of converted models
 # (tests/_zoo_cache.py). TEST_WORKERS=0 runs in one process; a failure's output reads the same either way.
+# --durations: the slowest tests in every log (the zoo cache's prefetch, in one test's setup, is most of the time).
 TEST_WORKERS ?= 2
 test: env system-deps
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: env
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"

@@ -21,7 +21,7 @@ run whose file is still on disk), joined op by op (subgraph, index) with the op'
   matters to XNNPACK's float kernels. Its correction weighs the points by closeness in log(weight bytes per MAC)
   (width 0.3: batch 1 and batch 2 are 0.69 apart) and in log MACs (width 1). A CONV_2D's by closeness in log K and
   log output channels N (width 0.3): its kernels tile N too (XNNPACK here: 8 output channels cost what 16 do, so a
-  3x3 convolution over one input channel runs 2x its line at N = 8 and 1.05x at N = 16);
+  3x3 fp32 convolution over one input channel runs 2x its line at N = 8 and 1.05x at N = 16);
 - an op type unseen in that dtype/kernel falls back to the same type in any dtype/kernel, then to one line per
   (dtype, kernel) over every op's bytes; each fallback is named in the estimate;
 - the invoke: p50 = c0 + c1 x delegate partition calls + sum(calls x op time) - k x (time of the ops past the
