@@ -226,7 +226,7 @@ def main() -> int:
              "fallbacks": est[f]["fallbacks"], "passes": passes[f]} for f in files]
     # how much of the error is the machine's: within 10 % of at least one pass, and against the quietest pass
     any_pass = sum(any(abs(_err(r["estimated"], p)) <= 0.10 for p in r["passes"]) for r in rows) / max(len(rows), 1)
-    quietest = [abs(_err(r["estimated"], min(r["passes"]))) for r in rows]
+    quietest = [{"error": _err(r["estimated"], min(r["passes"]))} for r in rows]
     # leave-one-family-out: no op sample with a (type, dtype, work) that a Transformer file has
     tr = [f for f in files if f.stem.startswith("transformer")]
     seen = {(op.type, op.dtype, work_of(op)) for f in tr for op in file_work(f).ops}
@@ -249,8 +249,8 @@ def main() -> int:
     print(f"- within +-10 %: {100 * _share(rows, 0.10):.0f} %; within +-20 %: {100 * _share(rows, 0.20):.0f} %; "
           f"median |error| {100 * statistics.median(errs):.1f} %, worst {100 * max(errs):.1f} %")
     print(f"- noise check: within +-10 % of at least one pass {100 * any_pass:.0f} %; against each file's quietest "
-          f"pass (lowest p50): within +-10 % {100 * sum(e <= 0.10 for e in quietest) / max(len(quietest), 1):.0f} %, "
-          f"+-20 % {100 * sum(e <= 0.20 for e in quietest) / max(len(quietest), 1):.0f} %; against the median of "
+          f"pass (lowest p50): within +-10 % {100 * _share(quietest, 0.10):.0f} %, "
+          f"+-20 % {100 * _share(quietest, 0.20):.0f} %; against the median of "
           f"every pass, disturbed or not: within +-10 % {100 * _share(every, 0.10):.0f} %, "
           f"+-20 % {100 * _share(every, 0.20):.0f} %")
     print(f"- leave-one-family-out (Transformer, {len(lofo_rows)} files): within +-10 % "
